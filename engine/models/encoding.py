@@ -1,0 +1,213 @@
+"""Feature encoding shared by training and scoring: numeric features pass through as float32,
+categorical ones become fixed integer codes recorded in the model card (no training/serving skew).
+
+Card feature entries:
+  {"name": "age", "type": "numeric", "range": [18, 100], "train_range": [18, 79]}
+  {"name": "employment_type", "type": "categorical",
+   "encoding": {"kind": "ordinal", "order": "declared" | "bad_rate", "codes": {"salaried": 0, ...},
+                "unseen": "error"}}
+Scoring refuses (ModelError naming the feature): a missing feature, a wrong type (bool is not a
+number; categoricals must be strings), NaN or infinity, a number outside `range`, and a category
+absent from `codes` (unseen categories are an error, never silently mapped).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import ModelError
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+# Smoothing weight (pseudo-rows at the overall bad rate) when ordering categories by bad rate.
+BAD_RATE_PRIOR_ROWS = 10.0
+
+
+_PLAIN_NUMBERS = {int, float, Decimal, np.int64, np.int32, np.float64, np.float32}
+
+
+class _NeedsRowCheck(Exception):
+    """A column the fast path cannot vouch for; the row-by-row path finds and names the culprit."""
+
+
+class FeatureEncoder:
+    """Turns feature mappings (or a training frame) into the float32 matrix the model consumes."""
+
+    def __init__(self, features: Sequence[Mapping[str, Any]]):
+        self.features = [dict(f) for f in features]
+        self.names = [str(f["name"]) for f in self.features]
+        self._plan: list[tuple[str, bool, float, float, dict[str, int]]] = []
+        for f in self.features:
+            if f["type"] == CATEGORICAL:
+                codes = {str(k): int(v) for k, v in f["encoding"]["codes"].items()}
+                self._plan.append((f["name"], True, 0.0, 0.0, codes))
+            else:
+                lo, hi = (float(x) for x in f["range"])
+                self._plan.append((f["name"], False, lo, hi, {}))
+
+    def encode_row(self, row: Mapping[str, Any]) -> np.ndarray:
+        """One row -> float32 vector in card order; raises ModelError naming the bad feature."""
+        out = np.empty(len(self._plan), dtype=np.float32)
+        for i, (name, categorical, lo, hi, codes) in enumerate(self._plan):
+            if name not in row:
+                raise ModelError(f"feature {name!r} is missing", code="FEATURE_MISSING")
+            value = row[name]
+            if categorical:
+                out[i] = _category_code(name, value, codes)
+            else:
+                out[i] = _number(name, value, lo, hi)
+        return out
+
+    def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Many rows -> float32 matrix, column by column; any doubt falls back to `encode_row`
+        per row so errors read the same, prefixed with the row index."""
+        matrix = np.empty((len(rows), len(self._plan)), dtype=np.float32)
+        try:
+            for i, (name, categorical, lo, hi, codes) in enumerate(self._plan):
+                values = [row[name] for row in rows]
+                if categorical:
+                    if not all(type(v) is str for v in values):
+                        raise _NeedsRowCheck
+                    matrix[:, i] = [codes[v] for v in values]
+                    continue
+                if not {type(v) for v in values} <= _PLAIN_NUMBERS:
+                    raise _NeedsRowCheck
+                column = np.asarray(values, dtype=np.float64)
+                if not (np.isfinite(column).all() and (column >= lo).all() and (column <= hi).all()):
+                    raise _NeedsRowCheck
+                matrix[:, i] = column
+        except (KeyError, TypeError, _NeedsRowCheck):
+            for r, row in enumerate(rows):
+                try:
+                    matrix[r] = self.encode_row(row)
+                except ModelError as exc:
+                    raise ModelError(f"row {r}: {exc.message}", code=exc.code) from None
+        return matrix
+
+    def encode_frame(self, frame: pd.DataFrame, *, check_range: bool = True) -> np.ndarray:
+        """A frame whose columns are feature names -> float32 matrix (vectorised, same rules)."""
+        matrix = np.empty((len(frame), len(self._plan)), dtype=np.float32)
+        for i, (name, categorical, lo, hi, codes) in enumerate(self._plan):
+            if name not in frame.columns:
+                raise ModelError(f"feature {name!r} is missing", code="FEATURE_MISSING")
+            column = frame[name]
+            if categorical:
+                mapped = column.astype("string").map(codes)
+                if mapped.isna().any():
+                    bad = sorted(set(column[mapped.isna()].astype(str)))[:5]
+                    raise ModelError(f"feature {name!r}: unseen categories {bad}", code="FEATURE_UNSEEN")
+                matrix[:, i] = mapped.to_numpy(dtype=np.float64)
+            else:
+                values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+                if not np.isfinite(values).all():
+                    raise ModelError(
+                        f"feature {name!r} has missing, non-numeric or infinite values",
+                        code="FEATURE_NOT_FINITE",
+                    )
+                if check_range and ((values < lo).any() or (values > hi).any()):
+                    raise ModelError(
+                        f"feature {name!r} outside its range [{lo:g}, {hi:g}]", code="FEATURE_OUT_OF_RANGE"
+                    )
+                matrix[:, i] = values
+        return matrix
+
+    def decode_row(self, vector: Sequence[float]) -> dict[str, Any]:
+        """The inverse for categoricals (code -> category); numerics come back as float."""
+        row: dict[str, Any] = {}
+        for (name, categorical, _lo, _hi, codes), value in zip(self._plan, vector, strict=True):
+            if categorical:
+                inverse = {code: cat for cat, code in codes.items()}
+                row[name] = inverse[int(value)]
+            else:
+                row[name] = float(value)
+        return row
+
+
+def _category_code(name: str, value: Any, codes: Mapping[str, int]) -> int:
+    if not isinstance(value, str):
+        raise ModelError(
+            f"feature {name!r} must be a category string, got {type(value).__name__}", code="FEATURE_TYPE"
+        )
+    code = codes.get(value)
+    if code is None:
+        raise ModelError(
+            f"feature {name!r}: unseen category {value!r} (known: {', '.join(codes)})", code="FEATURE_UNSEEN"
+        )
+    return code
+
+
+def _number(name: str, value: Any, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal | np.integer | np.floating):
+        raise ModelError(
+            f"feature {name!r} must be a number, got {type(value).__name__}", code="FEATURE_TYPE"
+        )
+    number = float(value)
+    if not math.isfinite(number):
+        raise ModelError(f"feature {name!r} must be finite, got {value}", code="FEATURE_NOT_FINITE")
+    if number < lo or number > hi:
+        raise ModelError(
+            f"feature {name!r} = {value} is outside the range the model accepts [{lo:g}, {hi:g}]",
+            code="FEATURE_OUT_OF_RANGE",
+        )
+    return number
+
+
+def fit_features(
+    specs: Sequence[Mapping[str, Any]], frame: pd.DataFrame, bad: np.ndarray
+) -> list[dict[str, Any]]:
+    """Freeze the encoding of each feature on training rows: category codes (declared order, or
+    ascending smoothed bad rate, ties by name) and numeric ranges. `bad` is 0/1 per row."""
+    overall = float(bad.mean()) if len(bad) else 0.0
+    fitted: list[dict[str, Any]] = []
+    for spec in specs:
+        name = str(spec["name"])
+        column = frame[name]
+        if spec["type"] == CATEGORICAL:
+            seen = sorted(set(column.astype(str)))
+            declared = [str(c) for c in spec.get("categories") or []]
+            categories = declared or seen
+            order = str(spec.get("order", "declared"))
+            stats: dict[str, Any] = {}
+            if order == "bad_rate":
+                values = column.astype(str).to_numpy()
+                rates = {}
+                for cat in categories:
+                    mask = values == cat
+                    n, b = float(mask.sum()), float(bad[mask].sum())
+                    rates[cat] = (b + BAD_RATE_PRIOR_ROWS * overall) / (n + BAD_RATE_PRIOR_ROWS)
+                    stats[cat] = {"rows": int(n), "smoothed_bad_rate": round(rates[cat], 6)}
+                categories = sorted(categories, key=lambda c: (rates[c], c))
+            encoding: dict[str, Any] = {
+                "kind": "ordinal",
+                "order": order,
+                "codes": {cat: i for i, cat in enumerate(categories)},
+                "unseen": "error",
+            }
+            if stats:
+                encoding["bad_rate_prior_rows"] = BAD_RATE_PRIOR_ROWS
+                encoding["stats"] = stats
+            fitted.append({"name": name, "type": CATEGORICAL, "encoding": encoding})
+        else:
+            values = pd.to_numeric(column).to_numpy(dtype=np.float64)
+            train_range = [_plain(values.min()), _plain(values.max())]
+            declared_range = spec.get("range")
+            fitted.append(
+                {
+                    "name": name,
+                    "type": NUMERIC,
+                    "range": [_plain(v) for v in declared_range] if declared_range else train_range,
+                    "train_range": train_range,
+                }
+            )
+    return fitted
+
+
+def _plain(value: float) -> float | int:
+    number = float(value)
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number

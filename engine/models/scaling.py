@@ -1,0 +1,41 @@
+"""Scorecard scaling: probability of default -> points (base points at base odds, points to
+double the odds) -> grade bands, as a policy's `score.scaling` and `score.grades` declare them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from engine.errors import ModelError
+
+# A PD of exactly 0 or 1 has infinite odds; clamp so points stay finite and monotone.
+PD_EPSILON = 1e-9
+
+
+def points(
+    pd: float | Decimal, base_points: float | Decimal, base_odds: float | Decimal, pdo: float | Decimal
+) -> int:
+    """points = base_points + pdo / ln(2) * ln(odds / base_odds), odds = (1 - pd) / pd (good:bad),
+    rounded half-even to an integer. `pd` is clamped to [1e-9, 1 - 1e-9]."""
+    p = float(pd)
+    if not math.isfinite(p) or p < 0.0 or p > 1.0:
+        raise ModelError(f"pd must be a probability in [0, 1], got {pd!r}", code="BAD_PD")
+    if float(base_odds) <= 0 or float(pdo) <= 0:
+        raise ModelError("base_odds and pdo must be positive", code="BAD_SCALING")
+    p = min(max(p, PD_EPSILON), 1.0 - PD_EPSILON)
+    odds = (1.0 - p) / p
+    value = float(base_points) + float(pdo) / math.log(2.0) * math.log(odds / float(base_odds))
+    # Decimal(repr) rounds the float's shortest repr half-even, so 612.5 -> 612 and 613.5 -> 614.
+    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def grade(score_points: int, bands: Sequence[Mapping[str, Any]]) -> str:
+    """The band with the highest `min_points` not above the points (band order does not matter).
+    Bands look like `[{grade: A, min_points: 720}, {grade: B, min_points: 680}, {grade: C, min_points: 0}]`.
+    """
+    for band in sorted(bands, key=lambda b: int(b["min_points"]), reverse=True):
+        if score_points >= int(band["min_points"]):
+            return str(band["grade"])
+    raise ModelError(f"no grade band covers {score_points} points", code="NO_GRADE")

@@ -1,0 +1,158 @@
+"""Scoring runtime: ONNX Runtime for single rows (one session, one thread, float32 in, plain
+tensor out), native CatBoost for batches, and SHAP-based adverse-action reasons from the card."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import catboost
+import numpy as np
+import onnxruntime as ort
+
+from engine.errors import ModelError
+from engine.models.encoding import FeatureEncoder
+from engine.models.store import ModelPackage
+
+BAD_CLASS = 1  # column of P(bad) in both runtimes' [N, 2] probability output
+SHAP_NO_PRECALC_MAX_ROWS = 64
+
+
+@dataclass(frozen=True)
+class ModelReason:
+    """One adverse-action reason: the card's code and text for a feature that raised the risk."""
+
+    code: str
+    text: str
+    feature: str
+    contribution: float  # SHAP value in log-odds of default (> 0: pushed risk up)
+    texts: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+class OnnxScorer:
+    """One ONNX Runtime session for a package (intra- and inter-op threads 1, sequential)."""
+
+    def __init__(self, package: ModelPackage):
+        self.package = package
+        self.encoder = FeatureEncoder(package.card["features"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            str(package.onnx_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        onnx_card = package.card.get("onnx", {})
+        self._input = str(onnx_card.get("input", self.session.get_inputs()[0].name))
+        self._outputs = [str(onnx_card.get("output", self.session.get_outputs()[0].name))]
+
+    def pd(self, features: Mapping[str, Any]) -> float:
+        return float(self.pd_matrix(self.encoder.encode_row(features)[None, :])[0])
+
+    def pd_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[float]:
+        if not rows:
+            return []
+        return [float(p) for p in self.pd_matrix(self.encoder.encode_rows(rows))]
+
+    def pd_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Already-encoded float32 rows -> P(bad) per row (float32 from the tensor, as float64)."""
+        (probabilities,) = self.session.run(
+            self._outputs, {self._input: matrix.astype(np.float32, copy=False)}
+        )
+        return np.asarray(probabilities, dtype=np.float64)[:, BAD_CLASS]
+
+
+class NativeScorer:
+    """The native CatBoost model of a package: fast on batches, and the source of SHAP values."""
+
+    def __init__(self, package: ModelPackage, thread_count: int = 1):
+        self.package = package
+        self.encoder = FeatureEncoder(package.card["features"])
+        self.model = catboost.CatBoostClassifier()
+        self.model.load_model(str(package.native_path), format="cbm")
+        self.thread_count = thread_count
+
+    def pd(self, features: Mapping[str, Any]) -> float:
+        return float(self.pd_matrix(self.encoder.encode_row(features)[None, :])[0])
+
+    def pd_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[float]:
+        if not rows:
+            return []
+        return [float(p) for p in self.pd_matrix(self.encoder.encode_rows(rows))]
+
+    def pd_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        probabilities = self.model.predict(
+            matrix.astype(np.float32, copy=False),
+            prediction_type="Probability",
+            thread_count=self.thread_count,
+        )
+        return np.asarray(probabilities, dtype=np.float64)[:, BAD_CLASS]
+
+    def shap(self, matrix: np.ndarray) -> np.ndarray:
+        """SHAP values per row and feature (log-odds of default); the last column (expected value) dropped."""
+        pool = catboost.Pool(matrix.astype(np.float32, copy=False), feature_names=self.encoder.names)
+        # Precomputing per-leaf tables pays off over many rows; for a few it costs more than it saves.
+        mode = "NoPreCalc" if len(matrix) <= SHAP_NO_PRECALC_MAX_ROWS else "Auto"
+        values = self.model.get_feature_importance(
+            data=pool, type="ShapValues", shap_mode=mode, thread_count=self.thread_count
+        )
+        return np.asarray(values, dtype=np.float64)[:, :-1]
+
+
+_native_cache: dict[tuple[str, str], NativeScorer] = {}
+_onnx_cache: dict[tuple[str, str], OnnxScorer] = {}
+_cache_lock = threading.Lock()
+
+
+def native_scorer(package: ModelPackage) -> NativeScorer:
+    """The process's NativeScorer for a package (loading a .cbm takes milliseconds; explain is per call)."""
+    key = (str(package.path), package.sha256)
+    with _cache_lock:
+        scorer = _native_cache.get(key)
+        if scorer is None:
+            scorer = _native_cache[key] = NativeScorer(package)
+        return scorer
+
+
+def onnx_scorer(package: ModelPackage) -> OnnxScorer:
+    """The process's one ONNX Runtime session for a package (sessions are safe to share across threads)."""
+    key = (str(package.path), package.sha256)
+    with _cache_lock:
+        scorer = _onnx_cache.get(key)
+        if scorer is None:
+            scorer = _onnx_cache[key] = OnnxScorer(package)
+        return scorer
+
+
+def explain(
+    package: ModelPackage, features: Mapping[str, Any], top: int = 4, language: str = "en"
+) -> list[ModelReason]:
+    """The features that pushed this applicant's risk up most (largest positive SHAP values, ties
+    in card order), mapped to the card's reason codes and texts; at most `top` (and at most 4)."""
+    scorer = native_scorer(package)
+    contributions = scorer.shap(scorer.encoder.encode_row(features)[None, :])[0]
+    reasons_map: Mapping[str, Any] = package.card.get("reasons", {})
+    order = sorted(range(len(contributions)), key=lambda i: (-contributions[i], i))
+    reasons: list[ModelReason] = []
+    for i in order:
+        if len(reasons) >= min(top, 4) or contributions[i] <= 0.0:
+            break
+        name = scorer.encoder.names[i]
+        entry = reasons_map.get(name)
+        if entry is None:
+            raise ModelError(f"model card has no reason code for feature {name!r}", code="MODEL_CARD_INVALID")
+        texts = {str(k): str(v) for k, v in entry["text"].items()}
+        text = texts.get(language) or texts.get("en") or next(iter(texts.values()), "")
+        reasons.append(
+            ModelReason(
+                code=str(entry["code"]),
+                text=text,
+                feature=name,
+                contribution=float(contributions[i]),
+                texts=texts,
+            )
+        )
+    return reasons

@@ -1,0 +1,50 @@
+"""PD -> points -> grade, as a policy's score.scaling and score.grades declare them."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from engine.errors import ModelError
+from engine.models.scaling import grade, points
+
+BANDS = [
+    {"grade": "C", "min_points": 0},
+    {"grade": "A", "min_points": 720},
+    {"grade": "B", "min_points": 680},
+]
+
+
+def test_base_odds_give_base_points_and_doubling_adds_pdo() -> None:
+    assert points(1 / 51, 600, 50, 20) == 600  # odds 50:1
+    assert points(1 / 101, 600, 50, 20) == 620  # odds 100:1
+    assert points(Decimal(1) / Decimal(26), 600, 50, 20) == 580
+
+
+def test_points_fall_as_pd_rises_and_extremes_stay_finite() -> None:
+    values = [points(p, 600, 50, 20) for p in (0.0, 0.01, 0.05, 0.2, 0.5, 0.9, 1.0)]
+    assert values == sorted(values, reverse=True)
+    assert values[3] == 600 + round(20 * __import__("math").log2(4 / 50))
+
+
+def test_rounding_is_half_even() -> None:
+    # odds chosen so the unrounded value is exactly x.5: base 600, pdo 20 * ln2/ln2, odds = 50 * 2**(k/40)
+    odds_half_up = 50 * 2 ** (0.5 / 20)  # 600.5 -> 600
+    odds_one_and_half = 50 * 2 ** (1.5 / 20)  # 601.5 -> 602
+    assert points(1 / (1 + odds_half_up), 600, 50, 20) == 600
+    assert points(1 / (1 + odds_one_and_half), 600, 50, 20) == 602
+
+
+def test_bad_pd_is_refused() -> None:
+    with pytest.raises(ModelError):
+        points(1.5, 600, 50, 20)
+
+
+def test_grade_bands_in_any_order() -> None:
+    assert grade(735, BANDS) == "A"
+    assert grade(720, BANDS) == "A"
+    assert grade(700, BANDS) == "B"
+    assert grade(100, BANDS) == "C"
+    with pytest.raises(ModelError):
+        grade(-5, BANDS)

@@ -1,0 +1,111 @@
+"""Scoring: ONNX Runtime and native CatBoost agree, outputs are deterministic plain floats, and
+reasons are the largest adverse SHAP contributions as catboost itself computes them."""
+
+from __future__ import annotations
+
+import catboost
+import numpy as np
+import pytest
+from models_helpers import consumer_row, german_rows
+
+from engine.errors import ModelError
+from engine.models.scoring import NativeScorer, OnnxScorer, explain
+from engine.models.store import ModelPackage
+from engine.models.synthetic import generate
+
+
+def synthetic_rows(package: ModelPackage, count: int, seed: int) -> list[dict[str, object]]:
+    raw = generate(count, seed)
+    rows = []
+    for record in raw.to_dict("records"):
+        row = {}
+        for feature in package.card["features"]:
+            if "ratio" in feature:
+                numerator, denominator = feature["ratio"]
+                row[feature["name"]] = record[numerator] / record[denominator]
+            else:
+                row[feature["name"]] = record[feature["column"]]
+        rows.append(row)
+    return rows
+
+
+def test_onnx_and_native_agree_on_fresh_rows(consumer_pd: ModelPackage) -> None:
+    rows = synthetic_rows(consumer_pd, 500, seed=12345)
+    onnx_pd = np.array(OnnxScorer(consumer_pd).pd_batch(rows))
+    native_pd = np.array(NativeScorer(consumer_pd).pd_batch(rows))
+    assert np.max(np.abs(onnx_pd - native_pd)) <= 1e-6
+    assert ((onnx_pd > 0) & (onnx_pd < 1)).all()
+
+
+def test_german_credit_parity_on_its_data(german_credit: ModelPackage) -> None:
+    rows = german_rows(german_credit.feature_names)
+    onnx_pd = np.array(OnnxScorer(german_credit).pd_batch(rows))
+    native_pd = np.array(NativeScorer(german_credit).pd_batch(rows))
+    assert np.max(np.abs(onnx_pd - native_pd)) <= 1e-6
+
+
+def test_onnx_returns_a_plain_float_tensor(consumer_pd: ModelPackage) -> None:
+    scorer = OnnxScorer(consumer_pd)
+    (output,) = scorer.session.get_outputs()
+    assert output.type == "tensor(float)"
+    assert scorer.session.get_inputs()[0].type == "tensor(float)"
+    assert isinstance(scorer.pd(consumer_row()), float)
+
+
+def test_single_row_equals_batch_and_is_deterministic(consumer_pd: ModelPackage) -> None:
+    rows = [consumer_row(), consumer_row(age=55, employment_type="civil_servant", bureau_score=780)]
+    scorer = OnnxScorer(consumer_pd)
+    assert scorer.pd_batch(rows) == [scorer.pd(r) for r in rows] == OnnxScorer(consumer_pd).pd_batch(rows)
+    assert NativeScorer(consumer_pd).pd_batch(rows) == NativeScorer(consumer_pd).pd_batch(rows)
+    assert scorer.pd_batch([]) == []
+
+
+def test_riskier_bureau_data_scores_higher(consumer_pd: ModelPackage) -> None:
+    scorer = OnnxScorer(consumer_pd)
+    good = consumer_row(bureau_score=800, delinquencies_24m=0, utilisation=0.1, dti=0.1)
+    assert scorer.pd(good) < scorer.pd(consumer_row())
+
+
+def test_bad_input_is_refused_by_both_scorers(consumer_pd: ModelPackage) -> None:
+    for scorer in (OnnxScorer(consumer_pd), NativeScorer(consumer_pd)):
+        with pytest.raises(ModelError, match="'utilisation'"):
+            scorer.pd(consumer_row(utilisation=float("nan")))
+        with pytest.raises(ModelError, match="'bureau_score'"):
+            scorer.pd_batch([consumer_row(), consumer_row(bureau_score=-1)])
+
+
+@pytest.mark.parametrize("model", ["consumer_pd", "german_credit"])
+def test_reasons_are_the_largest_adverse_shap_contributions(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    package: ModelPackage = request.getfixturevalue(model)
+    rows = (
+        synthetic_rows(package, 20, seed=7)
+        if model == "consumer_pd"
+        else german_rows(package.feature_names)[:20]
+    )
+    booster = catboost.CatBoostClassifier()
+    booster.load_model(str(package.native_path))
+    onnx_scorer = OnnxScorer(package)
+    for row in rows:
+        matrix = onnx_scorer.encoder.encode_row(row)[None, :]
+        shap = booster.get_feature_importance(catboost.Pool(matrix), type="ShapValues")[0][:-1]
+        names = package.feature_names
+        expected = [names[i] for i in np.argsort(-shap, kind="stable") if shap[i] > 0][:4]
+        reasons = explain(package, row)
+        assert [r.feature for r in reasons] == expected
+        assert [r.code for r in reasons] == [package.card["reasons"][f]["code"] for f in expected]
+        assert [r.contribution for r in reasons] == pytest.approx(
+            [float(shap[names.index(f)]) for f in expected]
+        )
+        # SHAP values add up to the model's log-odds, so the reasons explain the score actually given.
+        logit = np.log(onnx_scorer.pd(row) / (1 - onnx_scorer.pd(row)))
+        full = booster.get_feature_importance(catboost.Pool(matrix), type="ShapValues")[0]
+        assert full.sum() == pytest.approx(logit, abs=1e-4)
+
+
+def test_reason_texts_in_each_language(consumer_pd: ModelPackage) -> None:
+    (first, *_) = explain(consumer_pd, consumer_row(), language="zh")
+    assert first.text == first.texts["zh"] != first.texts["en"]
+    assert len(explain(consumer_pd, consumer_row(), top=2)) == 2
+    assert len(explain(consumer_pd, consumer_row(), top=10)) <= 4
