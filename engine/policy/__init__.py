@@ -1,1 +1,51 @@
-"""policy"""
+"""Credit policies as YAML: load, type-check, compile (rule IR + closures) and lint them.
+
+Public surface: load_policy, load_policy_text, check_paths and the compiled Policy objects."""
+
+from engine.policy.loader import (
+    check_file,
+    check_paths,
+    check_text,
+    load_policy,
+    load_policy_text,
+    policy_files,
+)
+from engine.policy.model import (
+    Effect,
+    Formula,
+    InputDecl,
+    LimitSpec,
+    OffersSpec,
+    Policy,
+    PolicyTest,
+    PriceSpec,
+    Product,
+    ProductsSpec,
+    RuleStage,
+    ScoreSpec,
+    Segment,
+    SegmentsSpec,
+)
+
+__all__ = [
+    "Effect",
+    "Formula",
+    "InputDecl",
+    "LimitSpec",
+    "OffersSpec",
+    "Policy",
+    "PolicyTest",
+    "PriceSpec",
+    "Product",
+    "ProductsSpec",
+    "RuleStage",
+    "ScoreSpec",
+    "Segment",
+    "SegmentsSpec",
+    "check_file",
+    "check_paths",
+    "check_text",
+    "load_policy",
+    "load_policy_text",
+    "policy_files",
+]

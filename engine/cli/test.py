@@ -1,0 +1,45 @@
+"""`credo test PATH...`: run each policy's own tests, print one line per failure with its location
+and what differed, and end with `N passed, M failed`; exit status 1 on any failure."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("test", help="run the tests written in policy files")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="a policy file or a folder of policies")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.errors import PolicyError
+    from engine.policy import load_policy, policy_files
+    from engine.policy.testing import NEEDS_PIPELINE, default_decide, run_tests
+
+    files, missing = policy_files(args.paths)
+    for d in missing:
+        print(d)
+    decide = default_decide()
+    passed = failed = 0
+    broken = bool(missing)
+    for path in files:
+        try:
+            policy = load_policy(path)
+        except PolicyError as exc:
+            broken = True
+            for d in exc.diagnostics:
+                if d.is_error:
+                    print(d)
+            continue
+        report = run_tests(policy, decide)
+        for r in report.results:
+            for failure in r.failures:
+                print(f"{r.location}: FAIL: {r.name}: {failure}")
+            for key in r.skipped:
+                print(f"{r.location}: {r.name}: expect.{key} {NEEDS_PIPELINE}")
+        passed += report.passed
+        failed += report.failed
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or broken else 0

@@ -1,0 +1,338 @@
+"""Parse an expression with `ast`, refuse everything outside the safe subset, and type-check it
+against a `Scope` of declared names; the result is a typed tree (types.py) or a list of located errors."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from engine.expr import types as t
+from engine.expr.types import BOOLEAN, DECIMAL, INTEGER, STRING, Node, Type
+
+FUNCTIONS = ("min", "max", "abs", "round", "lookup", "coalesce")
+_CONSTANT_NAMES = {"true": True, "false": False, "True": True, "False": False}
+_CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+MAX_SOURCE = 4000
+
+
+@dataclass(frozen=True)
+class ExprError:
+    """A problem in an expression; line is 1-based and col 0-based, both inside the source string."""
+
+    code: str
+    message: str
+    line: int = 1
+    col: int = 0
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    key: Type
+    value: Type
+    keys: frozenset[object]
+
+
+@dataclass
+class Scope:
+    """What an expression may name: fields with their types, tables for lookup(), and names that exist
+    but are not available here (e.g. `score.pd` before the score stage) with the reason why."""
+
+    names: Mapping[str, Type]
+    tables: Mapping[str, TableInfo] = field(default_factory=dict)
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+
+
+class _Fail(Exception):
+    pass
+
+
+def check(source: str, scope: Scope, want: Type | None = None) -> tuple[Node | None, list[ExprError]]:
+    """Parse and type-check `source`; `want` BOOLEAN for conditions, DECIMAL for any number."""
+    if len(source) > MAX_SOURCE:
+        return None, [ExprError("BAD_EXPRESSION", f"expression longer than {MAX_SOURCE} characters")]
+    text = source.strip("\n")
+    # a multi-line expression (YAML block scalar) parses inside parentheses; positions on line 1 shift by 1
+    shift = 1 if "\n" in text else 0
+    try:
+        tree = ast.parse(f"({text}\n)" if shift else text, mode="eval")
+    except SyntaxError as exc:
+        line, col = exc.lineno or 1, max((exc.offset or 1) - 1 - (shift if exc.lineno == 1 else 0), 0)
+        return None, [ExprError("BAD_EXPRESSION", f"syntax error: {exc.msg}", line, col)]
+    checker = _Checker(f"({text}" if shift else text, scope, shift)
+    try:
+        node = checker.visit(tree.body)
+    except _Fail:
+        node = None
+    if node is not None and want is not None and not checker.errors:
+        ok = node.type == want if want.kind == "boolean" else (want.numeric and node.type.numeric)
+        if not ok:
+            checker.err("TYPE_MISMATCH", f"expected a {want} expression, got {node.type}", node)
+    if checker.errors:
+        return None, checker.errors
+    return node, []
+
+
+class _Checker:
+    def __init__(self, source: str, scope: Scope, shift: int = 0):
+        self.shift = shift
+        self.lines = source.split("\n")
+        self.scope = scope
+        self.errors: list[ExprError] = []
+
+    # positions: ast gives UTF-8 byte offsets; diagnostics want characters
+    def pos(self, node: ast.AST | Node) -> tuple[int, int]:
+        if isinstance(node, Node):
+            return node.line, node.col
+        line = getattr(node, "lineno", 1)
+        off = getattr(node, "col_offset", 0)
+        text = self.lines[line - 1] if 0 < line <= len(self.lines) else ""
+        return line, len(text.encode()[:off].decode(errors="ignore")) - (self.shift if line == 1 else 0)
+
+    def err(self, code: str, message: str, node: ast.AST | Node) -> None:
+        line, col = self.pos(node)
+        self.errors.append(ExprError(code, message, line, col))
+
+    def fail(self, code: str, message: str, node: ast.AST | Node) -> _Fail:
+        self.err(code, message, node)
+        return _Fail()
+
+    def visit(self, node: ast.AST) -> Node:
+        method = getattr(self, f"v_{type(node).__name__}", None)
+        if method is None:
+            raise self.fail(
+                "BAD_EXPRESSION", f"{_describe(node)} is not allowed in a policy expression", node
+            )
+        result: Node = method(node)
+        return result
+
+    def v_Constant(self, node: ast.Constant) -> Node:
+        line, col = self.pos(node)
+        value = node.value
+        if isinstance(value, bool):
+            return t.Lit(BOOLEAN, line, col, value)
+        if isinstance(value, int):
+            return t.Lit(INTEGER, line, col, value)
+        if isinstance(value, float):
+            text = ast.get_source_segment("\n".join(self.lines), node) or repr(value)
+            try:
+                dec = Decimal(text.replace("_", ""))
+            except InvalidOperation:
+                dec = Decimal(repr(value))
+            return t.Lit(DECIMAL, line, col, dec)
+        if isinstance(value, str):
+            return t.Lit(STRING, line, col, value)
+        raise self.fail("BAD_EXPRESSION", f"literal {value!r} is not allowed", node)
+
+    def v_Name(self, node: ast.Name) -> Node:
+        if node.id in _CONSTANT_NAMES:
+            line, col = self.pos(node)
+            return t.Lit(BOOLEAN, line, col, _CONSTANT_NAMES[node.id])
+        return self.name(node.id, node)
+
+    def v_Attribute(self, node: ast.Attribute) -> Node:
+        parts: list[str] = []
+        cur: ast.expr = node
+        while isinstance(cur, ast.Attribute):
+            parts.append(cur.attr)
+            cur = cur.value
+        if not isinstance(cur, ast.Name):
+            raise self.fail(
+                "BAD_EXPRESSION", "attribute access is only allowed on declared input paths", node
+            )
+        parts.append(cur.id)
+        return self.name(".".join(reversed(parts)), node)
+
+    def name(self, name: str, node: ast.AST) -> Node:
+        if "__" in name:
+            raise self.fail("BAD_EXPRESSION", f"'{name}': dunder names are not allowed", node)
+        line, col = self.pos(node)
+        if name in self.scope.names:
+            return t.Name(self.scope.names[name], line, col, name)
+        if name in self.scope.tables:
+            return t.TableRef(t.TABLE, line, col, name)
+        if name in self.scope.unavailable:
+            raise self.fail("UNKNOWN_NAME", f"'{name}' {self.scope.unavailable[name]}", node)
+        known = [*self.scope.names, *self.scope.tables]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise self.fail("UNKNOWN_NAME", f"unknown name '{name}'{hint}", node)
+
+    def v_UnaryOp(self, node: ast.UnaryOp) -> Node:
+        operand = self.visit(node.operand)
+        line, col = self.pos(node)
+        if isinstance(node.op, ast.Not):
+            self.want_bool(operand, "operand of 'not'")
+            return t.Not(BOOLEAN, line, col, operand)
+        if isinstance(node.op, (ast.USub, ast.UAdd)):
+            if not operand.type.numeric:
+                raise self.fail("TYPE_MISMATCH", f"unary minus needs a number, got {operand.type}", node)
+            if isinstance(node.op, ast.UAdd):
+                return operand
+            if isinstance(operand, t.Lit) and not isinstance(operand.value, (bool, str)):
+                return t.Lit(operand.type, line, col, -operand.value)
+            return t.Neg(operand.type, line, col, operand)
+        raise self.fail("BAD_EXPRESSION", "bitwise operators are not allowed", node)
+
+    def v_BoolOp(self, node: ast.BoolOp) -> Node:
+        items = tuple(self.visit(v) for v in node.values)
+        for item in items:
+            self.want_bool(item, "operand of 'and'/'or'")
+        line, col = self.pos(node)
+        return t.BoolOp(BOOLEAN, line, col, "and" if isinstance(node.op, ast.And) else "or", items)
+
+    def want_bool(self, node: Node, what: str) -> None:
+        if node.type != BOOLEAN:
+            self.err("TYPE_MISMATCH", f"{what} must be boolean, got {node.type}", node)
+
+    def v_BinOp(self, node: ast.BinOp) -> Node:
+        op = _ARITH.get(type(node.op))
+        if op is None:
+            raise self.fail("BAD_EXPRESSION", f"operator {type(node.op).__name__} is not allowed", node)
+        left, right = self.visit(node.left), self.visit(node.right)
+        if not (left.type.numeric and right.type.numeric):
+            raise self.fail("TYPE_MISMATCH", f"'{op}' needs numbers, got {left.type} and {right.type}", node)
+        kind = INTEGER if op != "/" and left.type == INTEGER and right.type == INTEGER else DECIMAL
+        line, col = self.pos(node)
+        return t.Arith(kind, line, col, op, left, right)
+
+    def v_Compare(self, node: ast.Compare) -> Node:
+        line, col = self.pos(node)
+        if len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)):
+            return self.in_list(node, line, col)
+        for op in node.ops:
+            if type(op) not in _CMP:
+                raise self.fail("BAD_EXPRESSION", f"'{_describe(op)}' is not allowed here", node)
+        operands = [self.visit(node.left), *(self.visit(c) for c in node.comparators)]
+        ops: list[str] = []
+        for i, op in enumerate(node.ops):
+            name = _CMP[type(op)]
+            a, b = operands[i], operands[i + 1]
+            if not t.comparable(a.type, b.type):
+                raise self.fail("TYPE_MISMATCH", f"cannot compare {a.type} with {b.type}", node)
+            if name not in ("==", "!=") and a.type.kind in ("boolean", "string", "enum"):
+                raise self.fail("TYPE_MISMATCH", f"'{name}' is not defined for {a.type} values", node)
+            self.enum_literal(a, b)
+            self.enum_literal(b, a)
+            ops.append(name)
+        return t.Compare(BOOLEAN, line, col, tuple(ops), tuple(operands))
+
+    def enum_literal(self, a: Node, b: Node) -> None:
+        if a.type.kind == "enum" and isinstance(b, t.Lit) and b.value not in a.type.values:
+            name = a.name if isinstance(a, t.Name) else "value"
+            self.err("BAD_ENUM_VALUE", f"{b.value!r} is not one of {name}'s values {list(a.type.values)}", b)
+
+    def in_list(self, node: ast.Compare, line: int, col: int) -> Node:
+        operand = self.visit(node.left)
+        seq = node.comparators[0]
+        if not isinstance(seq, (ast.List, ast.Tuple, ast.Set)):
+            raise self.fail("BAD_EXPRESSION", "'in' needs a literal list like ['a', 'b']", seq)
+        values: list[t.Scalar] = []
+        for elt in seq.elts:
+            item = self.visit(elt)
+            if not isinstance(item, t.Lit):
+                raise self.fail("BAD_EXPRESSION", "a list after 'in' may hold literals only", elt)
+            if not t.comparable(operand.type, item.type):
+                raise self.fail("TYPE_MISMATCH", f"cannot compare {operand.type} with {item.type}", elt)
+            self.enum_literal(operand, item)
+            values.append(item.value)
+        negated = isinstance(node.ops[0], ast.NotIn)
+        return t.InList(BOOLEAN, line, col, operand, tuple(values), negated)
+
+    def v_IfExp(self, node: ast.IfExp) -> Node:
+        test, body, orelse = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)
+        self.want_bool(test, "condition of 'if'")
+        kind = t.join(body.type, orelse.type)
+        if kind is None:
+            raise self.fail("TYPE_MISMATCH", f"branches have types {body.type} and {orelse.type}", node)
+        line, col = self.pos(node)
+        return t.IfExp(kind, line, col, test, body, orelse)
+
+    def v_Call(self, node: ast.Call) -> Node:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail(
+                "BAD_EXPRESSION", "only the functions " + ", ".join(FUNCTIONS) + " may be called", node
+            )
+        func = node.func.id
+        if func not in FUNCTIONS:
+            close = difflib.get_close_matches(func, FUNCTIONS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(FUNCTIONS)}"
+            raise self.fail("UNKNOWN_FUNCTION", f"unknown function '{func}'{hint}", node)
+        if node.keywords:
+            raise self.fail("BAD_EXPRESSION", f"{func}() takes no keyword arguments", node)
+        args = tuple(self.visit(a) for a in node.args)
+        line, col = self.pos(node)
+        kind = self.call_type(func, args, node)
+        return t.Call(kind, line, col, func, args)
+
+    def call_type(self, func: str, args: tuple[Node, ...], node: ast.Call) -> Type:
+        def arity(lo: int, hi: int | None) -> None:
+            if len(args) < lo or (hi is not None and len(args) > hi):
+                want = f"{lo}" if lo == hi else f"{lo}..{hi}" if hi else f"at least {lo}"
+                raise self.fail("BAD_ARGUMENTS", f"{func}() takes {want} argument(s), got {len(args)}", node)
+
+        if func in ("min", "max"):
+            arity(2, None)
+            if not all(a.type.numeric for a in args):
+                raise self.fail("TYPE_MISMATCH", f"{func}() needs numbers", node)
+            return INTEGER if all(a.type == INTEGER for a in args) else DECIMAL
+        if func == "abs":
+            arity(1, 1)
+            if not args[0].type.numeric:
+                raise self.fail("TYPE_MISMATCH", "abs() needs a number", node)
+            return args[0].type
+        if func == "round":
+            arity(1, 2)
+            if not args[0].type.numeric:
+                raise self.fail("TYPE_MISMATCH", "round() needs a number", node)
+            if len(args) == 1:
+                return INTEGER
+            places = args[1]
+            if not (isinstance(places, t.Lit) and places.type == INTEGER and 0 <= int(places.value) <= 12):
+                raise self.fail("BAD_ARGUMENTS", "round()'s places must be an integer literal 0..12", node)
+            return DECIMAL
+        if func == "coalesce":
+            arity(2, None)
+            kind: Type | None = args[0].type
+            for a in args[1:]:
+                kind = t.join(kind, a.type) if kind else None
+            if kind is None:
+                raise self.fail("TYPE_MISMATCH", "coalesce() arguments have incompatible types", node)
+            return kind
+        # lookup(table, key)
+        arity(2, 2)
+        table, key = args
+        if not isinstance(table, t.TableRef):
+            raise self.fail("BAD_ARGUMENTS", "lookup()'s first argument must be a table name", node)
+        info = self.scope.tables[table.name]
+        if not t.comparable(info.key, key.type):
+            raise self.fail("TYPE_MISMATCH", f"table '{table.name}' has {info.key} keys, got {key.type}", key)
+        if isinstance(key, t.Lit) and key.value not in info.keys:
+            self.err("BAD_ARGUMENTS", f"{key.value!r} is not a key of table '{table.name}'", key)
+        return info.value
+
+    def v_List(self, node: ast.List) -> Node:
+        raise self.fail("BAD_EXPRESSION", "a list is only allowed after 'in'", node)
+
+
+def _describe(node: ast.AST) -> str:
+    names = {
+        "Subscript": "subscript",
+        "Lambda": "lambda",
+        "ListComp": "a comprehension",
+        "GeneratorExp": "a comprehension",
+        "DictComp": "a comprehension",
+        "SetComp": "a comprehension",
+        "Dict": "a dict",
+        "JoinedStr": "an f-string",
+        "NamedExpr": "':='",
+        "Starred": "'*'",
+        "Is": "is",
+        "IsNot": "is not",
+        "Await": "await",
+        "Yield": "yield",
+    }
+    return names.get(type(node).__name__, type(node).__name__)

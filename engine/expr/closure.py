@@ -1,0 +1,227 @@
+"""Compile a typed expression tree into a Python closure `f(fact) -> value` with exact Decimal
+semantics; conditions follow the rule IR's rule "a comparison with a missing value is False"."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Mapping
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_FLOOR,
+    ROUND_HALF_DOWN,
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    ROUND_UP,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+)
+from typing import Any
+
+from engine.errors import Location, PolicyRuntimeError
+from engine.expr import types as t
+
+Fact = Mapping[str, Any]
+Closure = Callable[[Fact], Any]
+
+ROUNDING = {
+    "half_even": ROUND_HALF_EVEN,
+    "half_up": ROUND_HALF_UP,
+    "half_down": ROUND_HALF_DOWN,
+    "down": ROUND_DOWN,
+    "up": ROUND_UP,
+    "floor": ROUND_FLOOR,
+    "ceiling": ROUND_CEILING,
+}
+CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow])
+_CMP: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_NEG = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+
+
+def _dec(x: Any) -> Decimal:
+    return x if isinstance(x, Decimal) else Decimal(x)
+
+
+class _Compiler:
+    def __init__(self, location: Location | None, source: str, rounding: str, tables: Mapping[str, Mapping]):
+        self.location = location
+        self.source = source
+        self.rounding = ROUNDING.get(rounding, ROUND_HALF_EVEN)
+        self.tables = tables
+
+    def fail(self, message: str) -> PolicyRuntimeError:
+        return PolicyRuntimeError(f"{message} in '{self.source}'", location=self.location)
+
+    def value(self, node: t.Node) -> Closure:
+        if node.type == t.BOOLEAN and not isinstance(node, (t.Lit, t.Name)):
+            return self.cond(node, False)
+        if isinstance(node, t.Lit):
+            v = node.value
+            return lambda f: v
+        if isinstance(node, t.Name):
+            name = node.name
+            return lambda f: f.get(name)
+        if isinstance(node, t.Neg):
+            inner = self.value(node.operand)
+            return lambda f: None if (x := inner(f)) is None else -x
+        if isinstance(node, t.Arith):
+            return self.arith(node)
+        if isinstance(node, t.IfExp):
+            test, body, orelse = self.cond(node.test, False), self.value(node.body), self.value(node.orelse)
+            return lambda f: body(f) if test(f) else orelse(f)
+        if isinstance(node, t.Call):
+            return self.call(node)
+        raise TypeError(f"cannot compile {type(node).__name__} as a value")  # checker guarantees
+
+    def arith(self, node: t.Arith) -> Closure:
+        left, right = self.value(node.left), self.value(node.right)
+        op = node.op
+        fail = self.fail
+
+        def run(f: Fact) -> Any:
+            a, b = left(f), right(f)
+            if a is None or b is None:
+                return None
+            if op == "/":
+                if b == 0:
+                    raise fail("division by zero")
+                return CONTEXT.divide(_dec(a), _dec(b))
+            if isinstance(a, int) and isinstance(b, int):
+                return a + b if op == "+" else a - b if op == "-" else a * b
+            x, y = _dec(a), _dec(b)
+            return (
+                CONTEXT.add(x, y)
+                if op == "+"
+                else CONTEXT.subtract(x, y)
+                if op == "-"
+                else CONTEXT.multiply(x, y)
+            )
+
+        return run
+
+    def call(self, node: t.Call) -> Closure:
+        args = [self.value(a) for a in node.args if not isinstance(a, t.TableRef)]
+        func = node.func
+        if func == "coalesce":
+
+            def coalesce(f: Fact) -> Any:
+                for a in args:
+                    if (v := a(f)) is not None:
+                        return v
+                return None
+
+            return coalesce
+        if func == "lookup":
+            table_name = node.args[0].name  # type: ignore[attr-defined]
+            table = self.tables[table_name]
+            key = args[0]
+            fail = self.fail
+
+            def lookup(f: Fact) -> Any:
+                k = key(f)
+                if k is None:
+                    return None
+                if k not in table:
+                    raise fail(f"{k!r} is not a key of table '{table_name}'")
+                return table[k]
+
+            return lookup
+        if func in ("min", "max"):
+            pick = min if func == "min" else max
+
+            def extreme(f: Fact) -> Any:
+                vals = [a(f) for a in args]
+                return None if any(v is None for v in vals) else pick(vals)
+
+            return extreme
+        if func == "abs":
+            one = args[0]
+            return lambda f: None if (x := one(f)) is None else abs(x)
+        # round
+        one, mode = args[0], self.rounding
+        places = int(node.args[1].value) if len(node.args) == 2 else None  # type: ignore[attr-defined]
+        exp = Decimal(1).scaleb(-places) if places is not None else Decimal(1)
+
+        def rnd(f: Fact) -> Any:
+            x = one(f)
+            if x is None:
+                return None
+            q = _dec(x).quantize(exp, rounding=mode, context=CONTEXT)
+            return int(q) if places is None else q
+
+        return rnd
+
+    def cond(self, node: t.Node, neg: bool) -> Callable[[Fact], bool]:
+        """Negation normal form, like the IR: a comparison with a missing operand is False either way."""
+        if isinstance(node, t.Lit):
+            c = bool(node.value) != neg
+            return lambda f: c
+        if isinstance(node, t.Not):
+            return self.cond(node.operand, not neg)
+        if isinstance(node, t.BoolOp):
+            items = [self.cond(i, neg) for i in node.items]
+            if (node.op == "and") != neg:
+                return lambda f: all(i(f) for i in items)
+            return lambda f: any(i(f) for i in items)
+        if isinstance(node, t.Compare):
+            pairs = []
+            for i, op in enumerate(node.ops):
+                fn = _CMP[_NEG[op] if neg else op]
+                pairs.append((self.value(node.operands[i]), fn, self.value(node.operands[i + 1])))
+
+            def pair(f: Fact, a: Closure, fn: Callable[[Any, Any], bool], b: Closure) -> bool:
+                x, y = a(f), b(f)
+                return x is not None and y is not None and fn(x, y)
+
+            if neg:
+                return lambda f: any(pair(f, *p) for p in pairs)
+            return lambda f: all(pair(f, *p) for p in pairs)
+        if isinstance(node, t.InList):
+            operand, values = self.value(node.operand), node.values
+            inside = neg == node.negated
+
+            def member(f: Fact) -> bool:
+                x = operand(f)
+                if x is None:
+                    return False
+                return (x in values) if inside else all(x != v for v in values)
+
+            return member
+        # a boolean-valued name, call or conditional: compared with True (or False when negated)
+        inner = self.value(node) if not isinstance(node, t.Name) else (lambda f, n=node.name: f.get(n))
+        want = not neg
+        return lambda f: (x := inner(f)) is not None and x is want
+
+
+def compile_value(
+    node: t.Node,
+    *,
+    location: Location | None = None,
+    source: str = "",
+    rounding: str = "half_even",
+    tables: Mapping[str, Mapping] | None = None,
+) -> Closure:
+    """A closure computing the expression's value (None when an optional input it needs is missing)."""
+    return _Compiler(location, source, rounding, tables or {}).value(node)
+
+
+def compile_condition(
+    node: t.Node,
+    *,
+    location: Location | None = None,
+    source: str = "",
+    rounding: str = "half_even",
+    tables: Mapping[str, Mapping] | None = None,
+) -> Callable[[Fact], bool]:
+    """A closure deciding a boolean expression with the IR's semantics (missing -> False)."""
+    return _Compiler(location, source, rounding, tables or {}).cond(node, False)

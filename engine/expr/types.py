@@ -1,0 +1,165 @@
+"""Value types of the expression language and their typed syntax tree.
+
+The checker (check.py) produces these nodes; closure.py and lower.py consume them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TypeAlias
+
+
+@dataclass(frozen=True)
+class Type:
+    """integer | decimal | boolean | string | enum (a string with `values`) | date | table."""
+
+    kind: str
+    values: tuple[str, ...] = ()
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("integer", "decimal")
+
+    @property
+    def textual(self) -> bool:
+        return self.kind in ("string", "enum")
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+INTEGER = Type("integer")
+DECIMAL = Type("decimal")
+BOOLEAN = Type("boolean")
+STRING = Type("string")
+DATE = Type("date")
+TABLE = Type("table")
+
+
+def enum_type(values: tuple[str, ...] | list[str]) -> Type:
+    return Type("enum", tuple(values))
+
+
+def comparable(a: Type, b: Type) -> bool:
+    if a.numeric and b.numeric:
+        return True
+    if a.textual and b.textual:
+        return True
+    return a.kind == b.kind and a.kind in ("boolean", "date")
+
+
+def join(a: Type, b: Type) -> Type | None:
+    """The type of a value that is either `a` or `b` (conditional expression, coalesce); None if none."""
+    if a == b:
+        return a
+    if a.numeric and b.numeric:
+        return DECIMAL
+    if a.textual and b.textual:
+        if a.kind == "enum" and b.kind == "enum":
+            return enum_type(tuple(dict.fromkeys(a.values + b.values)))
+        return STRING
+    return None
+
+
+Scalar: TypeAlias = int | Decimal | bool | str
+
+
+@dataclass(frozen=True)
+class Node:
+    """Base of the typed tree; `col`/`line` are the node's position inside the expression source
+    (1-based line, 0-based character column)."""
+
+    type: Type
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class Lit(Node):
+    value: Scalar
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    """A fact field: input path, derived name or score.* value."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class TableRef(Node):
+    name: str
+
+
+@dataclass(frozen=True)
+class Neg(Node):
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    operand: Node
+
+
+@dataclass(frozen=True)
+class BoolOp(Node):
+    op: str  # "and" | "or"
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Compare(Node):
+    """A chain `a < b <= c`: ops[i] compares operands[i] and operands[i+1]."""
+
+    ops: tuple[str, ...]
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class InList(Node):
+    operand: Node
+    values: tuple[Scalar, ...]
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Arith(Node):
+    op: str  # + - * /
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class IfExp(Node):
+    test: Node
+    body: Node
+    orelse: Node
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    func: str
+    args: tuple[Node, ...]
+
+
+def walk(node: Node) -> list[Node]:
+    """Every node of the tree, parents before children."""
+    out = [node]
+    children: tuple[Node, ...] = ()
+    if isinstance(node, (Neg, Not)):
+        children = (node.operand,)
+    elif isinstance(node, BoolOp):
+        children = node.items
+    elif isinstance(node, Compare):
+        children = node.operands
+    elif isinstance(node, InList):
+        children = (node.operand,)
+    elif isinstance(node, Arith):
+        children = (node.left, node.right)
+    elif isinstance(node, IfExp):
+        children = (node.test, node.body, node.orelse)
+    elif isinstance(node, Call):
+        children = node.args
+    for child in children:
+        out.extend(walk(child))
+    return out

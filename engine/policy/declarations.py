@@ -1,0 +1,198 @@
+"""Compiler stages for what a policy declares: header, inputs, tables and derived values
+(in dependency order, cycles reported)."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+from typing import Any
+
+from engine.expr import DATE, DECIMAL, INTEGER, STRING, Type, enum_type
+from engine.expr.check import TableInfo
+from engine.policy import model as m
+from engine.policy import schema as s
+from engine.policy.compiler import BROKEN, TYPES, Builder, PathKey
+from engine.policy.inputs import coerce, to_date
+
+_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def header(b: Builder) -> None:
+    if not isinstance(b.src.data, dict):
+        b.sink.error("WRONG_TYPE", "a policy must be a YAML mapping", b.src.at(()))
+        return
+    known = s.HEADER_KEYS | set(s.SECTIONS)
+    for key in b.data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            b.sink.error("UNKNOWN_KEY", f"unknown key '{key}' in <document>{hint}", b.src.key_at((key,)))
+    header = s.validate_part(
+        s.Header, {k: v for k, v in b.data.items() if k in s.HEADER_KEYS}, (), b.src, b.sink
+    )
+    if header is not None:
+        p = b.policy
+        p.name, p.version, p.currency = header.policy, header.version, header.currency
+        p.languages, p.rounding, p.description = (
+            tuple(header.languages),
+            header.rounding,
+            header.description or "",
+        )
+
+
+def inputs(b: Builder) -> None:
+    if "inputs" not in b.data and isinstance(b.src.data, dict):
+        b.sink.error("MISSING_KEY", "missing required key 'inputs' in <document>", b.src.at(()))
+    for name, raw in b.entries("inputs").items():
+        path = ("inputs", name)
+        if not isinstance(name, str) or not _PATH.match(name) or "__" in name or name.startswith("score."):
+            b.sink.error(
+                "BAD_VALUE",
+                f"bad input name {name!r}: use dotted identifiers like applicant.age "
+                "(not score.*, no dunders)",
+                b.src.key_at(path),
+            )
+            continue
+        spec = s.validate_part(s.InputSpec, raw, path, b.src, b.sink)
+        if spec is None:
+            b.unavailable[name] = BROKEN
+            continue
+        kind = enum_type(spec.values or []) if spec.type == "enum" else TYPES[spec.type]
+        decl = m.InputDecl(
+            name,
+            kind,
+            b.src.key_at(path),
+            spec.required,
+            None,
+            _bound(b, spec.min, kind, (*path, "min")),
+            _bound(b, spec.max, kind, (*path, "max")),
+            spec.pii,
+            spec.protected,
+        )
+        if spec.default is not None:
+            typed, problem = coerce(decl, spec.default)
+            if problem:
+                b.sink.error("BAD_VALUE", f"bad default for {name}: {problem}", b.src.at((*path, "default")))
+            decl = m.InputDecl(**{**decl.__dict__, "default": typed})
+        b.policy.inputs[name] = decl
+        b.names[name] = kind
+
+
+def _bound(b: Builder, value: Any, kind: Type, path: PathKey) -> Any:
+    if value is None:
+        return None
+    if kind == DATE:
+        day = to_date(value)
+        if day is None:
+            b.sink.error("WRONG_TYPE", "a date bound must be a YYYY-MM-DD string", b.src.at(path))
+        return day
+    if isinstance(value, str):
+        b.sink.error("WRONG_TYPE", f"a {kind} bound must be a number", b.src.at(path))
+        return None
+    return value
+
+
+def tables(b: Builder) -> None:
+    for name, raw in b.entries("tables").items():
+        path = ("tables", name)
+        if not isinstance(name, str) or not _IDENT.match(name) or name in b.names:
+            b.sink.error("BAD_VALUE", f"bad or clashing table name {name!r}", b.src.key_at(path))
+            continue
+        table = s.validate_part(dict[str | int, s.Num | str], raw, path, b.src, b.sink)
+        if table is None:
+            continue
+        if not table:
+            b.sink.error("BAD_VALUE", f"table '{name}' is empty", b.src.at(path))
+            continue
+        values = list(table.values())
+        if all(isinstance(v, str) for v in values):
+            vtype = STRING
+        elif all(not isinstance(v, str) for v in values):
+            vtype = INTEGER if all(isinstance(v, int) for v in values) else DECIMAL
+        else:
+            b.sink.error("WRONG_TYPE", f"table '{name}' mixes numbers and strings", b.src.at(path))
+            continue
+        ktype = INTEGER if all(isinstance(k, int) for k in table) else STRING
+        if ktype == STRING and any(isinstance(k, int) for k in table):
+            table = {str(k): v for k, v in table.items()}
+        b.tables[name] = TableInfo(ktype, vtype, frozenset(table))
+        b.policy.tables[name] = table
+
+
+def derived(b: Builder) -> None:
+    raw = b.entries("derived")
+    specs: dict[str, tuple[PathKey, Any, Type | None]] = {}
+    for name, value in raw.items():
+        path = ("derived", name)
+        if not isinstance(name, str) or not _IDENT.match(name) or name in b.names or name in b.tables:
+            b.sink.error("BAD_VALUE", f"bad or clashing derived name {name!r}", b.src.key_at(path))
+            continue
+        spec = s.validate_part(s.ExprSrc | s.DerivedSpec, value, path, b.src, b.sink)
+        if spec is None:
+            continue
+        if isinstance(spec, s.DerivedSpec):
+            declared = None
+            if spec.type:
+                declared = TYPES.get(spec.type, STRING)
+            specs[name] = ((*path, "expr"), spec.expr, declared)
+        else:
+            specs[name] = (path, spec, None)
+    for name in specs:
+        b.unavailable[name] = BROKEN
+    for name in _dependency_order(specs, b):
+        path, value, declared = specs[name]
+        f = b.formula(path, value, b.scope(False), None)
+        if f is None:
+            continue
+        if declared is not None and not (declared == f.type or (declared == DECIMAL and f.type == INTEGER)):
+            b.sink.error(
+                "TYPE_MISMATCH",
+                f"derived '{name}' is declared {declared} but computes {f.type}",
+                b.src.at(path),
+            )
+            continue
+        b.policy.derived[name] = f
+        b.names[name] = declared or f.type
+
+
+def _names_in(source: Any) -> set[str]:
+    if not isinstance(source, str):
+        return set()
+    try:
+        tree = ast.parse(source.strip("\n"), mode="eval")
+    except SyntaxError:
+        return set()
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            out.add(node.id)
+    return out
+
+
+def _dependency_order(specs: dict[str, tuple[PathKey, Any, Type | None]], b: Builder) -> list[str]:
+    deps = {name: _names_in(value) & set(specs) for name, (_, value, _) in specs.items()}
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(name: str, stack: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = [*stack[stack.index(name) :], name]
+            b.sink.error(
+                "CYCLE",
+                "derived values depend on each other: " + " -> ".join(cycle),
+                b.src.at(specs[name][0]),
+            )
+            return
+        state[name] = 1
+        for dep in sorted(deps[name]):
+            visit(dep, [*stack, name])
+        state[name] = 2
+        order.append(name)
+
+    for name in specs:
+        visit(name, [])
+    return order

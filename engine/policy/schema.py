@@ -1,0 +1,290 @@
+"""The policy file's schema as pydantic models (unknown keys forbidden, strict types), and the mapping
+of pydantic errors back to the YAML node each one is about."""
+
+from __future__ import annotations
+
+import difflib
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from engine.errors import DiagnosticSink
+from engine.policy.source import PathKey, Source
+
+Num = int | Decimal
+Text = str | dict[str, str]
+ExprSrc = str | bool | int | Decimal
+Code = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+Ident = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+InputType = Literal["integer", "decimal", "boolean", "string", "enum", "date"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class InputSpec(Strict):
+    type: InputType
+    min: Num | str | None = None  # str for dates
+    max: Num | str | None = None
+    values: list[str] | None = None
+    required: bool = True
+    default: Any = None
+    pii: bool = False
+    protected: bool = False
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _values_for_enum(self) -> InputSpec:
+        if (self.type == "enum") != (self.values is not None):
+            raise ValueError("`values` is required for type enum and only allowed for it")
+        if self.type == "enum" and not self.values:
+            raise ValueError("an enum needs at least one value")
+        if (self.min is not None or self.max is not None) and self.type not in ("integer", "decimal", "date"):
+            raise ValueError(f"min/max are not allowed for type {self.type}")
+        return self
+
+
+class DerivedSpec(Strict):
+    expr: ExprSrc
+    type: InputType | None = None
+    description: str | None = None
+
+
+class ReasonSpec(Strict):
+    code: str = Code
+    text: Text
+
+
+class RuleSpec(Strict):
+    id: str = Ident
+    when: ExprSrc
+    decline: ReasonSpec | None = None
+    refer: ReasonSpec | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_effect(self) -> RuleSpec:
+        if (self.decline is None) == (self.refer is None):
+            raise ValueError("a rule needs exactly one effect: `decline` or `refer`")
+        return self
+
+
+class StageSpec(Strict):
+    name: Literal["eligibility", "post_score"]
+    rules: list[Any] = []  # validated one by one (RuleSpec) so one bad rule does not hide the others
+    description: str | None = None
+
+
+class ModelRefSpec(Strict):
+    name: str
+    version: str
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class ScalingSpec(Strict):
+    base_points: int
+    base_odds: Num
+    pdo: Num
+
+
+class GradeSpec(Strict):
+    grade: str
+    min_points: int
+
+
+class ScoreSpec(Strict):
+    model: ModelRefSpec
+    features: dict[str, ExprSrc]
+    scaling: ScalingSpec
+    grades: list[GradeSpec] = Field(min_length=1)
+
+
+class SegmentSpec(Strict):
+    id: str = Ident
+    when: ExprSrc
+    text: Text
+
+
+class AdjustmentSpec(Strict):
+    id: str = Ident
+    when: ExprSrc
+    multiply: Num | None = None
+    add: Num | None = None
+    code: str = Code
+    text: Text
+
+    @model_validator(mode="after")
+    def _one_effect(self) -> AdjustmentSpec:
+        if (self.multiply is None) == (self.add is None):
+            raise ValueError("an adjustment needs exactly one of `multiply` or `add`")
+        return self
+
+
+class LimitSpec(Strict):
+    formula: ExprSrc
+    adjustments: list[Any] = []  # validated one by one (AdjustmentSpec)
+    floor: Num | None = None
+    cap: Num | None = None
+    round_down_to: Num | None = None
+
+
+class PriceSpec(Strict):
+    base_rate: ExprSrc
+    spread: ExprSrc | None = None
+    adjustments: list[Any] = []  # validated one by one (AdjustmentSpec)
+    floor: Num | None = None
+    cap: Num | None = None
+
+
+class AmountRange(Strict):
+    min: Num
+    max: Num
+
+
+class FeeSpec(Strict):
+    upfront_rate: Num = 0
+
+
+class ProductSpec(Strict):
+    id: str = Ident
+    name: Text
+    when: ExprSrc = True
+    amount: AmountRange
+    terms: list[int] = Field(min_length=1)
+    methods: list[Literal["equal_instalment", "equal_principal", "interest_only"]] = Field(min_length=1)
+    fee: FeeSpec | None = None
+    rate_adjustment: Num = 0
+
+
+class OffersSpec(Strict):
+    top: int = Field(default=3, ge=1)
+    affordability_cap: Num
+    income: ExprSrc
+    existing_payments: ExprSrc
+    lgd: Num
+    objective: Literal["expected_profit"] = "expected_profit"
+
+
+class ExpectSpec(Strict):
+    outcome: Literal["APPROVE", "DECLINE", "REFER"] | None = None
+    reasons: list[str] | None = None
+    grade: str | None = None
+    limit: Num | str | None = None
+    annual_rate: Num | str | None = None
+    segments: list[str] | None = None
+    offers: int | None = None
+    error: str | None = None
+
+
+class TestSpec(Strict):
+    name: str
+    input: dict[str, Any]
+    expect: ExpectSpec
+
+
+class Header(Strict):
+    policy: str = Ident
+    version: str
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    languages: list[str] = Field(default=["en"], min_length=1)
+    description: str | None = None
+    rounding: Literal["half_even", "half_up", "half_down", "down", "up", "floor", "ceiling"] = "half_even"
+
+
+SECTIONS: dict[str, Any] = {
+    "inputs": dict[str, InputSpec],
+    "derived": dict[str, ExprSrc | DerivedSpec],
+    "tables": dict[str, dict[str | int, Num | str]],
+    "score": ScoreSpec,
+    "stages": list[StageSpec],
+    "segments": list[SegmentSpec],
+    "limit": LimitSpec,
+    "price": PriceSpec,
+    "products": list[ProductSpec],
+    "offers": OffersSpec,
+    "tests": list[Any],
+}
+HEADER_KEYS = set(Header.model_fields)
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def adapter(kind: Any) -> TypeAdapter[Any]:
+    if kind not in _ADAPTERS:
+        _ADAPTERS[kind] = TypeAdapter(kind)
+    return _ADAPTERS[kind]
+
+
+def validate_part(kind: Any, data: Any, path: PathKey, src: Source, sink: DiagnosticSink) -> Any:
+    """Validate `data` (found at `path`) against `kind`; None, with located diagnostics, on failure."""
+    try:
+        return adapter(kind).validate_python(data)
+    except ValidationError as exc:
+        report(exc, path, data, src, sink)
+        return None
+
+
+def report(exc: ValidationError, base: PathKey, data: Any, src: Source, sink: DiagnosticSink) -> None:
+    seen: dict[tuple[PathKey, str], list[str]] = {}
+    for err in exc.errors(include_url=False):
+        path = tuple(base)
+        leftover: list[Any] = []
+        for part in err["loc"]:
+            if (*path, part) in src.values:
+                path = (*path, part)
+            else:
+                leftover.append(part)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            code = "UNKNOWN_KEY"
+        elif kind == "missing":
+            code = "MISSING_KEY"
+        elif kind.endswith(("_type", "_parsing")) or kind in ("model_attributes_type", "dict_type"):
+            code = "WRONG_TYPE"
+        else:
+            code = "BAD_VALUE"
+        seen.setdefault((path, code), []).append(_message(err, code, path, leftover))
+    missing = {
+        path: m.split("'")[1] for (path, code), ms in seen.items() if code == "MISSING_KEY" for m in ms
+    }
+    for (path, code), messages in seen.items():
+        where = src.key_at(path) if code == "UNKNOWN_KEY" else src.at(path)
+        if code == "UNKNOWN_KEY" and path[:-1] in missing:
+            close = difflib.get_close_matches(str(path[-1]), [missing[path[:-1]]], n=1)
+            messages = [messages[0] + (f"; did you mean '{close[0]}'?" if close else "")]
+        if code == "WRONG_TYPE" and len(messages) > 1:
+            wants = sorted({m.split("; expected ", 1)[-1] for m in messages})
+            message = messages[0].split("; expected ", 1)[0] + "; expected " + " or ".join(wants)
+        else:
+            message = messages[0]
+        sink.error(code, message, where)
+
+
+def _dotted(path: PathKey) -> str:
+    return ".".join(str(p) for p in path) or "<document>"
+
+
+def _message(err: Any, code: str, path: PathKey, leftover: list[Any]) -> str:
+    if code == "UNKNOWN_KEY":
+        return f"unknown key '{path[-1]}' in {_dotted(path[:-1])}"
+    if code == "MISSING_KEY":
+        missing = next((p for p in reversed(leftover) if isinstance(p, str)), "?")
+        return f"missing required key '{missing}' in {_dotted(path)}"
+    if code == "WRONG_TYPE":
+        got = type(err.get("input")).__name__
+        got = {
+            "dict": "mapping",
+            "list": "list",
+            "str": "string",
+            "Decimal": "number",
+            "NoneType": "null",
+        }.get(got, got)
+        want = (
+            err["msg"]
+            .removeprefix("Input should be ")
+            .removeprefix("a valid ")
+            .removeprefix("an instance of ")
+        )
+        return f"wrong type for {_dotted(path)}: got {got}; expected {want}"
+    return f"bad value for {_dotted(path)}: {err['msg'].removeprefix('Value error, ')}"

@@ -1,0 +1,158 @@
+"""Run a policy's own tests (`tests:` in the YAML) through a decide function and compare what the
+author expected with what came back; an eligibility-only decide is the fallback without the pipeline."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from engine.errors import CredoError, Location
+from engine.policy.model import Policy, PolicyTest
+
+Decide = Callable[[Policy, Mapping[str, Any]], dict[str, Any]]
+NEEDS_PIPELINE = "skipped (needs pipeline)"
+
+
+@dataclass
+class TestResult:
+    name: str
+    location: Location
+    failures: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # expectation keys the decide function could not check
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass
+class TestReport:
+    policy: str
+    results: list[TestResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> int:
+        return sum(r.passed for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        return sum(not r.passed for r in self.results)
+
+
+def eligibility_decide(policy: Policy, application: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate, derive and run the eligibility stage only: {outcome, reasons}. DECLINE if any decline
+    rule fired (its reasons), else REFER if any refer fired, else APPROVE."""
+    from engine.rules.reference import ReferenceEvaluator
+
+    fact = policy.validate(application)
+    policy.derive(fact)
+    stage = policy.stage("eligibility")
+    fired = ReferenceEvaluator().fire(stage.ruleset, stage.prepare(fact)) if stage else []
+    effects = [stage.effects[rule_id] for rule_id in fired] if stage else []
+    declines = [e for e in effects if e.kind == "decline"]
+    refers = [e for e in effects if e.kind == "refer"]
+    chosen, outcome = (declines, "DECLINE") if declines else (refers, "REFER") if refers else ([], "APPROVE")
+    language = policy.languages[0]
+    reasons = [
+        {"code": e.code, "text": e.text(language), "stage": "eligibility", "rule_id": e.rule_id}
+        for e in chosen
+    ]
+    return {"outcome": outcome, "reasons": reasons}
+
+
+def default_decide() -> Decide:
+    """engine.service.decide_for_tests when the pipeline offers it, else eligibility_decide."""
+    try:
+        service = importlib.import_module("engine.service")
+    except Exception:
+        return eligibility_decide
+    decide = getattr(service, "decide_for_tests", None)
+    return decide if callable(decide) else eligibility_decide
+
+
+def run_tests(policy: Policy, decide: Decide | None = None) -> TestReport:
+    decide = decide or default_decide()
+    report = TestReport(policy.name)
+    for test in policy.tests:
+        report.results.append(run_test(policy, test, decide))
+    return report
+
+
+def run_test(policy: Policy, test: PolicyTest, decide: Decide) -> TestResult:
+    result = TestResult(test.name, test.location)
+    expect = dict(test.expect)
+    want_error = expect.pop("error", None)
+    try:
+        actual = decide(policy, test.input)
+    except CredoError as exc:
+        if want_error is None:
+            result.failures.append(f"decision failed: {exc.code}: {exc.message}")
+        elif want_error != exc.code:
+            result.failures.append(f"error: want {want_error}, got {exc.code}")
+        return result
+    except Exception as exc:  # a bug must show up as a failed test, not as a traceback
+        result.failures.append(f"decision crashed: {type(exc).__name__}: {exc}")
+        return result
+    if want_error is not None:
+        result.failures.append(f"error: want {want_error}, got outcome {actual.get('outcome')}")
+        return result
+    for key, want in expect.items():
+        got = _actual(key, actual)
+        if got is _ABSENT:
+            result.skipped.append(key)
+            continue
+        if key == "reasons":
+            # reasons the author did not list and no rule of the policy declares (model explanations,
+            # pricing adjustments) are not compared; a listed one must be there
+            got = [code for code in got if code in want or code in _rule_codes(policy)]
+        problem = _compare(key, want, got)
+        if problem:
+            result.failures.append(problem)
+    return result
+
+
+_ABSENT = object()
+
+
+def _rule_codes(policy: Policy) -> set[str]:
+    return {e.code for stage in policy.rule_stages for e in stage.effects.values() if e.kind != "adjust"}
+
+
+def _actual(key: str, actual: Mapping[str, Any]) -> Any:
+    if key == "grade":
+        score = actual.get("score", _ABSENT)
+        return score.get("grade") if isinstance(score, Mapping) else (None if score is None else _ABSENT)
+    if key not in actual:
+        return _ABSENT
+    value = actual[key]
+    if key == "reasons":
+        return [r.get("code") if isinstance(r, Mapping) else str(r) for r in value or ()]
+    if key == "offers":
+        return len(value or ())
+    if key == "segments":
+        return [s.get("id") if isinstance(s, Mapping) else str(s) for s in value or ()]
+    return value
+
+
+def _compare(key: str, want: Any, got: Any) -> str | None:
+    if key in ("reasons", "segments"):
+        if sorted(set(want)) != sorted(set(got)):
+            return f"{key}: want {sorted(set(want))}, got {sorted(set(got))}"
+        return None
+    if key in ("limit", "annual_rate"):
+        if _number(want) != _number(got):
+            return f"{key}: want {want}, got {got}"
+        return None
+    if want != got:
+        return f"{key}: want {want}, got {got}"
+    return None
+
+
+def _number(x: Any) -> Decimal | None:
+    try:
+        return None if x is None else Decimal(str(x))
+    except InvalidOperation:
+        return None
