@@ -1,0 +1,209 @@
+"""The decision record: everything needed to prove, explain and replay one decision, hash-chained.
+`hash = sha256(prev_hash || canonical_json(record without "hash"))`; see `chain_hash`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from engine.audit.canonical import canonical_json, plain, sha256_hex
+from engine.errors import CredoError
+
+__all__ = [
+    "GENESIS_HASH",
+    "RECORD_VERSION",
+    "DecisionRecord",
+    "IdempotencyConflict",
+    "chain_hash",
+    "floats_as_text",
+    "new_chain_id",
+    "new_decision_id",
+    "request_fingerprint",
+    "utc_text",
+]
+
+RECORD_VERSION = 1
+GENESIS_HASH = "0" * 64
+
+
+class IdempotencyConflict(CredoError):
+    """A request_id seen before with a different payload: the caller reused an id by mistake."""
+
+    code = "IDEMPOTENCY_CONFLICT"
+    grpc_status = "ALREADY_EXISTS"
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One audit record. Every field is JSON-native (see canonical.plain) so that the stored
+    canonical bytes parse back to an equal record. Chain fields are filled by the log's writer."""
+
+    decision_id: str
+    request_id: str
+    request_fingerprint: str
+    received_at: str
+    policy: dict[str, Any]  # {name, version, sha256}: the policy text is archived by sha256
+    models: list[dict[str, Any]]  # [{name, version, sha256}]: model.onnx archived by sha256
+    engine_version: str
+    application: dict[str, Any]  # the request as received (nested JSON): replay validates it again
+    input: dict[str, Any]  # the validated flat fact
+    derived: dict[str, Any]
+    model_outputs: dict[str, Any]  # raw model outputs (pd as exact text, features as scored)
+    stages: list[dict[str, Any]]  # per stage: fired rules and values
+    outcome: str
+    decision: dict[str, Any]  # Decision.to_dict()
+    archive: dict[str, str] = field(default_factory=dict)  # {relative path: sha256} of archived files
+    extra: dict[str, Any] = field(default_factory=dict)  # room for champion/challenger etc.
+    record_version: int = RECORD_VERSION
+    chain_id: str = ""
+    seq: int = 0
+    prev_hash: str = ""
+    hash: str = ""
+
+    @classmethod
+    def build(
+        cls,
+        decision: Any,
+        *,
+        request_fingerprint: str,
+        received_at: dt.datetime | str,
+        application: Mapping[str, Any],
+        input: Mapping[str, Any],
+        derived: Mapping[str, Any] | None = None,
+        model_outputs: Mapping[str, Any] | None = None,
+        stages: Sequence[Mapping[str, Any]] | None = None,
+        engine_version: str | None = None,
+        archive: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> DecisionRecord:
+        """A record from an `engine.decision.Decision` (or its to_dict()) and the pipeline's context.
+        Floats (timings, raw probabilities) are kept as exact text; see `floats_as_text`."""
+        if engine_version is None:
+            import engine
+
+            engine_version = engine.__version__
+        body = decision.to_dict() if hasattr(decision, "to_dict") else dict(decision)
+        body = floats_as_text(body)
+        return cls(
+            decision_id=body["decision_id"],
+            request_id=body["request_id"],
+            request_fingerprint=request_fingerprint,
+            received_at=utc_text(received_at),
+            policy=dict(body["policy"]),
+            models=[dict(m) for m in body.get("models", [])],
+            engine_version=str(engine_version),
+            application=plain(floats_as_text(application)),
+            input=plain(floats_as_text(input)),
+            derived=plain(floats_as_text(derived or {})),
+            model_outputs=plain(floats_as_text(model_outputs or {})),
+            stages=plain(floats_as_text(list(stages or []))),
+            outcome=str(body["outcome"]),
+            decision=plain(body),
+            archive=dict(archive or {}),
+            extra=plain(floats_as_text(extra or {})),
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The hashed part: every field but `hash`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "hash"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def canonical(self) -> bytes:
+        """Canonical JSON of the whole record, hash included: one exported line."""
+        return canonical_json(self.to_dict())
+
+    def canonical_body(self) -> bytes:
+        """The hashed bytes, canonical_json(body()): what the store keeps beside the hash."""
+        cached: bytes | None = self.__dict__.get("_canonical_body")
+        return cached if cached is not None else canonical_json(self.body())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DecisionRecord:
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown record fields: {sorted(unknown)}")
+        return cls(**dict(data))
+
+    def seal(self, chain_id: str, seq: int, prev_hash: str) -> DecisionRecord:
+        """This record placed in a chain: chain fields set and hash computed."""
+        placed = replace(self, chain_id=chain_id, seq=seq, prev_hash=prev_hash, hash="")
+        body = canonical_json(placed.body())
+        sealed = replace(placed, hash=sha256_hex(prev_hash.encode("ascii") + body))
+        object.__setattr__(sealed, "_canonical_body", body)  # the writer stores exactly these bytes
+        return sealed
+
+    def computed_hash(self) -> str:
+        return chain_hash(self.prev_hash, self.body())
+
+
+def chain_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
+    """sha256 over the ASCII hex of prev_hash followed by canonical_json(body); hex digest."""
+    return sha256_hex(prev_hash.encode("ascii") + canonical_json(body))
+
+
+def utc_text(when: dt.datetime | str) -> str:
+    """A time as the log stores it: UTC ISO 8601 with microseconds, so text order is time order.
+    Naive times are refused: the log must not guess a time zone."""
+    if isinstance(when, str):
+        when = dt.datetime.fromisoformat(when)
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"time {when.isoformat()} has no time zone")
+    return when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def request_fingerprint(payload: Any) -> str:
+    """sha256 of the canonical request payload (policy, version, language, application ...):
+    same request_id with the same fingerprint is a retry, with another one a conflict."""
+    return sha256_hex(canonical_json(floats_as_text(payload)))
+
+
+def floats_as_text(value: Any) -> Any:
+    """Floats replaced by their shortest round-trip text (repr), recursively; nothing else changes.
+    The audit log refuses floats; this is the one explicit place they are turned into exact text."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {k: floats_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [floats_as_text(v) for v in value]
+    return value
+
+
+_id_lock = threading.Lock()
+_last_ms = 0
+_counter = 0
+
+
+def new_decision_id(now: float | None = None) -> str:
+    """A UUIDv7 string: 48-bit Unix milliseconds first, so ids sort by time; a 12-bit counter keeps
+    ids from one process strictly increasing within a millisecond."""
+    global _last_ms, _counter
+    with _id_lock:
+        ms = int((time.time() if now is None else now) * 1000)
+        if ms <= _last_ms:
+            _counter += 1
+            if _counter > 0xFFF:
+                _last_ms += 1
+                _counter = 0
+            ms = _last_ms
+        else:
+            _last_ms, _counter = ms, 0
+        counter = _counter
+    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
+    return str(uuid.UUID(int=value))
+
+
+def new_chain_id() -> str:
+    """A fresh chain id for one writer process (time-ordered, like decision ids)."""
+    return new_decision_id()

@@ -1,0 +1,73 @@
+"""The embedded audit store: one SQLite file in WAL mode with synchronous=FULL, so a commit is on
+disk before it returns. Errors of the file or disk (full, unreadable) become StoreUnavailable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engine.audit.store import SCHEMA, RequestClash, SqlStore, StoreUnavailable
+from engine.errors import CredoError
+
+__all__ = ["SqliteStore", "sqlite_path"]
+
+
+def sqlite_path(url: str) -> Path:
+    """sqlite:///rel/path.db -> rel/path.db; sqlite:////abs/path.db -> /abs/path.db."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise CredoError(f"bad SQLite URL {url!r}: use sqlite:///PATH", code="BAD_URL")
+    return Path(url[len(prefix) :])
+
+
+class SqliteStore(SqlStore):
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        super().__init__(url)
+        self.path = sqlite_path(url)
+        if not create and not self.path.exists():
+            raise StoreUnavailable(f"no audit store at {self.path}")
+        with self._errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._write = self._connect()
+            self._write.executescript(SCHEMA.format(blob="BLOB"))
+            self._read = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN IMMEDIATE/COMMIT ourselves
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def _reader(self) -> Any:
+        return self._read
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        cur = self._write.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+            cur.execute("COMMIT")
+        except BaseException:
+            # SQLite may already have rolled back (e.g. disk full); never mask the first error
+            if self._write.in_transaction:
+                self._write.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            raise RequestClash(str(exc)) from exc
+        except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+            raise StoreUnavailable(f"audit store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._write.close()
+        self._read.close()
