@@ -1,0 +1,167 @@
+"""APR: the internal rate of return of a loan's cash flows (net disbursement, then the instalments),
+found in Decimal by a bracketed, safeguarded Newton-bisection root finder (no floats, no numpy).
+
+Convention: `apr` is NOMINAL — the monthly IRR times 12 — the same unit as a policy's `annual_rate`,
+so a loan without fees has an APR equal to its nominal rate (up to the cent rounding of its
+instalments). `effective_annual_rate` converts a nominal rate to the compounded (1 + i)^12 - 1.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Final
+
+from engine.finance.money import ZERO, to_decimal
+
+__all__ = ["apr", "effective_annual_rate", "irr", "npv"]
+
+_PREC: Final = 40
+_TOL: Final = Decimal("1e-20")  # on the periodic rate: far below the 15 places apr() keeps
+_QUADRATIC: Final = Decimal("1e-11")
+_MAX_ITER: Final = 400
+_PLACES: Final = Decimal("1e-15")  # apr() result: fixed places, so the same flows give the same digits
+
+
+def npv(rate: Decimal, cash_flows: Sequence[Decimal]) -> Decimal:
+    """Net present value at periodic `rate` of flows at periods 0, 1, 2, ..."""
+    value, _ = _npv_and_slope(rate, [to_decimal(c) for c in cash_flows])
+    return value
+
+
+def irr(cash_flows: Sequence[Decimal | int | str], guess: Decimal | None = None) -> Decimal:
+    """The periodic rate i > -1 at which the flows' NPV is zero. The flows must change sign; the
+    root is first bracketed (around `guess` if given, else stepping outward from 0), then refined
+    to ~1e-20. ValueError when the flows have no root in (-1, 1e6)."""
+    flows = [to_decimal(c) for c in cash_flows]
+    if not any(c > 0 for c in flows) or not any(c < 0 for c in flows):
+        raise ValueError("cash flows need both an outflow and an inflow to have a rate of return")
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        bracket = _bracket_near(flows, guess) if guess is not None and guess > -1 else None
+        lo, hi = bracket or _bracket(flows)
+        return _solve(flows, lo, hi, guess if bracket else None)
+
+
+def apr(
+    amount: Decimal | int | str,
+    fees: Decimal | int | str,
+    payments: Sequence[Decimal | int | str],
+    guess: Decimal | None = None,
+) -> Decimal:
+    """Nominal APR (monthly IRR x 12) of lending `amount`, of which `fees` are kept up front
+    (net disbursed = amount - fees), repaid by monthly `payments`. Rounded to 15 places. `guess`
+    (an annual rate, e.g. the loan's nominal rate) only speeds the search up."""
+    net = to_decimal(amount) - to_decimal(fees)
+    if net <= 0:
+        raise ValueError(f"net disbursement must be positive (amount {amount}, fees {fees})")
+    monthly = irr([-net, *payments], None if guess is None else to_decimal(guess) / 12)
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        return (monthly * 12).quantize(_PLACES, rounding=decimal.ROUND_HALF_EVEN)
+
+
+def effective_annual_rate(nominal_rate: Decimal | int | str, periods_per_year: int = 12) -> Decimal:
+    """(1 + nominal/m)^m - 1: the compounded annual rate of a nominal rate (e.g. an `apr` result)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        rate = (1 + to_decimal(nominal_rate) / periods_per_year) ** periods_per_year - 1
+        return rate.quantize(_PLACES, rounding=decimal.ROUND_HALF_EVEN)
+
+
+def _npv_and_slope(rate: Decimal, flows: Sequence[Decimal]) -> tuple[Decimal, Decimal]:
+    """NPV and dNPV/drate by Horner's scheme in v = 1/(1+rate)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        v = 1 / (1 + rate)
+        value = ZERO
+        dvalue = ZERO  # d(value)/dv
+        for c in reversed(flows):
+            dvalue = dvalue * v + value
+            value = value * v + c
+        return value, -dvalue * v * v
+
+
+def _bracket(flows: Sequence[Decimal]) -> tuple[Decimal, Decimal]:
+    """Two rates whose NPVs differ in sign, nearest 0 first: 0, 1%, 2%, 4%, ... up; -50%, -75%, ... down."""
+    previous = ZERO
+    f_previous, _ = _npv_and_slope(previous, flows)
+    if f_previous == 0:
+        return previous, previous
+    step = Decimal("0.01")
+    upward = [step * 2**k for k in range(0, 27)]  # up to ~6.7e5 per period
+    for rate in upward:
+        f_rate, _ = _npv_and_slope(rate, flows)
+        if (f_rate > 0) != (f_previous > 0) or f_rate == 0:
+            return previous, rate
+        previous, f_previous = rate, f_rate
+    previous = ZERO
+    f_previous, _ = _npv_and_slope(previous, flows)
+    for k in range(1, 60):
+        rate = -1 + Decimal(2) ** -k
+        f_rate, _ = _npv_and_slope(rate, flows)
+        if (f_rate > 0) != (f_previous > 0) or f_rate == 0:
+            return rate, previous
+        previous, f_previous = rate, f_rate
+    raise ValueError("no rate of return found for these cash flows")
+
+
+def _bracket_near(flows: Sequence[Decimal], guess: Decimal) -> tuple[Decimal, Decimal] | None:
+    """A bracket grown geometrically from `guess` (fee-bearing loans: a little above the nominal
+    rate); None if none is found within a few steps, and the search from 0 takes over."""
+    f_guess, _ = _npv_and_slope(guess, flows)
+    if f_guess == 0:
+        return guess, guess
+    step = max(abs(guess) / 4, Decimal("0.0001"))
+    for _ in range(12):
+        other = guess + step if (f_guess > 0) == _npv_falls(flows) else guess - step
+        if other <= -1:
+            return None
+        f_other, _ = _npv_and_slope(other, flows)
+        if f_other == 0 or (f_other > 0) != (f_guess > 0):
+            return (guess, other) if other > guess else (other, guess)
+        step *= 2
+    return None
+
+
+def _npv_falls(flows: Sequence[Decimal]) -> bool:
+    """Whether NPV falls as the rate rises: true for a loan (money out first, repayments after)."""
+    return flows[0] < 0
+
+
+def _solve(flows: Sequence[Decimal], lo: Decimal, hi: Decimal, start: Decimal | None = None) -> Decimal:
+    """Newton steps kept inside the bracket [lo, hi]; bisection whenever Newton would leave it or
+    is not halving the interval fast enough (Numerical Recipes' rtsafe, in Decimal)."""
+    if lo == hi:
+        return lo
+    f_lo, _ = _npv_and_slope(lo, flows)
+    if f_lo == 0:
+        return lo
+    x = start if start is not None and lo <= start <= hi else (lo + hi) / 2
+    step_before = hi - lo
+    step = step_before
+    for _ in range(_MAX_ITER):
+        f, slope = _npv_and_slope(x, flows)
+        if f == 0:
+            return x
+        if (f > 0) == (f_lo > 0):
+            lo, f_lo = x, f
+        else:
+            hi = x
+        newton_ok = slope != 0 and abs(2 * f) <= abs(step_before * slope)
+        if newton_ok:
+            candidate = x - f / slope
+            newton_ok = lo < candidate < hi
+        step_before = step
+        if newton_ok:
+            step = abs(candidate - x)
+            x = candidate
+            if step < _QUADRATIC:  # Newton converges quadratically: the next step would be < 1e-22
+                return x
+        else:
+            step = (hi - lo) / 2
+            x = lo + step
+        if step < _TOL or hi - lo < _TOL:
+            return x
+    return x

@@ -1,0 +1,180 @@
+"""Repayment schedules for the three methods: equal instalment (等额本息), equal principal (等额本金)
+and interest-only then principal (先息后本), exact to the cent in Decimal.
+
+Conventions, shared by all methods:
+- the monthly rate is `annual_rate / 12` (nominal annual rate, monthly compounding);
+- each month's interest is the opening balance times the monthly rate, rounded to the cent;
+- principal parts sum to the amount exactly: the last instalment absorbs every rounding difference,
+  and no balance is ever negative (a principal part never exceeds the balance it repays).
+"""
+
+from __future__ import annotations
+
+import decimal
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from functools import cached_property
+from typing import Final
+
+from engine.decision import Instalment
+from engine.finance.money import CENT, money, rounding_mode, to_decimal
+
+__all__ = [
+    "EQUAL_INSTALMENT",
+    "EQUAL_PRINCIPAL",
+    "INTEREST_ONLY",
+    "METHODS",
+    "Schedule",
+    "annuity_payment",
+    "build_schedule",
+]
+
+EQUAL_INSTALMENT: Final = "equal_instalment"
+EQUAL_PRINCIPAL: Final = "equal_principal"
+INTEREST_ONLY: Final = "interest_only"
+METHODS: Final = (EQUAL_INSTALMENT, EQUAL_PRINCIPAL, INTEREST_ONLY)
+
+ZERO: Final = Decimal("0.00")  # a principal part of nothing, still in cents
+_PREC: Final = 50  # working precision: far beyond cents for any term and rate a policy can name
+
+
+Row = tuple[int, Decimal, Decimal, Decimal, Decimal]  # period, payment, principal, interest, balance
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A repayment plan: one row per month, with the totals an offer needs. Rows are kept as plain
+    tuples and become `Instalment`s only when asked for (most candidate offers are never shown)."""
+
+    amount: Decimal
+    annual_rate: Decimal
+    term_months: int
+    method: str
+    table: tuple[Row, ...] = field(repr=False)
+
+    @cached_property
+    def rows(self) -> tuple[Instalment, ...]:
+        return tuple(Instalment(*row) for row in self.table)
+
+    @property
+    def total_interest(self) -> Decimal:
+        return sum((row[3] for row in self.table), ZERO)
+
+    @property
+    def total_payment(self) -> Decimal:
+        return sum((row[1] for row in self.table), ZERO)
+
+    @property
+    def first_payment(self) -> Decimal:
+        return self.table[0][1]
+
+    @property
+    def max_payment(self) -> Decimal:
+        """The largest instalment (the first for equal principal, the last for interest-only)."""
+        return max(row[1] for row in self.table)
+
+    @property
+    def payments(self) -> tuple[Decimal, ...]:
+        return tuple(row[1] for row in self.table)
+
+
+def annuity_payment(
+    amount: Decimal | int | str,
+    annual_rate: Decimal | int | str,
+    term_months: int,
+    rounding: str = "half_even",
+) -> Decimal:
+    """The textbook equal-instalment payment P*r / (1 - (1+r)^-n), r = annual/12, rounded to the cent
+    (P/n when the rate is zero)."""
+    principal, rate = to_decimal(amount), to_decimal(annual_rate)
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        r = rate / 12
+        approx = principal / term_months if r == 0 else principal * r / (1 - (1 + r) ** -term_months)
+        # 50 digits decide the cent unless the payment sits on (or within 1e-30 of) a half cent:
+        # then exact rational arithmetic decides, so a true tie rounds as the policy says.
+        off_tie = abs((approx * 200) - (approx * 200).to_integral_value()) > Decimal("1e-28")
+        if off_tie:
+            return money(approx, rounding)
+        p, q = Fraction(principal), Fraction(rate) / 12
+        exact = p / term_months if q == 0 else p * q / (1 - (1 + q) ** -term_months)
+        return money(Decimal(exact.numerator) / Decimal(exact.denominator), rounding)
+
+
+def build_schedule(
+    amount: Decimal | int | str,
+    annual_rate: Decimal | int | str,
+    term_months: int,
+    method: str,
+    rounding: str = "half_even",
+) -> Schedule:
+    """The month-by-month schedule of a loan of `amount` (rounded to the cent) at the nominal
+    `annual_rate` (a fraction, e.g. 0.12) over `term_months`, repaid by `method`."""
+    principal = money(amount, rounding)
+    rate = to_decimal(annual_rate)
+    rounding_mode(rounding)  # refuse an unknown rounding name before doing any work
+    if principal <= 0:
+        raise ValueError(f"amount must be positive, got {principal}")
+    if rate < 0:
+        raise ValueError(f"annual_rate must not be negative, got {rate}")
+    if isinstance(term_months, bool) or not isinstance(term_months, int) or term_months < 1:
+        raise ValueError(f"term_months must be a positive integer, got {term_months!r}")
+    if method == EQUAL_INSTALMENT:
+        level = annuity_payment(principal, rate, term_months, rounding)
+        parts = _rows(principal, rate, term_months, rounding, level=level)
+    elif method == EQUAL_PRINCIPAL:
+        with decimal.localcontext() as ctx:
+            ctx.prec = _PREC
+            share = money(principal / term_months, rounding)
+        parts = _rows(principal, rate, term_months, rounding, share=share)
+    elif method == INTEREST_ONLY:
+        parts = _interest_only_rows(principal, rate, term_months, rounding)
+    else:
+        raise ValueError(f"unknown repayment method {method!r}; expected one of {', '.join(METHODS)}")
+    return Schedule(principal, rate, term_months, method, parts)
+
+
+def _rows(
+    principal: Decimal,
+    rate: Decimal,
+    term_months: int,
+    rounding: str,
+    level: Decimal | None = None,
+    share: Decimal | None = None,
+) -> tuple[Row, ...]:
+    """Walk the balance down month by month, paying `level` in total (equal instalment) or `share`
+    of principal (equal principal) each month; the last month repays whatever balance is left."""
+    rows: list[Row] = []
+    balance = principal
+    mode = rounding_mode(rounding)
+    fixed_part = share if share is not None else ZERO
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        monthly = rate / 12
+        for period in range(1, term_months):
+            interest = (balance * monthly).quantize(CENT, rounding=mode)
+            part = fixed_part if level is None else level - interest
+            # Clamp: rounding can make a planned part exceed the balance (tiny loans) or an
+            # instalment fall below the interest; neither may push the balance below zero.
+            if part < 0:
+                part = ZERO
+            elif part > balance:
+                part = balance
+            balance -= part
+            rows.append((period, part + interest, part, interest, balance))
+        interest = (balance * monthly).quantize(CENT, rounding=mode)
+        rows.append((term_months, balance + interest, balance, interest, ZERO))
+    return tuple(rows)
+
+
+def _interest_only_rows(
+    principal: Decimal, rate: Decimal, term_months: int, rounding: str
+) -> tuple[Row, ...]:
+    """先息后本: the balance never moves, so every month's interest is the same cent-rounded figure."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        interest = (principal * rate / 12).quantize(CENT, rounding=rounding_mode(rounding))
+    rows: list[Row] = [(period, interest, ZERO, interest, principal) for period in range(1, term_months)]
+    rows.append((term_months, principal + interest, principal, interest, ZERO))
+    return tuple(rows)

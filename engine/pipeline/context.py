@@ -1,0 +1,63 @@
+"""DecisionContext: the state one decision carries from stage to stage (the fact, what fired, the
+score, limit, price and offers so far) and the reasons that will explain the outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from engine.decision import ModelRef, Offer, Outcome, Reason, Score, TraceEntry
+from engine.rules import Evaluator
+
+__all__ = ["DecisionContext", "ModelProvider"]
+
+# (model name, version, pinned sha256 or None) -> (package, scorer); the service caches both.
+ModelProvider = Callable[[str, str, str | None], tuple[Any, Any]]
+
+
+@dataclass
+class DecisionContext:
+    """Everything a decision knows so far. Stages read and extend it; the runner times them."""
+
+    policy: Any  # engine.policy.Policy (duck-typed: see engine/pipeline/stages.py for what is used)
+    application: Mapping[str, Any]
+    evaluator: Evaluator
+    models: ModelProvider
+    language: str = "en"
+    fact: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] = field(default_factory=dict)  # the validated fact, before derived values
+    derived: dict[str, Any] = field(default_factory=dict)
+    declines: list[Reason] = field(default_factory=list)
+    refers: list[Reason] = field(default_factory=list)
+    adjustments: list[Reason] = field(default_factory=list)  # limit/price rule reasons
+    score: Score | None = None
+    model_refs: list[ModelRef] = field(default_factory=list)
+    model_outputs: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    package: Any = None  # the scoring ModelPackage, kept for explanations
+    segments: list[str] = field(default_factory=list)
+    limit: Decimal | None = None
+    annual_rate: Decimal | None = None
+    offers: list[Offer] = field(default_factory=list)
+    outcome: Outcome | None = None
+    reasons: list[Reason] = field(default_factory=list)
+    trace: list[TraceEntry] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)  # per stage: fired and values, for audit
+
+    @property
+    def declined(self) -> bool:
+        return bool(self.declines)
+
+    @property
+    def rounding(self) -> str:
+        return str(getattr(self.policy, "rounding", "half_even") or "half_even")
+
+    def text(self, texts: Mapping[str, str] | str | None, fallback: str = "") -> str:
+        """A reason text in the requested language, else English, else any, else `fallback`."""
+        if texts is None:
+            return fallback
+        if isinstance(texts, str):
+            return texts
+        return texts.get(self.language) or texts.get("en") or next(iter(texts.values()), fallback)

@@ -1,0 +1,49 @@
+"""The closing stage: the outcome (any decline -> DECLINE, else any refer -> REFER, else APPROVE)
+and its reasons (fired rule codes first, then the model's adverse factors; at most four)."""
+
+from __future__ import annotations
+
+from engine.decision import Outcome, Reason
+from engine.models.scoring import explain
+from engine.pipeline.context import DecisionContext
+from engine.pipeline.runner import StageResult
+
+__all__ = ["MAX_REASONS", "outcome_stage"]
+
+MAX_REASONS = 4
+
+
+def outcome_stage(ctx: DecisionContext) -> StageResult:
+    """DECLINE carries its decline reasons, REFER its referral reasons, each followed by the model's
+    reasons when a score was reached; APPROVE carries the limit and price adjustments that applied."""
+    if ctx.declines:
+        ctx.outcome, ruled = Outcome.DECLINE, list(ctx.declines)
+    elif ctx.refers:
+        ctx.outcome, ruled = Outcome.REFER, list(ctx.refers)
+    else:
+        ctx.outcome, ruled = Outcome.APPROVE, list(ctx.adjustments)
+    reasons = _unique(ruled)[:MAX_REASONS]
+    model_codes: list[str] = []
+    if ctx.outcome is not Outcome.APPROVE and ctx.package is not None and len(reasons) < MAX_REASONS:
+        seen = {r.code for r in reasons}
+        for factor in explain(ctx.package, ctx.features, top=MAX_REASONS, language=ctx.language):
+            if len(reasons) >= MAX_REASONS:
+                break
+            if factor.code in seen:
+                continue
+            seen.add(factor.code)
+            reasons.append(Reason(factor.code, factor.text, "score", ""))
+            model_codes.append(factor.code)
+    ctx.reasons = reasons
+    return StageResult(values={"outcome": ctx.outcome.value, "model_reasons": model_codes})
+
+
+def _unique(reasons: list[Reason]) -> list[Reason]:
+    """One reason per code (two rules may share a code), in the order they fired."""
+    seen: set[str] = set()
+    out: list[Reason] = []
+    for reason in reasons:
+        if reason.code not in seen:
+            seen.add(reason.code)
+            out.append(reason)
+    return out

@@ -1,0 +1,47 @@
+"""The pipeline runner: an ordered table of named stages, each timed and traced. A decline stops
+the table; only the closing `outcome` stage (outcome and reasons) still runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.decision import TraceEntry
+from engine.pipeline.context import DecisionContext
+
+__all__ = ["Stage", "StageResult", "run_stages"]
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage reports for the trace: the rule ids that fired and a few values (JSON-ready)."""
+
+    fired: tuple[str, ...] = ()
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One row of the stage table. `closing` stages run even after a decline (outcome, reasons)."""
+
+    name: str
+    run: Callable[[DecisionContext], StageResult]
+    closing: bool = False
+
+
+def run_stages(
+    ctx: DecisionContext, table: Sequence[Stage], timer: Callable[[], float] = time.perf_counter
+) -> DecisionContext:
+    """Run `table` in order on `ctx`, appending one TraceEntry per stage that ran."""
+    for stage in table:
+        if ctx.declined and not stage.closing:
+            continue
+        start = timer()
+        result = stage.run(ctx)
+        millis = round((timer() - start) * 1000.0, 3)
+        values = dict(result.values)
+        ctx.trace.append(TraceEntry(stage.name, tuple(result.fired), millis, values))
+        ctx.stages.append({"stage": stage.name, "fired": list(result.fired), "values": values})
+    return ctx

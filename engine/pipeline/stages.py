@@ -1,0 +1,181 @@
+"""The decision stages before the offers: validate, derive, rule stages (eligibility, post_score),
+score, segments, limit and price; each reads and extends the DecisionContext, all in Decimal."""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, localcontext
+from typing import Any
+
+from engine.decision import ModelRef, Reason, Score
+from engine.errors import PolicyRuntimeError
+from engine.finance import to_decimal
+from engine.models.scaling import points as scale_points
+from engine.pipeline.context import DecisionContext
+from engine.pipeline.runner import StageResult
+
+__all__ = [
+    "LIMIT_FLOOR_CODE",
+    "derive_stage",
+    "limit_stage",
+    "price_stage",
+    "rule_stage",
+    "score_stage",
+    "segments_stage",
+    "validate_stage",
+]
+
+LIMIT_FLOOR_CODE = "LIMIT_BELOW_FLOOR"
+LIMIT_FLOOR_TEXT = {
+    "en": "The credit limit is below the minimum we can lend",
+    "zh": "授信额度低于最低放款金额",
+}
+PD_PLACES = Decimal("0.000001")
+CENT = Decimal("0.01")
+
+
+def validate_stage(ctx: DecisionContext) -> StageResult:
+    """Typed flat fact from the nested application (InvalidInput, listing every bad field, escapes)."""
+    ctx.input = ctx.policy.validate(ctx.application)
+    ctx.fact = dict(ctx.input)
+    return StageResult(values={"fields": len(ctx.input)})
+
+
+def derive_stage(ctx: DecisionContext) -> StageResult:
+    ctx.policy.derive(ctx.fact)
+    ctx.derived = {name: ctx.fact.get(name) for name in ctx.policy.derived}
+    return StageResult(values={name: _jsonable(v) for name, v in ctx.derived.items()})
+
+
+def rule_stage(name: str) -> Any:
+    """The stage function of the policy's rule stage `name` (eligibility or post_score): every rule
+    is evaluated, so every failing reason is reported, then declines and refers are collected."""
+
+    def run(ctx: DecisionContext) -> StageResult:
+        stage = ctx.policy.stage(name)
+        if stage is None:
+            return StageResult()
+        fired = ctx.evaluator.fire(stage.ruleset, stage.prepare(ctx.fact))
+        declines: list[str] = []
+        refers: list[str] = []
+        for rule_id in fired:
+            effect = stage.effects[rule_id]
+            reason = Reason(effect.code, effect.text(ctx.language), name, rule_id)
+            if effect.kind == "decline":
+                ctx.declines.append(reason)
+                declines.append(effect.code)
+            elif effect.kind == "refer":
+                ctx.refers.append(reason)
+                refers.append(effect.code)
+        return StageResult(tuple(fired), {"declines": declines, "refers": refers})
+
+    run.__name__ = f"{name}_stage"
+    return run
+
+
+def score_stage(ctx: DecisionContext) -> StageResult:
+    """Model features from the policy's mapping -> ONNX PD -> points -> grade; adds score.* to the fact."""
+    spec = ctx.policy.score
+    if spec is None:
+        return StageResult(values={"skipped": "policy has no score section"})
+    package, scorer = ctx.models(spec.model_name, spec.model_version, spec.model_sha256)
+    features = spec.features(ctx.fact)
+    raw_pd = float(scorer.pd(features))
+    scaling = spec.scaling
+    points = scale_points(raw_pd, scaling.base_points, scaling.base_odds, scaling.pdo)
+    grade = spec.grade_for(points)
+    pd = Decimal(repr(raw_pd)).quantize(PD_PLACES, rounding=ROUND_HALF_EVEN)
+    ctx.score = Score(pd=pd, points=points, grade=grade)
+    ctx.package = package
+    ctx.features = features
+    ctx.model_refs.append(ModelRef(package.name, package.version, package.sha256))
+    ctx.model_outputs[package.name] = {"pd": repr(raw_pd), "features": _jsonable(features)}
+    ctx.fact.update({"score.pd": pd, "score.points": points, "score.grade": grade})
+    return StageResult(values={"pd": pd, "points": points, "grade": grade})
+
+
+def segments_stage(ctx: DecisionContext) -> StageResult:
+    spec = ctx.policy.segments
+    if spec is None:
+        return StageResult()
+    fired = ctx.evaluator.fire(spec.stage.ruleset, spec.stage.prepare(ctx.fact))
+    ctx.segments = list(fired)
+    return StageResult(tuple(fired), {"segments": list(fired)})
+
+
+def limit_stage(ctx: DecisionContext) -> StageResult:
+    """formula -> adjustments (policy order) -> cap -> round down -> floor (below it: decline)."""
+    spec = ctx.policy.limit
+    if spec is None:
+        return StageResult(values={"skipped": "policy has no limit section"})
+    formula = _number(spec.formula(ctx.fact), spec.formula)
+    value, fired = _adjust(ctx, spec.adjustments, formula, "limit")
+    capped = spec.cap is not None and value > spec.cap
+    if capped:
+        value = spec.cap
+    step = spec.round_down_to if spec.round_down_to else CENT
+    with localcontext() as c:
+        c.prec = 50
+        value = (value / step).to_integral_value(rounding=ROUND_DOWN) * step
+    value = value.quantize(CENT, rounding=ROUND_DOWN)  # money: in cents, never rounded up
+    floor = spec.floor if spec.floor is not None else Decimal(0)
+    if value < floor or value <= 0:
+        ctx.declines.append(Reason(LIMIT_FLOOR_CODE, ctx.text(LIMIT_FLOOR_TEXT), "limit", ""))
+    ctx.limit = value
+    values = {"formula": formula, "capped": capped, "limit": value}
+    return StageResult(fired, values)
+
+
+def price_stage(ctx: DecisionContext) -> StageResult:
+    """base rate + spread -> adjustments (policy order) -> floor -> cap (the legal ceiling)."""
+    spec = ctx.policy.price
+    if spec is None:
+        return StageResult(values={"skipped": "policy has no price section"})
+    base = _number(spec.base_rate(ctx.fact), spec.base_rate)
+    spread = _number(spec.spread(ctx.fact), spec.spread) if spec.spread is not None else Decimal(0)
+    value, fired = _adjust(ctx, spec.adjustments, base + spread, "price")
+    floored = spec.floor is not None and value < spec.floor
+    if floored:
+        value = spec.floor
+    capped = spec.cap is not None and value > spec.cap
+    if capped:
+        value = spec.cap
+    ctx.annual_rate = value
+    return StageResult(
+        fired,
+        {"base_rate": base, "spread": spread, "floored": floored, "capped": capped, "annual_rate": value},
+    )
+
+
+def _adjust(ctx: DecisionContext, stage: Any, value: Decimal, name: str) -> tuple[Decimal, tuple[str, ...]]:
+    """Apply the fired adjustment rules of `stage` in policy order; each adds a reason."""
+    if stage is None or not stage.ruleset.rules:
+        return value, ()
+    fired = tuple(ctx.evaluator.fire(stage.ruleset, stage.prepare(ctx.fact)))
+    for rule_id in fired:
+        effect = stage.effects[rule_id]
+        if effect.multiply is not None:
+            value = value * effect.multiply
+        if effect.add is not None:
+            value = value + effect.add
+        ctx.adjustments.append(Reason(effect.code, effect.text(ctx.language), name, rule_id))
+    return value, fired
+
+
+def _number(value: Any, formula: Any) -> Decimal:
+    """A formula's value as Decimal; a missing (None) or non-numeric value refuses the decision."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | Decimal):
+        where = getattr(formula, "location", None)
+        source = getattr(formula, "source", "?")
+        raise PolicyRuntimeError(f"formula '{source}' gave {value!r}, not a number", location=where)
+    return to_decimal(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """Trace values: Decimals, ints, bools, strings and None as they are; anything else as text."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | str | Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value)).quantize(PD_PLACES, rounding=ROUND_HALF_UP)
+    return str(value)

@@ -1,0 +1,83 @@
+"""The stage table of a policy (validate -> derive -> eligibility -> score -> post_score ->
+segments -> limit -> price -> offers -> outcome) and the Decision a finished context becomes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.decision import Decision, Outcome, PolicyRef
+from engine.pipeline.context import DecisionContext, ModelProvider
+from engine.pipeline.offers import offers_stage
+from engine.pipeline.outcome import outcome_stage
+from engine.pipeline.runner import Stage, run_stages
+from engine.pipeline.stages import (
+    derive_stage,
+    limit_stage,
+    price_stage,
+    rule_stage,
+    score_stage,
+    segments_stage,
+    validate_stage,
+)
+from engine.rules import Evaluator
+
+__all__ = ["build_decision", "run_pipeline", "stage_table"]
+
+
+def stage_table(policy: Any) -> tuple[Stage, ...]:
+    """The stages this policy needs, in decision order; sections a policy leaves out are left out."""
+    table = [Stage("validate", validate_stage), Stage("derive", derive_stage)]
+    if policy.stage("eligibility") is not None:
+        table.append(Stage("eligibility", rule_stage("eligibility")))
+    if policy.score is not None:
+        table.append(Stage("score", score_stage))
+    if policy.stage("post_score") is not None:
+        table.append(Stage("post_score", rule_stage("post_score")))
+    if policy.segments is not None:
+        table.append(Stage("segments", segments_stage))
+    if policy.limit is not None:
+        table.append(Stage("limit", limit_stage))
+    if policy.price is not None:
+        table.append(Stage("price", price_stage))
+    if policy.offers is not None and policy.products is not None:
+        table.append(Stage("offers", offers_stage))
+    table.append(Stage("outcome", outcome_stage, closing=True))
+    return tuple(table)
+
+
+def run_pipeline(
+    policy: Any,
+    application: Mapping[str, Any],
+    evaluator: Evaluator,
+    models: ModelProvider,
+    language: str = "en",
+    timer: Callable[[], float] = time.perf_counter,
+) -> DecisionContext:
+    """Decide one application on one policy; InvalidInput / PolicyRuntimeError / ModelError escape."""
+    ctx = DecisionContext(policy, application, evaluator, models, language=language)
+    return run_stages(ctx, stage_table(policy), timer)
+
+
+def build_decision(ctx: DecisionContext, decision_id: str, request_id: str, decided_at: str) -> Decision:
+    """The Decision of a finished context. A DECLINE keeps the score if reached, but no limit, price
+    or offers: nothing is offered to a declined applicant."""
+    policy = ctx.policy
+    declined = ctx.outcome is Outcome.DECLINE
+    return Decision(
+        decision_id=decision_id,
+        request_id=request_id,
+        outcome=ctx.outcome or Outcome.DECLINE,
+        reasons=tuple(ctx.reasons),
+        score=ctx.score,
+        segments=tuple(ctx.segments),
+        limit=None if declined else ctx.limit,
+        annual_rate=None if declined else ctx.annual_rate,
+        offers=() if declined else tuple(ctx.offers),
+        policy=PolicyRef(policy.name, policy.version, policy.sha256),
+        models=tuple(ctx.model_refs),
+        trace=tuple(ctx.trace),
+        decided_at=decided_at,
+        currency=policy.currency,
+    )

@@ -1,0 +1,326 @@
+"""DecisionService: the transport-neutral core the gRPC servicer and the CLI both call — load
+policies and models, run the pipeline, record the decision, look it up again, replay it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.decision import Decision
+from engine.errors import ModelError, NotFound
+from engine.pipeline import build_decision, run_pipeline
+from engine.pipeline.render import decision_from_dict, stable_view
+from engine.rules import Evaluator
+
+__all__ = ["DecisionService", "decide_for_tests", "default_evaluator"]
+
+POLICY_FILE = "policy.yaml"
+Clock = Callable[[], dt.datetime]
+Ids = Callable[[dt.datetime], str]
+
+_evaluator: Evaluator | None = None
+_evaluator_lock = threading.Lock()
+
+
+def default_evaluator() -> Evaluator:
+    """The process's one rule evaluator: durable_rules (one owner thread per process), or the
+    pure-Python reference evaluator if the C engine cannot be imported."""
+    global _evaluator
+    with _evaluator_lock:
+        if _evaluator is None:
+            try:
+                from engine.rules.durable import DurableEvaluator
+
+                _evaluator = DurableEvaluator()
+            except ImportError:
+                from engine.rules.reference import ReferenceEvaluator
+
+                _evaluator = ReferenceEvaluator()
+        return _evaluator
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _uuid7(now: dt.datetime) -> str:
+    from engine.audit.record import new_decision_id
+
+    return new_decision_id(now.timestamp())
+
+
+def _utc_text(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+class ModelCache:
+    """Verified model packages and their ONNX sessions, loaded once per (name, version)."""
+
+    def __init__(self, models_dir: Path | str):
+        from engine.models.store import ModelStore
+
+        self.store = ModelStore(models_dir)
+        self._scorers: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, version: str, sha256: str | None) -> tuple[Any, Any]:
+        from engine.models.scoring import OnnxScorer
+
+        with self._lock:
+            if (name, version) not in self._scorers:
+                package = self.store.load(name, version)
+                self._scorers[(name, version)] = (package, OnnxScorer(package))
+            package, scorer = self._scorers[(name, version)]
+        if sha256 is not None and package.sha256 != sha256:
+            raise ModelError(
+                f"policy pins {name} {version} with sha256 {sha256}, the store holds {package.sha256}",
+                code="MODEL_HASH_MISMATCH",
+            )
+        return package, scorer
+
+
+class DecisionService:
+    """Decide, look up and replay decisions. `store` is an engine.audit DecisionLog, or an audit
+    store URL to open one on, or None (no audit record); `clock` and `ids` are injectable so tests
+    can freeze time and ids. One instance per process: its rule evaluator owns durable_rules."""
+
+    def __init__(
+        self,
+        policies_dir: Path | str,
+        models_dir: Path | str,
+        store: Any = None,
+        clock: Clock = _utc_now,
+        ids: Ids = _uuid7,
+        evaluator: Evaluator | None = None,
+        timer: Callable[[], float] = time.perf_counter,
+    ):
+        self.policies_dir = Path(policies_dir)
+        self.models = ModelCache(models_dir)
+        if isinstance(store, str):  # an audit store URL (sqlite:///..., postgresql://...)
+            from engine.audit.log import DecisionLog
+
+            store = DecisionLog(store)
+        self.log = store
+        self.clock = clock
+        self.ids = ids
+        self.evaluator = evaluator if evaluator is not None else default_evaluator()
+        self.timer = timer
+        self._policies: dict[str, Any] = {}
+        self._blobs: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- policies
+    def policy(self, name_or_path: str, version: str | None = None) -> Any:
+        """A loaded policy by name (policies_dir/<name>/policy.yaml) or by a path to its file or folder.
+        NotFound for an unknown policy, or a version other than the one loaded."""
+        path = self._policy_path(name_or_path)
+        key = str(path.resolve())
+        with self._lock:
+            policy = self._policies.get(key)
+            if policy is None:
+                from engine.policy import load_policy
+
+                policy = self._policies[key] = load_policy(path)
+        if version and policy.version != version:
+            raise NotFound(f"policy {policy.name} version {version} is not loaded (loaded: {policy.version})")
+        return policy
+
+    def list_policies(self) -> list[dict[str, Any]]:
+        """Every policy under policies_dir: name, version, sha256, pinned models, status; a policy
+        that does not load is listed with status INVALID and its errors (the others keep serving)."""
+        from engine.errors import PolicyError
+
+        out: list[dict[str, Any]] = []
+        for path in sorted(self.policies_dir.glob(f"*/{POLICY_FILE}")):
+            try:
+                policy = self.policy(str(path))
+            except PolicyError as exc:
+                errors = [str(d) for d in exc.diagnostics if d.is_error]
+                out.append(
+                    {
+                        "name": path.parent.name,
+                        "version": "",
+                        "sha256": "",
+                        "status": "INVALID",
+                        "errors": errors,
+                    }
+                )
+                continue
+            models = []
+            if policy.score is not None:
+                package, _ = self.models(
+                    policy.score.model_name, policy.score.model_version, policy.score.model_sha256
+                )
+                models.append({"name": package.name, "version": package.version, "sha256": package.sha256})
+            out.append(
+                {
+                    "name": policy.name,
+                    "version": policy.version,
+                    "sha256": policy.sha256,
+                    "models": models,
+                    "status": "SERVING",
+                    "errors": [],
+                }
+            )
+        return out
+
+    def _policy_path(self, name_or_path: str) -> Path:
+        candidate = Path(name_or_path)
+        if candidate.is_file():
+            return candidate
+        if (candidate / POLICY_FILE).is_file():
+            return candidate / POLICY_FILE
+        by_name = self.policies_dir / name_or_path / POLICY_FILE
+        if "/" not in name_or_path and by_name.is_file():
+            return by_name
+        raise NotFound(f"policy {name_or_path!r} not found under {self.policies_dir}")
+
+    # -- decisions
+    def decide(
+        self,
+        policy: Any,
+        application: Mapping[str, Any],
+        request_id: str,
+        language: str = "en",
+        version: str | None = None,
+    ) -> Decision:
+        """Decide one application. With a decision log, a retried request_id returns the stored
+        decision (never decides twice) and a new decision is durable before it is returned."""
+        loaded = self.policy(policy, version) if isinstance(policy, str) else policy
+        fingerprint = ""
+        if self.log is not None:
+            from engine.audit.record import request_fingerprint
+
+            fingerprint = request_fingerprint(
+                {
+                    "policy": loaded.name,
+                    "version": loaded.version,
+                    "language": language,
+                    "application": application,
+                }
+            )
+            earlier = self.log.lookup(request_id, fingerprint)
+            if earlier is not None:
+                return decision_from_dict(earlier.decision)
+        received = self.clock()
+        ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer)
+        decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
+        if self.log is None:
+            return decision
+        from engine.audit.record import DecisionRecord
+
+        record = DecisionRecord.build(
+            decision,
+            request_fingerprint=fingerprint,
+            received_at=received,
+            application=application,
+            input=ctx.input,
+            derived=ctx.derived,
+            model_outputs=ctx.model_outputs,
+            stages=ctx.stages,
+            extra={"language": language},
+        )
+        stored = self.log.append(record, self._archive(loaded, ctx.model_refs))
+        if stored.decision_id != decision.decision_id:  # a concurrent retry won the race
+            return decision_from_dict(stored.decision)
+        return decision
+
+    def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision:
+        if self.log is None:
+            raise NotFound("this service keeps no decision log")
+        record = None
+        if decision_id:
+            record = self.log.get(decision_id)
+        elif request_id:
+            record = self.log.store.get_by_request(request_id)
+        if record is None:
+            raise NotFound(f"no decision {decision_id or request_id!r}")
+        return decision_from_dict(record.decision)
+
+    def replay(self, decision_id: str) -> dict[str, Any]:
+        """Re-run a recorded decision on the loaded policy with the same sha256 and compare: MATCH
+        or the list of differing top-level fields (ids, time and timings excluded)."""
+        if self.log is None:
+            raise NotFound("this service keeps no decision log")
+        record = self.log.get(decision_id)
+        if record is None:
+            raise NotFound(f"no decision {decision_id!r}")
+        policy = self.policy(record.policy["name"])
+        if policy.sha256 != record.policy["sha256"]:
+            raise NotFound(f"policy {policy.name} with sha256 {record.policy['sha256']} is not loaded")
+        language = str(record.extra.get("language", "en"))
+        ctx = run_pipeline(policy, record.application, self.evaluator, self.models, language, self.timer)
+        again = build_decision(ctx, record.decision_id, record.request_id, record.decision["decided_at"])
+        before, after = stable_view(record.decision), stable_view(again.to_dict())
+        after = _json_roundtrip(after)
+        diff = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        return {"decision_id": decision_id, "result": "MATCH" if not diff else "DIFF", "fields": diff}
+
+    def _archive(self, policy: Any, model_refs: Any) -> list[Any]:
+        """The files a replay needs, by sha256: the policy text and each model.onnx (read once; the
+        log stores each blob once)."""
+        from engine.audit.log import blob
+
+        wanted = [("policy", f"{policy.name}/{POLICY_FILE}", policy.sha256, Path(policy.path))]
+        for ref in model_refs:
+            package, _ = self.models(ref.name, ref.version, ref.sha256)
+            wanted.append(("model", f"{ref.name}/{ref.version}/model.onnx", ref.sha256, package.onnx_path))
+        blobs = []
+        for kind, name, sha256, path in wanted:
+            with self._lock:
+                cached = self._blobs.get(sha256)
+            if cached is None:
+                cached = blob(kind, name, path.read_bytes())
+                if cached.sha256 != sha256:
+                    raise NotFound(f"{path} changed on disk since it was loaded (sha256 {sha256})")
+                with self._lock:
+                    self._blobs[sha256] = cached
+            blobs.append(cached)
+        return blobs
+
+
+def _json_roundtrip(body: Mapping[str, Any]) -> dict[str, Any]:
+    import json
+
+    from engine.audit.canonical import plain
+    from engine.audit.record import floats_as_text
+
+    result: dict[str, Any] = json.loads(json.dumps(plain(floats_as_text(body))))
+    return result
+
+
+# -- `credo test`: decide a policy's own test inputs with frozen time and ids, no audit record
+_test_models: dict[str, ModelCache] = {}
+_test_lock = threading.Lock()
+FROZEN_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+FROZEN_ID = "00000000-0000-7000-8000-000000000000"
+
+
+def models_dir_for(policy: Any) -> Path:
+    """The models folder for a policy's tests: $CREDO_MODELS, else the nearest `models/` above the
+    policy file that holds model packages (`<name>/<version>/card.json`), else ./models."""
+    override = os.environ.get("CREDO_MODELS")
+    if override:
+        return Path(override)
+    for parent in Path(policy.path).resolve().parents:
+        if any((parent / "models").glob("*/*/card.json")):
+            return parent / "models"
+    return Path("models")
+
+
+def decide_for_tests(policy: Any, application: Mapping[str, Any], language: str = "en") -> dict[str, Any]:
+    """Decide `application` on an already-loaded policy and return Decision.to_dict() (frozen id and
+    time). Errors (InvalidInput, PolicyRuntimeError, ModelError) propagate to the test runner."""
+    root = str(models_dir_for(policy))
+    with _test_lock:
+        models = _test_models.get(root)
+        if models is None:
+            models = _test_models[root] = ModelCache(root)
+    ctx = run_pipeline(policy, application, default_evaluator(), models, language)
+    return build_decision(ctx, FROZEN_ID, "test", _utc_text(FROZEN_TIME)).to_dict()

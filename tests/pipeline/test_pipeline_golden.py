@@ -1,0 +1,42 @@
+"""Golden decisions: the full Decision JSON (frozen id, time and timings) for a fixed set of
+applications is checked in, so any change to an output shows as a diff.
+Regenerate after an intended change: CREDO_UPDATE_GOLDEN=1 pytest tests/pipeline/test_pipeline_golden.py"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pipeline_helpers import application
+
+from engine.pipeline.render import decision_json
+from engine.service import DecisionService
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "approve": (application(), "en"),
+    "approve_civil_servant_zh": (application(**{"applicant.employment_type": "civil_servant"}), "zh"),
+    "decline_eligibility": (application(**{"applicant.age": 19, "flags.blacklisted": True}), "en"),
+    "refer_thin_file_zh": (application(**{"bureau.months_on_file": 3}), "zh"),
+    "decline_limit_floor": (
+        application(**{"applicant.income_monthly": "150", "bureau.months_on_file": 8}),
+        "en",
+    ),
+    "decline_no_affordable_offer": (application(**{"debt.monthly_payments": "9990"}), "en"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_decision_matches_its_golden_file(case: str, make_service: Callable[..., DecisionService]) -> None:
+    app, language = CASES[case]
+    got = (
+        decision_json(make_service().decide("consumer_mini", app, f"golden-{case}", language=language)) + "\n"
+    )
+    path = GOLDEN / f"{case}.json"
+    if os.environ.get("CREDO_UPDATE_GOLDEN") == "1":
+        path.write_text(got, encoding="utf-8")
+    assert path.is_file(), f"missing golden file {path}; run with CREDO_UPDATE_GOLDEN=1"
+    assert got == path.read_text(encoding="utf-8")

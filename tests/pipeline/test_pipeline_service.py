@@ -1,0 +1,196 @@
+"""The service around the pipeline: byte-identical JSON for the same input, time-ordered ids, the
+stage runner's trace, audit records with idempotent retries and replay, `credo decide`, `credo test`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import MINI, MODELS, ROOT, application
+
+from engine.audit.log import DecisionLog
+from engine.cli import main
+from engine.decision import Outcome
+from engine.pipeline import DecisionContext, Stage, StageResult, run_stages
+from engine.pipeline.render import decision_from_dict, decision_json, stable_view
+from engine.policy import load_policy
+from engine.rules import ReferenceEvaluator
+from engine.service import DecisionService, decide_for_tests
+
+
+def test_same_input_gives_the_same_bytes_apart_from_id_time_and_millis() -> None:
+    service = DecisionService(MINI.parent.parent, MODELS)  # real clock, ids and timer
+    first = service.decide("consumer_mini", application(), "same")
+    second = service.decide("consumer_mini", application(), "same")
+    assert first.decision_id != second.decision_id
+    one, two = (json.loads(decision_json(d)) for d in (first, second))
+    assert decision_json(stable_view(one)) == decision_json(stable_view(two))
+
+
+def test_frozen_clock_ids_and_timer_give_identical_bytes(
+    make_service: Callable[..., DecisionService],
+) -> None:
+    texts = [decision_json(make_service().decide("consumer_mini", application(), "x")) for _ in range(2)]
+    assert texts[0] == texts[1]
+    assert '"millis": 0.0' in texts[0]
+
+
+def test_decision_ids_are_time_ordered() -> None:
+    start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    times = iter(start + dt.timedelta(milliseconds=ms) for ms in (0, 1, 1, 5, 60_000))
+    service = DecisionService(MINI.parent.parent, MODELS, clock=lambda: next(times))
+    ids = [service.decide("consumer_mini", application(), f"t{i}").decision_id for i in range(5)]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert all(i[14] == "7" for i in ids)  # UUID version 7
+
+
+def test_runner_times_every_stage_and_a_decline_skips_to_the_closing_stage() -> None:
+    ran: list[str] = []
+
+    def stage(name: str, decline: bool = False) -> Stage:
+        def run(ctx: DecisionContext) -> StageResult:
+            ran.append(name)
+            if decline:
+                ctx.declines.append(object())  # type: ignore[arg-type]
+            return StageResult(fired=(name,), values={"n": len(ran)})
+
+        return Stage(name, run, closing=name == "close")
+
+    clock = iter(range(100))
+    ctx = DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None))
+    run_stages(ctx, [stage("a"), stage("b", decline=True), stage("c"), stage("close")], lambda: next(clock))
+    assert ran == ["a", "b", "close"]
+    assert [(t.stage, t.fired, t.millis) for t in ctx.trace] == [
+        ("a", ("a",), 1000.0),
+        ("b", ("b",), 1000.0),
+        ("close", ("close",), 1000.0),
+    ]
+
+
+def test_decisions_are_recorded_retries_return_the_stored_one_and_replay_matches(
+    make_service: Callable[..., DecisionService], tmp_path: Path
+) -> None:
+    service = make_service(store=DecisionLog(f"sqlite:///{tmp_path / 'audit.db'}"))
+    decision = service.decide("consumer_mini", application(), "req-1")
+    again = service.decide("consumer_mini", application(), "req-1")
+    assert again.decision_id == decision.decision_id
+    assert decision_json(again) == decision_json(decision)
+    assert service.get_decision(request_id="req-1").decision_id == decision.decision_id
+    assert service.replay(decision.decision_id) == {
+        "decision_id": decision.decision_id,
+        "result": "MATCH",
+        "fields": [],
+    }
+
+
+def test_a_decision_survives_its_dict_form(service: DecisionService) -> None:
+    decision = service.decide("consumer_mini", application(**{"bureau.months_on_file": 3}), "d")
+    back = decision_from_dict(json.loads(decision_json(decision)))
+    assert decision_json(back) == decision_json(decision)
+    assert (back.limit, back.offers, back.score) == (decision.limit, decision.offers, decision.score)
+
+
+def test_credo_decide_prints_the_decision(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    app = tmp_path / "app.json"
+    app.write_text(json.dumps(application(**{"applicant.age": 19})), encoding="utf-8")
+    code = main(["decide", str(MINI), "--input", str(app), "--lang", "zh", "--models", str(MODELS)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["outcome"] == "DECLINE"
+    assert out["reasons"] == [
+        {"code": "AGE_MIN", "text": "申请人未满21岁", "stage": "eligibility", "rule_id": "age_min"}
+    ]
+
+
+def test_credo_decide_lists_every_bad_field(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    app = tmp_path / "app.json"
+    app.write_text(json.dumps(application(**{"applicant.age": "x", "bureau.score": 1000})), encoding="utf-8")
+    code = main(["decide", str(MINI), "--input", str(app), "--models", str(MODELS)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "applicant.age: expected an integer" in err and "bureau.score: must be <= 900" in err
+
+
+def test_decide_for_tests_runs_the_policys_own_tests() -> None:
+    policy = load_policy(MINI)
+    assert policy.tests
+    for case in policy.tests:
+        got = decide_for_tests(policy, case.input)
+        assert got["outcome"] == case.expect["outcome"], case.name
+        if "reasons" in case.expect:
+            assert [r["code"] for r in got["reasons"]][: len(case.expect["reasons"])] == case.expect[
+                "reasons"
+            ]
+    assert decide_for_tests(policy, policy.tests[0].input)["outcome"] == Outcome.APPROVE.value
+
+
+def test_shipped_policies_pass_their_own_tests_through_the_pipeline() -> None:
+    from engine.policy.testing import run_tests
+
+    shipped = sorted((ROOT / "policies").glob("*/policy.yaml"))
+    assert shipped, "no shipped policies found"
+    for path in shipped:
+        policy = load_policy(path)
+        report = run_tests(policy, decide_for_tests)
+        problems = [(r.name, r.failures, r.skipped) for r in report.results if r.failures or r.skipped]
+        assert problems == [], path
+        assert report.passed == len(policy.tests) > 0
+
+
+def test_list_policies_reports_a_broken_policy_and_keeps_the_others(tmp_path: Path) -> None:
+    good = tmp_path / "consumer_mini"
+    good.mkdir()
+    (good / "policy.yaml").write_text(MINI.read_text(encoding="utf-8"), encoding="utf-8")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "policy.yaml").write_text(
+        "policy: broken\nversion: '1'\ncurrency: CNY\nlimit: {formula: x +}\n"
+    )
+    service = DecisionService(tmp_path, MODELS, store=f"sqlite:///{tmp_path / 'audit.db'}")
+    try:
+        listed = {p["name"]: p for p in service.list_policies()}
+        assert listed["broken"]["status"] == "INVALID" and listed["broken"]["errors"]
+        assert listed["consumer_mini"]["status"] == "SERVING"
+        assert listed["consumer_mini"]["models"][0]["name"] == "consumer_pd"
+        decision = service.decide("consumer_mini", application(), "url-store")
+        assert service.get_decision(decision_id=decision.decision_id).request_id == "url-store"
+    finally:
+        service.log.close()
+
+
+def test_credo_decide_record_writes_an_audit_record(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    app = tmp_path / "app.json"
+    app.write_text(json.dumps(application()), encoding="utf-8")
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    argv = [
+        "decide",
+        str(MINI),
+        "--input",
+        str(app),
+        "--models",
+        str(MODELS),
+        "--record",
+        url,
+        "--request-id",
+        "cli-1",
+    ]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0  # the same request again: the stored decision, not a new one
+    again = json.loads(capsys.readouterr().out)
+    assert again["decision_id"] == first["decision_id"] and again["outcome"] == "APPROVE"
+
+
+def test_cached_schedules_keep_the_rate_as_written() -> None:
+    """Regression guard: Decimal('0.07') == Decimal('0.070'), but the cache must not hand one's
+    schedule to the other, or an offer's printed annual_rate would depend on earlier decisions."""
+    from engine.pipeline import offers
+
+    first = offers._schedule("10000", "0.07", 12, "equal_instalment", "half_even")
+    second = offers._schedule("10000", "0.070", 12, "equal_instalment", "half_even")
+    assert (str(first.annual_rate), str(second.annual_rate)) == ("0.07", "0.070")
