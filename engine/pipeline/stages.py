@@ -41,9 +41,12 @@ def validate_stage(ctx: DecisionContext) -> StageResult:
 
 
 def derive_stage(ctx: DecisionContext) -> StageResult:
-    ctx.policy.derive(ctx.fact)
+    tables = ctx.policy.derive(ctx.fact, ctx.evaluator)
     ctx.derived = {name: ctx.fact.get(name) for name in ctx.policy.derived}
-    return StageResult(values={name: _jsonable(v) for name, v in ctx.derived.items()})
+    values: dict[str, Any] = {name: _jsonable(v) for name, v in ctx.derived.items()}
+    if tables:
+        values["tables"] = tables
+    return StageResult(values=values)
 
 
 def rule_stage(name: str) -> Any:
@@ -82,7 +85,7 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     raw_pd = float(scorer.pd(features))
     scaling = spec.scaling
     points = scale_points(raw_pd, scaling.base_points, scaling.base_odds, scaling.pdo)
-    grade = spec.grade_for(points)
+    grade = spec.grade_for(points, ctx.evaluator)
     pd = Decimal(repr(raw_pd)).quantize(PD_PLACES, rounding=ROUND_HALF_EVEN)
     ctx.score = Score(pd=pd, points=points, grade=grade)
     ctx.package = package
@@ -90,7 +93,11 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     ctx.model_refs.append(ModelRef(package.name, package.version, package.sha256))
     ctx.model_outputs[package.name] = {"pd": repr(raw_pd), "features": _jsonable(features)}
     ctx.fact.update({"score.pd": pd, "score.points": points, "score.grade": grade})
-    return StageResult(values={"pd": pd, "points": points, "grade": grade})
+    values: dict[str, Any] = {"pd": pd, "points": points, "grade": grade}
+    tables = ctx.policy.derive_after_score(ctx.fact, ctx.evaluator)
+    if tables:
+        values["tables"] = tables
+    return StageResult(values=values)
 
 
 def segments_stage(ctx: DecisionContext) -> StageResult:

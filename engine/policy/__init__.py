@@ -2,6 +2,7 @@
 
 Public surface: load_policy, load_policy_text, check_paths and the compiled Policy objects."""
 
+from engine.policy.decision_table import DecisionTable, TableHit
 from engine.policy.loader import (
     check_file,
     check_paths,
@@ -28,6 +29,7 @@ from engine.policy.model import (
 )
 
 __all__ = [
+    "DecisionTable",
     "Effect",
     "Formula",
     "InputDecl",
@@ -42,6 +44,7 @@ __all__ = [
     "ScoreSpec",
     "Segment",
     "SegmentsSpec",
+    "TableHit",
     "check_file",
     "check_paths",
     "check_text",

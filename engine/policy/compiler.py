@@ -40,6 +40,7 @@ class Builder:
         self.tables: dict[str, TableInfo] = {}
         self.unavailable: dict[str, str] = {}
         self.score_names: dict[str, Type] = {}
+        self.table_outputs: dict[str, Location] = {}  # decision-table output -> where it is declared
         self.policy = m.Policy(
             name="policy",
             version="",
@@ -93,7 +94,14 @@ class Builder:
         fn = compile_value(
             node, location=loc, source=str(value), rounding=self.policy.rounding, tables=self.policy.tables
         )
+        if self.reads_late(node):
+            fn = _after_score(self.policy, fn)
         return m.Formula(str(value), loc, node.type, fn)
+
+    def reads_late(self, node: t.Node) -> bool:
+        """Whether `node` reads a value the "score" phase of the plan computes (decision tables)."""
+        late = set(self.policy.late_names)
+        return bool(late) and any(isinstance(n, t.Name) and n.name in late for n in t.walk(node))
 
     def texts(self, path: PathKey, text: Any) -> dict[str, str]:
         langs = self.policy.languages
@@ -119,10 +127,12 @@ class Builder:
         rules: list[ir.Rule] = []
         effects: dict[str, m.Effect] = {}
         locations: dict[str, Location] = {}
+        late = False
         for rule_id, when_path, when, effect in entries:
             node = self.expr(when_path, when, scope, BOOLEAN)
             if node is None:
                 continue
+            late = late or self.reads_late(node)
             loc = self.src.at(when_path)
             lowered.compile_value = _value_compiler(loc, str(when), self.policy)
             rules.append(ir.Rule(rule_id, lower_condition(node, lowered)))
@@ -130,7 +140,8 @@ class Builder:
             locations[rule_id] = loc
         name = f"{self.policy.name}@{self.sha256[:12]}/{stage}"
         ruleset = ir.RuleSet(name, tuple(rules), tuple(sorted(lowered.fields)))
-        return m.RuleStage(stage, ruleset, effects, dict(lowered.hoisted), locations)
+        before = self.policy.ensure_after_score if late else None
+        return m.RuleStage(stage, ruleset, effects, dict(lowered.hoisted), locations, before)
 
     def salvage(self, raw: Any, path: PathKey, scope: Scope) -> None:
         """A rule that failed its schema still gets its id and `when` checked: all errors in one run."""
@@ -197,6 +208,14 @@ def dec_or_none(x: Any) -> Decimal | None:
     return None if x is None else Decimal(x)
 
 
+def _after_score(policy: m.Policy, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def run(fact: Any) -> Any:
+        policy.ensure_after_score(fact)
+        return fn(fact)
+
+    return run
+
+
 def _value_compiler(loc: Location, source: str, policy: m.Policy) -> Callable[[t.Node], Any]:
     def build(node: t.Node) -> Any:
         return compile_value(
@@ -219,6 +238,7 @@ def stages() -> tuple[tuple[str, Callable[[Builder], None]], ...]:
     from engine.policy import declarations as d
     from engine.policy import sections as sec
     from engine.policy.lint import lint
+    from engine.policy.table_plan import table_lint
 
     return (
         ("header", d.header),
@@ -233,5 +253,6 @@ def stages() -> tuple[tuple[str, Callable[[Builder], None]], ...]:
         ("products", sec.products),
         ("offers", sec.offers),
         ("tests", sec.tests),
+        ("table_lint", table_lint),
         ("lint", lint),
     )

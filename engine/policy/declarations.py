@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import ast
 import difflib
 import re
 from typing import Any
 
-from engine.expr import DATE, DECIMAL, INTEGER, STRING, Type, enum_type
+from engine.expr import DATE, DECIMAL, INTEGER, STRING, Scope, Type, enum_type
 from engine.expr.check import TableInfo
 from engine.policy import model as m
 from engine.policy import schema as s
@@ -122,6 +121,13 @@ def tables(b: Builder) -> None:
 
 
 def derived(b: Builder) -> None:
+    """Derived values and decision tables, compiled together in dependency order (table_plan.py)."""
+    from engine.policy.table_plan import derived_and_tables
+
+    derived_and_tables(b, derived_specs(b))
+
+
+def derived_specs(b: Builder) -> dict[str, tuple[PathKey, Any, Type | None]]:
     raw = b.entries("derived")
     specs: dict[str, tuple[PathKey, Any, Type | None]] = {}
     for name, value in raw.items():
@@ -139,60 +145,21 @@ def derived(b: Builder) -> None:
             specs[name] = ((*path, "expr"), spec.expr, declared)
         else:
             specs[name] = (path, spec, None)
-    for name in specs:
-        b.unavailable[name] = BROKEN
-    for name in _dependency_order(specs, b):
-        path, value, declared = specs[name]
-        f = b.formula(path, value, b.scope(False), None)
-        if f is None:
-            continue
-        if declared is not None and not (declared == f.type or (declared == DECIMAL and f.type == INTEGER)):
-            b.sink.error(
-                "TYPE_MISMATCH",
-                f"derived '{name}' is declared {declared} but computes {f.type}",
-                b.src.at(path),
-            )
-            continue
-        b.policy.derived[name] = f
-        b.names[name] = declared or f.type
+    return specs
 
 
-def _names_in(source: Any) -> set[str]:
-    if not isinstance(source, str):
-        return set()
-    try:
-        tree = ast.parse(source.strip("\n"), mode="eval")
-    except SyntaxError:
-        return set()
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            out.add(node.id)
-    return out
-
-
-def _dependency_order(specs: dict[str, tuple[PathKey, Any, Type | None]], b: Builder) -> list[str]:
-    deps = {name: _names_in(value) & set(specs) for name, (_, value, _) in specs.items()}
-    order: list[str] = []
-    state: dict[str, int] = {}
-
-    def visit(name: str, stack: list[str]) -> None:
-        if state.get(name) == 2:
-            return
-        if state.get(name) == 1:
-            cycle = [*stack[stack.index(name) :], name]
-            b.sink.error(
-                "CYCLE",
-                "derived values depend on each other: " + " -> ".join(cycle),
-                b.src.at(specs[name][0]),
-            )
-            return
-        state[name] = 1
-        for dep in sorted(deps[name]):
-            visit(dep, [*stack, name])
-        state[name] = 2
-        order.append(name)
-
-    for name in specs:
-        visit(name, [])
-    return order
+def compile_derived(
+    b: Builder, name: str, spec: tuple[PathKey, Any, Type | None], scope: Scope
+) -> m.Formula | None:
+    path, value, declared = spec
+    f = b.formula(path, value, scope, None)
+    if f is None:
+        return None
+    if declared is not None and not (declared == f.type or (declared == DECIMAL and f.type == INTEGER)):
+        b.sink.error(
+            "TYPE_MISMATCH",
+            f"derived '{name}' is declared {declared} but computes {f.type}",
+            b.src.at(path),
+        )
+        return None
+    return f

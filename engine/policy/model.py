@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from engine.errors import Diagnostic, Location
+from engine.errors import Diagnostic, Location, PolicyRuntimeError
 from engine.expr.types import Type
 from engine.rules.ir import RuleSet
 
@@ -57,9 +57,13 @@ class RuleStage:
     effects: Mapping[str, Effect]
     hoisted: Mapping[str, Callable[[Mapping[str, Any]], Any]] = field(repr=False)
     locations: Mapping[str, Location] = field(default_factory=dict)
+    # run first on the fact: computes post-score decision-table outputs the rules read, if not yet done
+    before: Callable[[Mapping[str, Any]], None] | None = field(default=None, repr=False, compare=False)
 
     def prepare(self, fact: Mapping[str, Any]) -> Fact:
         """The fact plus hoisted fields, with dates as ISO ordinals (the IR's representation)."""
+        if self.before is not None:
+            self.before(fact)
         out = dict(fact)
         for name, fn in self.hoisted.items():
             out[name] = fn(fact)
@@ -105,12 +109,24 @@ class ScoreSpec:
     model_sha256: str | None
     feature_formulas: Mapping[str, Formula]
     scaling: Scaling
-    grades: tuple[Grade, ...]  # highest min_points first
+    grades: tuple[Grade, ...]  # highest min_points first (empty when a decision table grades)
+    grade_table: Any = None  # engine.policy.decision_table.DecisionTable reading score.points, or None
 
     def features(self, fact: Mapping[str, Any]) -> dict[str, Any]:
         return {name: f(fact) for name, f in self.feature_formulas.items()}
 
-    def grade_for(self, points: int) -> str:
+    def grade_for(self, points: int, evaluator: Any = None) -> str:
+        """The grade of `points`: from the grade bands, or from the grade decision table fired on
+        `evaluator` (the reference evaluator by default)."""
+        if self.grade_table is not None:
+            hit = self.grade_table.evaluate({"score.points": points}, evaluator)
+            grade = hit.outputs[self.grade_table.outputs[0].name]
+            if grade is None:
+                raise PolicyRuntimeError(
+                    f"no row of grade table {self.grade_table.name} matches score.points = {points}",
+                    location=self.grade_table.location,
+                )
+            return str(grade)
         for g in self.grades:
             if points >= g.min_points:
                 return g.grade
@@ -210,6 +226,11 @@ class Policy:
     offers: OffersSpec | None = None
     tests: list[PolicyTest] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)  # warnings found while loading
+    # decision tables by name (engine.policy.decision_table.DecisionTable), and the evaluation plan of
+    # derived values and tables in dependency order: (phase "input" | "score", "derived" | "table", name)
+    decision_tables: dict[str, Any] = field(default_factory=dict)
+    plan: list[tuple[str, str, str]] = field(default_factory=list)
+    late_names: tuple[str, ...] = ()  # names the "score" phase computes
 
     def validate(self, application: Mapping[str, Any]) -> Fact:
         """The typed flat fact of a nested JSON application; InvalidInput lists every bad field."""
@@ -217,10 +238,41 @@ class Policy:
 
         return validate_application(self.inputs, application)
 
-    def derive(self, fact: Fact) -> None:
-        """Add the derived values to `fact` in dependency order (PolicyRuntimeError on /0 etc.)."""
-        for name, formula in self.derived.items():
-            fact[name] = formula(fact)
+    def derive(self, fact: Fact, evaluator: Any = None) -> list[str]:
+        """Add the derived values and the decision-table outputs that need no score to `fact`, in
+        dependency order (PolicyRuntimeError on /0 etc.); tables fire on `evaluator` (reference by
+        default). Returns the trace lines of the table rows that matched."""
+        if not self.plan:
+            for name, formula in self.derived.items():
+                fact[name] = formula(fact)
+            return []
+        return self._run("input", fact, evaluator)
+
+    def derive_after_score(self, fact: Fact, evaluator: Any = None) -> list[str]:
+        """After the score stage put score.* in `fact`: the grade table's trace line, and the derived
+        values and decision tables that read score.*; returns the trace lines of matched rows."""
+        lines: list[str] = []
+        table = self.score.grade_table if self.score is not None else None
+        if table is not None and fact.get("score.points") is not None:
+            lines.extend(table.evaluate({"score.points": fact["score.points"]}, evaluator).lines)
+        return lines + self._run("score", fact, evaluator)
+
+    def ensure_after_score(self, fact: Mapping[str, Any]) -> None:
+        """Compute the "score" phase now if nobody has (a formula or rule reading its outputs calls
+        this first), on the reference evaluator; a no-op once the outputs are in `fact`."""
+        if isinstance(fact, dict) and not all(name in fact for name in self.late_names):
+            self._run("score", fact, None)
+
+    def _run(self, phase: str, fact: Fact, evaluator: Any) -> list[str]:
+        lines: list[str] = []
+        for step_phase, kind, name in self.plan:
+            if step_phase != phase:
+                continue
+            if kind == "derived":
+                fact[name] = self.derived[name](fact)
+            else:
+                lines.extend(self.decision_tables[name].evaluate(fact, evaluator).lines)
+        return lines
 
     def stage(self, name: str) -> RuleStage | None:
         return next((s for s in self.rule_stages if s.name == name), None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -98,7 +98,8 @@ class ScoreSpec(Strict):
     model: ModelRefSpec
     features: dict[str, ExprSrc]
     scaling: ScalingSpec
-    grades: list[GradeSpec] = Field(min_length=1)
+    # grade bands, or the name of a decision table that grades score.points
+    grades: Annotated[list[GradeSpec], Field(min_length=1)] | str
 
 
 class SegmentSpec(Strict):
@@ -178,6 +179,28 @@ class ExpectSpec(Strict):
     error: str | None = None
 
 
+class TableOutputSpec(Strict):
+    values: list[bool | int | Decimal | str] | None = None  # allowed values; priority order (first wins)
+    default: bool | int | Decimal | str | None = None  # when no row matches
+    description: str | None = None
+
+
+class DecisionTableSpec(Strict):
+    description: str | None = None
+    hit: Literal["first", "unique", "priority", "collect"] = "unique"
+    aggregate: Literal["sum", "min", "max", "count"] | None = None  # collect only
+    complete: bool = False  # every input must match a row: a gap is an error
+    inputs: dict[str, ExprSrc] = Field(min_length=1)
+    outputs: list[str] | dict[str, TableOutputSpec | None] = Field(min_length=1)
+    rows: list[Any] = Field(min_length=1)  # each a list of cells (inputs then outputs) or a mapping
+
+    @model_validator(mode="after")
+    def _aggregate_for_collect(self) -> DecisionTableSpec:
+        if self.aggregate is not None and self.hit != "collect":
+            raise ValueError("`aggregate` is only allowed with hit policy collect")
+        return self
+
+
 class TestSpec(Strict):
     name: str
     input: dict[str, Any]
@@ -197,6 +220,7 @@ SECTIONS: dict[str, Any] = {
     "inputs": dict[str, InputSpec],
     "derived": dict[str, ExprSrc | DerivedSpec],
     "tables": dict[str, dict[str | int, Num | str]],
+    "decision_tables": dict[str, Any],
     "score": ScoreSpec,
     "stages": list[StageSpec],
     "segments": list[SegmentSpec],

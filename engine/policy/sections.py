@@ -25,15 +25,21 @@ def score(b: Builder) -> None:
         for name in ("score.pd", "score.points", "score.grade"):
             b.unavailable[name] = BROKEN
         return
-    grades = tuple(sorted((m.Grade(g.grade, g.min_points) for g in spec.grades), key=lambda g: -g.min_points))
-    b.score_names = {
-        "score.pd": DECIMAL,
-        "score.points": INTEGER,
-        "score.grade": enum_type([g.grade for g in spec.grades]),
-    }
+    grade_table = None
+    if isinstance(spec.grades, str):  # a decision table grades score.points
+        from engine.policy.table_plan import grade_table_or_error
+
+        grade_table = grade_table_or_error(b, spec.grades)
+        grade_type = b.score_names.get("score.grade", enum_type([]))
+        spec_grades: list[s.GradeSpec] = []
+    else:
+        spec_grades = spec.grades
+        grade_type = enum_type([g.grade for g in spec_grades])
+    grades = tuple(sorted((m.Grade(g.grade, g.min_points) for g in spec_grades), key=lambda g: -g.min_points))
+    b.score_names.update({"score.pd": DECIMAL, "score.points": INTEGER, "score.grade": grade_type})
     seen: dict[str, int] = {}
-    for i, g in enumerate(spec.grades):
-        if g.grade in seen or g.min_points in {x.min_points for x in spec.grades[:i]}:
+    for i, g in enumerate(spec_grades):
+        if g.grade in seen or g.min_points in {x.min_points for x in spec_grades[:i]}:
             b.sink.error(
                 "DUPLICATE_ID",
                 f"grade '{g.grade}' ({g.min_points}) repeats a grade or band start",
@@ -53,6 +59,7 @@ def score(b: Builder) -> None:
         feats,
         m.Scaling(sc.base_points, Decimal(sc.base_odds), Decimal(sc.pdo)),
         grades,
+        grade_table,
     )
 
 

@@ -1,0 +1,155 @@
+"""Compiled decision tables: each row is a rule of one IR RuleSet, fired on the decision's evaluator;
+the hit policy (first, unique, priority, collect with sum/min/max/count) is then applied to the rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+from engine.errors import Location, PolicyRuntimeError
+from engine.expr.types import Type
+from engine.policy.model import Formula, RuleStage
+from engine.rules import Evaluator
+from engine.rules.reference import ReferenceEvaluator
+
+__all__ = ["DecisionTable", "TableHit", "TableOutput", "TableRow"]
+
+Hit = Literal["first", "unique", "priority", "collect"]
+Aggregate = Literal["sum", "min", "max", "count"]
+_REFERENCE = ReferenceEvaluator()
+
+
+@dataclass(frozen=True)
+class TableOutput:
+    """One output column. `values` is the priority order (first = highest) for hit policy priority;
+    `exported` outputs become fact names (not a collect list, not the score stage's grade table)."""
+
+    name: str
+    type: Type
+    values: tuple[Any, ...] = ()
+    default: Any = None
+    exported: bool = True
+
+
+@dataclass(frozen=True)
+class TableRow:
+    number: int  # 1-based, as an author counts
+    rule_id: str
+    conditions: str  # "points in [660..699]", for the trace
+    outputs: tuple[Callable[[Mapping[str, Any]], Any], ...] = field(repr=False)
+    literal: tuple[bool, ...]  # per output: a literal (trace shows the value) or an expression
+    sources: tuple[str, ...]
+    location: Location
+
+
+@dataclass(frozen=True)
+class TableHit:
+    """What one evaluation of a table found: the rows it used, the output values, the trace lines."""
+
+    table: str
+    rows: tuple[int, ...]
+    outputs: Mapping[str, Any]
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DecisionTable:
+    name: str
+    hit: Hit
+    aggregate: Aggregate | None
+    complete: bool
+    phase: Literal["input", "score", "grade"]  # evaluated in derive, after the score, or as the grade
+    inputs: Mapping[str, Formula]
+    outputs: tuple[TableOutput, ...]
+    rows: tuple[TableRow, ...]
+    stage: RuleStage
+    location: Location
+
+    def evaluate(
+        self, fact: dict[str, Any] | Mapping[str, Any], evaluator: Evaluator | None = None
+    ) -> TableHit:
+        """Fire the rows on `evaluator` (the reference evaluator by default), apply the hit policy and
+        write the exported outputs into `fact` (when it is a dict)."""
+        local = dict(fact)
+        for name, formula in self.inputs.items():
+            local[name] = formula(fact)
+        fired = (evaluator or _REFERENCE).fire(self.stage.ruleset, self.stage.prepare(local))
+        by_id = {row.rule_id: row for row in self.rows}
+        matched = [by_id[rule_id] for rule_id in fired]
+        values = {row.number: tuple(fn(local) for fn in row.outputs) for row in matched}
+        chosen = self._choose(matched, values)
+        outputs = self._outputs(chosen, values)
+        if isinstance(fact, dict):
+            for out in self.outputs:
+                if out.exported:
+                    fact[out.name] = outputs[out.name]
+        lines = [self._line(row, values[row.number]) for row in chosen]
+        if self.hit == "collect" and self.aggregate:
+            got = ", ".join(f"{o.name} = {_show(outputs[o.name])}" for o in self.outputs)
+            lines.append(f"{self.name} {self.aggregate} of {len(chosen)} row(s): {got}")
+        elif not chosen:
+            got = ", ".join(f"{o.name} = {_show(outputs[o.name])}" for o in self.outputs)
+            lines.append(f"{self.name}: no row matches -> {got}")
+        return TableHit(self.name, tuple(r.number for r in chosen), outputs, tuple(lines))
+
+    def _choose(self, matched: list[TableRow], values: dict[int, tuple[Any, ...]]) -> list[TableRow]:
+        if not matched or self.hit == "collect":
+            return matched
+        if self.hit == "unique" and len(matched) > 1:
+            rows = " and ".join(str(r.number) for r in matched[:2])
+            raise PolicyRuntimeError(
+                f"decision table {self.name} (hit policy unique): rows {rows} both match",
+                location=self.location,
+            )
+        if self.hit == "priority":
+
+            def rank(row: TableRow) -> tuple[int, ...]:
+                return tuple(
+                    out.values.index(v) if v in out.values else len(out.values)
+                    for out, v in zip(self.outputs, values[row.number], strict=True)
+                    if out.values
+                )
+
+            return [min(matched, key=rank)]
+        return matched[:1]
+
+    def _outputs(self, chosen: list[TableRow], values: dict[int, tuple[Any, ...]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for i, spec in enumerate(self.outputs):
+            column = [values[row.number][i] for row in chosen]
+            if self.hit != "collect":
+                out[spec.name] = column[0] if column else spec.default
+                continue
+            present = [v for v in column if v is not None]
+            if self.aggregate is None:
+                out[spec.name] = tuple(column)
+            elif self.aggregate == "count":
+                out[spec.name] = len(set(present))
+            elif self.aggregate == "sum":
+                out[spec.name] = sum(
+                    present, Decimal(0) if any(isinstance(v, Decimal) for v in present) else 0
+                )
+            elif present:
+                out[spec.name] = min(present) if self.aggregate == "min" else max(present)
+            else:
+                out[spec.name] = spec.default
+        return out
+
+    def _line(self, row: TableRow, values: tuple[Any, ...]) -> str:
+        shown = []
+        for out, value, literal, source in zip(self.outputs, values, row.literal, row.sources, strict=True):
+            text = _show(value) if literal else f"{source} = {_show(value)}"
+            shown.append(text if len(self.outputs) == 1 else f"{out.name} = {text}")
+        return f"{self.name} row {row.number}: {row.conditions} -> {', '.join(shown)}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
