@@ -156,7 +156,8 @@ def rank_offers(candidates: Sequence[Candidate], terms: OfferTerms) -> tuple[lis
 
 def offers_stage(ctx: DecisionContext) -> StageResult:
     """Build, rank and cut the offers; no offer at all is a decline (NO_AFFORDABLE_OFFER). A
-    product's amount is its maximum, capped by the limit; below the product's minimum it is skipped."""
+    product lends the amount requested (when the policy names it), capped by the product's maximum
+    and by the limit; below the product's minimum it is skipped."""
     policy = ctx.policy
     spec, products, price = policy.offers, policy.products, policy.price
     if spec is None or products is None or not products.items or ctx.annual_rate is None:
@@ -171,6 +172,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         top=spec.top,
         rounding=ctx.rounding,
     )
+    requested = _number(spec.requested(ctx.fact)) if spec.requested is not None else None
     wanted = set(ctx.evaluator.fire(products.stage.ruleset, products.stage.prepare(ctx.fact)))
     candidates: list[Candidate] = []
     eligible: list[str] = []
@@ -178,6 +180,8 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         if product.id not in wanted:
             continue
         amount = product.amount_max if ctx.limit is None else min(product.amount_max, ctx.limit)
+        if requested is not None:
+            amount = min(amount, requested)
         amount = quantize(amount, 2, "down")  # money in cents, however the policy wrote the maximum
         if amount < product.amount_min or amount <= 0:
             continue

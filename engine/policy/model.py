@@ -191,6 +191,7 @@ class OffersSpec:
     existing_payments: Formula
     lgd: Decimal
     objective: str
+    requested: Formula | None = None
 
 
 @dataclass(frozen=True)

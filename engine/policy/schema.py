@@ -164,6 +164,7 @@ class OffersSpec(Strict):
     affordability_cap: Num
     income: ExprSrc
     existing_payments: ExprSrc
+    requested: ExprSrc | None = None  # the amount asked for: offers lend min(requested, limit, product max)
     lgd: Num
     objective: Literal["expected_profit"] = "expected_profit"
 

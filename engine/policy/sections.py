@@ -210,9 +210,20 @@ def offers(b: Builder) -> None:
         return
     income = b.formula(("offers", "income"), spec.income, b.scope(True))
     existing = b.formula(("offers", "existing_payments"), spec.existing_payments, b.scope(True))
+    requested = None
+    if spec.requested is not None:
+        requested = b.formula(("offers", "requested"), spec.requested, b.scope(True))
+        if requested is None:
+            return
     if income is not None and existing is not None:
         b.policy.offers = m.OffersSpec(
-            spec.top, Decimal(spec.affordability_cap), income, existing, Decimal(spec.lgd), spec.objective
+            spec.top,
+            Decimal(spec.affordability_cap),
+            income,
+            existing,
+            Decimal(spec.lgd),
+            spec.objective,
+            requested,
         )
 
 
