@@ -1,0 +1,127 @@
+"""`credo serve`: run the gRPC decision service (a supervisor and N worker processes on one port).
+
+See engine/server/supervisor.py for the process model and engine/server/worker.py for one worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "serve", help="serve decisions over gRPC", description="Serve credo.v1.DecisionService over gRPC."
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=50051, help="port (default 50051; 0 picks a free one)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"worker processes sharing the port (default {DEFAULT_WORKERS})",
+    )
+    p.add_argument("--policies", default="policies", help="policy directory (default policies)")
+    p.add_argument("--models", default="models", help="model store directory (default models)")
+    p.add_argument("--store", default=None, help="audit store URL (sqlite:///path, postgresql://...)")
+    p.add_argument("--tls-cert", default=None, help="server certificate (PEM)")
+    p.add_argument("--tls-key", default=None, help="server private key (PEM)")
+    p.add_argument("--tls-client-ca", default=None, help="CA for client certificates: enables mutual TLS")
+    p.add_argument("--token-file", default=None, help="bearer tokens, one per line: calls must present one")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    p.add_argument(
+        "--allow-insecure-remote", action="store_true", help="allow listening beyond loopback without TLS"
+    )
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=4 * 1024 * 1024,
+        help="largest request or response (default 4 MiB); larger -> RESOURCE_EXHAUSTED",
+    )
+    p.add_argument("--threads", type=int, default=8, help="gRPC handler threads per worker (default 8)")
+    p.add_argument(
+        "--max-connection-age",
+        type=float,
+        default=30.0,
+        help="seconds before a client connection is recycled with a graceful GOAWAY (default 30)",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=None,
+        help="how long a draining worker keeps answering its open connections "
+        "(default: max connection age x 1.2 + 1)",
+    )
+    p.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=10.0,
+        help="how long in-flight calls may take to finish when a worker stops",
+    )
+    p.add_argument("--watch-interval", type=float, default=1.0, help="policy file poll interval (s)")
+    p.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # benchmark floor service
+    p.add_argument("--service-factory", default="engine.service:DecisionService", help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.server.logs import setup_logging
+    from engine.server.security import is_loopback
+    from engine.server.supervisor import Supervisor
+    from engine.server.worker import WorkerConfig
+
+    setup_logging()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        print("credo serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if args.tls_client_ca and not args.tls_cert:
+        print("credo serve: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    if not args.tls_cert and not is_loopback(args.host) and not args.allow_insecure_remote:
+        print(
+            f"credo serve: refusing to listen on {args.host} without TLS; give --tls-cert/--tls-key "
+            "or --allow-insecure-remote",
+            file=sys.stderr,
+        )
+        return 2
+    for label, path in (("--policies", args.policies), ("--models", args.models)):
+        if not Path(path).is_dir():
+            print(f"credo serve: {label} {path}: not a directory", file=sys.stderr)
+            return 2
+    if args.workers < 1:
+        print("credo serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    # A draining worker must outlive its connections' max age (+10% jitter) so none is cut.
+    drain = args.drain_seconds if args.drain_seconds is not None else args.max_connection_age * 1.2 + 1
+    config = WorkerConfig(
+        host=args.host,
+        port=args.port,
+        policies=str(Path(args.policies).resolve()),
+        models=str(Path(args.models).resolve()),
+        store=args.store,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        token_file=args.token_file,
+        threads=args.threads,
+        max_message_bytes=args.max_message_bytes,
+        max_connection_age=args.max_connection_age,
+        drain_seconds=drain,
+        grace_seconds=args.grace_seconds,
+        echo=args.echo,
+        service_factory=args.service_factory,
+    )
+    try:
+        supervisor = Supervisor(
+            config, args.workers, metrics_port=args.metrics_port, watch_interval=args.watch_interval
+        )
+        return supervisor.run()
+    except OSError as exc:
+        print(
+            f"credo serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 2

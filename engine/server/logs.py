@@ -1,0 +1,88 @@
+"""Structured JSON logs for the server processes, with `pii: true` policy inputs masked.
+
+One JSON object per line on stderr; `extra=` fields of a log call become top-level keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MASK = "***"
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def setup_logging(level: str | None = None) -> None:
+    """JSON lines on stderr for the whole process (idempotent)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel((level or os.environ.get("CREDO_LOG_LEVEL", "INFO")).upper())
+
+
+def pii_paths(policies_dir: str | Path) -> dict[str, frozenset[str]]:
+    """Dotted input paths declared `pii: true`, per policy name, read from policies/*/policy.yaml.
+    A file that does not parse contributes nothing here: the loader reports it properly."""
+    found: dict[str, frozenset[str]] = {}
+    for path in sorted(Path(policies_dir).glob("*/policy.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        inputs = doc.get("inputs") or {}
+        name = str(doc.get("policy") or path.parent.name)
+        if isinstance(inputs, dict):
+            found[name] = frozenset(
+                str(k) for k, spec in inputs.items() if isinstance(spec, dict) and spec.get("pii") is True
+            )
+    return found
+
+
+def mask_application(application: Mapping[str, Any], pii: Iterable[str]) -> dict[str, Any]:
+    """A copy of a nested application with the values at the given dotted paths replaced by ***."""
+    masked = set(pii)
+
+    def walk(node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if path in masked:
+                out[key] = MASK
+            elif isinstance(value, Mapping):
+                out[key] = walk(value, f"{path}.")
+            else:
+                out[key] = value
+        return out
+
+    return walk(application, "")

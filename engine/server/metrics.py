@@ -1,0 +1,39 @@
+"""Prometheus metrics of the server. Multiprocess mode: workers write to PROMETHEUS_MULTIPROC_DIR
+(set by the supervisor before anything imports prometheus_client); the supervisor serves the sum.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+DECISIONS = Counter("credo_decisions_total", "Decisions answered", ["policy", "outcome"])
+DECISION_SECONDS = Histogram(
+    "credo_decision_seconds",
+    "Decision latency per pipeline stage (stage=total: whole call)",
+    ["stage"],
+    buckets=_BUCKETS,
+)
+IN_FLIGHT = Gauge("credo_in_flight", "Decisions in progress", multiprocess_mode="livesum")
+WORKER_RESTARTS = Counter("credo_worker_restarts_total", "Workers replaced after dying")
+RELOADS = Counter("credo_reloads_total", "Policy reloads", ["result"])
+REJECTED = Counter("credo_rejected_total", "Requests answered with an error status", ["code"])
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Expose the metrics of all processes (multiprocess collector) on host:port/metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(port, addr=host, registry=registry)
+    else:
+        start_http_server(port, addr=host)
+
+
+def mark_dead(pid: int) -> None:
+    """Forget a dead worker's live gauges (its counters keep counting in the sum)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,244 @@
+"""The gRPC DecisionService servicer: decode, delegate to engine.service.DecisionService, encode.
+
+All decisions of a worker run on its one decision thread (durable_rules is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Any
+
+import grpc
+from credo.v1 import decision_pb2 as pb
+from credo.v1 import decision_pb2_grpc as pb_grpc
+
+from engine.decision import Decision
+from engine.errors import CredoError, NotFound
+from engine.server import convert, metrics
+from engine.server.errors import MappedError, abort, map_error, plain_error
+from engine.server.idempotency import IdempotencyMap
+from engine.server.logs import mask_application
+
+log = logging.getLogger("credo.server")
+
+_NO_DEADLINE = 10 * 365 * 86400.0
+
+
+class VersionNotLoaded(CredoError):
+    code = "VERSION_NOT_LOADED"
+    grpc_status = "FAILED_PRECONDITION"
+
+
+class DeadlineExceeded(Exception):
+    """The caller's deadline passed before the decision could start."""
+
+
+class DecisionServicer(pb_grpc.DecisionServiceServicer):
+    def __init__(
+        self,
+        service: Any,
+        *,
+        pii: Mapping[str, frozenset[str]] | None = None,
+        idempotency: IdempotencyMap | None = None,
+        reload_status: Path | None = None,
+    ):
+        self.service = service
+        self.pii = dict(pii or {})
+        self.idempotency = idempotency or IdempotencyMap()
+        self.reload_status = reload_status
+        # The one thread that enters the decision core in this process.
+        self._decider = ThreadPoolExecutor(max_workers=1, thread_name_prefix="credo-decide")
+
+    def close(self) -> None:
+        self._decider.shutdown(wait=True, cancel_futures=True)
+
+    # -- RPCs ------------------------------------------------------------------------------------
+
+    def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.Decision:
+        try:
+            return self._decide(request, context)
+        except Exception as exc:
+            mapped = self._mapped(exc, request)
+            abort(context, mapped)
+            raise  # unreachable: abort raises
+
+    def DecideStream(
+        self, request_iterator: Iterator[pb.DecideRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.Decision]:
+        for request in request_iterator:
+            try:
+                yield self._decide(request, context)
+            except DeadlineExceeded:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+            except Exception as exc:
+                mapped = self._mapped(exc, request)
+                yield pb.Decision(
+                    request_id=request.request_id,
+                    error=pb.DecisionError(
+                        status=mapped.code.name,
+                        code=mapped.credo_code,
+                        message=mapped.message,
+                        violations=[
+                            pb.FieldViolation(field=v.field, description=v.description)
+                            for v in mapped.violations
+                        ],
+                    ),
+                )
+
+    def GetDecision(self, request: pb.GetDecisionRequest, context: grpc.ServicerContext) -> pb.Decision:
+        key = request.WhichOneof("key")
+        try:
+            if key is None:
+                raise NotFound("give decision_id or request_id")
+            found = self.idempotency.get(request_id=request.request_id, decision_id=request.decision_id)
+            if found is not None:
+                return found
+            getter = getattr(self.service, "get_decision", None)
+            decision = (
+                getter(decision_id=request.decision_id or None, request_id=request.request_id or None)
+                if getter
+                else None
+            )
+            if decision is None:
+                raise NotFound(f"no decision with {key} {getattr(request, key)!r}")
+            return convert.decision_to_pb(decision)
+        except Exception as exc:
+            abort(context, self._mapped(exc, None))
+            raise
+
+    def Replay(self, request: pb.ReplayRequest, context: grpc.ServicerContext) -> pb.ReplayResponse:
+        try:
+            replay = getattr(self.service, "replay", None)
+            if replay is None:
+                raise NotFound("replay needs the audit store, which this server has not got")
+            return convert.replay_to_pb(self._on_decider(lambda: replay(request.decision_id), context))
+        except Exception as exc:
+            abort(context, self._mapped(exc, None))
+            raise
+
+    def ListPolicies(
+        self, request: pb.ListPoliciesRequest, context: grpc.ServicerContext
+    ) -> pb.ListPoliciesResponse:
+        try:
+            infos = [convert.policy_info_to_pb(p) for p in self.service.list_policies()]
+        except Exception as exc:
+            abort(context, self._mapped(exc, None))
+            raise
+        self._apply_reload_status(infos)
+        return pb.ListPoliciesResponse(policies=infos)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.Decision:
+        started = time.perf_counter()
+        call = convert.request_to_call(request)
+        fingerprint = convert.request_fingerprint(request)
+        earlier = self.idempotency.lookup(request.request_id, fingerprint)
+        if earlier is not None:
+            return earlier
+        self._check_pin(call["policy"], call["version"])
+        metrics.IN_FLIGHT.inc()
+        try:
+            decision: Decision = self._on_decider(lambda: self.service.decide(**call), context)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        answer = convert.decision_to_pb(decision)
+        self.idempotency.store(request.request_id, fingerprint, answer)
+        elapsed = time.perf_counter() - started
+        metrics.DECISIONS.labels(policy=request.policy, outcome=decision.outcome.value).inc()
+        metrics.DECISION_SECONDS.labels(stage="total").observe(elapsed)
+        for entry in decision.trace:
+            metrics.DECISION_SECONDS.labels(stage=entry.stage).observe(entry.millis / 1000.0)
+        log.info(
+            "decision",
+            extra={
+                "request_id": request.request_id,
+                "decision_id": decision.decision_id,
+                "policy": f"{decision.policy.name}@{decision.policy.version}",
+                "outcome": decision.outcome.value,
+                "reasons": [r.code for r in decision.reasons],
+                "millis": round(elapsed * 1000, 3),
+                "labels": dict(request.labels),
+            },
+        )
+        return answer
+
+    def _check_pin(self, policy: str, version: str | None) -> None:
+        """A pinned version other than the loaded one is FAILED_PRECONDITION (not NOT_FOUND: the
+        policy exists, the caller's precondition on it does not hold)."""
+        if not version:
+            return
+        lookup = getattr(self.service, "policy", None)
+        if lookup is None:
+            return
+        loaded = lookup(policy)
+        if str(loaded.version) != version:
+            raise VersionNotLoaded(
+                f"policy {policy} version {version} is not loaded (serving {loaded.version})"
+            )
+
+    def _on_decider(self, work: Callable[[], Any], context: grpc.ServicerContext) -> Any:
+        """Run `work` on the decision thread, giving up if the caller's deadline passes first."""
+        remaining = context.time_remaining()
+        if remaining is not None and remaining > _NO_DEADLINE:
+            remaining = None  # grpc reports "no deadline" as a huge number of seconds
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded()
+        future: Future[Any] = self._decider.submit(work)
+        try:
+            return future.result(timeout=remaining)
+        except FutureTimeout:
+            future.cancel()  # a queued decision never starts; a running one finishes and is dropped
+            raise DeadlineExceeded() from None
+
+    def _mapped(self, exc: Exception, request: pb.DecideRequest | None) -> MappedError:
+        if isinstance(exc, DeadlineExceeded):
+            metrics.REJECTED.labels(code="DEADLINE_EXCEEDED").inc()
+            return plain_error(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+        context: dict[str, Any] = {}
+        if request is not None:
+            context = {
+                "request_id": request.request_id,
+                "policy": request.policy,
+                "policy_version": request.policy_version,
+            }
+            try:
+                application = convert.struct_to_application(request.application)
+                masked = mask_application(application, self.pii.get(request.policy, frozenset()))
+                context["application"] = json.loads(json.dumps(masked, default=str))
+            except Exception:
+                context["application"] = "<unreadable>"
+        mapped = map_error(exc, context)
+        metrics.REJECTED.labels(code=mapped.code.name).inc()
+        if mapped.code is not grpc.StatusCode.INTERNAL:
+            log.info(
+                "rejected",
+                extra={
+                    **{k: v for k, v in context.items() if k != "application"},
+                    "status": mapped.code.name,
+                    "error_code": mapped.credo_code,
+                },
+            )
+        return mapped
+
+    def _apply_reload_status(self, infos: list[pb.PolicyInfo]) -> None:
+        """Mark policies whose last reload failed (the old version keeps serving)."""
+        if self.reload_status is None or not self.reload_status.exists():
+            return
+        try:
+            status = json.loads(self.reload_status.read_text())
+        except (OSError, ValueError):
+            return
+        if status.get("status") != "RELOAD_FAILED":
+            return
+        errors = [str(e) for e in status.get("errors", [])]
+        named = [i for i in infos if any(f"/{i.name}/" in e or f"{i.name}/" in e for e in errors)]
+        for info in named or infos:
+            info.status = "RELOAD_FAILED"
+            info.errors.extend(errors)

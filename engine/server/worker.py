@@ -1,0 +1,262 @@
+"""One worker process of `credo serve`: builds the decision core, then serves gRPC on the shared port.
+
+The core is built (policies validated and compiled) before the port is bound, so a worker that
+cannot load the policy set never receives a call. Run by the supervisor: python -m engine.server.worker JSON
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from credo.v1 import decision_pb2 as pb
+from credo.v1 import decision_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engine.errors import CredoError, PolicyError
+from engine.server.echo import SERVICE as ECHO_SERVICE
+from engine.server.echo import echo_handler
+from engine.server.logs import pii_paths, setup_logging
+from engine.server.security import BearerTokenInterceptor, read_tokens, server_credentials
+from engine.server.servicer import DecisionServicer
+
+log = logging.getLogger("credo.worker")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
+
+
+@dataclass
+class WorkerConfig:
+    host: str
+    port: int
+    policies: str
+    models: str
+    store: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    token_file: str | None = None
+    threads: int = 8
+    max_message_bytes: int = 4 * 1024 * 1024
+    drain_seconds: float = 40.0
+    max_connection_age: float = 30.0
+    grace_seconds: float = 10.0
+    echo: bool = False
+    generation: int = 0
+    state_dir: str | None = None
+    service_factory: str = "engine.service:DecisionService"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def build_service(config: WorkerConfig) -> Any:
+    """The transport-neutral decision core (engine.service.DecisionService by default)."""
+    module_name, _, attr = config.service_factory.partition(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    kwargs: dict[str, Any] = {}
+    if config.store:
+        kwargs["store"] = config.store
+    service = factory(Path(config.policies), Path(config.models), **kwargs)
+    # Load and compile every policy now, before listening: a set with one broken policy is refused
+    # as a whole (at reload the previous generation keeps serving it).
+    errors = [
+        f"{info.get('name')}: {error}"
+        for info in service.list_policies()
+        if isinstance(info, dict) and info.get("status", "SERVING") != "SERVING"
+        for error in (info.get("errors") or ["does not load"])
+    ]
+    if errors:
+        raise PolicySetInvalid(errors)
+    warm_up(service)
+    return service
+
+
+def warm_up(service: Any) -> None:
+    """Run each policy's test inputs once through the pipeline (not through decide: nothing is
+    recorded), so durable rulesets are registered and ONNX sessions created before the first call.
+    Best effort: a failure here is logged; the policy's own tests are CI's job."""
+    policy_of = getattr(service, "policy", None)
+    if policy_of is None or not hasattr(service, "evaluator"):
+        return
+    from engine.pipeline import run_pipeline
+
+    for info in service.list_policies():
+        started = time.perf_counter()
+        try:
+            policy = policy_of(info["name"])
+            for case in list(getattr(policy, "tests", []))[:3]:
+                with contextlib.suppress(CredoError):  # a test that expects an error
+                    run_pipeline(policy, case.input, service.evaluator, service.models)
+        except Exception:
+            log.warning("warm-up failed", exc_info=True, extra={"policy": info.get("name")})
+            continue
+        log.info(
+            "warmed up",
+            extra={"policy": info["name"], "millis": round((time.perf_counter() - started) * 1e3, 1)},
+        )
+
+
+class PolicySetInvalid(Exception):
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker if the supervisor dies (no orphans holding the port)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _stop_listening(port: int) -> None:
+    """Close this process's listening socket(s) on `port` without shutting the server down.
+
+    gRPC Python has no call for it, and server.stop() cancels calls that race with its GOAWAY
+    (grpc/grpc#41785). Unlistened, the kernel sends new connections to the other workers of the
+    SO_REUSEPORT group while existing connections age out gracefully (max_connection_age)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        try:
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) and sock.getsockname()[1] == port:
+                sock.shutdown(socket.SHUT_RD)
+                log.info("listener closed", extra={"fd": fd})
+        except OSError:
+            pass
+        finally:
+            sock.detach()
+
+
+def _notify(event: str, **fields: Any) -> None:
+    """One JSON line to the supervisor on stdout (the control channel; logs go to stderr)."""
+    sys.stdout.write(json.dumps({"event": event, "pid": os.getpid(), **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def serve(config: WorkerConfig) -> int:
+    stop = threading.Event()
+    quick: list[bool] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        quick.append(signum == signal.SIGINT)  # Ctrl-C: stop now; SIGTERM: drain
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    started = time.monotonic()
+    try:
+        service = build_service(config)
+    except PolicyError as exc:
+        _notify("failed", errors=[str(d) for d in exc.diagnostics if d.is_error] or [str(exc)])
+        return 3
+    except PolicySetInvalid as exc:
+        _notify("failed", errors=exc.errors)
+        return 3
+    except Exception as exc:
+        log.exception("worker could not build the decision service")
+        _notify("failed", errors=[f"{type(exc).__name__}: {exc}"])
+        return 3
+    state = Path(config.state_dir) if config.state_dir else None
+    servicer = DecisionServicer(
+        service, pii=pii_paths(config.policies), reload_status=state / "reload.json" if state else None
+    )
+    interceptors = []
+    if config.token_file:
+        interceptors.append(BearerTokenInterceptor(read_tokens(config.token_file)))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="credo-grpc"),
+        interceptors=interceptors,
+        options=[
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            # Connections are recycled with a graceful GOAWAY (gRFC A9): this spreads long-lived
+            # clients over the workers and is how a draining worker sheds its connections safely.
+            ("grpc.max_connection_age_ms", int(config.max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(config.grace_seconds * 1000)),
+        ],
+    )
+    pb_grpc.add_DecisionServiceServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    if config.echo:
+        server.add_generic_rpc_handlers([echo_handler()])
+        names.append(ECHO_SERVICE)
+    reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    address = f"{config.host}:{config.port}"
+    if config.tls_cert and config.tls_key:
+        bound = server.add_secure_port(
+            address, server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+        )
+    else:
+        bound = server.add_insecure_port(address)
+    if not bound:
+        _notify("failed", errors=[f"cannot bind {address}"])
+        return 4
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "worker serving",
+        extra={
+            "address": address,
+            "generation": config.generation,
+            "startup_seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    _notify("ready", generation=config.generation)
+    while not stop.wait(1.0):
+        if os.getppid() == 1:  # supervisor gone and no death signal arrived
+            break
+    # Drain: health NOT_SERVING, stop listening, keep answering on open connections while they age
+    # out (graceful GOAWAY), then stop; calls still in flight get the grace period.
+    health_servicer.enter_graceful_shutdown()
+    log.info("worker draining", extra={"generation": config.generation})
+    _stop_listening(config.port)
+    if not (quick and quick[-1]):
+        time.sleep(config.drain_seconds)
+    server.stop(config.grace_seconds).wait()
+    servicer.close()
+    log.info("worker stopped", extra={"generation": config.generation})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    setup_logging()
+    _die_with_parent()
+    config = WorkerConfig(**json.loads(args[0]))
+    return serve(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Start `credo serve` as a real process on an ephemeral port and talk to it with the generated stubs.
+
+The server's announce line on stdout ("credo serving on HOST:PORT ...") gives the port.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+
+import engine.server  # noqa: F401
+
+# isort: split
+from credo.v1 import decision_pb2 as pb
+from credo.v1 import decision_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE = "tests.e2e.fake_service:FakeService"
+ANNOUNCE = re.compile(r"credo serving on (\S+):(\d+)")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    target: str
+    channel: grpc.Channel
+    stderr_path: Path
+
+    @property
+    def stub(self) -> pb_grpc.DecisionServiceStub:
+        return pb_grpc.DecisionServiceStub(self.channel)
+
+    def worker_pids(self) -> list[int]:
+        """Live worker processes (children of the supervisor)."""
+        pids: list[int] = []
+        task = Path(f"/proc/{self.proc.pid}/task")
+        for t in task.iterdir():
+            text = (t / "children").read_text().split()
+            pids.extend(int(p) for p in text)
+        return sorted(pids)
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+
+@contextmanager
+def serve(
+    tmp_path: Path,
+    *,
+    policies: Path,
+    models: Path | None = None,
+    workers: int = 2,
+    fake: bool = False,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    startup: float = 90.0,
+    plaintext: bool = True,
+) -> Iterator[Server]:
+    models = models or (ROOT / "models")
+    args = [
+        sys.executable,
+        "-m",
+        "engine",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--workers",
+        str(workers),
+        "--policies",
+        str(policies),
+        "--models",
+        str(models),
+        "--watch-interval",
+        "0.3",
+        "--max-connection-age",
+        "0.5",
+        "--drain-seconds",
+        "1.5",
+        "--grace-seconds",
+        "5",
+        *(extra or []),
+    ]
+    if fake:
+        args += ["--service-factory", FAKE]
+    stderr_path = tmp_path / f"serve-{time.monotonic_ns()}.log"
+    with open(stderr_path, "w") as err:
+        proc = subprocess.Popen(
+            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, **(env or {})}
+        )
+    channel = None
+    try:
+        target = _wait_announce(proc, stderr_path, startup)
+        channel = grpc.insecure_channel(target)
+        if plaintext:
+            grpc.channel_ready_future(channel).result(timeout=10)
+        yield Server(proc, target, channel, stderr_path)
+    finally:
+        if channel is not None:
+            channel.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def _wait_announce(proc: subprocess.Popen[str], stderr_path: Path, timeout: float) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            match = ANNOUNCE.search(line)
+            if match:
+                return f"{match.group(1)}:{match.group(2)}"
+            if not line and proc.poll() is not None:
+                break
+    raise AssertionError(
+        f"credo serve did not start (exit {proc.poll()}):\n{stderr_path.read_text(errors='replace')[-4000:]}"
+    )
+
+
+def request(request_id: str, policy: str, application: dict[str, Any], **kw: Any) -> pb.DecideRequest:
+    struct = struct_pb2.Struct()
+    struct.update(_jsonable(application))
+    return pb.DecideRequest(request_id=request_id, policy=policy, application=struct, **kw)
+
+
+def _jsonable(value: Any) -> Any:
+    """Policy test inputs as Struct values: dates and Decimals as strings (how a client sends them)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+POLICIES = ROOT / "policies"
+
+
+def shipped_policies() -> list[tuple[str, Path, dict[str, Any]]]:
+    """(name, path, parsed YAML) of every policies/*/policy.yaml."""
+    import yaml
+
+    found = []
+    for path in sorted(POLICIES.glob("*/policy.yaml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        found.append((str(doc.get("policy", path.parent.name)), path, doc))
+    return found
+
+
+def shipped_cases() -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """(policy, test name, input, expect) of every test embedded in a shipped policy."""
+    return [
+        (name, str(case.get("name", i)), case.get("input") or {}, case.get("expect") or {})
+        for name, _, doc in shipped_policies()
+        for i, case in enumerate(doc.get("tests") or [])
+    ]

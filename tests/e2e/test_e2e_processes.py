@@ -1,0 +1,224 @@
+"""The process model of `credo serve`: a worker killed with SIGKILL is replaced while the others keep
+answering; a policy rewritten during a stream of calls is served in its new version with no failed call;
+a broken policy file is refused and the old version keeps serving.
+
+Each test runs on the real decision core ("real") and on a stand-in core ("fake", tests/e2e/fake_service.py)
+so the server machinery is checked even where the pipeline is not the thing under test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from credo.v1 import decision_pb2 as pb
+from e2e_harness import POLICIES, Server, request, serve, shipped_cases
+
+FAKE_POLICY = 'policy: demo\nversion: "1.0.0"\ninputs:\n  applicant.age: {type: integer}\n'
+
+
+def _setup(kind: str, tmp_path: Path) -> tuple[Path, str, dict[str, Any], Path]:
+    """A private policy directory, the policy to call, an application, the file to rewrite."""
+    policies = tmp_path / "policies"
+    if kind == "fake":
+        (policies / "demo").mkdir(parents=True)
+        (policies / "demo" / "policy.yaml").write_text(FAKE_POLICY)
+        return policies, "demo", {"applicant": {"age": 30}}, policies / "demo" / "policy.yaml"
+    cases = shipped_cases()
+    assert cases, "no shipped policy test cases to call the real core with"
+    policy, _, application, _ = cases[0]
+    shutil.copytree(POLICIES, policies)
+    source = next(p for p in policies.glob("*/policy.yaml") if f"policy: {policy}" in p.read_text())
+    return policies, policy, application, source
+
+
+def _bump_version(path: Path) -> str:
+    """Rewrite the file with its patch version + 1 (atomically, as a deploy tool would); the new version."""
+    text = path.read_text()
+    match = re.search(r'^version:\s*"?(\d+)\.(\d+)\.(\d+)"?\s*$', text, re.M)
+    assert match, f"{path}: no semver version line"
+    new = f"{match.group(1)}.{match.group(2)}.{int(match.group(3)) + 1}"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text[: match.start()] + f'version: "{new}"' + text[match.end() :])
+    os.replace(tmp, path)
+    return new
+
+
+def _channels(server: Server, n: int) -> list[grpc.Channel]:
+    """n separate connections (a channel per connection), so calls reach more than one worker."""
+    return [
+        grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(n)
+    ]
+
+
+class Caller:
+    """Calls Decide in a loop from several threads until stopped; records every answer and failure."""
+
+    def __init__(self, server: Server, policy: str, application: dict[str, Any], *, retry: bool):
+        self.channels = _channels(server, 4)
+        self.policy, self.application, self.retry = policy, application, retry
+        self.versions: list[str] = []
+        self.failures: list[str] = []
+        self.retried: list[str] = []
+        self.done = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(4)]
+
+    def __enter__(self) -> Caller:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+        for ch in self.channels:
+            ch.close()
+
+    def _run(self, index: int) -> None:
+        from credo.v1 import decision_pb2_grpc as pb_grpc
+
+        stub = pb_grpc.DecisionServiceStub(self.channels[index])
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            rid = f"t{index}-{n}"
+            req = request(rid, self.policy, self.application)
+            try:
+                answer = stub.Decide(req, timeout=20)
+            except grpc.RpcError as err:
+                if not (self.retry and err.code() == grpc.StatusCode.UNAVAILABLE):
+                    with self._lock:
+                        self.failures.append(f"{rid}: {err.code().name} {err.details()}")
+                    continue
+                with self._lock:
+                    self.retried.append(rid)
+                answer = self._retry(stub, req)
+                if answer is None:
+                    continue
+            with self._lock:
+                if answer.request_id != rid or not answer.decision_id:
+                    self.failures.append(f"{rid}: answered for {answer.request_id!r}")
+                self.versions.append(answer.policy.version)
+                self.done += 1
+
+    def _retry(self, stub: Any, req: pb.DecideRequest) -> pb.Decision | None:
+        """The same request_id again until another worker (or the replacement) answers."""
+        last = ""
+        for _ in range(10):
+            try:
+                return stub.Decide(req, timeout=20, wait_for_ready=True)
+            except grpc.RpcError as again:
+                last = f"{again.code().name} {again.details()}"
+                if again.code() != grpc.StatusCode.UNAVAILABLE:
+                    break
+                time.sleep(0.05)
+        with self._lock:
+            self.failures.append(f"{req.request_id} retry: {last}")
+        return None
+
+    def wait_for(self, predicate: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate():
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; failures: {self.failures[:5]}")
+
+
+@pytest.fixture(params=["fake", "real"])
+def kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield request.param
+
+
+def test_kill_9_worker_during_calls_keeps_answering(kind: str, tmp_path: Path) -> None:
+    policies, policy, application, _ = _setup(kind, tmp_path)
+    with serve(tmp_path, policies=policies, workers=2, fake=kind == "fake") as server:
+        before = server.worker_pids()
+        assert len(before) == 2
+        with Caller(server, policy, application, retry=True) as caller:
+            caller.wait_for(lambda: caller.done >= 20, 60, "calls before the kill")
+            os.kill(before[0], signal.SIGKILL)
+            mark = caller.done
+            caller.wait_for(lambda: caller.done >= mark + 40, 60, "calls after the kill")
+
+            def replaced() -> bool:
+                now = server.worker_pids()
+                return len(now) == 2 and before[0] not in now
+
+            deadline = time.monotonic() + 60
+            while not replaced() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert replaced(), f"worker not replaced: {server.worker_pids()}"
+            mark = caller.done
+            caller.wait_for(lambda: caller.done >= mark + 10, 60, "calls after the replacement")
+        assert caller.failures == []
+        assert "worker died; replacing it" in server.log()
+
+
+def test_policy_rewrite_during_calls_serves_new_version_with_no_failed_call(
+    kind: str, tmp_path: Path
+) -> None:
+    policies, policy, application, source = _setup(kind, tmp_path)
+    with serve(tmp_path, policies=policies, workers=2, fake=kind == "fake") as server:
+        with Caller(server, policy, application, retry=False) as caller:
+            caller.wait_for(lambda: caller.done >= 20, 60, "calls before the rewrite")
+            old = caller.versions[-1]
+            new = _bump_version(source)
+            # Old workers drain (connections move within the max connection age), then only `new`.
+            caller.wait_for(lambda: set(caller.versions[-40:]) == {new}, 90, f"only version {new} served")
+        assert caller.failures == [], sorted({f.split(": ", 1)[1] for f in caller.failures})
+        assert old != new
+        listed = {p.name: p for p in server.stub.ListPolicies(pb.ListPoliciesRequest(), timeout=5).policies}
+        assert listed[policy].version == new
+
+
+def test_broken_policy_file_is_refused_and_old_version_keeps_serving(kind: str, tmp_path: Path) -> None:
+    policies, policy, application, source = _setup(kind, tmp_path)
+    with serve(tmp_path, policies=policies, workers=1, fake=kind == "fake") as server:
+        first = server.stub.Decide(request("before", policy, application), timeout=30)
+        source.write_text(source.read_text().replace("version:", "versoin:", 1))
+        deadline = time.monotonic() + 60
+        listed: Any = None
+        while time.monotonic() < deadline:
+            answer = server.stub.ListPolicies(pb.ListPoliciesRequest(), timeout=5)
+            listed = {p.name: p for p in answer.policies}
+            if listed[policy].status == "RELOAD_FAILED":
+                break
+            time.sleep(0.2)
+        assert listed[policy].status == "RELOAD_FAILED", server.log()[-2000:]
+        assert listed[policy].errors
+        after = server.stub.Decide(request("after", policy, application), timeout=30)
+        assert after.policy.version == first.policy.version
+        assert "reload refused" in server.log()
+
+
+def test_sighup_starts_a_new_generation_and_drains_the_old(tmp_path: Path) -> None:
+    policies, policy, application, _ = _setup("fake", tmp_path)
+    with serve(tmp_path, policies=policies, workers=2, fake=True) as server:
+        before = set(server.worker_pids())
+        with Caller(server, policy, application, retry=False) as caller:
+            caller.wait_for(lambda: caller.done >= 20, 60, "calls before SIGHUP")
+            server.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and (set(server.worker_pids()) & before):
+                time.sleep(0.1)
+            mark = caller.done
+            caller.wait_for(lambda: caller.done >= mark + 20, 60, "calls after the reload")
+        after = set(server.worker_pids())
+        assert len(after) == 2 and not (after & before)
+        assert caller.failures == []
+        assert "reload requested (SIGHUP)" in server.log()

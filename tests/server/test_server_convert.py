@@ -1,0 +1,147 @@
+"""Converters between credo.v1 messages and domain types: exact decimals from Struct doubles,
+every bad field reported, Decisions encoded with decimal strings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from credo.v1 import decision_pb2 as pb
+from google.protobuf import struct_pb2
+
+from engine.decision import Decision, Instalment, Offer, Outcome, PolicyRef, Reason, Score, TraceEntry
+from engine.errors import InvalidInput
+from engine.server import convert
+
+
+def _struct(value: dict) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(value)
+    return s
+
+
+def test_numbers_become_int_when_integral_and_shortest_decimal_otherwise() -> None:
+    app = convert.struct_to_application(
+        _struct({"applicant": {"age": 30, "income": 12000.5, "rate": 0.1, "neg": -3.0, "name": "Li"}})
+    )
+    assert app == {
+        "applicant": {
+            "age": 30,
+            "income": Decimal("12000.5"),
+            "rate": Decimal("0.1"),
+            "neg": -3,
+            "name": "Li",
+        }
+    }
+    assert type(app["applicant"]["age"]) is int
+    assert str(app["applicant"]["rate"]) == "0.1"  # not 0.1000000000000000055511151231257827
+
+
+def test_strings_bools_nulls_and_lists_pass_through() -> None:
+    app = convert.struct_to_application(_struct({"a": "12.30", "b": True, "c": None, "d": [1, 2.5, "x"]}))
+    assert app == {"a": "12.30", "b": True, "c": None, "d": [1, Decimal("2.5"), "x"]}
+
+
+def test_inexact_numbers_are_field_violations() -> None:
+    s = _struct({"loan": {"amount": 2.0**60}, "x": {"y": float("nan")}, "z": float("inf")})
+    with pytest.raises(InvalidInput) as caught:
+        convert.struct_to_application(s)
+    assert sorted(v.field for v in caught.value.violations) == ["loan.amount", "x.y", "z"]
+
+
+def test_request_lists_every_bad_field_at_once() -> None:
+    request = pb.DecideRequest(request_id="", policy="", application=_struct({"n": float("nan")}))
+    with pytest.raises(InvalidInput) as caught:
+        convert.request_to_call(request)
+    assert [v.field for v in caught.value.violations] == ["request_id", "policy", "application.n"]
+
+
+def test_request_to_call_defaults_language_and_version() -> None:
+    call = convert.request_to_call(
+        pb.DecideRequest(request_id="r", policy="p", application=_struct({"a": 1}))
+    )
+    assert call == {
+        "policy": "p",
+        "application": {"a": 1},
+        "request_id": "r",
+        "language": "en",
+        "version": None,
+    }
+    pinned = convert.request_to_call(
+        pb.DecideRequest(request_id="r", policy="p", policy_version="1.2.0", language="zh")
+    )
+    assert pinned["version"] == "1.2.0" and pinned["language"] == "zh"
+
+
+def test_fingerprint_ignores_labels_but_not_the_application() -> None:
+    base = pb.DecideRequest(request_id="r", policy="p", application=_struct({"a": 1}), labels={"ch": "web"})
+    relabelled = pb.DecideRequest(
+        request_id="r", policy="p", application=_struct({"a": 1}), labels={"ch": "app"}
+    )
+    changed = pb.DecideRequest(request_id="r", policy="p", application=_struct({"a": 2}))
+    assert convert.request_fingerprint(base) == convert.request_fingerprint(relabelled)
+    assert convert.request_fingerprint(base) != convert.request_fingerprint(changed)
+
+
+def _decision(**overrides: object) -> Decision:
+    fields: dict[str, object] = dict(
+        decision_id="d1",
+        request_id="r1",
+        outcome=Outcome.APPROVE,
+        reasons=(Reason("THIN_FILE", "Short credit history", "eligibility", "thin_file"),),
+        score=Score(Decimal("0.0312"), 701, "B"),
+        segments=("prime",),
+        limit=Decimal("50000.00"),
+        annual_rate=Decimal("0.0850"),
+        offers=(
+            Offer(
+                "personal_std",
+                Decimal("50000.00"),
+                12,
+                "equal_instalment",
+                Decimal("0.0850"),
+                Decimal("0.1021"),
+                Decimal("4360.85"),
+                Decimal("2330.20"),
+                Decimal("812.40"),
+                (
+                    Instalment(
+                        1, Decimal("4360.85"), Decimal("4006.68"), Decimal("354.17"), Decimal("45993.32")
+                    ),
+                ),
+            ),
+        ),
+        policy=PolicyRef("consumer_loan", "1.0.0", "ab" * 32),
+        models=(),
+        trace=(TraceEntry("limit", (), 0.25, {"limit": Decimal("50000.00"), "cap": 200000}),),
+        decided_at="2026-11-28T16:00:00+00:00",
+        currency="CNY",
+    )
+    fields.update(overrides)
+    return Decision(**fields)  # type: ignore[arg-type]
+
+
+def test_decision_encodes_amounts_and_rates_as_decimal_strings() -> None:
+    msg = convert.decision_to_pb(_decision(), record_hash="f" * 64)
+    assert msg.outcome == pb.APPROVE and msg.currency == "CNY" and msg.record_hash == "f" * 64
+    assert msg.limit == "50000.00" and msg.annual_rate == "0.0850"
+    assert (msg.score.pd, msg.score.points, msg.score.grade) == ("0.0312", 701, "B")
+    offer = msg.offers[0]
+    assert (offer.amount, offer.apr, offer.instalment) == ("50000.00", "0.1021", "4360.85")
+    assert offer.schedule[0].balance == "45993.32"
+    assert msg.reasons[0].code == "THIN_FILE" and msg.reasons[0].rule_id == "thin_file"
+    assert msg.trace[0].values["limit"] == "50000.00" and msg.trace[0].values["cap"] == 200000
+
+
+def test_absent_limit_rate_and_score_stay_unset() -> None:
+    msg = convert.decision_to_pb(_decision(outcome=Outcome.DECLINE, limit=None, annual_rate=None, score=None))
+    assert msg.outcome == pb.DECLINE
+    assert not msg.HasField("limit") and not msg.HasField("annual_rate") and not msg.HasField("score")
+
+
+def test_policy_info_from_mapping_or_object() -> None:
+    info = convert.policy_info_to_pb(
+        {"name": "p", "version": "1", "sha256": "a" * 64, "models": [PolicyRef("m", "2", "b" * 64)]}
+    )
+    assert (info.name, info.status, info.models[0].name) == ("p", "SERVING", "m")
+    assert convert.policy_info_to_pb(PolicyRef("q", "3", "c" * 64)).name == "q"

@@ -1,0 +1,68 @@
+"""The one mapping from Credo errors to gRPC statuses: codes, field violations, and INTERNAL with
+no internals in the message."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from engine.errors import (
+    CredoError,
+    FieldViolation,
+    InvalidInput,
+    ModelError,
+    NotFound,
+    PolicyRuntimeError,
+)
+from engine.server.errors import AlreadyExists, map_error, violations_from_status
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (NotFound("no policy 'x'"), grpc.StatusCode.NOT_FOUND),
+        (PolicyRuntimeError("division by zero in dti"), grpc.StatusCode.FAILED_PRECONDITION),
+        (ModelError("model sha256 mismatch"), grpc.StatusCode.FAILED_PRECONDITION),
+        (AlreadyExists("request_id reused"), grpc.StatusCode.ALREADY_EXISTS),
+    ],
+)
+def test_credo_errors_map_by_their_grpc_status(error: CredoError, code: grpc.StatusCode) -> None:
+    mapped = map_error(error)
+    assert mapped.code == code
+    assert mapped.status.code == code.value[0]
+    assert error.code in mapped.message
+
+
+def test_invalid_input_carries_every_field_violation() -> None:
+    error = InvalidInput(
+        [FieldViolation("applicant.age", "must be >= 18"), FieldViolation("loan.amount", "required")]
+    )
+    mapped = map_error(error)
+    assert mapped.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert [(v.field, v.description) for v in violations_from_status(mapped.status)] == [
+        ("applicant.age", "must be >= 18"),
+        ("loan.amount", "required"),
+    ]
+    infos = [d for d in mapped.status.details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    assert len(infos) == 1
+
+
+def test_unexpected_exception_is_internal_logged_and_not_leaked(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="credo.server"):
+        mapped = map_error(KeyError("secret_column"), {"request_id": "r9", "policy": "consumer_loan"})
+    assert mapped.code == grpc.StatusCode.INTERNAL
+    assert "secret_column" not in mapped.message and "KeyError" not in mapped.message
+    assert "incident" in mapped.message
+    record = caplog.records[-1]
+    assert record.request_id == "r9"  # type: ignore[attr-defined]
+    assert record.exc_info is not None
+
+
+def test_credo_error_with_unknown_status_name_is_internal() -> None:
+    class Odd(CredoError):
+        grpc_status = "NOT_A_STATUS"
+
+    assert map_error(Odd("x")).code == grpc.StatusCode.INTERNAL

@@ -1,0 +1,79 @@
+"""Idempotency map, pii masking in logs, bearer-token checks and the loopback rule."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from credo.v1 import decision_pb2 as pb
+
+from engine.server.errors import AlreadyExists
+from engine.server.idempotency import IdempotencyMap
+from engine.server.logs import JsonFormatter, mask_application, pii_paths
+from engine.server.security import is_loopback, read_tokens, token_ok
+
+
+def test_same_request_returns_stored_decision_and_different_payload_is_refused() -> None:
+    seen = IdempotencyMap(capacity=2)
+    assert seen.lookup("r1", b"a") is None
+    seen.store("r1", b"a", pb.Decision(decision_id="d1", request_id="r1"))
+    found = seen.lookup("r1", b"a")
+    assert found is not None and found.decision_id == "d1"
+    with pytest.raises(AlreadyExists):
+        seen.lookup("r1", b"b")
+    found = seen.get(decision_id="d1")
+    assert found is not None and found.request_id == "r1"
+
+
+def test_idempotency_map_forgets_the_oldest_beyond_capacity() -> None:
+    seen = IdempotencyMap(capacity=2)
+    for i in range(3):
+        seen.store(f"r{i}", b"x", pb.Decision(decision_id=f"d{i}", request_id=f"r{i}"))
+    assert seen.lookup("r0", b"x") is None and seen.get(decision_id="d0") is None
+    assert seen.lookup("r2", b"x") is not None
+
+
+def test_pii_inputs_are_masked(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "policy.yaml").write_text(
+        "policy: p\nversion: '1'\ninputs:\n  applicant.name: {type: string, pii: true}\n"
+        "  applicant.age: {type: integer}\n"
+    )
+    pii = pii_paths(tmp_path)
+    assert pii == {"p": frozenset({"applicant.name"})}
+    masked = mask_application({"applicant": {"name": "Wang Wu", "age": 40}}, pii["p"])
+    assert masked == {"applicant": {"name": "***", "age": 40}}
+
+
+def test_json_log_lines_carry_extra_fields() -> None:
+    record = logging.LogRecord("credo.server", logging.INFO, __file__, 1, "decision", None, None)
+    record.request_id = "r1"
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "decision" and line["request_id"] == "r1" and line["level"] == "info"
+
+
+def test_tokens_file_and_constant_time_match(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("# ops\nalpha-token\n\nbeta-token\n")
+    tokens = read_tokens(path)
+    assert tokens == [b"alpha-token", b"beta-token"]
+    assert token_ok(b"beta-token", tokens)
+    assert not token_ok(b"beta-toke", tokens) and not token_ok(b"", tokens)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("10.1.2.3", False),
+        ("example.com", False),
+    ],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
