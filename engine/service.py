@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.decision import Decision
-from engine.errors import ModelError, NotFound
+from engine.errors import CredoError, ModelError, NotFound
 from engine.pipeline import build_decision, run_pipeline
-from engine.pipeline.render import decision_from_dict, stable_view
+from engine.pipeline.render import decision_from_dict
 from engine.rules import Evaluator
 
 __all__ = ["DecisionService", "decide_for_tests", "default_evaluator"]
@@ -112,7 +113,8 @@ class DecisionService:
         self.evaluator = evaluator if evaluator is not None else default_evaluator()
         self.timer = timer
         self._policies: dict[str, Any] = {}
-        self._blobs: dict[str, Any] = {}
+        self._archives: dict[tuple[Any, ...], Any] = {}  # engine.audit Archive per loaded policy
+        self._replayer: Any = None
         self._lock = threading.Lock()
 
     # -- policies
@@ -215,6 +217,7 @@ class DecisionService:
             return decision
         from engine.audit.record import DecisionRecord
 
+        archive = self._archive(loaded, ctx.model_refs)
         record = DecisionRecord.build(
             decision,
             request_fingerprint=fingerprint,
@@ -224,9 +227,10 @@ class DecisionService:
             derived=ctx.derived,
             model_outputs=ctx.model_outputs,
             stages=ctx.stages,
+            archive=archive.index,
             extra={"language": language},
         )
-        stored = self.log.append(record, self._archive(loaded, ctx.model_refs))
+        stored = self.log.append(record, archive.blobs)
         if stored.decision_id != decision.decision_id:  # a concurrent retry won the race
             return decision_from_dict(stored.decision)
         return decision
@@ -243,56 +247,54 @@ class DecisionService:
             raise NotFound(f"no decision {decision_id or request_id!r}")
         return decision_from_dict(record.decision)
 
-    def replay(self, decision_id: str) -> dict[str, Any]:
-        """Re-run a recorded decision on the loaded policy with the same sha256 and compare: MATCH
-        or the list of differing top-level fields (ids, time and timings excluded)."""
+    def replay(self, decision_id: str) -> Any:
+        """Re-run a recorded decision on its *archived* policy text and model files (never today's)
+        and compare: an engine.audit.replay.ReplayResult (match, recorded, replayed, field-level
+        diffs; timings ignored). ArchiveMissing if an archived file is absent or altered."""
         if self.log is None:
             raise NotFound("this service keeps no decision log")
-        record = self.log.get(decision_id)
-        if record is None:
-            raise NotFound(f"no decision {decision_id!r}")
-        policy = self.policy(record.policy["name"])
-        if policy.sha256 != record.policy["sha256"]:
-            raise NotFound(f"policy {policy.name} with sha256 {record.policy['sha256']} is not loaded")
-        language = str(record.extra.get("language", "en"))
-        ctx = run_pipeline(policy, record.application, self.evaluator, self.models, language, self.timer)
-        again = build_decision(ctx, record.decision_id, record.request_id, record.decision["decided_at"])
-        before, after = stable_view(record.decision), stable_view(again.to_dict())
-        after = _json_roundtrip(after)
-        diff = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-        return {"decision_id": decision_id, "result": "MATCH" if not diff else "DIFF", "fields": diff}
+        from engine.audit.replay import Replayer
 
-    def _archive(self, policy: Any, model_refs: Any) -> list[Any]:
-        """The files a replay needs, by sha256: the policy text and each model.onnx (read once; the
-        log stores each blob once)."""
-        from engine.audit.log import blob
+        with self._lock:
+            if self._replayer is None:
+                self._replayer = Replayer(self.log.store, self.evaluator)
+            replayer = self._replayer
+        return replayer.replay(decision_id)
 
-        wanted = [("policy", f"{policy.name}/{POLICY_FILE}", policy.sha256, Path(policy.path))]
-        for ref in model_refs:
-            package, _ = self.models(ref.name, ref.version, ref.sha256)
-            wanted.append(("model", f"{ref.name}/{ref.version}/model.onnx", ref.sha256, package.onnx_path))
-        blobs = []
-        for kind, name, sha256, path in wanted:
-            with self._lock:
-                cached = self._blobs.get(sha256)
-            if cached is None:
-                cached = blob(kind, name, path.read_bytes())
-                if cached.sha256 != sha256:
-                    raise NotFound(f"{path} changed on disk since it was loaded (sha256 {sha256})")
-                with self._lock:
-                    self._blobs[sha256] = cached
-            blobs.append(cached)
-        return blobs
+    def _archive(self, policy: Any, model_refs: Any) -> Any:
+        """The files a replay needs (engine.audit.decision_archive: the policy's folder with the text
+        this policy was loaded from, and every file of each model package), built once per loaded
+        policy; the log stores each blob once."""
+        from engine.audit.archive import archive_files, decision_archive
+        from engine.audit.canonical import sha256_hex
 
-
-def _json_roundtrip(body: Mapping[str, Any]) -> dict[str, Any]:
-    import json
-
-    from engine.audit.canonical import plain
-    from engine.audit.record import floats_as_text
-
-    result: dict[str, Any] = json.loads(json.dumps(plain(floats_as_text(body))))
-    return result
+        refs = tuple((r.name, r.version, r.sha256) for r in model_refs)
+        key = (str(policy.path), policy.sha256, refs)
+        with self._lock:
+            cached = self._archives.get(key)
+        if cached is not None:
+            return cached
+        text = policy.text.encode("utf-8")
+        if sha256_hex(text) != policy.sha256:
+            raise CredoError(f"policy {policy.name}: loaded text does not hash to {policy.sha256}")
+        models = [(name, version, self.models(name, version, sha)[0].path) for name, version, sha in refs]
+        source = Path(policy.path)
+        if source.name == POLICY_FILE and source.is_file():
+            built = decision_archive(source.parent, models)  # the folder: policy.yaml and its siblings
+            text_name = f"policies/{source.parent.name}/{POLICY_FILE}"
+        else:  # loaded from text or a differently named file: the text alone, laid out as replay loads it
+            with tempfile.TemporaryDirectory() as empty:
+                built = decision_archive(empty, models)
+            text_name = f"policies/{policy.name}/{POLICY_FILE}"
+        files: dict[str, Path | bytes] = {b.name: b.data for b in built.blobs}
+        files[text_name] = text  # the text the policy was loaded from: the file may have changed since
+        archive = archive_files(files)
+        for name, version, sha in refs:
+            if archive.index.get(f"models/{name}/{version}/model.onnx") != sha:
+                raise ModelError(f"model {name} {version} changed on disk since it was loaded (sha256 {sha})")
+        with self._lock:
+            self._archives[key] = archive
+        return archive
 
 
 # -- `credo test`: decide a policy's own test inputs with frozen time and ids, no audit record

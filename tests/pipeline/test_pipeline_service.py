@@ -79,10 +79,10 @@ def test_decisions_are_recorded_retries_return_the_stored_one_and_replay_matches
     assert again.decision_id == decision.decision_id
     assert decision_json(again) == decision_json(decision)
     assert service.get_decision(request_id="req-1").decision_id == decision.decision_id
-    assert service.replay(decision.decision_id) == {
+    assert service.replay(decision.decision_id).to_dict() == {
         "decision_id": decision.decision_id,
         "result": "MATCH",
-        "fields": [],
+        "diffs": [],
     }
 
 

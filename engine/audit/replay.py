@@ -1,0 +1,244 @@
+"""Exact replay of a recorded decision on the policy text and model files archived beside it (never
+today's files), re-run through the same pipeline and compared field by field with the record.
+
+Replayed policies stay loaded: durable_rules registers a ruleset name (`<policy>@<sha12>/<stage>`)
+once per process and cannot unregister it, so a replay of a policy whose sha256 is already loaded
+reuses its rulesets (same name = same sha = same rules), and every *other* archived policy version
+replayed in one process adds its rulesets for the life of the process. Replaying thousands of
+distinct policy versions in one process therefore grows memory; run such audits in a short-lived
+process (`credo replay` is one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.audit.archive import ArchiveMissing, restore_archive
+from engine.audit.canonical import canonical_json, plain
+from engine.audit.record import DecisionRecord, floats_as_text
+from engine.audit.store import AuditStore
+from engine.decision import Decision
+from engine.errors import CredoError, ModelError, NotFound
+
+__all__ = ["FieldDiff", "ReplayResult", "Replayer", "diff_values"]
+
+RECORD_FIELDS = ("input", "derived", "model_outputs", "stages")  # compared beside the Decision
+TIMING_KEYS = frozenset({"millis"})  # the only recorded values allowed to differ (trace[].millis)
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(absent)"
+
+
+ABSENT: Any = _Absent()
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One differing value: `path` like `offers[0].apr` or `derived.dti`."""
+
+    path: str
+    recorded: Any
+    replayed: Any
+
+    def __str__(self) -> str:
+        return f"{self.path}: recorded {_show(self.recorded)}, replayed {_show(self.replayed)}"
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """The outcome of one replay: MATCH when no field differs (timings aside)."""
+
+    decision_id: str
+    recorded: Decision
+    replayed: Decision | None  # None when the re-run raised (the error is the first diff)
+    diffs: tuple[FieldDiff, ...]
+
+    @property
+    def match(self) -> bool:
+        return not self.diffs
+
+    @property
+    def result(self) -> str:
+        return "MATCH" if self.match else "DIFF"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "result": self.result,
+            "diffs": [
+                {"path": d.path, "recorded": _plain(d.recorded), "replayed": _plain(d.replayed)}
+                for d in self.diffs
+            ],
+        }
+
+
+def diff_values(recorded: Any, replayed: Any, path: str = "") -> list[FieldDiff]:
+    """Every leaf where two JSON-like values differ, in a stable order; keys in TIMING_KEYS skipped."""
+    out: list[FieldDiff] = []
+    _diff(recorded, replayed, path, out)
+    return out
+
+
+def _diff(a: Any, b: Any, path: str, out: list[FieldDiff]) -> None:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in sorted(set(a) | set(b), key=str):
+            if key in TIMING_KEYS:
+                continue
+            _diff(a.get(key, ABSENT), b.get(key, ABSENT), f"{path}.{key}" if path else str(key), out)
+    elif isinstance(a, list) and isinstance(b, list):
+        for i in range(max(len(a), len(b))):
+            _diff(a[i] if i < len(a) else ABSENT, b[i] if i < len(b) else ABSENT, f"{path}[{i}]", out)
+    elif a is ABSENT or b is ABSENT or type(a) is not type(b) or a != b:
+        out.append(FieldDiff(path or "(record)", a, b))
+
+
+class Replayer:
+    """Re-runs recorded decisions from `store` on their archived files. Restored archives (one temp
+    folder per distinct archive index) and loaded policies/models are kept until `close()`: model
+    explanations load the native model lazily from the restored folder."""
+
+    def __init__(self, store: AuditStore, evaluator: Any = None, workdir: Path | str | None = None) -> None:
+        if evaluator is None:
+            from engine.service import default_evaluator
+
+            evaluator = default_evaluator()
+        self.store = store
+        self.evaluator = evaluator
+        self._root = Path(tempfile.mkdtemp(prefix="credo-replay-", dir=workdir))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self._root, True)
+        self._lock = threading.Lock()
+        self._restored: dict[str, Path] = {}
+        self._policies: dict[str, Any] = {}  # by policy sha256: one loaded Policy per version
+        self._models: dict[str, Any] = {}  # by archive key: a ModelCache over the restored models/
+
+    def replay(self, decision_id: str) -> ReplayResult:
+        record = self.store.get(decision_id)
+        if record is None:
+            raise NotFound(f"no decision {decision_id!r} in {self.store.url}")
+        return self.replay_record(record)
+
+    def replay_record(self, record: DecisionRecord) -> ReplayResult:
+        """Re-run `record` with its decision_id, request_id and decided_at injected and compare.
+        ArchiveMissing (or PolicyError) when its policy or model cannot be rebuilt from the archive."""
+        from engine.pipeline import build_decision, run_pipeline
+        from engine.pipeline.render import decision_from_dict
+
+        policy, models = self.materialise(record)
+        recorded = decision_from_dict(record.decision)
+        language = str(record.extra.get("language", "en"))
+        try:
+            ctx = run_pipeline(policy, record.application, self.evaluator, models, language)
+        except CredoError as exc:  # the recorded input no longer decides: a difference, not a crash
+            failed = FieldDiff("outcome", record.outcome, f"error {exc.code}: {exc}")
+            return ReplayResult(record.decision_id, recorded, None, (failed,))
+        again = build_decision(ctx, record.decision_id, record.request_id, str(record.decision["decided_at"]))
+        rebuilt = DecisionRecord.build(
+            again,
+            request_fingerprint=record.request_fingerprint,
+            received_at=record.received_at,
+            application=record.application,
+            input=ctx.input,
+            derived=ctx.derived,
+            model_outputs=ctx.model_outputs,
+            stages=ctx.stages,
+        )
+        diffs = diff_values(record.decision, rebuilt.decision)
+        for name in RECORD_FIELDS:
+            diffs += diff_values(getattr(record, name), getattr(rebuilt, name), name)
+        return ReplayResult(record.decision_id, recorded, again, tuple(diffs))
+
+    def materialise(self, record: DecisionRecord) -> tuple[Any, Any]:
+        """(Policy, model provider) rebuilt from the record's archived files only."""
+        from engine.policy import load_policy
+        from engine.service import ModelCache
+
+        index = dict(record.archive) or _legacy_index(record)
+        name, version, sha = (str(record.policy.get(k, "")) for k in ("name", "version", "sha256"))
+        texts = sorted(
+            path
+            for path, digest in index.items()
+            if path.startswith("policies/") and path.endswith("/policy.yaml") and digest == sha
+        )
+        if not texts:
+            raise ArchiveMissing(
+                f"decision {record.decision_id}: its archive holds no policy text with sha256 {sha}"
+                f" ({name} {version}); refusing to replay on other files"
+            )
+        key = hashlib.sha256(canonical_json(index)).hexdigest()
+        with self._lock:
+            root = self._restored.get(key)
+            if root is None:
+                target = self._root / key[:24]
+                try:
+                    root = restore_archive(self.store, index, target)
+                except BaseException:
+                    shutil.rmtree(target, ignore_errors=True)
+                    raise
+                self._restored[key] = root
+            policy = self._policies.get(sha)
+            if policy is None:
+                policy = load_policy(root / texts[0])
+                if policy.sha256 != sha:
+                    raise ArchiveMissing(
+                        f"decision {record.decision_id}: archived {texts[0]} has sha256 {policy.sha256},"
+                        f" the record says {sha}"
+                    )
+                self._policies[sha] = policy
+            models = self._models.get(key)
+            if models is None:
+                models = self._models[key] = ModelCache(root / "models")
+        for ref in record.models:
+            try:
+                models(str(ref["name"]), str(ref["version"]), str(ref["sha256"]))
+            except (NotFound, ModelError) as exc:
+                raise ArchiveMissing(
+                    f"decision {record.decision_id}: archived model {ref['name']} {ref['version']}"
+                    f" (sha256 {ref['sha256']}) cannot be rebuilt: {exc}"
+                ) from None
+        return policy, models
+
+    def close(self) -> None:
+        self._cleanup()
+
+    def __enter__(self) -> Replayer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _legacy_index(record: DecisionRecord) -> dict[str, str]:
+    """Records written before the full archive index: the policy text and model.onnx by sha256 only.
+    A model then lacks its card, so its replay is refused (ArchiveMissing), never run on today's files."""
+    index = {f"policies/{record.policy['name']}/policy.yaml": str(record.policy["sha256"])}
+    for ref in record.models:
+        index[f"models/{ref['name']}/{ref['version']}/model.onnx"] = str(ref["sha256"])
+    return index
+
+
+def _plain(value: Any) -> Any:
+    return None if value is ABSENT else plain(floats_as_text(value))
+
+
+def _show(value: Any) -> str:
+    if value is ABSENT:
+        return "(absent)"
+    if isinstance(value, str):
+        return value
+    text = json.dumps(_plain(value), ensure_ascii=False, sort_keys=True, default=str)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def format_diffs(diffs: Sequence[FieldDiff]) -> list[str]:
+    return [str(d) for d in diffs]
