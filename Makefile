@@ -7,6 +7,7 @@ GEN     := engine/server/gen/.built
 PROTOS  := $(shell find protos -name '*.proto' 2>/dev/null)
 HOST    ?= 127.0.0.1
 PORT    ?= 50051
+STORE   ?= sqlite:///var/audit.db
 
 .PHONY: run test setup protos models lint typecheck bench clean
 
@@ -29,7 +30,7 @@ models: setup
 	$(BIN)/python scripts/build_models.py
 
 run: setup
-	$(BIN)/credo serve --host $(HOST) --port $(PORT) --policies policies --models models
+	$(BIN)/credo serve --host $(HOST) --port $(PORT) --policies policies --models models --store $(STORE)
 
 test: setup
 	$(BIN)/ruff check engine tests scripts

@@ -209,3 +209,42 @@ def _error_reason(status: status_pb2.Status) -> str:
             detail.Unpack(info)
             return info.reason
     return ""
+
+
+def test_a_node_client_that_knows_only_the_proto_can_decide(server: Server, tmp_path: Path) -> None:
+    """clients/node loads protos/credo/v1/decision.proto at run time with @grpc/proto-loader: no
+    generated code and no Credo code, as a bank's Node service would."""
+    import shutil
+    import subprocess
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are not installed")
+    root = Path(__file__).resolve().parents[2]
+    client = tmp_path / "clients" / "node"
+    shutil.copytree(root / "clients" / "node", client, ignore=shutil.ignore_patterns("node_modules"))
+    shutil.copytree(root / "protos", tmp_path / "protos")
+    install = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--silent"],
+        cwd=client,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+
+    def decide(application: dict, request_id: str) -> subprocess.CompletedProcess[str]:
+        app_file = tmp_path / f"{request_id}.json"
+        app_file.write_text(json.dumps(application, default=str))
+        command = [node, "decide.js", server.target, policy, str(app_file), request_id]
+        return subprocess.run(command, cwd=client, capture_output=True, text=True, timeout=60)
+
+    policy, _, application, _ = next(c for c in CASES if c[3].get("outcome") == "APPROVE")
+    good = decide(application, "node-e2e")
+    assert good.returncode == 0, good.stdout + good.stderr
+    decision = json.loads(good.stdout)
+    assert decision["outcome"] == "APPROVE" and decision["request_id"] == "node-e2e"
+    assert decision["offers"] and decision["currency"]
+    bad = decide({"applicant": {"age": "x"}}, "node-bad")
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["code"] == "INVALID_ARGUMENT"
