@@ -148,7 +148,7 @@ class Supervisor:
             if not secure
             else "  health:   grpcurl " + target + " grpc.health.v1.Health/Check",
             "  policies: grpcurl -plaintext " + target + " credo.v1.DecisionService/ListPolicies",
-            "  decide:   python docs/client_example.py " + target,
+            "  decide:   .venv/bin/python scripts/client_example.py " + target,
             "  reload:   kill -HUP " + str(os.getpid()) + "  (or edit a policy file)",
         ]
         if self.metrics_port is not None:

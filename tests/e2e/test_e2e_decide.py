@@ -124,7 +124,7 @@ def test_the_client_example_runs(server: Server) -> None:
     import subprocess
     import sys
 
-    example = Path(__file__).resolve().parents[2] / "docs" / "client_example.py"
+    example = Path(__file__).resolve().parents[2] / "scripts" / "client_example.py"
     out = subprocess.run(
         [sys.executable, str(example), server.target],
         capture_output=True,
@@ -212,7 +212,7 @@ def _error_reason(status: status_pb2.Status) -> str:
 
 
 def test_a_node_client_that_knows_only_the_proto_can_decide(server: Server, tmp_path: Path) -> None:
-    """clients/node loads protos/credo/v1/decision.proto at run time with @grpc/proto-loader: no
+    """scripts/node_client loads protos/credo/v1/decision.proto at run time with @grpc/proto-loader: no
     generated code and no Credo code, as a bank's Node service would."""
     import shutil
     import subprocess
@@ -221,8 +221,8 @@ def test_a_node_client_that_knows_only_the_proto_can_decide(server: Server, tmp_
     if node is None or npm is None:
         pytest.skip("node and npm are not installed")
     root = Path(__file__).resolve().parents[2]
-    client = tmp_path / "clients" / "node"
-    shutil.copytree(root / "clients" / "node", client, ignore=shutil.ignore_patterns("node_modules"))
+    client = tmp_path / "scripts" / "node_client"
+    shutil.copytree(root / "scripts" / "node_client", client, ignore=shutil.ignore_patterns("node_modules"))
     shutil.copytree(root / "protos", tmp_path / "protos")
     install = subprocess.run(
         [npm, "install", "--no-audit", "--no-fund", "--silent"],

@@ -1,6 +1,6 @@
 """A minimal Python client of credo.v1.DecisionService using the generated stubs.
 
-Run `make run` in one terminal, then: .venv/bin/python docs/client_example.py [HOST:PORT]
+Run `make run` in one terminal, then: .venv/bin/python scripts/client_example.py [HOST:PORT]
 """
 
 from __future__ import annotations
