@@ -94,10 +94,15 @@ class Decision:
     trace: tuple[TraceEntry, ...]
     decided_at: str
     currency: str = "CNY"
+    # The hash of the audit record that holds this decision; set once the record is committed. It
+    # cannot be part of the record it hashes, so to_dict() (the record body, the CLI JSON) omits it.
+    record_hash: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: Decimals as strings, enums as names, in the contract's field names."""
-        return _plain(self)
+        plain = _plain(self)
+        del plain["record_hash"]
+        return plain
 
 
 def _plain(value: Any) -> Any:

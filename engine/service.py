@@ -4,6 +4,7 @@ policies and models, run the pipeline, record the decision, look it up again, re
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import tempfile
@@ -54,6 +55,11 @@ def _uuid7(now: dt.datetime) -> str:
     from engine.audit.record import new_decision_id
 
     return new_decision_id(now.timestamp())
+
+
+def _with_record_hash(decision: Decision, record_hash: str) -> Decision:
+    """The decision as answered once logged: carrying its audit record's hash (gRPC `record_hash`)."""
+    return dataclasses.replace(decision, record_hash=record_hash)
 
 
 def _utc_text(when: dt.datetime) -> str:
@@ -209,7 +215,7 @@ class DecisionService:
             )
             earlier = self.log.lookup(request_id, fingerprint)
             if earlier is not None:
-                return decision_from_dict(earlier.decision)
+                return _with_record_hash(decision_from_dict(earlier.decision), earlier.hash)
         received = self.clock()
         ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer)
         decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
@@ -232,8 +238,8 @@ class DecisionService:
         )
         stored = self.log.append(record, archive.blobs)
         if stored.decision_id != decision.decision_id:  # a concurrent retry won the race
-            return decision_from_dict(stored.decision)
-        return decision
+            return _with_record_hash(decision_from_dict(stored.decision), stored.hash)
+        return _with_record_hash(decision, stored.hash)
 
     def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision:
         if self.log is None:
@@ -245,7 +251,7 @@ class DecisionService:
             record = self.log.store.get_by_request(request_id)
         if record is None:
             raise NotFound(f"no decision {decision_id or request_id!r}")
-        return decision_from_dict(record.decision)
+        return _with_record_hash(decision_from_dict(record.decision), record.hash)
 
     def replay(self, decision_id: str) -> Any:
         """Re-run a recorded decision on its *archived* policy text and model files (never today's)

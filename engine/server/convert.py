@@ -138,7 +138,7 @@ def decision_to_pb(decision: Decision, record_hash: str = "") -> pb.Decision:
         segments=list(decision.segments),
         decided_at=str(decision.decided_at),
         currency=decision.currency,
-        record_hash=record_hash or str(getattr(decision, "record_hash", "") or ""),
+        record_hash=record_hash or decision.record_hash,
         policy=pb.PolicyRef(
             name=decision.policy.name, version=decision.policy.version, sha256=decision.policy.sha256
         ),
