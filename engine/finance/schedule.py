@@ -57,11 +57,13 @@ class Schedule:
     def rows(self) -> tuple[Instalment, ...]:
         return tuple(Instalment(*row) for row in self.table)
 
-    @property
+    # Cached: a schedule is shared (offers keep them in an LRU cache) and every candidate offer
+    # reads its total interest; summing 36 rows each time cost more than the rest of the candidate.
+    @cached_property
     def total_interest(self) -> Decimal:
         return sum((row[3] for row in self.table), ZERO)
 
-    @property
+    @cached_property
     def total_payment(self) -> Decimal:
         return sum((row[1] for row in self.table), ZERO)
 
@@ -74,7 +76,7 @@ class Schedule:
         """The largest instalment (the first for equal principal, the last for interest-only)."""
         return max(row[1] for row in self.table)
 
-    @property
+    @cached_property
     def payments(self) -> tuple[Decimal, ...]:
         return tuple(row[1] for row in self.table)
 

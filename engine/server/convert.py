@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import Enum
@@ -15,7 +17,7 @@ from typing import Any
 from credo.v1 import decision_pb2 as pb
 from google.protobuf import struct_pb2
 
-from engine.decision import Decision, Offer, Outcome
+from engine.decision import Decision, Instalment, Offer, Outcome
 from engine.errors import FieldViolation, InvalidInput
 
 # Doubles represent every integer exactly only up to 2**53; beyond that the caller must send a string.
@@ -164,8 +166,7 @@ def decision_to_pb(decision: Decision, record_hash: str = "") -> pb.Decision:
 
 
 def offer_to_pb(offer: Offer) -> pb.Offer:
-    # Built in one constructor call: ~35% faster than adding schedule rows one by one.
-    return pb.Offer(
+    msg = pb.Offer(
         product=offer.product,
         amount=str(offer.amount),
         term_months=offer.term_months,
@@ -175,6 +176,30 @@ def offer_to_pb(offer: Offer) -> pb.Offer:
         instalment=str(offer.instalment),
         total_interest=str(offer.total_interest),
         expected_profit=str(offer.expected_profit),
+    )
+    msg.MergeFromString(_schedule_bytes(offer.schedule))  # appends the `schedule` rows
+    return msg
+
+
+# Encoding a schedule (36 rows x 4 decimal strings) was most of decision_to_pb. Offers share their
+# rows tuple with the pipeline's schedule cache, so the wire bytes of the rows are kept per tuple
+# *identity*: the entry holds the tuple itself, so its id cannot be reused while cached, and an
+# equal tuple from elsewhere (a replayed decision) is simply encoded again. Parsing the cached
+# bytes back is ~20x cheaper than building the rows.
+_SCHEDULE_CACHE_SIZE = 512
+_schedule_cache: OrderedDict[int, tuple[tuple[Instalment, ...], bytes]] = OrderedDict()
+_schedule_lock = threading.Lock()
+
+
+def _schedule_bytes(rows: tuple[Instalment, ...]) -> bytes:
+    key = id(rows)
+    with _schedule_lock:
+        hit = _schedule_cache.get(key)
+        if hit is not None and hit[0] is rows:
+            _schedule_cache.move_to_end(key)
+            return hit[1]
+    # Built in one constructor call: ~35% faster than adding schedule rows one by one.
+    blob = pb.Offer(
         schedule=[
             pb.Instalment(
                 period=row.period,
@@ -183,9 +208,15 @@ def offer_to_pb(offer: Offer) -> pb.Offer:
                 interest=str(row.interest),
                 balance=str(row.balance),
             )
-            for row in offer.schedule
-        ],
-    )
+            for row in rows
+        ]
+    ).SerializeToString()
+    if isinstance(rows, tuple):  # a list could change under us: only immutable rows are cached
+        with _schedule_lock:
+            _schedule_cache[key] = (rows, blob)
+            while len(_schedule_cache) > _SCHEDULE_CACHE_SIZE:
+                _schedule_cache.popitem(last=False)
+    return blob
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
