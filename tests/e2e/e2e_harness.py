@@ -11,12 +11,13 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from google.protobuf import struct_pb2
@@ -178,3 +179,44 @@ def shipped_cases() -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
         for name, _, doc in shipped_policies()
         for i, case in enumerate(doc.get("tests") or [])
     ]
+
+
+def connections(server: Server, n: int) -> list[grpc.Channel]:
+    """n separate connections (a channel each), so calls spread over the SO_REUSEPORT workers."""
+    return [
+        grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(n)
+    ]
+
+
+class CallLoop:
+    """Calls from several threads, each on its own connection, until the `with` block ends:
+    subclasses say what one call is (`one`), given a stub, the thread's index and a call count."""
+
+    def __init__(self, server: Server, threads: int = 4):
+        self.channels = connections(server, threads)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def __enter__(self) -> Self:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+        for ch in self.channels:
+            ch.close()
+
+    def _run(self, index: int) -> None:
+        stub = pb_grpc.DecisionServiceStub(self.channels[index])
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            self.one(stub, index, n)
+
+    def one(self, stub: pb_grpc.DecisionServiceStub, index: int, n: int) -> None:
+        raise NotImplementedError

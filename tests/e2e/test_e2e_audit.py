@@ -21,7 +21,7 @@ import grpc
 import pytest
 from credo.v1 import decision_pb2 as pb
 from credo.v1 import decision_pb2_grpc as pb_grpc
-from e2e_harness import POLICIES, ROOT, Server, request, serve, shipped_cases
+from e2e_harness import POLICIES, ROOT, CallLoop, Server, connections, request, serve, shipped_cases
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -71,14 +71,6 @@ def verify_ok(url: str, records: int) -> str:
     return out.stdout.strip()
 
 
-def channels(server: Server, n: int) -> list[grpc.Channel]:
-    """n separate connections, so calls spread over the SO_REUSEPORT workers."""
-    return [
-        grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(n)
-    ]
-
-
 def error_reason(err: grpc.RpcError) -> str:
     """The Credo error code packed as google.rpc.ErrorInfo.reason."""
     status = rpc_status.from_call(err)
@@ -109,7 +101,7 @@ def test_every_shipped_case_is_logged_verifies_and_replays(audited: Audited) -> 
             assert store.get(decision_id).hash == answer.record_hash  # type: ignore[union-attr]
     finally:
         store.close()
-    conns = channels(audited.server, 4)
+    conns = connections(audited.server, 4)
     try:
         for decision_id, answer in decided.items():
             for ch in conns:
@@ -142,7 +134,7 @@ def test_every_shipped_case_is_logged_verifies_and_replays(audited: Audited) -> 
 
 def test_same_request_id_on_every_worker_is_one_decision(audited: Audited) -> None:
     policy, _, application, _ = DECIDABLE[0]
-    pool = channels(audited.server, 6)
+    pool = connections(audited.server, 6)
     try:
         stubs = [pb_grpc.DecisionServiceStub(ch) for ch in pool]
         # sequential retries over separate connections
@@ -183,49 +175,30 @@ def test_same_request_id_on_every_worker_is_one_decision(audited: Audited) -> No
     verify_ok(audited.url, len(audited.answered))
 
 
-class Stream:
+class Stream(CallLoop):
     """Continuous Decide calls from several threads, each on its own connection; keeps every answer."""
 
     def __init__(self, server: Server, policy: str, application: dict[str, Any], threads: int = 4):
-        self.channels = channels(server, threads)
+        super().__init__(server, threads)
         self.policy, self.application = policy, application
         self.received: dict[str, tuple[str, str]] = {}  # decision_id -> (request_id, record_hash)
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-
-    def __enter__(self) -> Stream:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=30)
-        for ch in self.channels:
-            ch.close()
 
     def count(self) -> int:
         with self._lock:
             return len(self.received)
 
-    def _run(self, index: int) -> None:
-        stub = pb_grpc.DecisionServiceStub(self.channels[index])
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            rid = f"kill-{index}-{n}"
-            try:
-                answer = stub.Decide(request(rid, self.policy, self.application), timeout=10)
-            except grpc.RpcError as err:
-                with self._lock:
-                    self.errors.append(err.code().name)
-                time.sleep(0.01)
-                continue
+    def one(self, stub: pb_grpc.DecisionServiceStub, index: int, n: int) -> None:
+        rid = f"kill-{index}-{n}"
+        try:
+            answer = stub.Decide(request(rid, self.policy, self.application), timeout=10)
+        except grpc.RpcError as err:
             with self._lock:
-                self.received[answer.decision_id] = (answer.request_id, answer.record_hash)
+                self.errors.append(err.code().name)
+            time.sleep(0.01)
+            return
+        with self._lock:
+            self.received[answer.decision_id] = (answer.request_id, answer.record_hash)
 
 
 def _kill_9_all(server: Server) -> None:
@@ -291,7 +264,7 @@ def _limit_file_writes(pids: list[int], limit: int) -> None:
 def test_store_unavailable_is_unavailable_never_unrecorded_and_recovers(audited: Audited) -> None:
     policy, _, application, _ = DECIDABLE[0]
     workers = audited.server.worker_pids()
-    pool = channels(audited.server, 4)
+    pool = connections(audited.server, 4)
     stubs = [pb_grpc.DecisionServiceStub(ch) for ch in pool]
     try:
         _limit_file_writes(workers, 0)

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import grpc
 import pytest
 from credo.v1 import decision_pb2 as pb
-from e2e_harness import POLICIES, Server, request, serve, shipped_cases
+from e2e_harness import POLICIES, CallLoop, Server, request, serve, shipped_cases
 
 FAKE_POLICY = 'policy: demo\nversion: "1.0.0"\ninputs:\n  applicant.age: {type: integer}\n'
 
@@ -53,66 +52,37 @@ def _bump_version(path: Path) -> str:
     return new
 
 
-def _channels(server: Server, n: int) -> list[grpc.Channel]:
-    """n separate connections (a channel per connection), so calls reach more than one worker."""
-    return [
-        grpc.insecure_channel(server.target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(n)
-    ]
-
-
-class Caller:
+class Caller(CallLoop):
     """Calls Decide in a loop from several threads until stopped; records every answer and failure."""
 
     def __init__(self, server: Server, policy: str, application: dict[str, Any], *, retry: bool):
-        self.channels = _channels(server, 4)
+        super().__init__(server, threads=4)
         self.policy, self.application, self.retry = policy, application, retry
         self.versions: list[str] = []
         self.failures: list[str] = []
         self.retried: list[str] = []
         self.done = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(4)]
 
-    def __enter__(self) -> Caller:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=30)
-        for ch in self.channels:
-            ch.close()
-
-    def _run(self, index: int) -> None:
-        from credo.v1 import decision_pb2_grpc as pb_grpc
-
-        stub = pb_grpc.DecisionServiceStub(self.channels[index])
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            rid = f"t{index}-{n}"
-            req = request(rid, self.policy, self.application)
-            try:
-                answer = stub.Decide(req, timeout=20)
-            except grpc.RpcError as err:
-                if not (self.retry and err.code() == grpc.StatusCode.UNAVAILABLE):
-                    with self._lock:
-                        self.failures.append(f"{rid}: {err.code().name} {err.details()}")
-                    continue
+    def one(self, stub: Any, index: int, n: int) -> None:
+        rid = f"t{index}-{n}"
+        req = request(rid, self.policy, self.application)
+        try:
+            answer = stub.Decide(req, timeout=20)
+        except grpc.RpcError as err:
+            if not (self.retry and err.code() == grpc.StatusCode.UNAVAILABLE):
                 with self._lock:
-                    self.retried.append(rid)
-                answer = self._retry(stub, req)
-                if answer is None:
-                    continue
+                    self.failures.append(f"{rid}: {err.code().name} {err.details()}")
+                return
             with self._lock:
-                if answer.request_id != rid or not answer.decision_id:
-                    self.failures.append(f"{rid}: answered for {answer.request_id!r}")
-                self.versions.append(answer.policy.version)
-                self.done += 1
+                self.retried.append(rid)
+            answer = self._retry(stub, req)
+            if answer is None:
+                return
+        with self._lock:
+            if answer.request_id != rid or not answer.decision_id:
+                self.failures.append(f"{rid}: answered for {answer.request_id!r}")
+            self.versions.append(answer.policy.version)
+            self.done += 1
 
     def _retry(self, stub: Any, req: pb.DecideRequest) -> pb.Decision | None:
         """The same request_id again until another worker (or the replacement) answers."""
