@@ -22,7 +22,7 @@ def make_service(tmp_path: Path) -> Iterator[Callable[..., DecisionService]]:
         kwargs.setdefault("clock", FrozenClock())
         kwargs.setdefault("ids", lambda now: f"00000000-0000-7000-8000-{next(counter):012d}")
         kwargs.setdefault("timer", lambda: 0.0)
-        service = DecisionService(FIXTURES, MODELS, **kwargs)
+        service = DecisionService(kwargs.pop("policies_dir", FIXTURES), MODELS, **kwargs)
         made.append(service)
         return service
 

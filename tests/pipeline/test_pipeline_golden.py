@@ -40,3 +40,41 @@ def test_decision_matches_its_golden_file(case: str, make_service: Callable[...,
         path.write_text(got, encoding="utf-8")
     assert path.is_file(), f"missing golden file {path}; run with CREDO_UPDATE_GOLDEN=1"
     assert got == path.read_text(encoding="utf-8")
+
+
+def _shipped_cases() -> list[tuple[str, str, dict[str, Any]]]:
+    """(policy, test name, application) for every test of every shipped policy that decides."""
+    import re
+
+    import yaml
+
+    cases = []
+    for path in sorted(SHIPPED.glob("*/policy.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for test in data.get("tests", []):
+            if "error" not in test.get("expect", {}):
+                slug = re.sub(r"[^a-z0-9]+", "_", test["name"].lower()).strip("_")
+                cases.append((data["policy"], slug, test["input"]))
+    return cases
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "policies"
+SHIPPED_CASES = _shipped_cases()
+
+
+@pytest.mark.parametrize(
+    ("policy", "slug", "app"), SHIPPED_CASES, ids=[f"{p}/{s}" for p, s, _ in SHIPPED_CASES]
+)
+def test_shipped_policy_decision_matches_its_golden_file(
+    policy: str, slug: str, app: dict[str, Any], make_service: Callable[..., DecisionService]
+) -> None:
+    """Every shipped policy test input, decided in full (zh, to cover the second language): a change
+    to any output of the shipped policies or models shows as a diff here."""
+    service = make_service(policies_dir=SHIPPED)
+    got = decision_json(service.decide(policy, app, f"golden-{slug}", language="zh")) + "\n"
+    path = GOLDEN / policy / f"{slug}.json"
+    if os.environ.get("CREDO_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(got, encoding="utf-8")
+    assert path.is_file(), f"missing golden file {path}; run with CREDO_UPDATE_GOLDEN=1"
+    assert got == path.read_text(encoding="utf-8")
