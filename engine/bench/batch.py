@@ -1,0 +1,166 @@
+"""Batch section: decisions/s of the what-if batch path (engine.audit.whatif.BatchDecider, native
+CatBoost on each batch) over synthetic consumer_loan applications, against the floor: hand-written
+Python for the same decision (parse, rules, grade, limit, price, offers) plus native CatBoost batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+from engine.bench.handwritten import consumer_loan_eligibility, consumer_loan_rules
+from engine.models.scaling import points as scale_points
+from engine.pipeline import offers as offers_module
+from engine.pipeline.offers import OfferTerms, candidate, rank_offers
+
+__all__ = ["FloorDecider", "bench_batch"]
+
+_PD_PLACES = Decimal("0.000001")
+_AFFORDABLE, _LGD, _APR_CAP, _RATE_FLOOR = Decimal("0.5"), Decimal("0.45"), Decimal("0.24"), Decimal("0.04")
+# (id, amount min, amount max, terms, methods, upfront fee rate, rate adjustment) as in the policy
+_PRODUCTS = (
+    ("personal_std", Decimal(1000), Decimal(200000), (12, 24, 36),
+     ("equal_instalment", "equal_principal", "interest_only"), Decimal("0.01"), Decimal(0)),
+    ("personal_flex", Decimal(1000), Decimal(50000), (3, 6, 12),
+     ("equal_instalment", "interest_only"), Decimal(0), Decimal("0.01")),
+)  # fmt: skip
+_DECIMALS = ("applicant.income_monthly", "debt.monthly_payments", "bureau.utilisation", "loan.amount")
+_FEATURES = {
+    "age": "applicant.age", "income_monthly": "applicant.income_monthly",
+    "employment_type": "applicant.employment_type", "employment_months": "applicant.employment_months",
+    "residence_type": "applicant.residence_type", "dti": "dti", "bureau_score": "bureau.score",
+    "delinquencies_24m": "bureau.delinquencies_24m", "inquiries_6m": "bureau.inquiries_6m",
+    "utilisation": "bureau.utilisation", "months_on_file": "bureau.months_on_file",
+    "loan_amount": "loan.amount", "term_months": "loan.term_months",
+}  # fmt: skip
+
+
+def _fact(app: Mapping[str, Any]) -> dict[str, Any]:
+    fact = {f"{group}.{name}": value for group, fields in app.items() for name, value in fields.items()}
+    for name in _DECIMALS:
+        value = fact[name]
+        fact[name] = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    fact.setdefault("loan.purpose", "consumption")
+    income = fact["applicant.income_monthly"]
+    fact["dti"] = fact["debt.monthly_payments"] / income if income > 0 else Decimal("9.99")
+    return fact
+
+
+class FloorDecider:
+    """The floor: the consumer_loan decision by hand (as of policy 1.0.0 with decision tables and the
+    requested amount), scoring each batch's survivors in one call."""
+
+    def __init__(self, package: Any) -> None:
+        from engine.models.scoring import NativeScorer
+
+        self.scorer = NativeScorer(package, thread_count=1)
+
+    def decide(self, applications: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        facts = [_fact(app) for app in applications]
+        alive = [i for i, f in enumerate(facts) if not _declines(consumer_loan_eligibility(f))]
+        rows = [{k: facts[i][path] for k, path in _FEATURES.items()} for i in alive]
+        pds: Any = self.scorer.pd_matrix(self.scorer.encoder.encode_rows(rows)) if rows else []
+        out: list[dict[str, Any]] = [{"outcome": "DECLINE"} for _ in facts]
+        for i, raw_pd in zip(alive, pds, strict=True):
+            out[i] = _decide(facts[i], float(raw_pd))
+        return out
+
+
+_DECLINE_CODES = frozenset(
+    {"BLACKLISTED", "AGE_MIN", "AGE_AT_MATURITY", "INCOME_MIN", "EMPLOYMENT", "BANKRUPTCY", "DELINQUENCY",
+     "BUREAU_SCORE", "DTI_MAX", "PURPOSE", "SCORE_LOW"}
+)  # fmt: skip
+
+
+def _declines(codes: list[str]) -> bool:
+    return any(code in _DECLINE_CODES for code in codes)
+
+
+def _decide(fact: dict[str, Any], raw_pd: float) -> dict[str, Any]:
+    points = scale_points(raw_pd, 600, 50, 20)
+    pd = Decimal(repr(raw_pd)).quantize(_PD_PLACES, rounding=ROUND_HALF_EVEN)
+    rules = consumer_loan_rules(fact, points)
+    result: dict[str, Any] = {"grade": rules["grade"], "points": points, "pd": pd}
+    if _declines(rules["post_score"]) or rules["limit_below_floor"]:
+        return {"outcome": "DECLINE", **result}
+    limit, rate = rules["limit"], rules["annual_rate"]
+    terms = OfferTerms(fact["applicant.income_monthly"], fact["debt.monthly_payments"], _AFFORDABLE, _LGD, pd,
+                       _APR_CAP, 3)  # fmt: skip
+    candidates = []
+    for index, (product, low, high, product_terms, methods, fee, adjustment) in enumerate(_PRODUCTS):
+        if product == "personal_flex" and fact["applicant.employment_months"] < 12:
+            continue
+        amount = min(high, limit, fact["loan.amount"]).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+        if amount < low or amount <= 0:
+            continue
+        product_rate = min(max(rate + adjustment, _RATE_FLOOR), _APR_CAP)
+        for term in product_terms:
+            for method in methods:
+                candidates.append(candidate(product, index, amount, product_rate, term, method, fee, terms))
+    offers, _ = rank_offers(candidates, terms)
+    if not offers:
+        return {"outcome": "DECLINE", **result}
+    refer = [c for c in rules["eligibility"] + rules["post_score"] if c not in _DECLINE_CODES]
+    return {"outcome": "REFER" if refer else "APPROVE", "limit": limit, "rate": rate, **result}
+
+
+def _credo_view(decision: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"outcome": decision.outcome}
+    if decision.grade is not None:
+        out.update({"grade": decision.grade, "points": decision.points, "pd": decision.pd})
+    if decision.outcome != "DECLINE":
+        out.update({"limit": decision.limit, "rate": decision.rate})
+    return out
+
+
+def bench_batch(
+    policy_path: Path | str, models_dir: Path | str, count: int, batch: int = 500, check: int = 1000
+) -> dict[str, Any]:
+    """Decisions/s of BatchDecider (scorer native) and of the floor over `count` applications, in
+    batches of `batch`, one process each; the first `check` decisions must agree (outcome, grade,
+    points, pd, limit, rate) or EquivalenceError."""
+    from engine.audit.whatif import BatchDecider
+    from engine.bench.data import applications
+    from engine.bench.peer import EquivalenceError
+    from engine.models.store import ModelStore
+    from engine.policy import load_policy
+
+    policy = load_policy(policy_path)
+    assert policy.score is not None
+    package = ModelStore(models_dir).load(policy.score.model_name, policy.score.model_version)
+    apps = applications(count, seed=23)
+    chunks = [apps[i : i + batch] for i in range(0, len(apps), batch)]
+    credo = BatchDecider(str(policy_path), str(package.path), scorer="native")
+    floor = FloorDecider(package)
+    sample = apps[:check]
+    want = [_credo_view(d) for d in credo.decide(sample)]
+    got = floor.decide(sample)
+    bad = [(a, w, g) for a, w, g in zip(sample, want, got, strict=True) if w != g]
+    if bad:
+        shown = "\n  ".join(f"{a}: credo {w} vs floor {g}" for a, w, g in bad[:5])
+        raise EquivalenceError(
+            f"batch floor disagrees with BatchDecider on {len(bad)} of {len(sample)}:\n  {shown}"
+        )
+    timings = {}
+    for name, decider in (("credo", credo), ("floor", floor)):
+        offers_module._schedule.cache_clear()  # each side starts with the same cold offer caches
+        offers_module._disclosed_apr.cache_clear()
+        start = time.perf_counter()
+        for chunk in chunks:
+            decider.decide(chunk)
+        timings[name] = time.perf_counter() - start
+    outcomes: dict[str, int] = {}
+    for w in want:
+        outcomes[w["outcome"]] = outcomes.get(w["outcome"], 0) + 1
+    return {
+        "applications": count,
+        "batch": batch,
+        "checked": len(sample),
+        "sample_outcomes": outcomes,
+        "credo_per_s": count / timings["credo"],
+        "floor_per_s": count / timings["floor"],
+        "credo_seconds": timings["credo"],
+        "floor_seconds": timings["floor"],
+    }

@@ -1,0 +1,218 @@
+"""The ratios of a `credo bench` run (each from two figures measured side by side in that run), their
+targets, the rich table printed at the end, and `--compare A.json B.json`."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["RATIO_KEYS", "TARGETS", "Target", "compare_table", "compute_ratios", "ratio_table"]
+
+RATIO_KEYS = (
+    "decide_p50_vs_parts",
+    "rules_vs_handwritten",
+    "rules_vs_zen",
+    "grpc_p50_vs_echo",
+    "grpc_throughput_vs_echo",
+    "audit_log_latency_cost",
+    "batch_vs_floor",
+    "rss_growth",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    op: str  # "<=" or ">="
+    value: float
+
+    def met(self, ratio: float) -> bool:
+        return ratio <= self.value if self.op == "<=" else ratio >= self.value
+
+    def __str__(self) -> str:
+        return f"{'≤' if self.op == '<=' else '≥'} {self.value:g}"
+
+
+TARGETS = {
+    "rules_vs_zen": Target("<=", 1.0),
+    "grpc_p50_vs_echo": Target("<=", 1.5),
+    "grpc_throughput_vs_echo": Target(">=", 0.6),
+    "audit_log_latency_cost": Target("<=", 0.15),
+    "batch_vs_floor": Target(">=", 0.5),
+    "rss_growth": Target("<=", 1.05),
+}
+# Every ratio is "Credo / its floor or peer": lower is better except these two.
+HIGHER_IS_BETTER = {"grpc_throughput_vs_echo", "batch_vs_floor"}
+
+
+def _get(sections: Mapping[str, Any], *path: str) -> Any:
+    node: Any = sections
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def compute_ratios(sections: Mapping[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """(ratios, how each was made) from the sections' raw figures; a ratio whose section is missing
+    or failed is left out."""
+    ratios: dict[str, float] = {}
+    made: dict[str, str] = {}
+
+    def put(key: str, num: Any, den: Any, how: str, minus_one: bool = False) -> None:
+        if isinstance(num, int | float) and isinstance(den, int | float) and den > 0:
+            ratios[key] = num / den - (1.0 if minus_one else 0.0)
+            made[key] = how
+
+    cl = _get(sections, "pipeline", "consumer_loan") or {}
+    put(
+        "decide_p50_vs_parts",
+        cl.get("approve_p50_ms"),
+        cl.get("floor_ms"),
+        f"decide() APPROVE p50 {_ms(cl.get('approve_p50_ms'))} / "
+        f"ONNX call + rule stages {_ms(cl.get('floor_ms'))}",
+    )
+    rules = sections.get("rules") or {}
+    put(
+        "rules_vs_handwritten",
+        rules.get("durable_us"),
+        rules.get("handwritten_us"),
+        f"eligibility on durable_rules {_us(rules.get('durable_us'))} / hand-written Python "
+        f"{_us(rules.get('handwritten_us'))} (reference evaluator {_us(rules.get('reference_us'))})",
+    )
+    peer = sections.get("peer") or {}
+    put(
+        "rules_vs_zen",
+        peer.get("credo_us"),
+        peer.get("zen_us"),
+        f"Credo rule stages {_us(peer.get('credo_us'))} / "
+        f"ZenEngine.evaluate {_us(peer.get('zen_us'))} per decision",
+    )
+    rows = _get(sections, "grpc", "rows") or {}
+    d1, e1 = rows.get("decide@1", {}), rows.get("echo@1", {})
+    d16, e16, log16 = rows.get("decide@16", {}), rows.get("echo@16", {}), rows.get("decide@16+log", {})
+    put(
+        "grpc_p50_vs_echo",
+        d1.get("p50_ms"),
+        e1.get("p50_ms"),
+        f"Decide p50 {_ms(d1.get('p50_ms'))} / echo p50 {_ms(e1.get('p50_ms'))}, 1 in flight",
+    )
+    put(
+        "grpc_throughput_vs_echo",
+        d16.get("rps"),
+        e16.get("rps"),
+        f"Decide {_rate(d16.get('rps'))} / echo {_rate(e16.get('rps'))}, 16 in flight",
+    )
+    put(
+        "audit_log_latency_cost",
+        log16.get("p50_ms"),
+        d16.get("p50_ms"),
+        f"Decide p50 with SQLite log {_ms(log16.get('p50_ms'))} / without {_ms(d16.get('p50_ms'))} - 1, "
+        "16 in flight",
+        minus_one=True,
+    )
+    batch = sections.get("batch") or {}
+    put(
+        "batch_vs_floor",
+        batch.get("credo_per_s"),
+        batch.get("floor_per_s"),
+        f"what-if batch {_rate(batch.get('credo_per_s'), 'decisions/s')} / hand-written + native CatBoost "
+        f"{_rate(batch.get('floor_per_s'), 'decisions/s')}, {batch.get('applications', '?')} applications",
+    )
+    memory = sections.get("memory") or {}
+    put(
+        "rss_growth",
+        memory.get("rss_after"),
+        memory.get("rss_before"),
+        f"RSS {_mib(memory.get('rss_after'))} after {memory.get('decisions', '?'):,} decisions / "
+        f"{_mib(memory.get('rss_before'))} before"
+        if memory
+        else "",
+    )
+    return ratios, made
+
+
+def _ms(v: Any) -> str:
+    return f"{v:.3f} ms" if isinstance(v, int | float) else "?"
+
+
+def _us(v: Any) -> str:
+    return f"{v:.1f} µs" if isinstance(v, int | float) else "?"
+
+
+def _rate(v: Any, unit: str = "calls/s") -> str:
+    return f"{v:,.0f} {unit}" if isinstance(v, int | float) else "?"
+
+
+def _mib(v: Any) -> str:
+    return f"{v / 2**20:.1f} MiB" if isinstance(v, int | float) else "?"
+
+
+def _status(key: str, value: float | None) -> str:
+    target = TARGETS.get(key)
+    if target is None or value is None:
+        return ""
+    return "[green]met[/green]" if target.met(value) else "[red]missed[/red]"
+
+
+def ratio_table(report: Mapping[str, Any]) -> Table:
+    ratios, made = report.get("ratios", {}), report.get("measured_as", {})
+    table = Table(title=f"credo bench ({report.get('mode', '?')})", title_justify="left")
+    for column in ("ratio", "value", "target", "", "measured side by side"):
+        table.add_column(column, overflow="fold")
+    for key in RATIO_KEYS:
+        value = ratios.get(key)
+        table.add_row(
+            key,
+            "-" if value is None else f"{value:.3f}",
+            str(TARGETS.get(key, "")),
+            _status(key, value) if value is not None else "[red]not measured[/red]",
+            made.get(key, (report.get("errors") or {}).get(_section_of(key), "")),
+        )
+    return table
+
+
+def _section_of(key: str) -> str:
+    return {
+        "decide_p50_vs_parts": "pipeline", "rules_vs_handwritten": "rules", "rules_vs_zen": "peer",
+        "grpc_p50_vs_echo": "grpc", "grpc_throughput_vs_echo": "grpc", "audit_log_latency_cost": "grpc",
+        "batch_vs_floor": "batch", "rss_growth": "memory",
+    }.get(key, key)  # fmt: skip
+
+
+def compare_table(a: Mapping[str, Any], b: Mapping[str, Any], a_name: str, b_name: str) -> Table:
+    """Every ratio of either run: both values, the change, and whether it moved the right way."""
+    ra, rb = a.get("ratios", {}), b.get("ratios", {})
+    keys = [k for k in RATIO_KEYS if k in ra or k in rb]
+    keys += sorted(k for k in set(ra) | set(rb) if k not in RATIO_KEYS)
+    table = Table(title=f"credo bench --compare {a_name} {b_name}", title_justify="left")
+    for column in ("ratio", a_name, b_name, "change", "", "target"):
+        table.add_column(column)
+    for key in keys:
+        va, vb = ra.get(key), rb.get(key)
+        if isinstance(va, int | float) and isinstance(vb, int | float):
+            delta = vb - va
+            pct = f" ({100 * delta / va:+.1f}%)" if va else ""
+            better = delta < 0 if key not in HIGHER_IS_BETTER else delta > 0
+            verdict = "" if delta == 0 else ("[green]better[/green]" if better else "[red]worse[/red]")
+            change = f"{delta:+.3f}{pct}"
+        else:
+            change, verdict = "-", ""
+        table.add_row(key, _fmt(va), _fmt(vb), change, verdict, str(TARGETS.get(key, "")))
+    return table
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
+
+
+def render(table: Table, width: int = 160) -> str:
+    """The table as plain text (for README and tests)."""
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(table)
+    return console.export_text()

@@ -1,0 +1,43 @@
+"""Rules section: consumer_loan's eligibility stage on durable_rules (Credo's engine) vs the pure-Python
+reference evaluator vs hand-written Python doing the same checks (the floor), after checking all agree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from engine.bench.facts import ScoredFact
+from engine.bench.handwritten import consumer_loan_eligibility
+from engine.bench.peer import check_equivalence
+from engine.bench.stats import per_item_us
+from engine.rules import Evaluator, ReferenceEvaluator
+
+__all__ = ["bench_rules", "eligibility_codes"]
+
+
+def eligibility_codes(policy: Any, evaluator: Evaluator, fact: dict[str, Any]) -> list[str]:
+    """What Credo's eligibility stage decides on one fact: the codes of the fired rules, in policy order."""
+    stage = policy.stage("eligibility")
+    return [stage.effects[r].code for r in evaluator.fire(stage.ruleset, stage.prepare(fact))]
+
+
+def bench_rules(
+    policy: Any, durable: Evaluator, inputs: Sequence[ScoredFact], repeats: int
+) -> dict[str, Any]:
+    reference = ReferenceEvaluator()
+    check_equivalence(
+        {
+            "durable_rules": lambda i: {"eligibility": eligibility_codes(policy, durable, i.fact)},
+            "reference": lambda i: {"eligibility": eligibility_codes(policy, reference, i.fact)},
+            "handwritten": lambda i: {"eligibility": consumer_loan_eligibility(i.fact)},
+        },
+        inputs,
+    )
+    facts = [item.fact for item in inputs]
+    return {
+        "inputs": len(facts),
+        "rules": len(policy.stage("eligibility").ruleset.rules),
+        "durable_us": per_item_us(lambda f: eligibility_codes(policy, durable, f), facts, repeats),
+        "reference_us": per_item_us(lambda f: eligibility_codes(policy, reference, f), facts, repeats),
+        "handwritten_us": per_item_us(consumer_loan_eligibility, facts, repeats),
+    }
