@@ -148,7 +148,10 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         self._check_pin(call["policy"], call["version"])
         metrics.IN_FLIGHT.inc()
         try:
-            decision: Decision = self._on_decider(lambda: self.service.decide(**call), context)
+            # Only the decision itself holds the worker's lock; the wait for its audit record's
+            # commit happens outside it, so concurrent requests share one group commit.
+            pending = self._on_decider(lambda: self.service.submit(**call), context)
+            decision: Decision = pending.result()
         finally:
             metrics.IN_FLIGHT.dec()
         answer = convert.decision_to_pb(decision)

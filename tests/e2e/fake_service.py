@@ -18,6 +18,7 @@ import yaml
 
 from engine.decision import Decision, Outcome, PolicyRef, Reason, TraceEntry
 from engine.errors import FieldViolation, InvalidInput, NotFound, PolicyError
+from engine.service import PendingDecision
 
 
 class FakeService:
@@ -69,6 +70,9 @@ class FakeService:
             trace=(TraceEntry("eligibility", ("age_min",) if declined else (), 0.01),),
             decided_at=dt.datetime.now(dt.UTC).isoformat(),
         )
+
+    def submit(self, *args: Any, **kwargs: Any) -> PendingDecision:
+        return PendingDecision(self.decide(*args, **kwargs))
 
     def list_policies(self) -> list[dict[str, Any]]:
         return [
