@@ -106,14 +106,26 @@ class Decision:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
+    kind = type(value)
+    # exact-type fast paths first: a Decision with full schedules has hundreds of values, and this
+    # runs for every answer and every audit record
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is Decimal:
         return str(value)
+    if kind is tuple or kind is list:
+        return [_plain(v) for v in value]
+    if kind is dict:
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, Enum):
         return value.value
+    fields = getattr(kind, "__dataclass_fields__", None)
+    if fields is not None:
+        return {name: _plain(getattr(value, name)) for name in fields}
+    if isinstance(value, Decimal):
+        return str(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
-    if hasattr(value, "__dataclass_fields__"):
-        return {name: _plain(getattr(value, name)) for name in value.__dataclass_fields__}
     return value

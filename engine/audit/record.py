@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from typing import Any
 
 from engine.audit.canonical import canonical_json, plain, sha256_hex
@@ -170,6 +171,14 @@ def request_fingerprint(payload: Any) -> str:
 def floats_as_text(value: Any) -> Any:
     """Floats replaced by their shortest round-trip text (repr), recursively; nothing else changes.
     The audit log refuses floats; this is the one explicit place they are turned into exact text."""
+    kind = type(value)
+    # exact-type fast paths first: this walks every value of every record, on the decision path
+    if kind is str or kind is int or kind is bool or kind is Decimal or value is None:
+        return value
+    if kind is dict:
+        return {k: floats_as_text(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [floats_as_text(v) for v in value]
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, Mapping):
