@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -153,7 +154,7 @@ def parse_record(body: str, hash: str) -> DecisionRecord:
     return DecisionRecord.from_dict({**json.loads(body), "hash": hash})
 
 
-class SqlStore:
+class SqlStore(ABC):
     """The SQL both stores share; subclasses provide connections, transactions and error mapping.
     Statements use `?` placeholders; a subclass rewrites them if its driver wants another style.
     One connection writes (under a lock), another reads, so lookups do not wait for a commit."""
@@ -167,21 +168,20 @@ class SqlStore:
         self._read_lock = threading.Lock()
 
     # -- provided by subclasses
+    @abstractmethod
     def _reader(self) -> Any:
-        raise NotImplementedError
+        """The connection lookups run on."""
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        raise NotImplementedError
-        yield
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """One write transaction on the writer connection (a context manager yielding a cursor)."""
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        raise NotImplementedError
-        yield
+    @abstractmethod
+    def _errors(self) -> AbstractContextManager[None]:
+        """Maps the driver's errors to StoreUnavailable (store down, disk full)."""
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
     # -- shared
     def _sql(self, statement: str) -> str:
