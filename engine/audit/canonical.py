@@ -45,10 +45,14 @@ def canonical_json(value: Any) -> bytes:
     - Anything else (bytes, sets, objects) is refused with CanonicalError.
     Parsing the output with `json.loads` gives `plain(value)`, and canonical_json of that is the same bytes.
     """
+    return dumps_plain(plain(value))
+
+
+def dumps_plain(value: Any) -> bytes:
+    """canonical_json of a value that is already `plain` (e.g. a built record's body): the same
+    bytes without walking the value again."""
     try:
-        text = json.dumps(
-            plain(value), ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-        )
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CanonicalError(f"string is not valid Unicode: {exc.reason}") from None
@@ -56,6 +60,18 @@ def canonical_json(value: Any) -> bytes:
 
 def plain(value: Any) -> Any:
     """`value` as JSON-native types only (dict with str keys, list, str, int, bool, None)."""
+    return _plain(value, False)
+
+
+def plain_text_floats(value: Any) -> Any:
+    """Like `plain`, but floats become their repr text instead of being refused: one walk that does
+    what `plain(floats_as_text(value))` does, for building records on the decision path."""
+    return _plain(value, True)
+
+
+def _plain(value: Any, float_text: bool) -> Any:
+    """`value` as JSON-native types only (dict with str keys, list, str, int, bool, None); floats
+    are refused, or with `float_text` written as their shortest round-trip text (repr)."""
     kind = type(value)
     # exact-type fast paths first: records are mostly str/int/dict/list, and this runs per decision
     if kind is str or kind is int or kind is bool or value is None:
@@ -65,22 +81,24 @@ def plain(value: Any) -> Any:
         for key, item in value.items():
             if type(key) is not str:
                 raise CanonicalError(f"object key {key!r} is not a string")
-            out[key] = plain(item)
+            out[key] = _plain(item, float_text)
         return out
     if kind is list or kind is tuple:
-        return [plain(item) for item in value]
+        return [_plain(item, float_text) for item in value]
+    if isinstance(value, Enum):  # before str: a StrEnum member becomes its plain value
+        return _plain(value.value, float_text)
     if isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
+        if float_text:
+            return repr(value)
         raise CanonicalError(f"float {value!r} is not allowed in canonical JSON; use Decimal or a string")
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise CanonicalError(f"Decimal {value} is not finite")
         return str(value)
-    if isinstance(value, Enum):
-        return plain(value.value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise CanonicalError(f"datetime {value.isoformat()} has no time zone")
@@ -92,12 +110,12 @@ def plain(value: Any) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalError(f"object key {key!r} is not a string")
-            mapped[key] = plain(item)
+            mapped[key] = _plain(item, float_text)
         return mapped
     if isinstance(value, (list, tuple)):
-        return [plain(item) for item in value]
+        return [_plain(item, float_text) for item in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: _plain(getattr(value, f.name), float_text) for f in dataclasses.fields(value)}
     raise CanonicalError(f"{type(value).__name__} has no canonical JSON form")
 
 

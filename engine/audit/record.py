@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any
 
-from engine.audit.canonical import canonical_json, plain, sha256_hex
+from engine.audit.canonical import canonical_json, dumps_plain, plain_text_floats, sha256_hex
 from engine.errors import CredoError
 
 __all__ = [
@@ -90,8 +90,13 @@ class DecisionRecord:
             import engine
 
             engine_version = engine.__version__
-        body = decision.to_dict() if hasattr(decision, "to_dict") else dict(decision)
-        body = floats_as_text(body)
+        if hasattr(decision, "to_dict"):
+            # one walk of the Decision doing to_dict's and floats_as_text's work; like to_dict, it
+            # leaves out record_hash (a record cannot hold its own hash)
+            body = plain_text_floats(decision)
+            body.pop("record_hash", None)
+        else:
+            body = plain_text_floats(dict(decision))
         return cls(
             decision_id=body["decision_id"],
             request_id=body["request_id"],
@@ -100,15 +105,15 @@ class DecisionRecord:
             policy=dict(body["policy"]),
             models=[dict(m) for m in body.get("models", [])],
             engine_version=str(engine_version),
-            application=plain(floats_as_text(application)),
-            input=plain(floats_as_text(input)),
-            derived=plain(floats_as_text(derived or {})),
-            model_outputs=plain(floats_as_text(model_outputs or {})),
-            stages=plain(floats_as_text(list(stages or []))),
+            application=plain_text_floats(application),
+            input=plain_text_floats(input),
+            derived=plain_text_floats(derived or {}),
+            model_outputs=plain_text_floats(model_outputs or {}),
+            stages=plain_text_floats(list(stages or [])),
             outcome=str(body["outcome"]),
-            decision=plain(body),
+            decision=body,
             archive=dict(archive or {}),
-            extra=plain(floats_as_text(extra or {})),
+            extra=plain_text_floats(extra or {}),
         )
 
     def body(self) -> dict[str, Any]:
@@ -138,7 +143,7 @@ class DecisionRecord:
     def seal(self, chain_id: str, seq: int, prev_hash: str) -> DecisionRecord:
         """This record placed in a chain: chain fields set and hash computed."""
         placed = replace(self, chain_id=chain_id, seq=seq, prev_hash=prev_hash, hash="")
-        body = canonical_json(placed.body())
+        body = dumps_plain(placed.body())  # build() and from_dict() leave every field plain already
         sealed = replace(placed, hash=sha256_hex(prev_hash.encode("ascii") + body))
         object.__setattr__(sealed, "_canonical_body", body)  # the writer stores exactly these bytes
         return sealed
