@@ -27,7 +27,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--policies", default="policies", help="policy directory (default policies)")
     p.add_argument("--models", default="models", help="model store directory (default models)")
-    p.add_argument("--store", default=None, help="audit store URL (sqlite:///path, postgresql://...)")
+    p.add_argument(
+        "--store",
+        default=None,
+        help="audit store URL (sqlite:///path, postgresql://...): every decision is recorded before it is "
+        "answered, and a retried request_id is recognised by every worker; without a store nothing is "
+        "recorded and only the worker that answered recognises a retry",
+    )
     p.add_argument("--tls-cert", default=None, help="server certificate (PEM)")
     p.add_argument("--tls-key", default=None, help="server private key (PEM)")
     p.add_argument("--tls-client-ca", default=None, help="CA for client certificates: enables mutual TLS")

@@ -22,7 +22,11 @@ CASES = shipped_cases()
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with serve(tmp_path_factory.mktemp("serve"), policies=POLICIES, workers=2) as running:
+    # with the audit store, as `make run` serves: a retry is recognised whichever worker it reaches
+    # (without one, only the worker that answered knows the request_id)
+    tmp = tmp_path_factory.mktemp("serve")
+    store = ["--store", f"sqlite:///{tmp / 'audit.db'}"]
+    with serve(tmp, policies=POLICIES, workers=2, extra=store) as running:
         yield running
 
 
