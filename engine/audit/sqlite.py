@@ -4,6 +4,7 @@ disk before it returns. Errors of the file or disk (full, unreadable) become Sto
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,9 +33,14 @@ class SqliteStore(SqlStore):
             raise StoreUnavailable(f"no audit store at {self.path}")
         with self._errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._write = self._connect()
-            self._write.executescript(SCHEMA.format(blob="BLOB"))
-            self._read = self._connect()
+            # Several worker processes open a new store at once: switching a fresh file to WAL and
+            # creating the schema can then fail "database is locked" without waiting for the busy
+            # timeout, so opening is serialised across processes by a lock file beside the store.
+            with open(self.path.with_name(self.path.name + ".open-lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._write = self._connect()
+                self._write.executescript(SCHEMA.format(blob="BLOB"))
+                self._read = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN IMMEDIATE/COMMIT ourselves

@@ -5,6 +5,7 @@ The server's announce line on stdout ("credo serving on HOST:PORT ...") gives th
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
@@ -31,6 +32,32 @@ from credo.v1 import decision_pb2_grpc as pb_grpc
 ROOT = Path(__file__).resolve().parents[2]
 FAKE = "tests.e2e.fake_service:FakeService"
 ANNOUNCE = re.compile(r"credo serving on (\S+):(\d+)")
+# The tests serve with a 0.5 s connection age (so reloads drain fast); a call that races the
+# server's GOAWAY fails UNAVAILABLE before the server saw it. A real client retries UNAVAILABLE
+# (Decide is idempotent by request_id), and so does the tests' main channel. Channels that count
+# failures on purpose (kill -9, reload, store down) are made by `connections` without retries.
+RETRYING = [
+    ("grpc.enable_retries", 1),
+    (
+        "grpc.service_config",
+        json.dumps(
+            {
+                "methodConfig": [
+                    {
+                        "name": [{}],
+                        "retryPolicy": {
+                            "maxAttempts": 4,
+                            "initialBackoff": "0.05s",
+                            "maxBackoff": "0.5s",
+                            "backoffMultiplier": 2,
+                            "retryableStatusCodes": ["UNAVAILABLE"],
+                        },
+                    }
+                ]
+            }
+        ),
+    ),
+]
 
 
 @dataclass
@@ -106,7 +133,7 @@ def serve(
     channel = None
     try:
         target = _wait_announce(proc, stderr_path, startup)
-        channel = grpc.insecure_channel(target)
+        channel = grpc.insecure_channel(target, options=RETRYING)
         if plaintext:
             grpc.channel_ready_future(channel).result(timeout=10)
         yield Server(proc, target, channel, stderr_path)
