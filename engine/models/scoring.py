@@ -4,6 +4,7 @@ tensor out), native CatBoost for batches, and SHAP-based adverse-action reasons 
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,25 @@ class ModelReason:
     texts: dict[str, str] = field(default_factory=dict, compare=False)
 
 
-class OnnxScorer:
+class _Scorer(ABC):
+    """Encoding shared by both scorers: features -> encoded float32 rows -> `pd_matrix`."""
+
+    encoder: FeatureEncoder
+
+    def pd(self, features: Mapping[str, Any]) -> float:
+        return float(self.pd_matrix(self.encoder.encode_row(features)[None, :])[0])
+
+    def pd_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[float]:
+        if not rows:
+            return []
+        return [float(p) for p in self.pd_matrix(self.encoder.encode_rows(rows))]
+
+    @abstractmethod
+    def pd_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Already-encoded float32 rows -> P(bad) per row."""
+
+
+class OnnxScorer(_Scorer):
     """One ONNX Runtime session for a package (intra- and inter-op threads 1, sequential)."""
 
     def __init__(self, package: ModelPackage):
@@ -49,14 +68,6 @@ class OnnxScorer:
         self._input = str(onnx_card.get("input", self.session.get_inputs()[0].name))
         self._outputs = [str(onnx_card.get("output", self.session.get_outputs()[0].name))]
 
-    def pd(self, features: Mapping[str, Any]) -> float:
-        return float(self.pd_matrix(self.encoder.encode_row(features)[None, :])[0])
-
-    def pd_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[float]:
-        if not rows:
-            return []
-        return [float(p) for p in self.pd_matrix(self.encoder.encode_rows(rows))]
-
     def pd_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Already-encoded float32 rows -> P(bad) per row (float32 from the tensor, as float64)."""
         (probabilities,) = self.session.run(
@@ -65,7 +76,7 @@ class OnnxScorer:
         return np.asarray(probabilities, dtype=np.float64)[:, BAD_CLASS]
 
 
-class NativeScorer:
+class NativeScorer(_Scorer):
     """The native CatBoost model of a package: fast on batches, and the source of SHAP values."""
 
     def __init__(self, package: ModelPackage, thread_count: int = 1):
@@ -74,14 +85,6 @@ class NativeScorer:
         self.model = catboost.CatBoostClassifier()
         self.model.load_model(str(package.native_path), format="cbm")
         self.thread_count = thread_count
-
-    def pd(self, features: Mapping[str, Any]) -> float:
-        return float(self.pd_matrix(self.encoder.encode_row(features)[None, :])[0])
-
-    def pd_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[float]:
-        if not rows:
-            return []
-        return [float(p) for p in self.pd_matrix(self.encoder.encode_rows(rows))]
 
     def pd_matrix(self, matrix: np.ndarray) -> np.ndarray:
         probabilities = self.model.predict(
