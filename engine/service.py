@@ -137,6 +137,7 @@ class DecisionService:
         self.evaluator = evaluator if evaluator is not None else default_evaluator()
         self.timer = timer
         self._policies: dict[str, Any] = {}
+        self._keys: dict[str, str] = {}  # name or path as asked -> resolved policy file
         self._archives: dict[tuple[Any, ...], Any] = {}  # engine.audit Archive per loaded policy
         self._replayer: Any = None
         self._lock = threading.Lock()
@@ -145,14 +146,20 @@ class DecisionService:
     def policy(self, name_or_path: str, version: str | None = None) -> Any:
         """A loaded policy by name (policies_dir/<name>/policy.yaml) or by a path to its file or folder.
         NotFound for an unknown policy, or a version other than the one loaded."""
-        path = self._policy_path(name_or_path)
-        key = str(path.resolve())
-        with self._lock:
-            policy = self._policies.get(key)
-            if policy is None:
-                from engine.policy import load_policy
+        # A loaded policy never changes in this process (a new version means new workers), so the
+        # name resolved once is not looked up on disk again on every decision.
+        key = self._keys.get(name_or_path)
+        policy = self._policies.get(key) if key is not None else None
+        if policy is None:
+            path = self._policy_path(name_or_path)
+            key = str(path.resolve())
+            with self._lock:
+                policy = self._policies.get(key)
+                if policy is None:
+                    from engine.policy import load_policy
 
-                policy = self._policies[key] = load_policy(path)
+                    policy = self._policies[key] = load_policy(path)
+                self._keys[name_or_path] = key
         if version and policy.version != version:
             raise NotFound(f"policy {policy.name} version {version} is not loaded (loaded: {policy.version})")
         return policy
