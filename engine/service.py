@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.decision import Decision
-from engine.errors import CredoError, ModelError, NotFound
+from engine.errors import MODEL_HASH_MISMATCH, CredoError, ModelError, NotFound, VersionNotLoaded
 from engine.pipeline import build_decision, run_pipeline
 from engine.pipeline.render import decision_from_dict
 from engine.rules import Evaluator
@@ -105,7 +105,7 @@ class ModelCache:
         if sha256 is not None and package.sha256 != sha256:
             raise ModelError(
                 f"policy pins {name} {version} with sha256 {sha256}, the store holds {package.sha256}",
-                code="MODEL_HASH_MISMATCH",
+                code=MODEL_HASH_MISMATCH,
             )
         return package, scorer
 
@@ -145,7 +145,7 @@ class DecisionService:
     # -- policies
     def policy(self, name_or_path: str, version: str | None = None) -> Any:
         """A loaded policy by name (policies_dir/<name>/policy.yaml) or by a path to its file or folder.
-        NotFound for an unknown policy, or a version other than the one loaded."""
+        NotFound for an unknown policy, VersionNotLoaded for a version other than the one loaded."""
         # A loaded policy never changes in this process (a new version means new workers), so the
         # name resolved once is not looked up on disk again on every decision.
         key = self._keys.get(name_or_path)
@@ -161,7 +161,9 @@ class DecisionService:
                     policy = self._policies[key] = load_policy(path)
                 self._keys[name_or_path] = key
         if version and policy.version != version:
-            raise NotFound(f"policy {policy.name} version {version} is not loaded (loaded: {policy.version})")
+            raise VersionNotLoaded(
+                f"policy {policy.name} version {version} is not loaded (serving {policy.version})"
+            )
         return policy
 
     def list_policies(self) -> list[dict[str, Any]]:

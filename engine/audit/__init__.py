@@ -2,28 +2,23 @@
 group commit, verification, export and retention. Services use `DecisionLog` and `DecisionRecord`.
 """
 
-from engine.audit.archive import Archive, ArchiveMissing, archive_files, decision_archive, restore_archive
-from engine.audit.canonical import CanonicalError, canonical_json
+from engine.audit.archive import Archive, archive_files, decision_archive, restore_archive
+from engine.audit.canonical import canonical_json
 from engine.audit.log import DecisionLog, blob
 from engine.audit.record import (
     DecisionRecord,
-    IdempotencyConflict,
     new_decision_id,
     request_fingerprint,
 )
-from engine.audit.store import AuditStore, Blob, StoreUnavailable, open_store
+from engine.audit.store import AuditStore, Blob, open_store
 from engine.audit.verify import verify_store
 
 __all__ = [
     "Archive",
-    "ArchiveMissing",
     "AuditStore",
     "Blob",
-    "CanonicalError",
     "DecisionLog",
     "DecisionRecord",
-    "IdempotencyConflict",
-    "StoreUnavailable",
     "archive_files",
     "blob",
     "canonical_json",

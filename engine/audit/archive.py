@@ -10,17 +10,9 @@ from pathlib import Path, PurePosixPath
 
 from engine.audit.canonical import sha256_hex
 from engine.audit.store import AuditStore, Blob
-from engine.errors import CredoError
+from engine.errors import ARCHIVE_PATH, ArchiveMissing, UsageError
 
-__all__ = ["Archive", "ArchiveMissing", "archive_files", "decision_archive", "restore_archive"]
-
-
-class ArchiveMissing(CredoError):
-    """A record refers to an archived file the store does not hold (or holds altered): replay is
-    refused rather than run on today's files."""
-
-    code = "ARCHIVE_MISSING"
-    grpc_status = "FAILED_PRECONDITION"
+__all__ = ["Archive", "archive_files", "decision_archive", "restore_archive"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +89,6 @@ def restore_archive(store: AuditStore, index: Mapping[str, str], dest: Path | st
 def _check_relative(name: str) -> None:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or not name:
-        raise CredoError(
-            f"archive path {name!r} must be relative and stay inside its directory", code="ARCHIVE_PATH"
+        raise UsageError(
+            f"archive path {name!r} must be relative and stay inside its directory", code=ARCHIVE_PATH
         )

@@ -13,16 +13,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from engine.errors import CredoError
+from engine.errors import CanonicalError
 
-__all__ = ["CanonicalError", "canonical_json", "plain", "sha256_hex"]
-
-
-class CanonicalError(CredoError):
-    """A value that has no canonical form (a float, a non-string key, NaN, a lone surrogate ...)."""
-
-    code = "CANONICAL_JSON"
-    grpc_status = "INTERNAL"
+__all__ = ["canonical_json", "plain", "sha256_hex"]
 
 
 def canonical_json(value: Any) -> bytes:

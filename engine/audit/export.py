@@ -14,7 +14,7 @@ from typing import IO
 from engine.audit.record import DecisionRecord, utc_text
 from engine.audit.store import AuditStore, parse_record
 from engine.audit.verify import verify_chain
-from engine.errors import CredoError
+from engine.errors import RETENTION, CredoError, UsageError
 
 __all__ = ["RetentionResult", "export_records", "remove_older_than", "write_jsonl", "write_parquet"]
 
@@ -66,10 +66,10 @@ def export_records(
     records = store.iter_records(since, until)
     if fmt == "parquet":
         if out is None:
-            raise CredoError("parquet export needs --out FILE", code="USAGE")
+            raise UsageError("parquet export needs --out FILE")
         return write_parquet(records, out)
     if fmt != "jsonl":
-        raise CredoError(f"unknown export format {fmt!r}: use jsonl or parquet", code="USAGE")
+        raise UsageError(f"unknown export format {fmt!r}: use jsonl or parquet")
     if out is None:
         assert stdout is not None
         return write_jsonl(records, stdout)
@@ -97,7 +97,7 @@ def remove_older_than(store: AuditStore, cutoff: dt.datetime, export: Path | str
         report = verify_chain(store, chain_id)
         if not report.ok:
             raise CredoError(
-                f"chain {chain_id} does not verify, nothing removed: {report.problem}", code="RETENTION"
+                f"chain {chain_id} does not verify, nothing removed: {report.problem}", code=RETENTION
             )
         old: list[DecisionRecord] = []
         for row in store.iter_chain(chain_id):

@@ -11,7 +11,8 @@ from typing import Any
 
 import psycopg
 
-from engine.audit.store import SCHEMA, RequestClash, SqlStore, StoreUnavailable
+from engine.audit.store import SCHEMA, SqlStore
+from engine.errors import RequestClash, StoreUnavailable
 
 __all__ = ["PostgresStore"]
 

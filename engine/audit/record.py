@@ -15,13 +15,11 @@ from decimal import Decimal
 from typing import Any
 
 from engine.audit.canonical import canonical_json, dumps_plain, plain_text_floats, sha256_hex
-from engine.errors import CredoError
 
 __all__ = [
     "GENESIS_HASH",
     "RECORD_VERSION",
     "DecisionRecord",
-    "IdempotencyConflict",
     "chain_hash",
     "floats_as_text",
     "new_chain_id",
@@ -32,13 +30,6 @@ __all__ = [
 
 RECORD_VERSION = 1
 GENESIS_HASH = "0" * 64
-
-
-class IdempotencyConflict(CredoError):
-    """A request_id seen before with a different payload: the caller reused an id by mistake."""
-
-    code = "IDEMPOTENCY_CONFLICT"
-    grpc_status = "ALREADY_EXISTS"
 
 
 @dataclass(frozen=True)

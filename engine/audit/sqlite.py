@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.audit.store import SCHEMA, RequestClash, SqlStore, StoreUnavailable
-from engine.errors import CredoError
+from engine.audit.store import SCHEMA, SqlStore
+from engine.errors import BAD_URL, RequestClash, StoreUnavailable, UsageError
 
 __all__ = ["SqliteStore", "sqlite_path"]
 
@@ -21,7 +21,7 @@ def sqlite_path(url: str) -> Path:
     """sqlite:///rel/path.db -> rel/path.db; sqlite:////abs/path.db -> /abs/path.db."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
-        raise CredoError(f"bad SQLite URL {url!r}: use sqlite:///PATH", code="BAD_URL")
+        raise UsageError(f"bad SQLite URL {url!r}: use sqlite:///PATH", code=BAD_URL)
     return Path(url[len(prefix) :])
 
 

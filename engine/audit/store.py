@@ -14,28 +14,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.audit.record import DecisionRecord, utc_text
-from engine.errors import CredoError
+from engine.errors import BAD_URL, RETENTION, CredoError, StoreUnavailable, UsageError
 
 __all__ = [
     "AuditStore",
     "Blob",
     "ChainHead",
-    "RequestClash",
-    "StoreUnavailable",
     "StoredRow",
     "open_store",
 ]
-
-
-class StoreUnavailable(CredoError):
-    """The audit store cannot be reached or written (down, disk full): nothing is answered unrecorded."""
-
-    code = "AUDIT_STORE_UNAVAILABLE"
-    grpc_status = "UNAVAILABLE"
-
-
-class RequestClash(Exception):
-    """Internal: another writer stored one of these request_ids between our check and our insert."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +95,7 @@ def open_store(url: str, *, create: bool = True) -> AuditStore:
         from engine.audit.postgres import PostgresStore
 
         return PostgresStore(url)
-    raise CredoError(
-        f"unknown audit store URL {url!r}: use sqlite:///PATH or postgresql://...", code="BAD_URL"
-    )
+    raise UsageError(f"unknown audit store URL {url!r}: use sqlite:///PATH or postgresql://...", code=BAD_URL)
 
 
 SCHEMA = """
@@ -348,7 +333,7 @@ class SqlStore(ABC):
             )
             row = cur.fetchone()
             if row is None:
-                raise CredoError(f"chain {chain_id} has no record seq {seq} to checkpoint", code="RETENTION")
+                raise CredoError(f"chain {chain_id} has no record seq {seq} to checkpoint", code=RETENTION)
             cur.execute(
                 self._sql(
                     "INSERT INTO audit_checkpoints (chain_id, seq, hash, removed, created_at)"

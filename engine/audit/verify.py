@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from engine.audit.canonical import CanonicalError, canonical_json
+from engine.audit.canonical import canonical_json
 from engine.audit.record import GENESIS_HASH, DecisionRecord, chain_hash
 from engine.audit.store import AuditStore, ChainHead, StoredRow
+from engine.errors import CanonicalError
 
 __all__ = ["ChainReport", "VerifyReport", "check_anchors", "verify_store"]
 

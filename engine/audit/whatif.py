@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.audit.store import AuditStore
-from engine.errors import CredoError
+from engine.errors import MODEL_HASH_MISMATCH, MODEL_MISSING, CredoError
 
 __all__ = ["NewDecision", "OldDecision", "Tally", "WhatIf", "WhatIfOptions", "run_whatif"]
 
@@ -261,7 +261,7 @@ class BatchDecider:
         return lambda name, version, sha: (self.package, fixed)
 
     def _refuse(self, name: str, version: str, sha: str | None) -> tuple[Any, Any]:
-        raise CredoError(f"what-if: no model package for {name} {version}", code="MODEL_MISSING")
+        raise CredoError(f"what-if: no model package for {name} {version}", code=MODEL_MISSING)
 
     def decide(self, applications: Sequence[Mapping[str, Any]]) -> list[NewDecision]:
         from engine.pipeline import DecisionContext, run_stages
@@ -369,7 +369,7 @@ def resolve_package(options: WhatIfOptions, policy: Any) -> Any:
         raise ModelError(
             f"policy pins {spec.model_name} {spec.model_version} with sha256 {spec.model_sha256},"
             f" {options.models_dir} holds {package.sha256}",
-            code="MODEL_HASH_MISMATCH",
+            code=MODEL_HASH_MISMATCH,
         )
     return package
 

@@ -85,7 +85,7 @@ def run_one(args: argparse.Namespace) -> int:
             print(f"  {diagnostic}", file=sys.stderr)
         return 2
     except CredoError as exc:
-        print(f"credo replay: {exc.code}: {exc}", file=sys.stderr)
+        print(f"credo replay: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()
@@ -151,7 +151,7 @@ def run_whatif(args: argparse.Namespace) -> int:
             print(diagnostic, file=sys.stderr)
         return 2
     except CredoError as exc:
-        print(f"credo replay: {exc.code}: {exc}", file=sys.stderr)
+        print(f"credo replay: {exc}", file=sys.stderr)
         return 2
     finally:
         store.close()

@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.errors import ModelError
+from engine.errors import (
+    FEATURE_MISSING,
+    FEATURE_NOT_FINITE,
+    FEATURE_OUT_OF_RANGE,
+    FEATURE_TYPE,
+    FEATURE_UNSEEN,
+    ModelError,
+)
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -56,7 +63,7 @@ class FeatureEncoder:
         out = np.empty(len(self._plan), dtype=np.float32)
         for i, (name, categorical, lo, hi, codes) in enumerate(self._plan):
             if name not in row:
-                raise ModelError(f"feature {name!r} is missing", code="FEATURE_MISSING")
+                raise ModelError(f"feature {name!r} is missing", code=FEATURE_MISSING)
             value = row[name]
             if categorical:
                 out[i] = _category_code(name, value, codes)
@@ -95,24 +102,24 @@ class FeatureEncoder:
         matrix = np.empty((len(frame), len(self._plan)), dtype=np.float32)
         for i, (name, categorical, lo, hi, codes) in enumerate(self._plan):
             if name not in frame.columns:
-                raise ModelError(f"feature {name!r} is missing", code="FEATURE_MISSING")
+                raise ModelError(f"feature {name!r} is missing", code=FEATURE_MISSING)
             column = frame[name]
             if categorical:
                 mapped = column.astype("string").map(codes)
                 if mapped.isna().any():
                     bad = sorted(set(column[mapped.isna()].astype(str)))[:5]
-                    raise ModelError(f"feature {name!r}: unseen categories {bad}", code="FEATURE_UNSEEN")
+                    raise ModelError(f"feature {name!r}: unseen categories {bad}", code=FEATURE_UNSEEN)
                 matrix[:, i] = mapped.to_numpy(dtype=np.float64)
             else:
                 values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
                 if not np.isfinite(values).all():
                     raise ModelError(
                         f"feature {name!r} has missing, non-numeric or infinite values",
-                        code="FEATURE_NOT_FINITE",
+                        code=FEATURE_NOT_FINITE,
                     )
                 if check_range and ((values < lo).any() or (values > hi).any()):
                     raise ModelError(
-                        f"feature {name!r} outside its range [{lo:g}, {hi:g}]", code="FEATURE_OUT_OF_RANGE"
+                        f"feature {name!r} outside its range [{lo:g}, {hi:g}]", code=FEATURE_OUT_OF_RANGE
                     )
                 matrix[:, i] = values
         return matrix
@@ -132,28 +139,26 @@ class FeatureEncoder:
 def _category_code(name: str, value: Any, codes: Mapping[str, int]) -> int:
     if not isinstance(value, str):
         raise ModelError(
-            f"feature {name!r} must be a category string, got {type(value).__name__}", code="FEATURE_TYPE"
+            f"feature {name!r} must be a category string, got {type(value).__name__}", code=FEATURE_TYPE
         )
     code = codes.get(value)
     if code is None:
         raise ModelError(
-            f"feature {name!r}: unseen category {value!r} (known: {', '.join(codes)})", code="FEATURE_UNSEEN"
+            f"feature {name!r}: unseen category {value!r} (known: {', '.join(codes)})", code=FEATURE_UNSEEN
         )
     return code
 
 
 def _number(name: str, value: Any, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | np.integer | np.floating):
-        raise ModelError(
-            f"feature {name!r} must be a number, got {type(value).__name__}", code="FEATURE_TYPE"
-        )
+        raise ModelError(f"feature {name!r} must be a number, got {type(value).__name__}", code=FEATURE_TYPE)
     number = float(value)
     if not math.isfinite(number):
-        raise ModelError(f"feature {name!r} must be finite, got {value}", code="FEATURE_NOT_FINITE")
+        raise ModelError(f"feature {name!r} must be finite, got {value}", code=FEATURE_NOT_FINITE)
     if number < lo or number > hi:
         raise ModelError(
             f"feature {name!r} = {value} is outside the range the model accepts [{lo:g}, {hi:g}]",
-            code="FEATURE_OUT_OF_RANGE",
+            code=FEATURE_OUT_OF_RANGE,
         )
     return number
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from engine.errors import ModelError
+from engine.errors import BAD_PD, BAD_SCALING, NO_GRADE, ModelError
 
 # A PD of exactly 0 or 1 has infinite odds; clamp so points stay finite and monotone.
 PD_EPSILON = 1e-9
@@ -21,9 +21,9 @@ def points(
     rounded half-even to an integer. `pd` is clamped to [1e-9, 1 - 1e-9]."""
     p = float(pd)
     if not math.isfinite(p) or p < 0.0 or p > 1.0:
-        raise ModelError(f"pd must be a probability in [0, 1], got {pd!r}", code="BAD_PD")
+        raise ModelError(f"pd must be a probability in [0, 1], got {pd!r}", code=BAD_PD)
     if float(base_odds) <= 0 or float(pdo) <= 0:
-        raise ModelError("base_odds and pdo must be positive", code="BAD_SCALING")
+        raise ModelError("base_odds and pdo must be positive", code=BAD_SCALING)
     p = min(max(p, PD_EPSILON), 1.0 - PD_EPSILON)
     odds = (1.0 - p) / p
     value = float(base_points) + float(pdo) / math.log(2.0) * math.log(odds / float(base_odds))
@@ -38,4 +38,4 @@ def grade(score_points: int, bands: Sequence[Mapping[str, Any]]) -> str:
     for band in sorted(bands, key=lambda b: int(b["min_points"]), reverse=True):
         if score_points >= int(band["min_points"]):
             return str(band["grade"])
-    raise ModelError(f"no grade band covers {score_points} points", code="NO_GRADE")
+    raise ModelError(f"no grade band covers {score_points} points", code=NO_GRADE)

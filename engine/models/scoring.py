@@ -13,7 +13,7 @@ import catboost
 import numpy as np
 import onnxruntime as ort
 
-from engine.errors import ModelError
+from engine.errors import MODEL_CARD_INVALID, ModelError
 from engine.models.encoding import FeatureEncoder
 from engine.models.store import ModelPackage
 
@@ -146,7 +146,7 @@ def explain(
         name = scorer.encoder.names[i]
         entry = reasons_map.get(name)
         if entry is None:
-            raise ModelError(f"model card has no reason code for feature {name!r}", code="MODEL_CARD_INVALID")
+            raise ModelError(f"model card has no reason code for feature {name!r}", code=MODEL_CARD_INVALID)
         texts = {str(k): str(v) for k, v in entry["text"].items()}
         text = texts.get(language) or texts.get("en") or next(iter(texts.values()), "")
         reasons.append(

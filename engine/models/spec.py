@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from engine.errors import CredoError, Diagnostic, DiagnosticSink, Location
+from engine.errors import Diagnostic, DiagnosticSink, Location, TrainSpecError
 
 # CatBoost parameters a spec may set; everything else (loss, class weights, output) is fixed by us.
 ALLOWED_PARAMS = {
@@ -29,18 +29,6 @@ MAX_THREADS = 2
 SYNTHETIC_SOURCES = ("consumer_pd",)
 KIND_NAMES = {int: "an integer", float: "a number", str: "a string", object: "a scalar"}
 
-
-class TrainSpecError(CredoError):
-    """A training spec that cannot be used; carries every diagnostic, sorted by position."""
-
-    code = "TRAIN_SPEC_INVALID"
-    grpc_status = "INVALID_ARGUMENT"
-
-    def __init__(self, diagnostics: list[Diagnostic]):
-        self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
-        first = self.diagnostics[0] if self.diagnostics else None
-        summary = f"{len(self.diagnostics)} error(s)" + (f", first: {first}" if first else "")
-        super().__init__(summary, location=first.location if first else None)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ModelError, NotFound
+from engine.errors import MODEL_CARD_INVALID, MODEL_FILE_MISSING, MODEL_HASH_MISMATCH, ModelError, NotFound
 
 CARD = "card.json"
 ONNX = "model.onnx"
@@ -57,23 +57,23 @@ def load_package(path: Path) -> ModelPackage:
     except FileNotFoundError:
         raise NotFound(f"no model card at {card_path}") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"unreadable model card {card_path}: {exc}", code="MODEL_CARD_INVALID") from None
+        raise ModelError(f"unreadable model card {card_path}: {exc}", code=MODEL_CARD_INVALID) from None
     files = card.get("files") or {}
     for name in PACKAGE_FILES:
         expected = files.get(name)
         if not expected:
-            raise ModelError(f"{card_path}: card records no sha256 for {name}", code="MODEL_CARD_INVALID")
+            raise ModelError(f"{card_path}: card records no sha256 for {name}", code=MODEL_CARD_INVALID)
         file_path = path / name
         if not file_path.is_file():
-            raise ModelError(f"{file_path} is missing", code="MODEL_FILE_MISSING")
+            raise ModelError(f"{file_path} is missing", code=MODEL_FILE_MISSING)
         actual = sha256_file(file_path)
         if actual != expected:
             raise ModelError(
                 f"{file_path} does not match its card: expected sha256 {expected}, actual {actual}",
-                code="MODEL_HASH_MISMATCH",
+                code=MODEL_HASH_MISMATCH,
             )
     if card.get("sha256") != files[ONNX]:
-        raise ModelError(f"{card_path}: card sha256 is not the sha256 of {ONNX}", code="MODEL_CARD_INVALID")
+        raise ModelError(f"{card_path}: card sha256 is not the sha256 of {ONNX}", code=MODEL_CARD_INVALID)
     return ModelPackage(
         name=str(card["name"]), version=str(card["version"]), sha256=files[ONNX], card=card, path=path
     )
@@ -95,7 +95,7 @@ class ModelStore:
             package = load_package(folder)
             if (package.name, package.version) != key:
                 raise ModelError(
-                    f"{folder}: card says {package.name} {package.version}", code="MODEL_CARD_INVALID"
+                    f"{folder}: card says {package.name} {package.version}", code=MODEL_CARD_INVALID
                 )
             self._cache[key] = package
         return self._cache[key]

@@ -21,13 +21,13 @@ import catboost
 import numpy as np
 import pandas as pd
 
-from engine.errors import Diagnostic, ModelError
+from engine.errors import MODEL_PARITY, Diagnostic, ModelError, TrainSpecError
 from engine.models import synthetic
 from engine.models.encoding import FeatureEncoder, fit_features
 from engine.models.metrics import all_metrics, stratified_folds, stratified_holdout
 from engine.models.onnx_export import INPUT, OUTPUT, export_onnx
 from engine.models.scoring import BAD_CLASS
-from engine.models.spec import TrainSpec, TrainSpecError
+from engine.models.spec import TrainSpec
 from engine.models.store import CARD, NATIVE, ONNX, sha256_file
 
 PARITY_TOLERANCE = 1e-6
@@ -225,7 +225,7 @@ def train(spec: TrainSpec, out_root: Path, progress: Progress | None = None) -> 
             raise ModelError(
                 f"ONNX and native CatBoost disagree on the holdout: max |dp| = {max_diff:.3g} "
                 f"> {PARITY_TOLERANCE:g}; package not written",
-                code="MODEL_PARITY",
+                code=MODEL_PARITY,
             )
         files = {name: sha256_file(work / name) for name in (ONNX, NATIVE)}
         card = _card(

@@ -49,8 +49,8 @@ from typing import Any
 import durable_rules_engine  # the C extension under durable.engine (only ever called under the lock)
 from durable import engine as durable_engine
 
+from engine.errors import RuleActionError, RuleEngineError, RulesetConflict
 from engine.rules.encoding import ALWAYS, CompiledRuleSet, compile_ruleset
-from engine.rules.errors import RuleActionError, RuleEngineError, RulesetConflict
 from engine.rules.ir import RuleSet
 
 __all__ = ["DurableEvaluator"]

@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from engine.rules.errors import RuleEngineError, UnencodableValue
+from engine.errors import RuleEngineError, UnencodableValue
 from engine.rules.ir import MIRRORED, And, Compare, Condition, Const, Field, In, Or, RuleSet, Truth
 from engine.rules.reference import evaluate
 

@@ -21,18 +21,6 @@ from engine.errors import CredoError, FieldViolation, InvalidInput
 log = logging.getLogger("credo.server")
 
 
-class AlreadyExists(CredoError):
-    """A request_id reused with a different payload."""
-
-    code = "REQUEST_ID_REUSED"
-    grpc_status = "ALREADY_EXISTS"
-
-
-class Unavailable(CredoError):
-    """The worker is draining or not ready; retry (another worker answers)."""
-
-    code = "UNAVAILABLE"
-    grpc_status = "UNAVAILABLE"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections import OrderedDict
 
 from credo.v1 import decision_pb2 as pb
 
-from engine.server.errors import AlreadyExists
+from engine.errors import IdempotencyConflict
 
 
 class IdempotencyMap:
@@ -21,14 +21,14 @@ class IdempotencyMap:
         self._lock = threading.Lock()
 
     def lookup(self, request_id: str, fingerprint: bytes) -> pb.Decision | None:
-        """The decision answered before for this request, or None; AlreadyExists when the same
+        """The decision answered before for this request, or None; IdempotencyConflict when the same
         request_id came with a different payload."""
         with self._lock:
             found = self._items.get(request_id)
         if found is None:
             return None
         if found[0] != fingerprint:
-            raise AlreadyExists(f"request_id {request_id!r} was already used with a different payload")
+            raise IdempotencyConflict(f"request_id {request_id!r} was already used with a different payload")
         return pb.Decision.FromString(found[1])
 
     def store(self, request_id: str, fingerprint: bytes, decision: pb.Decision) -> None:

@@ -18,7 +18,7 @@ from credo.v1 import decision_pb2 as pb
 from credo.v1 import decision_pb2_grpc as pb_grpc
 
 from engine.decision import Decision
-from engine.errors import CredoError, NotFound
+from engine.errors import DEADLINE_EXCEEDED, DeadlineExceeded, NotFound, VersionNotLoaded
 from engine.server import convert, metrics
 from engine.server.errors import MappedError, abort, map_error, plain_error
 from engine.server.idempotency import IdempotencyMap
@@ -29,13 +29,6 @@ log = logging.getLogger("credo.server")
 _NO_DEADLINE = 10 * 365 * 86400.0
 
 
-class VersionNotLoaded(CredoError):
-    code = "VERSION_NOT_LOADED"
-    grpc_status = "FAILED_PRECONDITION"
-
-
-class DeadlineExceeded(Exception):
-    """The caller's deadline passed before the decision could start."""
 
 
 class DecisionServicer(pb_grpc.DecisionServiceServicer):
@@ -206,7 +199,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
 
     def _mapped(self, exc: Exception, request: pb.DecideRequest | None) -> MappedError:
         if isinstance(exc, DeadlineExceeded):
-            metrics.REJECTED.labels(code="DEADLINE_EXCEEDED").inc()
+            metrics.REJECTED.labels(code=DEADLINE_EXCEEDED).inc()
             return plain_error(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
         context: dict[str, Any] = {}
         if request is not None:

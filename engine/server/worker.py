@@ -29,7 +29,7 @@ from credo.v1 import decision_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from engine.errors import CredoError, PolicyError
+from engine.errors import CredoError, PolicyError, PolicySetInvalid
 from engine.server.echo import SERVICE as ECHO_SERVICE
 from engine.server.echo import echo_handler
 from engine.server.logs import pii_paths, setup_logging
@@ -113,11 +113,6 @@ def warm_up(service: Any) -> None:
             extra={"policy": info["name"], "millis": round((time.perf_counter() - started) * 1e3, 1)},
         )
 
-
-class PolicySetInvalid(Exception):
-    def __init__(self, errors: list[str]):
-        super().__init__("; ".join(errors))
-        self.errors = errors
 
 
 def _die_with_parent() -> None:

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.audit.canonical import CanonicalError, canonical_json, plain
+from engine.audit.canonical import canonical_json, plain
 from engine.audit.record import chain_hash, request_fingerprint
+from engine.errors import CanonicalError
 
 
 def test_canonical_form_follows_the_spec() -> None:

@@ -14,15 +14,14 @@ import pytest
 from audit_helpers import PostgresServer, RecordFactory, find_pg_bindir
 
 from engine.audit import (
-    ArchiveMissing,
     DecisionLog,
-    StoreUnavailable,
     archive_files,
     decision_archive,
     open_store,
     restore_archive,
     verify_store,
 )
+from engine.errors import ArchiveMissing, StoreUnavailable
 
 
 def verified_count(url: str) -> int:

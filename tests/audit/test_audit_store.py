@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from audit_helpers import START, RecordFactory
 
-from engine.audit import DecisionLog, IdempotencyConflict, blob, open_store, verify_store
+from engine.audit import DecisionLog, blob, open_store, verify_store
 from engine.audit.export import remove_older_than
 from engine.audit.record import DecisionRecord
 from engine.audit.sqlite import sqlite_path
+from engine.errors import IdempotencyConflict
 
 
 def execute(url: str, statement: str, params: tuple[Any, ...] = ()) -> None:

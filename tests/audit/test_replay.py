@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from replay_helpers import copy_policies, service_with_log, shipped_inputs
 
-from engine.audit.archive import ArchiveMissing
 from engine.audit.sqlite import sqlite_path
 from engine.cli import main
-from engine.errors import CredoError
+from engine.errors import ArchiveMissing, CredoError
 from engine.service import DecisionService
 
 
@@ -151,7 +150,8 @@ def test_unknown_decision_and_missing_arguments_exit_2(
 ) -> None:
     url, _, _ = recorded
     assert main(["replay", "no-such-id", "--store", url]) == 2
-    assert "NOT_FOUND" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("NOT_FOUND") == 1, err  # regression: printed "NOT_FOUND: NOT_FOUND: ..."
     assert main(["replay", "--store", url]) == 2
 
 

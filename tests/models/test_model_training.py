@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main as credo
-from engine.errors import ModelError
+from engine.errors import ModelError, TrainSpecError
 from engine.models import training
-from engine.models.spec import TrainSpecError, load_spec
+from engine.models.spec import load_spec
 from engine.models.store import ModelStore
 
 

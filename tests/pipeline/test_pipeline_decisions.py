@@ -11,7 +11,7 @@ import pytest
 from pipeline_helpers import application, variant
 
 from engine.decision import Decision, Outcome
-from engine.errors import InvalidInput, NotFound
+from engine.errors import InvalidInput, NotFound, VersionNotLoaded
 from engine.service import DecisionService
 
 D = Decimal
@@ -179,11 +179,14 @@ def test_invalid_application_lists_every_bad_field(service: DecisionService) -> 
     ]
 
 
-def test_unknown_policy_or_version_is_not_found(service: DecisionService) -> None:
+def test_unknown_policy_is_not_found_and_an_unloaded_version_a_failed_precondition(
+    service: DecisionService,
+) -> None:
     with pytest.raises(NotFound):
         service.decide("no_such_policy", application(), "r-13")
-    with pytest.raises(NotFound):
+    with pytest.raises(VersionNotLoaded) as caught:
         service.decide("consumer_mini", application(), "r-14", version="9.9.9")
+    assert caught.value.grpc_status == "FAILED_PRECONDITION"
     assert service.list_policies()[0]["name"] == "consumer_mini"
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 import engine.rules.durable as durable_module
+from engine.errors import RuleActionError, RuleEngineError, RulesetConflict, UnencodableValue
 from engine.rules import DurableEvaluator, Evaluator, ReferenceEvaluator
 from engine.rules.encoding import ALWAYS, CHUNK_ACTIVATIONS, activations, compile_ruleset
-from engine.rules.errors import RuleActionError, RuleEngineError, RulesetConflict, UnencodableValue
 from engine.rules.ir import And, Compare, CompareOp, Condition, Const, Field, In, Or, Rule, RuleSet, Truth
 
 ROOT = Path(__file__).resolve().parents[2]

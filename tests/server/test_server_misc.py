@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from credo.v1 import decision_pb2 as pb
 
-from engine.server.errors import AlreadyExists
+from engine.errors import IdempotencyConflict
 from engine.server.idempotency import IdempotencyMap
 from engine.server.logs import JsonFormatter, mask_application, pii_paths
 from engine.server.security import is_loopback, read_tokens, token_ok
@@ -21,7 +21,7 @@ def test_same_request_returns_stored_decision_and_different_payload_is_refused()
     seen.store("r1", b"a", pb.Decision(decision_id="d1", request_id="r1"))
     found = seen.lookup("r1", b"a")
     assert found is not None and found.decision_id == "d1"
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(IdempotencyConflict):
         seen.lookup("r1", b"b")
     found = seen.get(decision_id="d1")
     assert found is not None and found.request_id == "r1"
