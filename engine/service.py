@@ -4,8 +4,10 @@ policies and models, run the pipeline, record the decision, look it up again, re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import os
 import tempfile
 import threading
@@ -13,15 +15,24 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from engine.audit.archive import Archive, archive_files, decision_archive
+from engine.audit.canonical import sha256_hex
+from engine.audit.log import DecisionLog
+from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
 from engine.decision import Decision
-from engine.errors import MODEL_HASH_MISMATCH, CredoError, ModelError, NotFound, VersionNotLoaded
+from engine.errors import CredoError, ModelError, NotFound, PolicyError, VersionNotLoaded
+from engine.models.cache import ModelCache
 from engine.pipeline import build_decision, run_pipeline
 from engine.pipeline.render import decision_from_dict
-from engine.rules import Evaluator
+from engine.policy import load_policy
+from engine.replay import Replayer, ReplayResult
+from engine.rules import Evaluator, ReferenceEvaluator
 
-__all__ = ["DecisionService", "decide_for_tests", "default_evaluator"]
+__all__ = ["DecisionCore", "DecisionService", "PendingDecision", "decide_for_tests", "default_evaluator"]
+
+log = logging.getLogger("credo.service")
 
 POLICY_FILE = "policy.yaml"
 Clock = Callable[[], dt.datetime]
@@ -37,13 +48,11 @@ def default_evaluator() -> Evaluator:
     global _evaluator
     with _evaluator_lock:
         if _evaluator is None:
-            try:
+            try:  # lazily: the durable_rules C extension is optional and heavy to load
                 from engine.rules.durable import DurableEvaluator
 
                 _evaluator = DurableEvaluator()
             except ImportError:
-                from engine.rules.reference import ReferenceEvaluator
-
                 _evaluator = ReferenceEvaluator()
         return _evaluator
 
@@ -53,8 +62,6 @@ def _utc_now() -> dt.datetime:
 
 
 def _uuid7(now: dt.datetime) -> str:
-    from engine.audit.record import new_decision_id
-
     return new_decision_id(now.timestamp())
 
 
@@ -84,30 +91,35 @@ def _utc_text(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-class ModelCache:
-    """Verified model packages and their ONNX sessions, loaded once per (name, version)."""
+class DecisionCore(Protocol):
+    """The decision core every transport depends on (the gRPC servicer, the CLI; later the console
+    and the batch engine). DecisionService implements it; tests/e2e/fake_service.py stands in for it."""
 
-    def __init__(self, models_dir: Path | str):
-        from engine.models.store import ModelStore
+    def decide(
+        self,
+        policy: str,
+        application: Mapping[str, Any],
+        request_id: str,
+        language: str = "en",
+        version: str | None = None,
+    ) -> Decision: ...
 
-        self.store = ModelStore(models_dir)
-        self._scorers: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._lock = threading.Lock()
+    def submit(
+        self,
+        policy: str,
+        application: Mapping[str, Any],
+        request_id: str,
+        language: str = "en",
+        version: str | None = None,
+    ) -> PendingDecision: ...
 
-    def __call__(self, name: str, version: str, sha256: str | None) -> tuple[Any, Any]:
-        from engine.models.scoring import OnnxScorer
+    def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision: ...
 
-        with self._lock:
-            if (name, version) not in self._scorers:
-                package = self.store.load(name, version)
-                self._scorers[(name, version)] = (package, OnnxScorer(package))
-            package, scorer = self._scorers[(name, version)]
-        if sha256 is not None and package.sha256 != sha256:
-            raise ModelError(
-                f"policy pins {name} {version} with sha256 {sha256}, the store holds {package.sha256}",
-                code=MODEL_HASH_MISMATCH,
-            )
-        return package, scorer
+    def replay(self, decision_id: str) -> ReplayResult: ...
+
+    def list_policies(self) -> list[dict[str, Any]]: ...
+
+    def warm_up(self) -> None: ...
 
 
 class DecisionService:
@@ -128,8 +140,6 @@ class DecisionService:
         self.policies_dir = Path(policies_dir)
         self.models = ModelCache(models_dir)
         if isinstance(store, str):  # an audit store URL (sqlite:///..., postgresql://...)
-            from engine.audit.log import DecisionLog
-
             store = DecisionLog(store)
         self.log = store
         self.clock = clock
@@ -138,8 +148,8 @@ class DecisionService:
         self.timer = timer
         self._policies: dict[str, Any] = {}
         self._keys: dict[str, str] = {}  # name or path as asked -> resolved policy file
-        self._archives: dict[tuple[Any, ...], Any] = {}  # engine.audit Archive per loaded policy
-        self._replayer: Any = None
+        self._archives: dict[tuple[Any, ...], Archive] = {}  # per loaded policy
+        self._replayer: Replayer | None = None
         self._lock = threading.Lock()
 
     # -- policies
@@ -156,8 +166,6 @@ class DecisionService:
             with self._lock:
                 policy = self._policies.get(key)
                 if policy is None:
-                    from engine.policy import load_policy
-
                     policy = self._policies[key] = load_policy(path)
                 self._keys[name_or_path] = key
         if version and policy.version != version:
@@ -169,8 +177,6 @@ class DecisionService:
     def list_policies(self) -> list[dict[str, Any]]:
         """Every policy under policies_dir: name, version, sha256, pinned models, status; a policy
         that does not load is listed with status INVALID and its errors (the others keep serving)."""
-        from engine.errors import PolicyError
-
         out: list[dict[str, Any]] = []
         for path in sorted(self.policies_dir.glob(f"*/{POLICY_FILE}")):
             try:
@@ -204,6 +210,25 @@ class DecisionService:
                 }
             )
         return out
+
+    def warm_up(self) -> None:
+        """Run each policy's first test inputs once through the pipeline (nothing is recorded), so
+        durable rulesets are registered and ONNX sessions created before the first call. Best effort:
+        a failure is logged; the policy's own tests are CI's job."""
+        for info in self.list_policies():
+            if info["status"] != "SERVING":
+                continue
+            started = time.perf_counter()
+            try:
+                policy = self.policy(info["name"])
+                for case in policy.tests[:3]:
+                    with contextlib.suppress(CredoError):  # a test that expects an error
+                        run_pipeline(policy, case.input, self.evaluator, self.models)
+            except Exception:
+                log.warning("warm-up failed", exc_info=True, extra={"policy": info["name"]})
+                continue
+            millis = round((time.perf_counter() - started) * 1e3, 1)
+            log.info("warmed up", extra={"policy": info["name"], "millis": millis})
 
     def _policy_path(self, name_or_path: str) -> Path:
         candidate = Path(name_or_path)
@@ -243,8 +268,6 @@ class DecisionService:
         loaded = self.policy(policy, version) if isinstance(policy, str) else policy
         fingerprint = ""
         if self.log is not None:
-            from engine.audit.record import request_fingerprint
-
             fingerprint = request_fingerprint(
                 {
                     "policy": loaded.name,
@@ -261,8 +284,6 @@ class DecisionService:
         decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
         if self.log is None:
             return PendingDecision(decision)
-        from engine.audit.record import DecisionRecord
-
         archive = self._archive(loaded, ctx.model_refs)
         record = DecisionRecord.build(
             decision,
@@ -290,27 +311,22 @@ class DecisionService:
             raise NotFound(f"no decision {decision_id or request_id!r}")
         return _with_record_hash(decision_from_dict(record.decision), record.hash)
 
-    def replay(self, decision_id: str) -> Any:
+    def replay(self, decision_id: str) -> ReplayResult:
         """Re-run a recorded decision on its *archived* policy text and model files (never today's)
-        and compare: an engine.audit.replay.ReplayResult (match, recorded, replayed, field-level
+        and compare: an engine.replay.ReplayResult (match, recorded, replayed, field-level
         diffs; timings ignored). ArchiveMissing if an archived file is absent or altered."""
         if self.log is None:
             raise NotFound("this service keeps no decision log")
-        from engine.audit.replay import Replayer
-
         with self._lock:
             if self._replayer is None:
                 self._replayer = Replayer(self.log.store, self.evaluator)
             replayer = self._replayer
         return replayer.replay(decision_id)
 
-    def _archive(self, policy: Any, model_refs: Any) -> Any:
+    def _archive(self, policy: Any, model_refs: Any) -> Archive:
         """The files a replay needs (engine.audit.decision_archive: the policy's folder with the text
         this policy was loaded from, and every file of each model package), built once per loaded
         policy; the log stores each blob once."""
-        from engine.audit.archive import archive_files, decision_archive
-        from engine.audit.canonical import sha256_hex
-
         refs = tuple((r.name, r.version, r.sha256) for r in model_refs)
         key = (str(policy.path), policy.sha256, refs)
         with self._lock:

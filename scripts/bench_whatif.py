@@ -81,7 +81,7 @@ def fill(url: str, n: int, jobs: int, threads: int) -> None:
 
 
 def verify(url: str) -> None:
-    from engine.audit.store import open_store
+    from engine.audit.connect import open_store
     from engine.audit.verify import verify_store
 
     store = open_store(url, create=False)
@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_verify:
         verify(url)
 
-    from engine.audit.report import write_report
-    from engine.audit.store import open_store
-    from engine.audit.whatif import WhatIfOptions, run_whatif
+    from engine.audit.connect import open_store
+    from engine.batch.report import write_report
+    from engine.batch.whatif import WhatIfOptions, run_whatif
 
     with tempfile.TemporaryDirectory() as tmp:
         options = WhatIfOptions(

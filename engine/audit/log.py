@@ -13,8 +13,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from engine.audit.canonical import sha256_hex
+from engine.audit.connect import open_store
 from engine.audit.record import GENESIS_HASH, DecisionRecord, new_chain_id
-from engine.audit.store import AuditStore, Blob, open_store
+from engine.audit.store import AuditStore, Blob
 from engine.errors import IdempotencyConflict, RequestClash, StoreUnavailable
 
 __all__ = ["DecisionLog", "LogStats"]

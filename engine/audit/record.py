@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
 from typing import Any
 
+import engine
 from engine.audit.canonical import canonical_json, dumps_plain, plain_text_floats, sha256_hex
 
 __all__ = [
@@ -78,8 +79,6 @@ class DecisionRecord:
         """A record from an `engine.decision.Decision` (or its to_dict()) and the pipeline's context.
         Floats (timings, raw probabilities) are kept as exact text; see `floats_as_text`."""
         if engine_version is None:
-            import engine
-
             engine_version = engine.__version__
         if hasattr(decision, "to_dict"):
             # one walk of the Decision doing to_dict's and floats_as_text's work; like to_dict, it

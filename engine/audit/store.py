@@ -1,5 +1,5 @@
-"""The audit store interface and the SQL shared by its SQLite and PostgreSQL implementations.
-`open_store(url)` picks one by URL: `sqlite:///path/audit.db` or `postgresql://user@host:port/db`.
+"""The audit store interface and the SQL shared by its SQLite and PostgreSQL implementations
+(engine.audit.connect.open_store picks one by URL).
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.audit.record import DecisionRecord, utc_text
-from engine.errors import BAD_URL, RETENTION, CredoError, StoreUnavailable, UsageError
+from engine.errors import RETENTION, CredoError, StoreUnavailable
 
 __all__ = [
     "AuditStore",
     "Blob",
     "ChainHead",
     "StoredRow",
-    "open_store",
 ]
 
 
@@ -83,19 +82,6 @@ class AuditStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_store(url: str, *, create: bool = True) -> AuditStore:
-    """The store at `url`: sqlite:///relative.db, sqlite:////abs/path.db, postgresql://..."""
-    if url.startswith("sqlite://"):
-        from engine.audit.sqlite import SqliteStore
-
-        return SqliteStore(url, create=create)
-    if url.startswith(("postgresql://", "postgres://")):
-        from engine.audit.postgres import PostgresStore
-
-        return PostgresStore(url)
-    raise UsageError(f"unknown audit store URL {url!r}: use sqlite:///PATH or postgresql://...", code=BAD_URL)
 
 
 SCHEMA = """

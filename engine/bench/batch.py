@@ -1,4 +1,4 @@
-"""Batch section: decisions/s of the what-if batch path (engine.audit.whatif.BatchDecider, native
+"""Batch section: decisions/s of the what-if batch path (engine.batch.whatif.BatchDecider, native
 CatBoost on each batch) over synthetic consumer_loan applications, against the floor: hand-written
 Python for the same decision (parse, rules, grade, limit, price, offers) plus native CatBoost batches."""
 
@@ -121,7 +121,7 @@ def bench_batch(
     """Decisions/s of BatchDecider (scorer native) and of the floor over `count` applications, in
     batches of `batch`, one process each; the first `check` decisions must agree (outcome, grade,
     points, pd, limit, rate) or EquivalenceError."""
-    from engine.audit.whatif import BatchDecider
+    from engine.batch.whatif import BatchDecider
     from engine.bench.data import applications
     from engine.bench.peer import EquivalenceError
     from engine.models.store import ModelStore

@@ -69,7 +69,7 @@ def parse_time(text: str) -> dt.datetime:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from engine.audit.store import open_store
+    from engine.audit.connect import open_store
     from engine.audit.verify import check_anchors, verify_store
 
     try:
@@ -119,8 +119,8 @@ def _read_anchors(path: str) -> list[Any]:
 def run_anchor(args: argparse.Namespace) -> int:
     import json
 
+    from engine.audit.connect import open_store
     from engine.audit.record import utc_text
-    from engine.audit.store import open_store
 
     try:
         store = open_store(args.store, create=False)
@@ -138,8 +138,8 @@ def run_anchor(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from engine.audit.connect import open_store
     from engine.audit.export import export_records
-    from engine.audit.store import open_store
 
     try:
         store = open_store(args.store, create=False)
@@ -159,8 +159,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_retain(args: argparse.Namespace) -> int:
+    from engine.audit.connect import open_store
     from engine.audit.export import remove_older_than
-    from engine.audit.store import open_store
 
     try:
         store = open_store(args.store, create=False)

@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
 def run_one(args: argparse.Namespace) -> int:
     import json
 
-    from engine.audit.replay import Replayer
-    from engine.audit.store import open_store
+    from engine.audit.connect import open_store
+    from engine.replay import Replayer
+    from engine.service import default_evaluator
 
     try:
         store = open_store(args.store, create=False)
@@ -77,7 +78,7 @@ def run_one(args: argparse.Namespace) -> int:
         print(f"credo replay: {exc}", file=sys.stderr)
         return 2
     try:
-        with Replayer(store) as replayer:
+        with Replayer(store, default_evaluator()) as replayer:
             result = replayer.replay(args.decision_id)
     except PolicyError as exc:
         print(f"credo replay: the archived policy does not load: {exc}", file=sys.stderr)
@@ -113,10 +114,10 @@ def run_whatif(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    from engine.audit.report import write_report
-    from engine.audit.store import open_store
-    from engine.audit.whatif import WhatIfOptions, count_window
-    from engine.audit.whatif import run_whatif as what_if
+    from engine.audit.connect import open_store
+    from engine.batch.report import write_report
+    from engine.batch.whatif import WhatIfOptions, count_window
+    from engine.batch.whatif import run_whatif as what_if
 
     options = WhatIfOptions(
         policy=args.policy,

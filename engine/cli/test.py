@@ -16,12 +16,12 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.errors import PolicyError
     from engine.policy import load_policy, policy_files
-    from engine.policy.testing import NEEDS_PIPELINE, default_decide, run_tests
+    from engine.policy.testing import NEEDS_PIPELINE, run_tests
+    from engine.service import decide_for_tests
 
     files, missing = policy_files(args.paths)
     for d in missing:
         print(d)
-    decide = default_decide()
     passed = failed = 0
     broken = bool(missing)
     for path in files:
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
                 if d.is_error:
                     print(d)
             continue
-        report = run_tests(policy, decide)
+        report = run_tests(policy, decide_for_tests)
         for r in report.results:
             for failure in r.failures:
                 print(f"{r.location}: FAIL: {r.name}: {failure}")

@@ -5,9 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
-from engine.decision import Decision
+from engine.decision import (
+    Decision,
+    Instalment,
+    ModelRef,
+    Offer,
+    Outcome,
+    PolicyRef,
+    Reason,
+    Score,
+    TraceEntry,
+)
 
 __all__ = ["VOLATILE", "decision_from_dict", "decision_json", "stable_view"]
 
@@ -28,9 +39,6 @@ def stable_view(body: Mapping[str, Any]) -> dict[str, Any]:
 
 def decision_from_dict(body: Mapping[str, Any]) -> Decision:
     """The Decision back from its to_dict() form (e.g. a stored record's), Decimals restored."""
-    from decimal import Decimal
-
-    from engine.decision import Instalment, ModelRef, Offer, Outcome, PolicyRef, Reason, Score, TraceEntry
 
     def dec(value: Any) -> Decimal | None:
         return None if value is None else Decimal(str(value))

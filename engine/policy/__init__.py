@@ -2,6 +2,7 @@
 
 Public surface: load_policy, load_policy_text, check_paths and the compiled Policy objects."""
 
+from engine.policy.contract import InputDecl
 from engine.policy.decision_table import DecisionTable, TableHit
 from engine.policy.loader import (
     check_file,
@@ -14,7 +15,6 @@ from engine.policy.loader import (
 from engine.policy.model import (
     Effect,
     Formula,
-    InputDecl,
     LimitSpec,
     OffersSpec,
     Policy,

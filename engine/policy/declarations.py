@@ -11,7 +11,8 @@ from engine.expr import DATE, DECIMAL, INTEGER, STRING, Scope, Type, enum_type
 from engine.expr.check import TableInfo
 from engine.policy import model as m
 from engine.policy import schema as s
-from engine.policy.compiler import BROKEN, TYPES, Builder, PathKey
+from engine.policy.builder import BROKEN, TYPES, Builder, PathKey
+from engine.policy.contract import InputDecl
 from engine.policy.inputs import coerce, to_date
 
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -59,7 +60,7 @@ def inputs(b: Builder) -> None:
             b.unavailable[name] = BROKEN
             continue
         kind = enum_type(spec.values or []) if spec.type == "enum" else TYPES[spec.type]
-        decl = m.InputDecl(
+        decl = InputDecl(
             name,
             kind,
             b.src.key_at(path),
@@ -74,7 +75,7 @@ def inputs(b: Builder) -> None:
             typed, problem = coerce(decl, spec.default)
             if problem:
                 b.sink.error("BAD_VALUE", f"bad default for {name}: {problem}", b.src.at((*path, "default")))
-            decl = m.InputDecl(**{**decl.__dict__, "default": typed})
+            decl = InputDecl(**{**decl.__dict__, "default": typed})
         b.policy.inputs[name] = decl
         b.names[name] = kind
 
@@ -118,13 +119,6 @@ def tables(b: Builder) -> None:
             table = {str(k): v for k, v in table.items()}
         b.tables[name] = TableInfo(ktype, vtype, frozenset(table))
         b.policy.tables[name] = table
-
-
-def derived(b: Builder) -> None:
-    """Derived values and decision tables, compiled together in dependency order (table_plan.py)."""
-    from engine.policy.table_plan import derived_and_tables
-
-    derived_and_tables(b, derived_specs(b))
 
 
 def derived_specs(b: Builder) -> dict[str, tuple[PathKey, Any, Type | None]]:

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from engine.errors import FieldViolation, InvalidInput
-from engine.policy.model import Fact, InputDecl
+from engine.policy.contract import Fact, InputDecl
 
 _MISSING = object()
 

@@ -4,13 +4,12 @@ Runs on the compiled policy, after every expression is type-checked."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from engine.policy.model import InputDecl, RuleStage
+from engine.policy.builder import Builder
+from engine.policy.contract import InputDecl
+from engine.policy.model import RuleStage
 from engine.rules import ir
-
-if TYPE_CHECKING:
-    from engine.policy.compiler import Builder
 
 Interval = tuple[Any, bool, Any, bool]  # lo, lo inclusive, hi, hi inclusive (None = unbounded)
 

@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 from engine.errors import Diagnostic, Location, PolicyRuntimeError
 from engine.expr.types import Type
+from engine.policy.contract import Fact, InputDecl
+from engine.policy.inputs import validate_application
 from engine.rules.ir import RuleSet
-
-Fact = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -71,19 +71,6 @@ class RuleStage:
             if isinstance(value, dt.date):
                 out[key] = value.toordinal()
         return out
-
-
-@dataclass(frozen=True)
-class InputDecl:
-    name: str
-    type: Type
-    location: Location
-    required: bool = True
-    default: Any = None
-    min: Any = None
-    max: Any = None
-    pii: bool = False
-    protected: bool = False
 
 
 @dataclass(frozen=True)
@@ -235,8 +222,6 @@ class Policy:
 
     def validate(self, application: Mapping[str, Any]) -> Fact:
         """The typed flat fact of a nested JSON application; InvalidInput lists every bad field."""
-        from engine.policy.inputs import validate_application
-
         return validate_application(self.inputs, application)
 
     def derive(self, fact: Fact, evaluator: Any = None) -> list[str]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from engine.errors import Location
+from engine.errors import InvalidInput, Location
 from engine.expr import DECIMAL, INTEGER, enum_type
 from engine.policy import model as m
 from engine.policy import schema as s
-from engine.policy.compiler import BROKEN, SCORE_AFTER, Builder, RuleEntry, dec_or_none
+from engine.policy.builder import BROKEN, SCORE_AFTER, Builder, RuleEntry, dec_or_none
+from engine.policy.inputs import validate_application
+from engine.policy.table_plan import grade_table_or_error
 
 
 def score(b: Builder) -> None:
@@ -27,8 +29,6 @@ def score(b: Builder) -> None:
         return
     grade_table = None
     if isinstance(spec.grades, str):  # a decision table grades score.points
-        from engine.policy.table_plan import grade_table_or_error
-
         grade_table = grade_table_or_error(b, spec.grades)
         grade_type = b.score_names.get("score.grade", enum_type([]))
         spec_grades: list[s.GradeSpec] = []
@@ -228,9 +228,6 @@ def offers(b: Builder) -> None:
 
 
 def tests(b: Builder) -> None:
-    from engine.errors import InvalidInput
-    from engine.policy.inputs import validate_application
-
     names: dict[str, Location] = {}
     for path, raw in b.items("tests", s.TestSpec):
         loc = b.src.at(path)

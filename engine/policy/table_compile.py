@@ -15,8 +15,8 @@ from engine.expr import types as t
 from engine.expr.closure import compile_value
 from engine.expr.lower import Lowered, lower_condition
 from engine.policy import schema as s
+from engine.policy.builder import BROKEN, Builder, PathKey, _value_compiler, mentioned_names
 from engine.policy.cells import Cell, CellError, Piece, parse_cell, render
-from engine.policy.compiler import BROKEN, Builder, PathKey, _value_compiler, mentioned_names
 from engine.policy.decision_table import DecisionTable, TableOutput, TableRow
 from engine.policy.model import Formula, RuleStage
 from engine.policy.table_analysis import Column, Test

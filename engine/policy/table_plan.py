@@ -11,9 +11,9 @@ from typing import Any, Literal
 from engine.errors import Location
 from engine.expr import DECIMAL, INTEGER, Scope, Type, enum_type
 from engine.policy import schema as s
+from engine.policy.builder import BROKEN, SCORE_AFTER, Builder, PathKey, mentioned_names
 from engine.policy.cells import CellError, parse_cell
-from engine.policy.compiler import BROKEN, SCORE_AFTER, Builder, PathKey, mentioned_names
-from engine.policy.declarations import compile_derived
+from engine.policy.declarations import compile_derived, derived_specs
 from engine.policy.table_analysis import analyse, report
 from engine.policy.table_compile import IDENT, compile_table
 
@@ -23,6 +23,12 @@ LATE = (
     "limit, price, products or offers"
 )
 Node = tuple[str, str]  # ("derived" | "table", name)
+
+
+def derived(b: Builder) -> None:
+    """The `derived` compiler stage: derived values and decision tables, compiled together in
+    dependency order."""
+    derived_and_tables(b, derived_specs(b))
 
 
 def derived_and_tables(b: Builder, derived: dict[str, tuple[PathKey, Any, Type | None]]) -> None:

@@ -1,9 +1,9 @@
 """Run a policy's own tests (`tests:` in the YAML) through a decide function and compare what the
-author expected with what came back; an eligibility-only decide is the fallback without the pipeline."""
+author expected with what came back. The caller passes the decide function (`credo test` passes the
+service's full pipeline); `eligibility_decide` checks the eligibility stage alone."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -11,6 +11,7 @@ from typing import Any
 
 from engine.errors import CredoError, Location
 from engine.policy.model import Policy, PolicyTest
+from engine.rules.reference import ReferenceEvaluator
 
 Decide = Callable[[Policy, Mapping[str, Any]], dict[str, Any]]
 NEEDS_PIPELINE = "skipped (needs pipeline)"
@@ -45,8 +46,6 @@ class TestReport:
 def eligibility_decide(policy: Policy, application: Mapping[str, Any]) -> dict[str, Any]:
     """Validate, derive and run the eligibility stage only: {outcome, reasons}. DECLINE if any decline
     rule fired (its reasons), else REFER if any refer fired, else APPROVE."""
-    from engine.rules.reference import ReferenceEvaluator
-
     fact = policy.validate(application)
     policy.derive(fact)
     stage = policy.stage("eligibility")
@@ -63,18 +62,7 @@ def eligibility_decide(policy: Policy, application: Mapping[str, Any]) -> dict[s
     return {"outcome": outcome, "reasons": reasons}
 
 
-def default_decide() -> Decide:
-    """engine.service.decide_for_tests when the pipeline offers it, else eligibility_decide."""
-    try:
-        service = importlib.import_module("engine.service")
-    except Exception:
-        return eligibility_decide
-    decide = getattr(service, "decide_for_tests", None)
-    return decide if callable(decide) else eligibility_decide
-
-
-def run_tests(policy: Policy, decide: Decide | None = None) -> TestReport:
-    decide = decide or default_decide()
+def run_tests(policy: Policy, decide: Decide) -> TestReport:
     report = TestReport(policy.name)
     for test in policy.tests:
         report.results.append(run_test(policy, test, decide))

@@ -18,23 +18,22 @@ from credo.v1 import decision_pb2 as pb
 from credo.v1 import decision_pb2_grpc as pb_grpc
 
 from engine.decision import Decision
-from engine.errors import DEADLINE_EXCEEDED, DeadlineExceeded, NotFound, VersionNotLoaded
+from engine.errors import DEADLINE_EXCEEDED, DeadlineExceeded, NotFound
 from engine.server import convert, metrics
 from engine.server.errors import MappedError, abort, map_error, plain_error
 from engine.server.idempotency import IdempotencyMap
 from engine.server.logs import mask_application
+from engine.service import DecisionCore
 
 log = logging.getLogger("credo.server")
 
 _NO_DEADLINE = 10 * 365 * 86400.0
 
 
-
-
 class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def __init__(
         self,
-        service: Any,
+        service: DecisionCore,
         *,
         pii: Mapping[str, frozenset[str]] | None = None,
         idempotency: IdempotencyMap | None = None,
@@ -95,14 +94,9 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             found = self.idempotency.get(request_id=request.request_id, decision_id=request.decision_id)
             if found is not None:
                 return found
-            getter = getattr(self.service, "get_decision", None)
-            decision = (
-                getter(decision_id=request.decision_id or None, request_id=request.request_id or None)
-                if getter
-                else None
+            decision = self.service.get_decision(
+                decision_id=request.decision_id or None, request_id=request.request_id or None
             )
-            if decision is None:
-                raise NotFound(f"no decision with {key} {getattr(request, key)!r}")
             return convert.decision_to_pb(decision)
         except Exception as exc:
             abort(context, self._mapped(exc, None))
@@ -110,10 +104,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
 
     def Replay(self, request: pb.ReplayRequest, context: grpc.ServicerContext) -> pb.ReplayResponse:
         try:
-            replay = getattr(self.service, "replay", None)
-            if replay is None:
-                raise NotFound("replay needs the audit store, which this server has not got")
-            return convert.replay_to_pb(self._on_decider(lambda: replay(request.decision_id), context))
+            replayed = self._on_decider(lambda: self.service.replay(request.decision_id), context)
+            return convert.replay_to_pb(replayed)
         except Exception as exc:
             abort(context, self._mapped(exc, None))
             raise
@@ -138,7 +130,6 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         earlier = self.idempotency.lookup(request.request_id, fingerprint)
         if earlier is not None:
             return earlier
-        self._check_pin(call["policy"], call["version"])
         metrics.IN_FLIGHT.inc()
         try:
             # Only the decision itself holds the worker's lock; the wait for its audit record's
@@ -167,20 +158,6 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             },
         )
         return answer
-
-    def _check_pin(self, policy: str, version: str | None) -> None:
-        """A pinned version other than the loaded one is FAILED_PRECONDITION (not NOT_FOUND: the
-        policy exists, the caller's precondition on it does not hold)."""
-        if not version:
-            return
-        lookup = getattr(self.service, "policy", None)
-        if lookup is None:
-            return
-        loaded = lookup(policy)
-        if str(loaded.version) != version:
-            raise VersionNotLoaded(
-                f"policy {policy} version {version} is not loaded (serving {loaded.version})"
-            )
 
     def _on_decider(self, work: Callable[[], Any], context: grpc.ServicerContext) -> Any:
         """Run `work` holding the decision lock, giving up if the caller's deadline passes before

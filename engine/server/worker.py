@@ -6,7 +6,6 @@ cannot load the policy set never receives a call. Run by the supervisor: python 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import importlib
 import json
@@ -29,12 +28,13 @@ from credo.v1 import decision_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from engine.errors import CredoError, PolicyError, PolicySetInvalid
+from engine.errors import PolicyError, PolicySetInvalid
 from engine.server.echo import SERVICE as ECHO_SERVICE
 from engine.server.echo import echo_handler
 from engine.server.logs import pii_paths, setup_logging
 from engine.server.security import BearerTokenInterceptor, read_tokens, server_credentials
 from engine.server.servicer import DecisionServicer
+from engine.service import DecisionCore
 
 log = logging.getLogger("credo.worker")
 
@@ -67,7 +67,7 @@ class WorkerConfig:
         return json.dumps(asdict(self))
 
 
-def build_service(config: WorkerConfig) -> Any:
+def build_service(config: WorkerConfig) -> DecisionCore:
     """The transport-neutral decision core (engine.service.DecisionService by default)."""
     module_name, _, attr = config.service_factory.partition(":")
     factory = getattr(importlib.import_module(module_name), attr)
@@ -85,34 +85,8 @@ def build_service(config: WorkerConfig) -> Any:
     ]
     if errors:
         raise PolicySetInvalid(errors)
-    warm_up(service)
+    service.warm_up()
     return service
-
-
-def warm_up(service: Any) -> None:
-    """Run each policy's test inputs once through the pipeline (not through decide: nothing is
-    recorded), so durable rulesets are registered and ONNX sessions created before the first call.
-    Best effort: a failure here is logged; the policy's own tests are CI's job."""
-    policy_of = getattr(service, "policy", None)
-    if policy_of is None or not hasattr(service, "evaluator"):
-        return
-    from engine.pipeline import run_pipeline
-
-    for info in service.list_policies():
-        started = time.perf_counter()
-        try:
-            policy = policy_of(info["name"])
-            for case in list(getattr(policy, "tests", []))[:3]:
-                with contextlib.suppress(CredoError):  # a test that expects an error
-                    run_pipeline(policy, case.input, service.evaluator, service.models)
-        except Exception:
-            log.warning("warm-up failed", exc_info=True, extra={"policy": info.get("name")})
-            continue
-        log.info(
-            "warmed up",
-            extra={"policy": info["name"], "millis": round((time.perf_counter() - started) * 1e3, 1)},
-        )
-
 
 
 def _die_with_parent() -> None:

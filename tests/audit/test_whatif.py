@@ -20,8 +20,8 @@ from replay_helpers import (
     synthetic_applications,
 )
 
-from engine.audit.store import open_store
-from engine.audit.whatif import WhatIfOptions, run_whatif
+from engine.audit.connect import open_store
+from engine.batch.whatif import WhatIfOptions, run_whatif
 from engine.cli import main
 from engine.errors import CredoError
 

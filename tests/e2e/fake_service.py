@@ -18,6 +18,7 @@ import yaml
 
 from engine.decision import Decision, Outcome, PolicyRef, Reason, TraceEntry
 from engine.errors import FieldViolation, InvalidInput, NotFound, PolicyError
+from engine.replay import ReplayResult
 from engine.service import PendingDecision
 
 
@@ -73,6 +74,15 @@ class FakeService:
 
     def submit(self, *args: Any, **kwargs: Any) -> PendingDecision:
         return PendingDecision(self.decide(*args, **kwargs))
+
+    def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision:
+        raise NotFound("this service keeps no decision log")
+
+    def replay(self, decision_id: str) -> ReplayResult:
+        raise NotFound("this service keeps no decision log")
+
+    def warm_up(self) -> None:
+        pass
 
     def list_policies(self) -> list[dict[str, Any]]:
         return [

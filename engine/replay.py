@@ -22,12 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.audit.archive import ArchiveMissing, restore_archive
+from engine.audit.archive import restore_archive
 from engine.audit.canonical import canonical_json, plain
 from engine.audit.record import DecisionRecord, floats_as_text
 from engine.audit.store import AuditStore
 from engine.decision import Decision
-from engine.errors import CredoError, ModelError, NotFound
+from engine.errors import ArchiveMissing, CredoError, ModelError, NotFound
+from engine.models.cache import ModelCache
+from engine.pipeline import build_decision, run_pipeline
+from engine.pipeline.render import decision_from_dict
+from engine.policy import Policy, load_policy
+from engine.rules import Evaluator
 
 __all__ = ["FieldDiff", "ReplayResult", "Replayer", "diff_values"]
 
@@ -108,19 +113,15 @@ class Replayer:
     folder per distinct archive index) and loaded policies/models are kept until `close()`: model
     explanations load the native model lazily from the restored folder."""
 
-    def __init__(self, store: AuditStore, evaluator: Any = None, workdir: Path | str | None = None) -> None:
-        if evaluator is None:
-            from engine.service import default_evaluator
-
-            evaluator = default_evaluator()
+    def __init__(self, store: AuditStore, evaluator: Evaluator, workdir: Path | str | None = None) -> None:
         self.store = store
         self.evaluator = evaluator
         self._root = Path(tempfile.mkdtemp(prefix="credo-replay-", dir=workdir))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._root, True)
         self._lock = threading.Lock()
         self._restored: dict[str, Path] = {}
-        self._policies: dict[str, Any] = {}  # by policy sha256: one loaded Policy per version
-        self._models: dict[str, Any] = {}  # by archive key: a ModelCache over the restored models/
+        self._policies: dict[str, Policy] = {}  # by policy sha256: one loaded Policy per version
+        self._models: dict[str, ModelCache] = {}  # by archive key, over the restored models/
 
     def replay(self, decision_id: str) -> ReplayResult:
         record = self.store.get(decision_id)
@@ -131,9 +132,6 @@ class Replayer:
     def replay_record(self, record: DecisionRecord) -> ReplayResult:
         """Re-run `record` with its decision_id, request_id and decided_at injected and compare.
         ArchiveMissing (or PolicyError) when its policy or model cannot be rebuilt from the archive."""
-        from engine.pipeline import build_decision, run_pipeline
-        from engine.pipeline.render import decision_from_dict
-
         policy, models = self.materialise(record)
         recorded = decision_from_dict(record.decision)
         language = str(record.extra.get("language", "en"))
@@ -158,12 +156,9 @@ class Replayer:
             diffs += diff_values(getattr(record, name), getattr(rebuilt, name), name)
         return ReplayResult(record.decision_id, recorded, again, tuple(diffs))
 
-    def materialise(self, record: DecisionRecord) -> tuple[Any, Any]:
+    def materialise(self, record: DecisionRecord) -> tuple[Policy, ModelCache]:
         """(Policy, model provider) rebuilt from the record's archived files only."""
-        from engine.policy import load_policy
-        from engine.service import ModelCache
-
-        index = dict(record.archive) or _legacy_index(record)
+        index = dict(record.archive)
         name, version, sha = (str(record.policy.get(k, "")) for k in ("name", "version", "sha256"))
         texts = sorted(
             path
@@ -216,15 +211,6 @@ class Replayer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _legacy_index(record: DecisionRecord) -> dict[str, str]:
-    """Records written before the full archive index: the policy text and model.onnx by sha256 only.
-    A model then lacks its card, so its replay is refused (ArchiveMissing), never run on today's files."""
-    index = {f"policies/{record.policy['name']}/policy.yaml": str(record.policy["sha256"])}
-    for ref in record.models:
-        index[f"models/{ref['name']}/{ref['version']}/model.onnx"] = str(ref["sha256"])
-    return index
 
 
 def _plain(value: Any) -> Any:

@@ -24,8 +24,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from engine.audit.record import utc_text
 from engine.audit.store import AuditStore
-from engine.errors import MODEL_HASH_MISMATCH, MODEL_MISSING, CredoError
+from engine.errors import MODEL_MISSING, CredoError
+from engine.models.cache import check_pin
+from engine.models.scoring import NativeScorer, OnnxScorer
+from engine.models.store import ModelStore, load_package
+from engine.pipeline import DecisionContext, Stage, StageResult, run_stages, stage_table
+from engine.policy import load_policy, load_policy_text
+from engine.rules import ReferenceEvaluator
 
 __all__ = ["NewDecision", "OldDecision", "Tally", "WhatIf", "WhatIfOptions", "run_whatif"]
 
@@ -229,12 +236,6 @@ class BatchDecider:
     """Decides batches of applications on one policy and one model package (see module docstring)."""
 
     def __init__(self, policy_path: str, package_path: str | None, scorer: str = "onnx") -> None:
-        from engine.models.scoring import NativeScorer, OnnxScorer
-        from engine.models.store import load_package
-        from engine.pipeline import Stage, StageResult, stage_table
-        from engine.policy import load_policy
-        from engine.rules.reference import ReferenceEvaluator
-
         self.policy = load_policy(policy_path)
         self.evaluator = ReferenceEvaluator()
         self.package = load_package(Path(package_path)) if package_path else None
@@ -264,8 +265,6 @@ class BatchDecider:
         raise CredoError(f"what-if: no model package for {name} {version}", code=MODEL_MISSING)
 
     def decide(self, applications: Sequence[Mapping[str, Any]]) -> list[NewDecision]:
-        from engine.pipeline import DecisionContext, run_stages
-
         timer = _zero
         out: list[NewDecision | None] = [None] * len(applications)
         pending: list[tuple[int, Any, dict[str, Any] | None]] = []
@@ -353,9 +352,6 @@ def _decide_in_worker(applications: list[dict[str, Any]]) -> tuple[list[NewDecis
 def resolve_package(options: WhatIfOptions, policy: Any) -> Any:
     """The model package the new policy scores with: --model NAME@VERSION (under models_dir) or a
     package folder; by default the package the policy pins (its sha256 checked when pinned)."""
-    from engine.errors import ModelError
-    from engine.models.store import ModelStore, load_package
-
     if options.model:
         if "@" in options.model and not Path(options.model).exists():
             name, version = options.model.split("@", 1)
@@ -365,19 +361,12 @@ def resolve_package(options: WhatIfOptions, policy: Any) -> Any:
         return None
     spec = policy.score
     package = ModelStore(options.models_dir).load(spec.model_name, spec.model_version)
-    if spec.model_sha256 and package.sha256 != spec.model_sha256:
-        raise ModelError(
-            f"policy pins {spec.model_name} {spec.model_version} with sha256 {spec.model_sha256},"
-            f" {options.models_dir} holds {package.sha256}",
-            code=MODEL_HASH_MISMATCH,
-        )
+    check_pin(package, spec.model_sha256, str(options.models_dir))
     return package
 
 
 def count_window(store: AuditStore, since: dt.datetime | None, until: dt.datetime | None) -> int | None:
     """Records in [since, until) for the progress bar; None if the store cannot say cheaply."""
-    from engine.audit.record import utc_text
-
     query = getattr(store, "_query", None)  # both SQL stores; the protocol has no windowed count
     if query is None:
         return None
@@ -394,8 +383,6 @@ def run_whatif(
     records: Iterable[Any] | None = None,
 ) -> WhatIf:
     """Re-decide every record of the window on the new policy; `progress(n)` after each batch."""
-    from engine.policy import load_policy
-
     started = time.perf_counter()
     policy = load_policy(options.policy)
     package = resolve_package(options, policy)
@@ -483,8 +470,6 @@ def run_whatif(
 
 def _archived_lgd(store: AuditStore, policy_sha: str) -> Decimal | None:
     """The LGD of the policy a record was decided on, from its archived text (None if not archived)."""
-    from engine.policy import load_policy_text
-
     blob = store.get_blob(policy_sha)
     if blob is None:
         return None

@@ -1,0 +1,27 @@
+"""The contract a policy declares for its applications: each input's declaration, and the flat typed
+fact an application becomes once validated (engine.policy.inputs) and that the pipeline decides on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import Location
+from engine.expr.types import Type
+
+__all__ = ["Fact", "InputDecl"]
+
+Fact = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class InputDecl:
+    name: str
+    type: Type
+    location: Location
+    required: bool = True
+    default: Any = None
+    min: Any = None
+    max: Any = None
+    pii: bool = False
+    protected: bool = False
