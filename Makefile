@@ -9,7 +9,7 @@ HOST    ?= 127.0.0.1
 PORT    ?= 50051
 STORE   ?= sqlite:///var/audit.db
 
-.PHONY: run test setup protos models lint typecheck bench clean
+.PHONY: run test test-slow setup protos models lint typecheck bench clean
 
 setup: $(STAMP) $(GEN)
 
@@ -34,7 +34,12 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check engine tests scripts
-	$(BIN)/python -m pytest -q
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -m "unit and not slow"
+	$(BIN)/python -m pytest -q -m "e2e and not slow"
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
 
 lint: setup
 	$(BIN)/ruff check engine tests scripts

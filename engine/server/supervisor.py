@@ -174,7 +174,9 @@ class Supervisor:
                     self._reload()
             if self._reload_requested:
                 self._reload_requested = False
-                log.info("reload requested (SIGHUP)")
+                log.info(
+                    "reload requested (SIGHUP)", extra={"event": "reload_requested", "trigger": "SIGHUP"}
+                )
                 self._reload()
             time.sleep(0.1)
 
@@ -267,7 +269,10 @@ class Supervisor:
             self.metrics.mark_dead(worker.pid)
             if worker.draining_since is not None:
                 continue
-            log.error("worker died; replacing it", extra={"worker_pid": worker.pid, "exit_code": code})
+            log.error(
+                "worker died; replacing it",
+                extra={"event": "worker_replaced", "worker_pid": worker.pid, "exit_code": code},
+            )
             self.metrics.WORKER_RESTARTS.inc()
             quick = time.monotonic() - worker.started < 5
             self._restart_backoff = min(10.0, self._restart_backoff * 2 or 0.5) if quick else 0.0
@@ -294,7 +299,8 @@ class Supervisor:
             )
             tmp.replace(status)
             log.error(
-                "reload refused; the previous policy set keeps serving", extra={"errors": self.last_errors}
+                "reload refused; the previous policy set keeps serving",
+                extra={"event": "reload_refused", "errors": self.last_errors},
             )
             return
         status.unlink(missing_ok=True)

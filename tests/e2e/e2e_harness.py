@@ -5,6 +5,7 @@ The server's announce line on stdout ("credo serving on HOST:PORT ...") gives th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -82,6 +83,20 @@ class Server:
 
     def log(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def events(self) -> list[dict[str, Any]]:
+        """The structured (JSON) log entries the server wrote so far; other stderr lines are skipped."""
+        found = []
+        for line in self.log().splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    found.append(entry)
+        return found
+
+    def logged(self, event: str) -> list[dict[str, Any]]:
+        """Log entries whose `event` field is `event`."""
+        return [e for e in self.events() if e.get("event") == event]
 
 
 @contextmanager

@@ -136,7 +136,8 @@ def test_kill_9_worker_during_calls_keeps_answering(kind: str, tmp_path: Path) -
             mark = caller.done
             caller.wait_for(lambda: caller.done >= mark + 10, 60, "calls after the replacement")
         assert caller.failures == []
-        assert "worker died; replacing it" in server.log()
+        (replaced_entry,) = server.logged("worker_replaced")
+        assert replaced_entry["worker_pid"] == before[0] and replaced_entry["level"] == "error"
 
 
 def test_policy_rewrite_during_calls_serves_new_version_with_no_failed_call(
@@ -173,7 +174,8 @@ def test_broken_policy_file_is_refused_and_old_version_keeps_serving(kind: str, 
         assert listed[policy].errors
         after = server.stub.Decide(request("after", policy, application), timeout=30)
         assert after.policy.version == first.policy.version
-        assert "reload refused" in server.log()
+        refused = server.logged("reload_refused")
+        assert refused and refused[0]["errors"], server.log()[-2000:]
 
 
 def test_sighup_starts_a_new_generation_and_drains_the_old(tmp_path: Path) -> None:
@@ -191,4 +193,4 @@ def test_sighup_starts_a_new_generation_and_drains_the_old(tmp_path: Path) -> No
         after = set(server.worker_pids())
         assert len(after) == 2 and not (after & before)
         assert caller.failures == []
-        assert "reload requested (SIGHUP)" in server.log()
+        assert [e["trigger"] for e in server.logged("reload_requested")] == ["SIGHUP"]

@@ -3,11 +3,14 @@ the loopback rule, oversized messages, deadlines, and the Prometheus endpoint.""
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -72,25 +75,60 @@ def test_non_loopback_host_without_tls_is_refused(policies: Path) -> None:
     assert "without TLS" in out.stderr
 
 
-def test_oversized_request_is_resource_exhausted_and_deadline_is_honoured(
-    tmp_path: Path, policies: Path
-) -> None:
+def test_oversized_request_is_resource_exhausted(tmp_path: Path, policies: Path) -> None:
     with serve(
-        tmp_path,
-        policies=policies,
-        workers=1,
-        fake=True,
-        extra=["--max-message-bytes", "65536", "--metrics-port", str(_free_port())],
-        env={"CREDO_FAKE_SLOW": "0.3"},
+        tmp_path, policies=policies, workers=1, fake=True, extra=["--max-message-bytes", "65536"]
     ) as server:
         big = request("big", "demo", {"applicant": {"age": 30, "note": "x" * 100_000}})
         with pytest.raises(grpc.RpcError) as caught:
             server.stub.Decide(big, timeout=5)
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        with pytest.raises(grpc.RpcError) as caught:
-            server.stub.Decide(request("slow", "demo", ADULT), timeout=0.1)
-        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert server.stub.Decide(request("ok", "demo", ADULT), timeout=5).outcome == pb.APPROVE
+
+
+def test_server_never_starts_a_decision_whose_deadline_passed_while_queued(
+    tmp_path: Path, policies: Path
+) -> None:
+    """The client gives up at its deadline whatever the server does; what the server does shows in
+    its own counters: a queued call whose deadline passes is rejected there and never decided."""
+    port = _free_port()
+    with serve(
+        tmp_path,
+        policies=policies,
+        workers=1,
+        fake=True,
+        extra=["--metrics-port", str(port)],
+        env={"CREDO_FAKE_SLOW": "2.0"},  # each decision holds the worker's decision lock for 2 s
+    ) as server:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            holder = pool.submit(server.stub.Decide, request("holder", "demo", ADULT), timeout=60)
+            _wait_for_metric(port, lambda text: "credo_in_flight 1.0" in text, "the first call in flight")
+            with pytest.raises(grpc.RpcError) as caught:
+                server.stub.Decide(request("queued", "demo", ADULT), timeout=0.5)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert holder.result().outcome == pb.APPROVE
+        # A server ignoring deadlines would now decide "queued" (decisions -> 2) and reject nothing.
+        text = _wait_for_metric(
+            port,
+            lambda text: (
+                'credo_rejected_total{code="DEADLINE_EXCEEDED"}' in text
+                or 'outcome="APPROVE",policy="demo"} 2.0' in text
+            ),
+            "the queued call to be rejected or decided",
+        )
+        assert 'credo_rejected_total{code="DEADLINE_EXCEEDED"} 1.0' in text
+        assert 'credo_decisions_total{outcome="APPROVE",policy="demo"} 1.0' in text
+
+
+def _wait_for_metric(port: int, ready: Callable[[str], bool], what: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        if ready(text):
+            return text
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}:\n{text}")
 
 
 def test_metrics_endpoint_sums_the_workers(tmp_path: Path, policies: Path) -> None:
