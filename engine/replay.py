@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,7 +224,3 @@ def _show(value: Any) -> str:
         return value
     text = json.dumps(_plain(value), ensure_ascii=False, sort_keys=True, default=str)
     return text if len(text) <= 160 else text[:157] + "..."
-
-
-def format_diffs(diffs: Sequence[FieldDiff]) -> list[str]:
-    return [str(d) for d in diffs]

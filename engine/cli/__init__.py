@@ -1,24 +1,22 @@
 """`credo` command line: one module per verb (engine/cli/<verb>.py), each exposing
-`register(subparsers)` that adds its parser and sets `func(args) -> int`."""
+`register(subparsers)` that adds its parser and sets `func(args) -> int`. A verb imports its heavy
+parts (grpc, onnxruntime, catboost, rich) inside `func`, so `credo --help` and each verb load only
+what they use."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 
-VERBS = ("serve", "validate", "test", "decide", "simulate", "replay", "audit", "train", "bench")
+VERBS = ("serve", "validate", "test", "decide", "replay", "audit", "train", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="credo", description="Credo credit decision engine")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb in VERBS:
-        name = f"engine.cli.{verb}"
-        if importlib.util.find_spec(name) is None:
-            continue
-        importlib.import_module(name).register(sub)
+        importlib.import_module(f"engine.cli.{verb}").register(sub)
     return parser
 
 

@@ -63,10 +63,6 @@ class Schedule:
     def total_interest(self) -> Decimal:
         return sum((row[3] for row in self.table), ZERO)
 
-    @cached_property
-    def total_payment(self) -> Decimal:
-        return sum((row[1] for row in self.table), ZERO)
-
     @property
     def first_payment(self) -> Decimal:
         return self.table[0][1]

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.decision import ModelRef, Offer, Outcome, Reason, Score, TraceEntry
+from engine.policy.model import Policy
 from engine.rules import Evaluator
 
 __all__ = ["DecisionContext", "ModelProvider"]
@@ -21,7 +22,7 @@ ModelProvider = Callable[[str, str, str | None], tuple[Any, Any]]
 class DecisionContext:
     """Everything a decision knows so far. Stages read and extend it; the runner times them."""
 
-    policy: Any  # engine.policy.Policy (duck-typed: see engine/pipeline/stages.py for what is used)
+    policy: Policy
     application: Mapping[str, Any]
     evaluator: Evaluator
     models: ModelProvider
@@ -52,7 +53,7 @@ class DecisionContext:
 
     @property
     def rounding(self) -> str:
-        return str(getattr(self.policy, "rounding", "half_even") or "half_even")
+        return self.policy.rounding or "half_even"
 
     def text(self, texts: Mapping[str, str] | str | None, fallback: str = "") -> str:
         """A reason text in the requested language, else English, else any, else `fallback`."""

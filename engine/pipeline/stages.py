@@ -55,8 +55,7 @@ def rule_stage(name: str) -> Any:
 
     def run(ctx: DecisionContext) -> StageResult:
         stage = ctx.policy.stage(name)
-        if stage is None:
-            return StageResult()
+        assert stage is not None  # stage_table schedules this stage only when the policy has the section
         fired = ctx.evaluator.fire(stage.ruleset, stage.prepare(ctx.fact))
         declines: list[str] = []
         refers: list[str] = []
@@ -78,8 +77,7 @@ def rule_stage(name: str) -> Any:
 def score_stage(ctx: DecisionContext) -> StageResult:
     """Model features from the policy's mapping -> ONNX PD -> points -> grade; adds score.* to the fact."""
     spec = ctx.policy.score
-    if spec is None:
-        return StageResult(values={"skipped": "policy has no score section"})
+    assert spec is not None  # stage_table schedules this stage only when the policy has the section
     package, scorer = ctx.models(spec.model_name, spec.model_version, spec.model_sha256)
     features = spec.features(ctx.fact)
     raw_pd = float(scorer.pd(features))
@@ -102,8 +100,7 @@ def score_stage(ctx: DecisionContext) -> StageResult:
 
 def segments_stage(ctx: DecisionContext) -> StageResult:
     spec = ctx.policy.segments
-    if spec is None:
-        return StageResult()
+    assert spec is not None  # stage_table schedules this stage only when the policy has the section
     fired = ctx.evaluator.fire(spec.stage.ruleset, spec.stage.prepare(ctx.fact))
     ctx.segments = list(fired)
     return StageResult(tuple(fired), {"segments": list(fired)})
@@ -112,12 +109,11 @@ def segments_stage(ctx: DecisionContext) -> StageResult:
 def limit_stage(ctx: DecisionContext) -> StageResult:
     """formula -> adjustments (policy order) -> cap -> round down -> floor (below it: decline)."""
     spec = ctx.policy.limit
-    if spec is None:
-        return StageResult(values={"skipped": "policy has no limit section"})
+    assert spec is not None  # stage_table schedules this stage only when the policy has the section
     formula = _number(spec.formula(ctx.fact), spec.formula)
     value, fired = _adjust(ctx, spec.adjustments, formula, "limit")
     capped = spec.cap is not None and value > spec.cap
-    if capped:
+    if capped and spec.cap is not None:
         value = spec.cap
     step = spec.round_down_to if spec.round_down_to else CENT
     with localcontext() as c:
@@ -135,16 +131,15 @@ def limit_stage(ctx: DecisionContext) -> StageResult:
 def price_stage(ctx: DecisionContext) -> StageResult:
     """base rate + spread -> adjustments (policy order) -> floor -> cap (the legal ceiling)."""
     spec = ctx.policy.price
-    if spec is None:
-        return StageResult(values={"skipped": "policy has no price section"})
+    assert spec is not None  # stage_table schedules this stage only when the policy has the section
     base = _number(spec.base_rate(ctx.fact), spec.base_rate)
     spread = _number(spec.spread(ctx.fact), spec.spread) if spec.spread is not None else Decimal(0)
     value, fired = _adjust(ctx, spec.adjustments, base + spread, "price")
     floored = spec.floor is not None and value < spec.floor
-    if floored:
+    if floored and spec.floor is not None:
         value = spec.floor
     capped = spec.cap is not None and value > spec.cap
-    if capped:
+    if capped and spec.cap is not None:
         value = spec.cap
     ctx.annual_rate = value
     return StageResult(

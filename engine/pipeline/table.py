@@ -21,12 +21,13 @@ from engine.pipeline.stages import (
     segments_stage,
     validate_stage,
 )
+from engine.policy.model import Policy
 from engine.rules import Evaluator
 
 __all__ = ["build_decision", "run_pipeline", "stage_table"]
 
 
-def stage_table(policy: Any) -> tuple[Stage, ...]:
+def stage_table(policy: Policy) -> tuple[Stage, ...]:
     """The stages this policy needs, in decision order; sections a policy leaves out are left out."""
     table = [Stage("validate", validate_stage), Stage("derive", derive_stage)]
     if policy.stage("eligibility") is not None:
@@ -48,7 +49,7 @@ def stage_table(policy: Any) -> tuple[Stage, ...]:
 
 
 def run_pipeline(
-    policy: Any,
+    policy: Policy,
     application: Mapping[str, Any],
     evaluator: Evaluator,
     models: ModelProvider,
