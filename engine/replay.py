@@ -22,17 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.audit.archive import restore_archive
 from engine.audit.canonical import canonical_json, plain
 from engine.audit.record import DecisionRecord, floats_as_text
 from engine.audit.store import AuditStore
 from engine.decision import Decision
 from engine.errors import ArchiveMissing, CredoError, ModelError, NotFound
-from engine.models.cache import ModelCache
-from engine.pipeline import build_decision, run_pipeline
+from engine.pipeline import ModelProvider, build_decision, run_pipeline
 from engine.pipeline.render import decision_from_dict
-from engine.policy import Policy, load_policy
+from engine.policy import Policy
 from engine.rules import Evaluator
+from engine.sources import ArchiveSource
 
 __all__ = ["FieldDiff", "ReplayResult", "Replayer", "diff_values"]
 
@@ -119,9 +118,8 @@ class Replayer:
         self._root = Path(tempfile.mkdtemp(prefix="credo-replay-", dir=workdir))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._root, True)
         self._lock = threading.Lock()
-        self._restored: dict[str, Path] = {}
         self._policies: dict[str, Policy] = {}  # by policy sha256: one loaded Policy per version
-        self._models: dict[str, ModelCache] = {}  # by archive key, over the restored models/
+        self._sources: dict[str, ArchiveSource] = {}  # by archive key: the restored files
 
     def replay(self, decision_id: str) -> ReplayResult:
         record = self.store.get(decision_id)
@@ -156,52 +154,28 @@ class Replayer:
             diffs += diff_values(getattr(record, name), getattr(rebuilt, name), name)
         return ReplayResult(record.decision_id, recorded, again, tuple(diffs))
 
-    def materialise(self, record: DecisionRecord) -> tuple[Policy, ModelCache]:
+    def materialise(self, record: DecisionRecord) -> tuple[Policy, ModelProvider]:
         """(Policy, model provider) rebuilt from the record's archived files only."""
         index = dict(record.archive)
         name, version, sha = (str(record.policy.get(k, "")) for k in ("name", "version", "sha256"))
-        texts = sorted(
-            path
-            for path, digest in index.items()
-            if path.startswith("policies/") and path.endswith("/policy.yaml") and digest == sha
-        )
-        if not texts:
-            raise ArchiveMissing(
-                f"decision {record.decision_id}: its archive holds no policy text with sha256 {sha}"
-                f" ({name} {version}); refusing to replay on other files"
-            )
         key = hashlib.sha256(canonical_json(index)).hexdigest()
         with self._lock:
-            root = self._restored.get(key)
-            if root is None:
-                target = self._root / key[:24]
-                try:
-                    root = restore_archive(self.store, index, target)
-                except BaseException:
-                    shutil.rmtree(target, ignore_errors=True)
-                    raise
-                self._restored[key] = root
+            source = self._sources.get(key)
+            if source is None:
+                source = self._sources[key] = ArchiveSource(self.store, index, self._root / key[:24])
             policy = self._policies.get(sha)
             if policy is None:
-                policy = load_policy(root / texts[0])
-                if policy.sha256 != sha:
-                    raise ArchiveMissing(
-                        f"decision {record.decision_id}: archived {texts[0]} has sha256 {policy.sha256},"
-                        f" the record says {sha}"
-                    )
-                self._policies[sha] = policy
-            models = self._models.get(key)
-            if models is None:
-                models = self._models[key] = ModelCache(root / "models")
+                what = f"decision {record.decision_id} ({name} {version})"
+                policy = self._policies[sha] = source.policy_by_sha256(sha, what)
         for ref in record.models:
             try:
-                models(str(ref["name"]), str(ref["version"]), str(ref["sha256"]))
+                source.model(str(ref["name"]), str(ref["version"]), str(ref["sha256"]))
             except (NotFound, ModelError) as exc:
                 raise ArchiveMissing(
                     f"decision {record.decision_id}: archived model {ref['name']} {ref['version']}"
                     f" (sha256 {ref['sha256']}) cannot be rebuilt: {exc}"
                 ) from None
-        return policy, models
+        return policy, source.model
 
     def close(self) -> None:
         self._cleanup()

@@ -29,12 +29,12 @@ from engine.pipeline.render import decision_from_dict
 from engine.policy import load_policy
 from engine.replay import Replayer, ReplayResult
 from engine.rules import Evaluator, ReferenceEvaluator
+from engine.sources import POLICY_FILE, DirectorySource
 
 __all__ = ["DecisionCore", "DecisionService", "PendingDecision", "decide_for_tests", "default_evaluator"]
 
 log = logging.getLogger("credo.service")
 
-POLICY_FILE = "policy.yaml"
 Clock = Callable[[], dt.datetime]
 Ids = Callable[[dt.datetime], str]
 
@@ -138,7 +138,8 @@ class DecisionService:
         timer: Callable[[], float] = time.perf_counter,
     ):
         self.policies_dir = Path(policies_dir)
-        self.models = ModelCache(models_dir)
+        self.source = DirectorySource(policies_dir, models_dir)  # policies by name, verified models
+        self.models = self.source.models
         if isinstance(store, str):  # an audit store URL (sqlite:///..., postgresql://...)
             store = DecisionLog(store)
         self.log = store
