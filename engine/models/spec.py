@@ -30,7 +30,6 @@ SYNTHETIC_SOURCES = ("consumer_pd",)
 KIND_NAMES = {int: "an integer", float: "a number", str: "a string", object: "a scalar"}
 
 
-
 @dataclass(frozen=True)
 class FeatureSpec:
     name: str

@@ -21,8 +21,6 @@ from engine.errors import CredoError, FieldViolation, InvalidInput
 log = logging.getLogger("credo.server")
 
 
-
-
 @dataclass(frozen=True)
 class MappedError:
     """A gRPC status ready to send: code, message and the packed google.rpc.Status (with details)."""
