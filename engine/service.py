@@ -12,7 +12,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,12 +21,12 @@ from engine.audit.archive import Archive, archive_files, decision_archive
 from engine.audit.canonical import sha256_hex
 from engine.audit.log import DecisionLog
 from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
-from engine.decision import Decision
+from engine.decision import Decision, ModelRef
 from engine.errors import CredoError, ModelError, NotFound, PolicyError, VersionNotLoaded
 from engine.models.cache import ModelCache
 from engine.pipeline import build_decision, run_pipeline
 from engine.pipeline.render import decision_from_dict
-from engine.policy import load_policy
+from engine.policy import Policy, load_policy
 from engine.replay import Replayer, ReplayResult
 from engine.rules import Evaluator, ReferenceEvaluator
 from engine.sources import POLICY_FILE, DirectorySource
@@ -76,7 +76,7 @@ class PendingDecision:
     decision as answered once its record is committed (acknowledged means durable)."""
 
     decision: Decision
-    committed: Future[Any] | None = None
+    committed: Future[DecisionRecord] | None = None
 
     def result(self) -> Decision:
         if self.committed is None:
@@ -131,7 +131,7 @@ class DecisionService:
         self,
         policies_dir: Path | str,
         models_dir: Path | str,
-        store: Any = None,
+        store: DecisionLog | str | None = None,
         clock: Clock = _utc_now,
         ids: Ids = _uuid7,
         evaluator: Evaluator | None = None,
@@ -147,14 +147,14 @@ class DecisionService:
         self.ids = ids
         self.evaluator = evaluator if evaluator is not None else default_evaluator()
         self.timer = timer
-        self._policies: dict[str, Any] = {}
+        self._policies: dict[str, Policy] = {}
         self._keys: dict[str, str] = {}  # name or path as asked -> resolved policy file
-        self._archives: dict[tuple[Any, ...], Archive] = {}  # per loaded policy
+        self._archives: dict[tuple[object, ...], Archive] = {}  # per loaded policy
         self._replayer: Replayer | None = None
         self._lock = threading.Lock()
 
     # -- policies
-    def policy(self, name_or_path: str, version: str | None = None) -> Any:
+    def policy(self, name_or_path: str, version: str | None = None) -> Policy:
         """A loaded policy by name (policies_dir/<name>/policy.yaml) or by a path to its file or folder.
         NotFound for an unknown policy, VersionNotLoaded for a version other than the one loaded."""
         # A loaded policy never changes in this process (a new version means new workers), so the
@@ -245,7 +245,7 @@ class DecisionService:
     # -- decisions
     def decide(
         self,
-        policy: Any,
+        policy: str | Policy,
         application: Mapping[str, Any],
         request_id: str,
         language: str = "en",
@@ -257,7 +257,7 @@ class DecisionService:
 
     def submit(
         self,
-        policy: Any,
+        policy: str | Policy,
         application: Mapping[str, Any],
         request_id: str,
         language: str = "en",
@@ -324,7 +324,7 @@ class DecisionService:
             replayer = self._replayer
         return replayer.replay(decision_id)
 
-    def _archive(self, policy: Any, model_refs: Any) -> Archive:
+    def _archive(self, policy: Policy, model_refs: Sequence[ModelRef]) -> Archive:
         """The files a replay needs (engine.audit.decision_archive: the policy's folder with the text
         this policy was loaded from, and every file of each model package), built once per loaded
         policy; the log stores each blob once."""
@@ -364,7 +364,7 @@ FROZEN_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 FROZEN_ID = "00000000-0000-7000-8000-000000000000"
 
 
-def models_dir_for(policy: Any) -> Path:
+def models_dir_for(policy: Policy) -> Path:
     """The models folder for a policy's tests: $CREDO_MODELS, else the nearest `models/` above the
     policy file that holds model packages (`<name>/<version>/card.json`), else ./models."""
     override = os.environ.get("CREDO_MODELS")
@@ -376,7 +376,7 @@ def models_dir_for(policy: Any) -> Path:
     return Path("models")
 
 
-def decide_for_tests(policy: Any, application: Mapping[str, Any], language: str = "en") -> dict[str, Any]:
+def decide_for_tests(policy: Policy, application: Mapping[str, Any], language: str = "en") -> dict[str, Any]:
     """Decide `application` on an already-loaded policy and return Decision.to_dict() (frozen id and
     time). Errors (InvalidInput, PolicyRuntimeError, ModelError) propagate to the test runner."""
     root = str(models_dir_for(policy))
