@@ -4,6 +4,7 @@ and what differed, and end with `N passed, M failed`; exit status 1 on any failu
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -15,11 +16,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from engine.errors import PolicyError
+    from engine.monitor import load_monitoring, monitoring_files, run_monitor_tests
     from engine.policy import load_policy, policy_files
     from engine.policy.testing import NEEDS_PIPELINE, run_tests
     from engine.service import decide_for_tests
 
-    files, missing = policy_files(args.paths)
+    monitors = monitoring_files(args.paths)  # monitoring policies carry tests of their own kind
+    files, missing = policy_files([p for p in args.paths if Path(p) not in monitors])
     for d in missing:
         print(d)
     passed = failed = 0
@@ -41,5 +44,19 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{r.location}: {r.name}: expect.{key} {NEEDS_PIPELINE}")
         passed += report.passed
         failed += report.failed
+    for path in monitors:
+        try:
+            results = run_monitor_tests(load_monitoring(path))
+        except PolicyError as exc:
+            broken = True
+            for d in exc.diagnostics:
+                if d.is_error:
+                    print(d)
+            continue
+        for result in results:
+            for failure in result.failures:
+                print(f"{result.location}: FAIL: {result.name}: {failure}")
+        passed += sum(r.passed for r in results)
+        failed += sum(not r.passed for r in results)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or broken else 0

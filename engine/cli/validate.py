@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -15,13 +16,17 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.monitor import check_monitoring, monitoring_files
     from engine.policy import check_paths, policy_files
 
-    diagnostics = check_paths(args.paths)
+    monitors = monitoring_files(args.paths)  # monitoring policies, checked by their own loader
+    paths = [p for p in args.paths if Path(p) not in monitors]
+    diagnostics = check_paths(paths) if paths else []
+    diagnostics += [d for path in monitors for d in check_monitoring(path)]
     for d in diagnostics:
         print(d)
     errors = sum(d.is_error for d in diagnostics)
-    files, _ = policy_files(args.paths)
+    files = [*policy_files(paths)[0], *monitors]
     print(
         f"{len(files)} file(s) checked: {errors} error(s), {len(diagnostics) - errors} warning(s)",
         file=sys.stderr,
