@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 
 from engine.audit.canonical import canonical_json
+from engine.audit.monitor_log import MONITOR_CHAIN, verify_monitor_chain
 from engine.audit.record import GENESIS_HASH, DecisionRecord, chain_hash
 from engine.audit.store import AuditStore, ChainHead, StoredRow
 from engine.errors import CanonicalError
@@ -46,6 +47,10 @@ def verify_store(store: AuditStore) -> VerifyReport:
     report = VerifyReport()
     for chain_id in store.chain_ids():
         report.chains.append(verify_chain(store, chain_id))
+    monitor = verify_monitor_chain(store)  # loan events and alerts (engine/audit/monitor_log.py)
+    if monitor is not None:
+        records, last, problem = monitor
+        report.chains.append(ChainReport(MONITOR_CHAIN, records, 1 if records else 0, last, 0, problem))
     return report
 
 

@@ -53,17 +53,11 @@ class Event:
     loan_id: str
     day: int
     fields: Mapping[str, Any]
+    json: Mapping[str, Any]  # the checked event as JSON values (decimals and dates as text)
 
     @property
     def date(self) -> str:
         return dt.date.fromordinal(self.day).isoformat()
-
-    def to_json(self) -> dict[str, Any]:
-        """The event as JSON values (decimals and dates as text), envelope first."""
-        out: dict[str, Any] = {"type": self.type, "loan_id": self.loan_id, "date": self.date}
-        for name, value in self.fields.items():
-            out[name] = str(value) if isinstance(value, Decimal) else value
-        return out
 
 
 def parse_event(raw: Any, types: Mapping[str, EventType]) -> Event:
@@ -96,7 +90,16 @@ def parse_event(raw: Any, types: Mapping[str, EventType]) -> Event:
     for name in declared.fields:
         if name not in fields and name not in declared.optional:
             raise BadEvent(name, f"{kind} requires {name}", code="MISSING_FIELD")
-    return Event(kind, loan_id, day, {k: fields[k] for k in declared.fields if k in fields})
+    ordered = {k: fields[k] for k in declared.fields if k in fields}
+    text: dict[str, Any] = {"type": kind, "loan_id": loan_id} if loan_id else {"type": kind}
+    text["date"] = dt.date.fromordinal(day).isoformat()
+    for name, value in ordered.items():
+        want = declared.fields[name]
+        if want == DATE:
+            text[name] = dt.date.fromordinal(value).isoformat()
+        else:
+            text[name] = str(value) if isinstance(value, Decimal) else value
+    return Event(kind, loan_id, day, ordered, text)
 
 
 def _date(name: str, value: Any) -> int:

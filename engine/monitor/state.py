@@ -93,8 +93,12 @@ class LoanState:
     @property
     def dpd(self) -> int:
         """Days past due: since the day after the oldest unpaid instalment fell due (0 if none)."""
-        if self.instalments and self.instalments[0].due_day < self.today:
-            return self.today - self.instalments[0].due_day
+        return self.dpd_on(self.today)
+
+    def dpd_on(self, day: int) -> int:
+        """Days past due on `day` (not before today) if nothing is paid in between."""
+        if self.instalments and self.instalments[0].due_day < day:
+            return day - self.instalments[0].due_day
         return 0
 
     # ---- measures ------------------------------------------------------------------------------
