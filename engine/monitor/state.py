@@ -4,6 +4,7 @@ the alert rules currently true (an alert is raised when its rule turns true)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -143,8 +144,8 @@ class LoanState:
         measures = self.measures()
         return {
             "loan_id": self.loan_id,
-            "opened": self.opened,
-            "today": self.today,
+            "opened": dt.date.fromordinal(self.opened).isoformat(),
+            "today": dt.date.fromordinal(self.today).isoformat(),
             "events": self.events,
             "dpd": measures["dpd"],
             "classification": self.policy.classify(measures["dpd"]),
