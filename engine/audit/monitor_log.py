@@ -34,8 +34,11 @@ MONITOR_CHAIN = "monitor"
 KINDS = ("event", "alert")
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS monitor_records (seq BIGINT PRIMARY KEY, kind TEXT NOT NULL,"
-    " loan_id TEXT NOT NULL, date TEXT NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL)",
+    " loan_id TEXT NOT NULL, date TEXT NOT NULL, event_id TEXT, cause BIGINT, hash TEXT NOT NULL,"
+    " body TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS monitor_records_loan ON monitor_records (loan_id, seq)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS monitor_records_event ON monitor_records (event_id)",
+    "CREATE INDEX IF NOT EXISTS monitor_records_cause ON monitor_records (cause)",
     "CREATE TABLE IF NOT EXISTS monitor_head (chain_id TEXT PRIMARY KEY, seq BIGINT NOT NULL,"
     " hash TEXT NOT NULL)",
 )
@@ -45,7 +48,8 @@ _LOCK = 782013  # PostgreSQL advisory lock key of the monitor chain
 @dataclass(frozen=True)
 class MonitorRecord:
     """One record of the monitor chain: an accepted event, or an alert (`data`, JSON values).
-    An alert's `cause` is the seq of the event that raised it."""
+    An alert's `cause` is the seq of the event that raised it; an event's `event_id` is the
+    sender's id for it (unique on the chain), or ""."""
 
     seq: int
     kind: str
@@ -55,6 +59,10 @@ class MonitorRecord:
     cause: int | None
     prev_hash: str
     hash: str
+
+    @property
+    def event_id(self) -> str:
+        return str(self.data.get("event_id", "")) if self.kind == "event" else ""
 
     def body(self) -> dict[str, Any]:
         return {
@@ -98,13 +106,39 @@ class MonitorWriter:
         )
         self._cur.execute(
             self._log.sql(
-                "INSERT INTO monitor_records (seq, kind, loan_id, date, hash, body) VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO monitor_records (seq, kind, loan_id, date, event_id, cause, hash, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             ),
-            (seq, kind, loan_id, date, record.hash, body.decode()),
+            (seq, kind, loan_id, date, record.event_id or None, cause, record.hash, body.decode()),
         )
         self.seq, self.hash = seq, record.hash
         self.appended.append(record)
         return seq
+
+    def find_events(self, event_ids: list[str]) -> dict[str, int]:
+        """Seq of each of `event_ids` already on the chain (this transaction's appends included)."""
+        found: dict[str, int] = {}
+        ids = list(dict.fromkeys(event_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            self._cur.execute(
+                self._log.sql(f"SELECT event_id, seq FROM monitor_records WHERE event_id IN ({marks})"), chunk
+            )
+            found.update((str(event_id), int(seq)) for event_id, seq in self._cur.fetchall())
+        return found
+
+    def caused_by(self, seq: int) -> list[MonitorRecord]:
+        """The alerts event `seq` raised."""
+        self._cur.execute(
+            self._log.sql("SELECT body, hash FROM monitor_records WHERE cause = ? ORDER BY seq"), (seq,)
+        )
+        return [MonitorRecord.parse(body, h) for body, h in self._cur.fetchall()]
+
+    def get(self, seq: int) -> MonitorRecord:
+        self._cur.execute(self._log.sql("SELECT body, hash FROM monitor_records WHERE seq = ?"), (seq,))
+        body, h = self._cur.fetchone()
+        return MonitorRecord.parse(body, h)
 
 
 class MonitorLog:
@@ -201,11 +235,11 @@ def verify_monitor_chain(store: AuditStore) -> tuple[int, int, str] | None:
     seq, prev, count = 0, GENESIS_HASH, 0
     while True:
         rows = store._query(
-            "SELECT seq, kind, loan_id, date, hash, body FROM monitor_records"
+            "SELECT seq, kind, loan_id, date, event_id, cause, hash, body FROM monitor_records"
             " WHERE seq > ? ORDER BY seq LIMIT 2000",
             (seq,),
         )
-        for row_seq, kind, loan_id, date, hash, body in rows:
+        for row_seq, kind, loan_id, date, event_id, cause, hash, body in rows:
             count += 1
             where = f"seq {row_seq}"
             try:
@@ -217,7 +251,15 @@ def verify_monitor_chain(store: AuditStore) -> tuple[int, int, str] | None:
                 return count, seq, f"altered record at {where}: body is not in canonical form"
             if chain_hash(record.prev_hash, record.body()) != hash:
                 return count, seq, f"altered record at {where}: hash does not match its content"
-            if (record.seq, record.kind, record.loan_id, record.date) != (int(row_seq), kind, loan_id, date):
+            columns = (int(row_seq), kind, loan_id, date, event_id or "", cause)
+            if (
+                record.seq,
+                record.kind,
+                record.loan_id,
+                record.date,
+                record.event_id,
+                record.cause,
+            ) != columns:
                 return (
                     count,
                     seq,

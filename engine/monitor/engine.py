@@ -49,8 +49,13 @@ class Alert:
 
 @dataclass(frozen=True)
 class Accepted:
+    """An accepted event and the alerts it raised; `seq` is its record on the monitor chain (0 when
+    not logged), `duplicate` when its event_id was already there (then nothing was applied again)."""
+
     event: Event
     alerts: tuple[Alert, ...] = field(default_factory=tuple)
+    seq: int = 0
+    duplicate: bool = False
 
 
 class Matcher(Protocol):

@@ -28,7 +28,7 @@ BUILTIN_EVENTS: dict[str, EventType] = {
     "clock.tick": EventType("clock.tick", {}),
     MISSED: EventType(MISSED, {"number": INTEGER, "amount": DECIMAL}),
 }
-_ENVELOPE = ("type", "loan_id", "date")
+_ENVELOPE = ("type", "loan_id", "date", "event_id")
 MAX_ID = 128
 MAX_TEXT = 1000
 
@@ -54,6 +54,7 @@ class Event:
     day: int
     fields: Mapping[str, Any]
     json: Mapping[str, Any]  # the checked event as JSON values (decimals and dates as text)
+    event_id: str = ""  # the sender's id: an event resent with it is applied once
 
     @property
     def date(self) -> str:
@@ -77,6 +78,9 @@ def parse_event(raw: Any, types: Mapping[str, EventType]) -> Event:
     elif not isinstance(loan_id, str) or not loan_id or len(loan_id) > MAX_ID or not loan_id.isprintable():
         raise BadEvent("loan_id", f"must be a non-empty printable string of at most {MAX_ID} characters")
     day = _date("date", raw.get("date"))
+    event_id = raw.get("event_id") or ""
+    if not isinstance(event_id, str) or len(event_id) > MAX_ID or not event_id.isprintable():
+        raise BadEvent("event_id", f"must be a printable string of at most {MAX_ID} characters")
     fields: dict[str, Any] = {}
     for name, value in raw.items():
         if name in _ENVELOPE:
@@ -99,7 +103,9 @@ def parse_event(raw: Any, types: Mapping[str, EventType]) -> Event:
             text[name] = dt.date.fromordinal(value).isoformat()
         else:
             text[name] = str(value) if isinstance(value, Decimal) else value
-    return Event(kind, loan_id, day, ordered, text)
+    if event_id:
+        text["event_id"] = event_id
+    return Event(kind, loan_id, day, ordered, text, event_id)
 
 
 def _date(name: str, value: Any) -> int:
@@ -134,6 +140,8 @@ def coerce(name: str, value: Any, want: Type) -> Any:
             raise BadEvent(name, "decimal out of range")
         return amount
     if want == BOOLEAN:
+        if value in ("true", "false"):  # text values (the gRPC LoanEvent carries fields as text)
+            return value == "true"
         if not isinstance(value, bool):
             raise BadEvent(name, f"must be true or false, got {type(value).__name__}")
         return value

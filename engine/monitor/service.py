@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.audit.monitor_log import MonitorLog, MonitorRecord
+from engine.audit.monitor_log import MonitorLog, MonitorRecord, MonitorWriter
 from engine.audit.store import AuditStore
 from engine.errors import CredoError, NotFound
-from engine.monitor.engine import Accepted, Monitor
-from engine.monitor.events import BadEvent
+from engine.monitor.engine import Accepted, Alert, Monitor
+from engine.monitor.events import BadEvent, parse_event
 from engine.monitor.model import SEVERITIES, MonitoringPolicy
 from engine.monitor.portfolio import Portfolio, portfolio
 
@@ -110,9 +110,20 @@ class MonitorService:
                 self._rebuild()
             outcomes: list[Accepted | BadEvent] = []
             try:
+                raws = list(raws)
                 with self.log.write(self.seen) as (writer, newer):
                     self._catch_up(newer)
+                    ids = [
+                        r["event_id"]
+                        for r in raws
+                        if isinstance(r, Mapping) and isinstance(r.get("event_id"), str)
+                    ]
+                    known = writer.find_events(ids) if ids else {}
                     for raw in raws:
+                        event_id = raw.get("event_id") if isinstance(raw, Mapping) else None
+                        if isinstance(event_id, str) and event_id in known:
+                            outcomes.append(self._duplicate(writer, known[event_id]))
+                            continue
                         try:
                             event = self.monitor.check(raw)
                         except BadEvent as error:
@@ -122,16 +133,25 @@ class MonitorService:
                         cause = writer.append("event", event.loan_id, event.date, dict(event.json))
                         for alert in accepted.alerts:
                             writer.append("alert", alert.loan_id, alert.date, alert.to_json(), cause)
-                        outcomes.append(accepted)
+                        outcomes.append(replace(accepted, seq=cause))
+                        if event.event_id:
+                            known[event.event_id] = cause
                 self.seen = writer.seq
             except BaseException:
                 self._stale = True  # memory may hold events the store did not commit
                 raise
             for outcome in outcomes:
-                if isinstance(outcome, Accepted):
+                if isinstance(outcome, Accepted) and not outcome.duplicate:
                     self.events_by_type[outcome.event.type] += 1
                     self.alerts_by_code.update(alert.code for alert in outcome.alerts)
             return outcomes
+
+    def _duplicate(self, writer: MonitorWriter, seq: int) -> Accepted:
+        """The stored outcome of an event resent with an event_id already on the chain."""
+        record = writer.get(seq)
+        event = parse_event(record.data, self.policy.events)
+        alerts = tuple(Alert(**r.data) for r in writer.caused_by(seq))
+        return Accepted(event, alerts, seq, duplicate=True)
 
     # ---- reading -------------------------------------------------------------------------------
     def loan(self, loan_id: str) -> dict[str, Any]:

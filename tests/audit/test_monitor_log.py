@@ -171,3 +171,41 @@ def test_replay_rederives_a_loans_alerts_and_reports_a_changed_policy(policy: An
         assert sorted(c for _, c, _ in changed.derived) == sorted(c for _, c, _ in report.stored)
     finally:
         store.close()
+
+
+def test_an_event_resent_with_its_event_id_is_applied_once(policy: Any, store_url: str) -> None:
+    store = open_store(store_url)
+    service = MonitorService(policy, store)
+    try:
+        disbursed = {
+            "event_id": "e1",
+            "type": "loan.disbursed",
+            "loan_id": "L1",
+            "date": "2026-01-05",
+            "amount": "900",
+            "term": 6,
+            "bureau_score": 700,
+        }
+        refresh = {
+            "event_id": "e2",
+            "type": "bureau.refresh",
+            "loan_id": "L1",
+            "date": "2026-02-01",
+            "score": 600,
+            "utilisation": "0.2",
+            "inquiries": 0,
+        }
+        first = service.ingest([disbursed, refresh, refresh])
+        again = service.ingest([refresh])
+        assert [(o.seq, o.duplicate, [a.code for a in o.alerts]) for o in [*first, *again]] == [
+            (1, False, []),
+            (2, False, ["SCORE_DROP"]),
+            (2, True, ["SCORE_DROP"]),
+            (2, True, ["SCORE_DROP"]),
+        ]
+        assert service.loan("L1")["events"] == 2
+        assert [r.seq for r in service.log.records()] == [1, 2, 3]
+        assert verify_store(store).ok
+    finally:
+        service.close()
+        store.close()
