@@ -21,6 +21,11 @@ IN_FLIGHT = Gauge("credo_in_flight", "Decisions in progress", multiprocess_mode=
 WORKER_RESTARTS = Counter("credo_worker_restarts_total", "Workers replaced after dying")
 RELOADS = Counter("credo_reloads_total", "Policy reloads", ["result"])
 REJECTED = Counter("credo_rejected_total", "Requests answered with an error status", ["code"])
+MONITOR_EVENTS = Counter("credo_monitor_events_total", "Loan events stored, by event type", ["type"])
+MONITOR_REFUSED = Counter(
+    "credo_monitor_events_refused_total", "Loan events refused, by error code", ["code"]
+)
+MONITOR_ALERTS = Counter("credo_monitor_alerts_total", "Monitoring alerts raised, by alert code", ["code"])
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:

@@ -32,6 +32,8 @@ from engine.errors import PolicyError, PolicySetInvalid
 from engine.server.echo import SERVICE as ECHO_SERVICE
 from engine.server.echo import echo_handler
 from engine.server.logs import pii_paths, setup_logging
+from engine.server.monitor_servicer import SERVICE_NAME as MONITOR_SERVICE_NAME
+from engine.server.monitor_servicer import build_monitor, register_monitor
 from engine.server.security import BearerTokenInterceptor, read_tokens, server_credentials
 from engine.server.servicer import DecisionServicer
 from engine.service import DecisionCore
@@ -141,6 +143,7 @@ def serve(config: WorkerConfig) -> int:
     started = time.monotonic()
     try:
         service = build_service(config)
+        monitor = build_monitor(config.policies, config.store)  # None: no monitoring policy or store
     except PolicyError as exc:
         _notify("failed", errors=[str(d) for d in exc.diagnostics if d.is_error] or [str(exc)])
         return 3
@@ -172,9 +175,12 @@ def serve(config: WorkerConfig) -> int:
         ],
     )
     pb_grpc.add_DecisionServiceServicer_to_server(servicer, server)
+    monitor_servicer = register_monitor(server, monitor) if monitor is not None else None
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    if monitor_servicer is not None:
+        names.append(MONITOR_SERVICE_NAME)
     if config.echo:
         server.add_generic_rpc_handlers([echo_handler()])
         names.append(ECHO_SERVICE)
@@ -215,6 +221,8 @@ def serve(config: WorkerConfig) -> int:
         time.sleep(config.drain_seconds)
     server.stop(config.grace_seconds).wait()
     servicer.close()
+    if monitor_servicer is not None:
+        monitor_servicer.close()
     log.info("worker stopped", extra={"generation": config.generation})
     return 0
 
