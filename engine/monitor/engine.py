@@ -139,8 +139,12 @@ class Monitor:
             loan.apply(event)
         measures = loan.measures()
         holding = self.matcher.fire(loan.loan_id, self.policy.fact(measures))
+        if not holding and not loan.active:
+            return []
         raised = [code for code in holding if code not in loan.active]
         loan.active = set(holding)
+        if not raised:
+            return []
         dpd = measures["dpd"]
         category = self.policy.classify(dpd)
         return [self._alert(loan.loan_id, code, event.date, dpd, category) for code in raised]

@@ -4,13 +4,14 @@ against the policy's declared types. A bad event raises BadEvent naming the fiel
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from engine.errors import CredoError
-from engine.expr.types import BOOLEAN, DATE, DECIMAL, INTEGER, STRING, Type
+from engine.expr.types import DECIMAL, INTEGER, STRING, Type
 from engine.monitor.model import EventType
 
 __all__ = ["BUILTIN_EVENTS", "MISSED", "BadEvent", "Event", "parse_event"]
@@ -29,8 +30,10 @@ BUILTIN_EVENTS: dict[str, EventType] = {
     MISSED: EventType(MISSED, {"number": INTEGER, "amount": DECIMAL}),
 }
 _ENVELOPE = ("type", "loan_id", "date", "event_id")
+_ENVELOPE_SET = frozenset(_ENVELOPE)
 MAX_ID = 128
 MAX_TEXT = 1000
+MAX_NUMBER = 64  # characters of a number sent as text
 
 
 class BadEvent(CredoError):
@@ -53,17 +56,33 @@ class Event:
     loan_id: str
     day: int
     fields: Mapping[str, Any]
-    json: Mapping[str, Any]  # the checked event as JSON values (decimals and dates as text)
+    declared: EventType
     event_id: str = ""  # the sender's id: an event resent with it is applied once
 
     @property
     def date(self) -> str:
-        return dt.date.fromordinal(self.day).isoformat()
+        return _iso(self.day)
+
+    @functools.cached_property
+    def json(self) -> dict[str, Any]:
+        """The checked event as JSON values (decimals and dates as text): what the log stores."""
+        text: dict[str, Any] = (
+            {"type": self.type, "loan_id": self.loan_id} if self.loan_id else {"type": self.type}
+        )
+        text["date"] = _iso(self.day)
+        for name, value in self.fields.items():
+            if self.declared.fields[name].kind == "date":
+                text[name] = _iso(value)
+            else:
+                text[name] = str(value) if value.__class__ is Decimal else value
+        if self.event_id:
+            text["event_id"] = self.event_id
+        return text
 
 
 def parse_event(raw: Any, types: Mapping[str, EventType]) -> Event:
     """Check one raw event (a JSON object) against `types`; BadEvent on the first bad field."""
-    if not isinstance(raw, Mapping):
+    if raw.__class__ is not dict and not isinstance(raw, Mapping):
         raise BadEvent("event", "must be a JSON object")
     kind = raw.get("type")
     if not isinstance(kind, str) or not kind:
@@ -79,78 +98,92 @@ def parse_event(raw: Any, types: Mapping[str, EventType]) -> Event:
         raise BadEvent("loan_id", f"must be a non-empty printable string of at most {MAX_ID} characters")
     day = _date("date", raw.get("date"))
     event_id = raw.get("event_id") or ""
-    if not isinstance(event_id, str) or len(event_id) > MAX_ID or not event_id.isprintable():
+    if event_id and (not isinstance(event_id, str) or len(event_id) > MAX_ID or not event_id.isprintable()):
         raise BadEvent("event_id", f"must be a printable string of at most {MAX_ID} characters")
     fields: dict[str, Any] = {}
+    declared_fields = declared.fields
     for name, value in raw.items():
-        if name in _ENVELOPE:
+        if name in _ENVELOPE_SET:
             continue
-        want = declared.fields.get(name)
+        want = declared_fields.get(name)
         if want is None:
-            raise BadEvent(name, f"{kind} has no field {name[:MAX_ID]!r}", code="UNKNOWN_FIELD")
+            raise BadEvent(name, f"{kind} has no field {str(name)[:MAX_ID]!r}", code="UNKNOWN_FIELD")
         if value is None and name in declared.optional:
             continue
         fields[name] = coerce(name, value, want)
-    for name in declared.fields:
-        if name not in fields and name not in declared.optional:
-            raise BadEvent(name, f"{kind} requires {name}", code="MISSING_FIELD")
-    ordered = {k: fields[k] for k in declared.fields if k in fields}
-    text: dict[str, Any] = {"type": kind, "loan_id": loan_id} if loan_id else {"type": kind}
-    text["date"] = dt.date.fromordinal(day).isoformat()
-    for name, value in ordered.items():
-        want = declared.fields[name]
-        if want == DATE:
-            text[name] = dt.date.fromordinal(value).isoformat()
-        else:
-            text[name] = str(value) if isinstance(value, Decimal) else value
-    if event_id:
-        text["event_id"] = event_id
-    return Event(kind, loan_id, day, ordered, text, event_id)
+    if len(fields) < len(declared_fields):
+        for name in declared_fields:
+            if name not in fields and name not in declared.optional:
+                raise BadEvent(name, f"{kind} requires {name}", code="MISSING_FIELD")
+    return Event(kind, loan_id, day, fields, declared, event_id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ordinal(text: str) -> int:
+    return dt.date.fromisoformat(text).toordinal()
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso(day: int) -> str:
+    return dt.date.fromordinal(day).isoformat()
 
 
 def _date(name: str, value: Any) -> int:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or len(value) > 32:
         raise BadEvent(name, "must be a date YYYY-MM-DD")
     try:
-        return dt.date.fromisoformat(value[:10] if len(value) == 10 else value).toordinal()
+        return _ordinal(value)
     except ValueError:
         raise BadEvent(name, f"{value[:40]!r} is not a date YYYY-MM-DD") from None
 
 
 def coerce(name: str, value: Any, want: Type) -> Any:
     """`value` as a value of type `want`; BadEvent naming `name` if it is not one."""
-    if want == INTEGER:
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise BadEvent(name, f"must be an integer, got {type(value).__name__}")
+    kind, cls = want.kind, value.__class__
+    if kind == "integer":
+        if cls is int and -(1 << 63) < value < 1 << 63:
+            return value
+        if cls is not str or len(value) > MAX_NUMBER:
+            raise BadEvent(name, f"must be an integer, got {_describe(value)}")
         try:
-            number = int(value) if isinstance(value, int) else int(value.strip(), 10)
+            number = int(value.strip(), 10)
         except ValueError:
-            raise BadEvent(name, f"{str(value)[:40]!r} is not an integer") from None
+            raise BadEvent(name, f"{value[:40]!r} is not an integer") from None
         if abs(number) >= 1 << 63:
             raise BadEvent(name, "integer out of range")
         return number
-    if want == DECIMAL:
-        if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
-            raise BadEvent(name, f"must be a decimal string, got {type(value).__name__}")
+    if kind == "decimal":
+        if cls is bool or not (cls is str or cls is int or cls is Decimal):
+            raise BadEvent(name, f"must be a decimal string, got {_describe(value)}")
+        if cls is str and len(value) > MAX_NUMBER:
+            raise BadEvent(name, f"must be a decimal of at most {MAX_NUMBER} characters")
         try:
-            amount = Decimal(value if not isinstance(value, str) else value.strip())
+            amount = Decimal(value)  # surrounding whitespace is allowed by Decimal itself
         except InvalidOperation:
             raise BadEvent(name, f"{str(value)[:40]!r} is not a decimal number") from None
         if not amount.is_finite() or abs(amount.adjusted()) > 30:
             raise BadEvent(name, "decimal out of range")
         return amount
-    if want == BOOLEAN:
-        if value in ("true", "false"):  # text values (the gRPC LoanEvent carries fields as text)
+    if kind == "boolean":
+        if cls is bool:
+            return value
+        if value == "true" or value == "false":  # text values (the gRPC LoanEvent carries text)
             return value == "true"
-        if not isinstance(value, bool):
-            raise BadEvent(name, f"must be true or false, got {type(value).__name__}")
-        return value
-    if want == DATE:
+        raise BadEvent(name, f"must be true or false, got {_describe(value)}")
+    if kind == "date":
         return _date(name, value)
-    if not isinstance(value, str):
-        raise BadEvent(name, f"must be a string, got {type(value).__name__}")
+    if cls is not str:
+        raise BadEvent(name, f"must be a string, got {_describe(value)}")
     if len(value) > MAX_TEXT or "\x00" in value:
         raise BadEvent(name, f"must be at most {MAX_TEXT} characters without NUL")
-    if want.kind == "enum" and value not in want.values:
+    if kind == "enum" and value not in want.values:
         raise BadEvent(name, f"{value[:40]!r} is not one of {', '.join(want.values)}")
     return value
+
+
+def _describe(value: Any) -> str:
+    return (
+        "a JSON number with a fraction (send decimals as text)"
+        if isinstance(value, float)
+        else type(value).__name__
+    )

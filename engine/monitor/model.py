@@ -100,9 +100,8 @@ class MonitoringPolicy:
                 category = name
         return category
 
-    def fact(self, measures: Mapping[str, Any]) -> dict[str, Any]:
-        """The rule fact: measure values plus every hoisted value computed from them."""
-        fact = dict(measures)
+    def fact(self, measures: dict[str, Any]) -> dict[str, Any]:
+        """The rule fact: `measures` (a fresh dict, extended in place) plus every hoisted value."""
         for name, fn in self.hoisted.items():
-            fact[name] = fn(fact)
-        return fact
+            measures[name] = fn(measures)
+        return measures

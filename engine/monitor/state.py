@@ -54,6 +54,8 @@ class LoanState:
         for measure in policy.measures.values():
             self._by_event.setdefault(measure.event, []).append(measure)
             self._running[measure.name] = _Running(0 if measure.kind in ("count", "sum", "streak") else None)
+        # (name, running value, window days or None) in policy order: measures() runs on every event
+        self._plan = [(m.name, self._running[m.name], m.within_days) for m in policy.measures.values()]
 
     # ---- time and money ------------------------------------------------------------------------
     def advance(self, day: int) -> None:
@@ -129,14 +131,14 @@ class LoanState:
 
     def measures(self) -> dict[str, Any]:
         """Every measure's value now, with dpd and days_on_book."""
-        values: dict[str, Any] = {"dpd": self.dpd, "days_on_book": self.today - self.opened}
-        for measure in self.policy.measures.values():
-            running = self._running[measure.name]
-            if measure.within_days is not None:
-                horizon = self.today - measure.within_days
-                while running.window and running.window[0][0] <= horizon:
-                    running.total -= running.window.popleft()[1]
-            values[measure.name] = running.total
+        today = self.today
+        values: dict[str, Any] = {"dpd": self.dpd_on(today), "days_on_book": today - self.opened}
+        for name, running, within in self._plan:
+            if within is not None and running.window:
+                window, horizon = running.window, today - within
+                while window and window[0][0] <= horizon:
+                    running.total -= window.popleft()[1]
+            values[name] = running.total
         return values
 
     def snapshot(self) -> dict[str, Any]:
