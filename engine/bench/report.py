@@ -22,6 +22,8 @@ RATIO_KEYS = (
     "audit_log_latency_cost",
     "batch_vs_floor",
     "rss_growth",
+    "monitor_vs_handwritten",
+    "monitor_rss_growth",
 )
 
 
@@ -44,6 +46,8 @@ TARGETS = {
     "audit_log_latency_cost": Target("<=", 0.15),
     "batch_vs_floor": Target(">=", 0.5),
     "rss_growth": Target("<=", 1.05),
+    "monitor_vs_handwritten": Target("<=", 10.0),
+    "monitor_rss_growth": Target("<=", 1.05),
 }
 # Every ratio is "Credo / its floor or peer": lower is better except these two.
 HIGHER_IS_BETTER = {"grpc_throughput_vs_echo", "batch_vs_floor"}
@@ -134,6 +138,27 @@ def compute_ratios(sections: Mapping[str, Any]) -> tuple[dict[str, float], dict[
         if memory
         else "",
     )
+    monitor = sections.get("monitor") or {}
+    put(
+        "monitor_vs_handwritten",
+        monitor.get("handwritten_events_per_s"),
+        monitor.get("credo_events_per_s"),
+        f"hand-written correlation {_rate(monitor.get('handwritten_events_per_s'), 'events/s')} / "
+        f"monitoring engine {_rate(monitor.get('credo_events_per_s'), 'events/s')}, "
+        f"{monitor.get('events', '?'):,} events of the synthetic loan book"
+        if monitor
+        else "",
+    )
+    mem = monitor.get("memory") or {}
+    put(
+        "monitor_rss_growth",
+        mem.get("rss_after"),
+        mem.get("rss_before"),
+        f"RSS {_mib(mem.get('rss_after'))} after {mem.get('events', '?'):,} loan events (loans opening and "
+        f"closing) / {_mib(mem.get('rss_before'))} before"
+        if mem
+        else "",
+    )
     return ratios, made
 
 
@@ -181,7 +206,8 @@ def _section_of(key: str) -> str:
     return {
         "decide_p50_vs_parts": "pipeline", "rules_vs_handwritten": "rules", "rules_vs_zen": "peer",
         "grpc_p50_vs_echo": "grpc", "grpc_throughput_vs_echo": "grpc", "audit_log_latency_cost": "grpc",
-        "batch_vs_floor": "batch", "rss_growth": "memory",
+        "batch_vs_floor": "batch", "rss_growth": "memory", "monitor_vs_handwritten": "monitor",
+        "monitor_rss_growth": "monitor",
     }.get(key, key)  # fmt: skip
 
 

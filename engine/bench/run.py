@@ -110,6 +110,12 @@ def _memory(sizes: Sizes, paths: Paths) -> dict[str, Any]:
     return bench_memory(sizes.memory_decisions, paths.policies, paths.models)
 
 
+def _monitor(sizes: Sizes, paths: Paths) -> dict[str, Any]:
+    from engine.bench.monitor import bench_monitor
+
+    return bench_monitor(sizes.mode, paths.policies, sizes.repeats)
+
+
 SECTIONS: dict[str, Callable[[Sizes, Paths], dict[str, Any]]] = {
     "rules": _rules,
     "peer": _peer,
@@ -118,6 +124,7 @@ SECTIONS: dict[str, Callable[[Sizes, Paths], dict[str, Any]]] = {
     "batch": _batch,
     "grpc": _grpc,
     "memory": _memory,
+    "monitor": _monitor,
 }
 
 

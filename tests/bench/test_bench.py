@@ -31,6 +31,12 @@ SECTIONS: dict[str, Any] = {
     },
     "batch": {"credo_per_s": 750.0, "floor_per_s": 1500.0, "applications": 2000},
     "memory": {"rss_before": 200 * 2**20, "rss_after": 205 * 2**20, "decisions": 20000},
+    "monitor": {
+        "events": 24000,
+        "credo_events_per_s": 40000.0,
+        "handwritten_events_per_s": 300000.0,
+        "memory": {"events": 100000, "rss_before": 100 * 2**20, "rss_after": 101 * 2**20},
+    },
 }
 
 
@@ -45,6 +51,8 @@ def test_every_ratio_is_the_quotient_of_its_two_side_by_side_figures() -> None:
     assert ratios["audit_log_latency_cost"] == pytest.approx(0.15)  # 46 / 40 - 1
     assert ratios["batch_vs_floor"] == pytest.approx(0.5)
     assert ratios["rss_growth"] == pytest.approx(1.025)
+    assert ratios["monitor_vs_handwritten"] == pytest.approx(7.5)
+    assert ratios["monitor_rss_growth"] == pytest.approx(1.01)
     assert "ZenEngine.evaluate 50.0 µs" in made["rules_vs_zen"]
     assert TARGETS["batch_vs_floor"].met(0.5) and not TARGETS["rules_vs_zen"].met(6.0)
 
