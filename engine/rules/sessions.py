@@ -70,17 +70,19 @@ class DurableSessions:
 
     def fire(self, key: str, fact: Mapping[str, Any]) -> list[str]:
         """Ids of the rules whose condition holds for `fact`, in policy order, in `key`'s session."""
-        with _ENGINE.lock:
-            shard = self._home.get(key)
-            if shard is None:
-                shard = self._open(key)
-            compiled = self._shards[shard]
+        shard = self._home.get(key)
+        if shard is not None:
             # the values the rules read; equal values encode equally (1 == Decimal("1.0") both ways,
             # and a field's kind is fixed by its declared type, so True == 1 cannot meet here)
             read = tuple(map(fact.get, self._reads[shard]))
             last = self._last.get(key)
             if last is not None and last[0] == read:
-                return list(last[1])
+                return list(last[1])  # no engine call: the memo is this object's own state
+        with _ENGINE.lock:
+            if shard is None:
+                shard = self._open(key)
+                read = tuple(map(fact.get, self._reads[shard]))
+            compiled = self._shards[shard]
             fact_id = self._ids[key]
             self._ids[key] = fact_id + 1
             text = _message_text(compiled, fact, self._prefix + key, fact_id)
