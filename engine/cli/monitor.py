@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,22 @@ def _service(args: argparse.Namespace) -> Any:
 def _close(service: Any) -> None:
     service.close()
     service.log.store.close()
+
+
+def _ask(args: argparse.Namespace, question: Callable[[Any], Any]) -> tuple[int, Any]:
+    """(exit status, answer) of `question` asked of the store's monitoring service: 2 when the
+    policy or store cannot be opened, 1 when the question has no answer (an unknown loan)."""
+    try:
+        service = _service(args)
+    except CredoError as error:
+        return _fail(error), None
+    try:
+        return 0, question(service)
+    except CredoError as error:
+        print(f"credo monitor: {error}", file=sys.stderr)
+        return 1, None
+    finally:
+        _close(service)
 
 
 def _fail(error: CredoError) -> int:
@@ -185,15 +201,10 @@ def run_ingest(args: argparse.Namespace) -> int:
 def run_alerts(args: argparse.Namespace) -> int:
     from engine.monitor.service import AlertQuery
 
-    try:
-        service = _service(args)
-    except CredoError as error:
-        return _fail(error)
-    try:
-        query = AlertQuery(args.since, args.severity, args.code, args.loan, max(1, args.limit))
-        rows = list(service.alerts(query))
-    finally:
-        _close(service)
+    query = AlertQuery(args.since, args.severity, args.code, args.loan, max(1, args.limit))
+    code, rows = _ask(args, lambda service: list(service.alerts(query)))
+    if code:
+        return code
     for row in rows:
         if args.json:
             print(json.dumps(row, ensure_ascii=False, sort_keys=True))
@@ -208,17 +219,9 @@ def run_alerts(args: argparse.Namespace) -> int:
 
 
 def run_loan(args: argparse.Namespace) -> int:
-    try:
-        service = _service(args)
-    except CredoError as error:
-        return _fail(error)
-    try:
-        state = service.loan(args.loan_id)
-    except CredoError as error:
-        print(f"credo monitor: {error}", file=sys.stderr)
-        return 1
-    finally:
-        _close(service)
+    code, state = _ask(args, lambda service: service.loan(args.loan_id))
+    if code:
+        return code
     print(json.dumps(state, ensure_ascii=False, sort_keys=True, default=str, indent=2))
     return 0
 
@@ -226,14 +229,9 @@ def run_loan(args: argparse.Namespace) -> int:
 def run_portfolio(args: argparse.Namespace) -> int:
     from engine.monitor.model import CATEGORIES, CATEGORY_ZH
 
-    try:
-        service = _service(args)
-    except CredoError as error:
-        return _fail(error)
-    try:
-        result = service.portfolio()
-    finally:
-        _close(service)
+    code, result = _ask(args, lambda service: service.portfolio())
+    if code:
+        return code
     total = sum(result.counts.values())
     print(f"open loans by classification ({total}):")
     for category in CATEGORIES:
@@ -252,17 +250,9 @@ def run_portfolio(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    try:
-        service = _service(args)
-    except CredoError as error:
-        return _fail(error)
-    try:
-        report = service.replay(args.loan)
-    except CredoError as error:
-        print(f"credo monitor: {error}", file=sys.stderr)
-        return 1
-    finally:
-        _close(service)
+    code, report = _ask(args, lambda service: service.replay(args.loan))
+    if code:
+        return code
     if report.match:
         print(f"MATCH {report.loan_id}: {report.events} event(s), {len(report.stored)} alert(s) re-derived")
         return 0

@@ -32,9 +32,7 @@ def run(args: argparse.Namespace) -> int:
             policy = load_policy(path)
         except PolicyError as exc:
             broken = True
-            for d in exc.diagnostics:
-                if d.is_error:
-                    print(d)
+            _print_errors(exc)
             continue
         report = run_tests(policy, decide_for_tests)
         for r in report.results:
@@ -49,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
             results = run_monitor_tests(load_monitoring(path))
         except PolicyError as exc:
             broken = True
-            for d in exc.diagnostics:
-                if d.is_error:
-                    print(d)
+            _print_errors(exc)
             continue
         for result in results:
             for failure in result.failures:
@@ -60,3 +56,9 @@ def run(args: argparse.Namespace) -> int:
         failed += sum(not r.passed for r in results)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or broken else 0
+
+
+def _print_errors(exc: Any) -> None:
+    for d in exc.diagnostics:
+        if d.is_error:
+            print(d)

@@ -262,3 +262,18 @@ class CallLoop:
 
     def one(self, stub: pb_grpc.DecisionServiceStub, index: int, n: int) -> None:
         raise NotImplementedError
+
+
+def kill_9_all(server: Server) -> None:
+    """SIGKILL the supervisor and every worker at one instant (as kill -9 of the process group would;
+    the harness starts the server in the test's own group): freeze them all first, then kill."""
+    pids = [server.proc.pid, *server.worker_pids()]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    server.proc.wait(timeout=10)
+    for pid in pids[1:]:
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)

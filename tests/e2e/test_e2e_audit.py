@@ -4,9 +4,7 @@ is logged, verifies and replays; idempotency holds across workers; kill -9 mid-s
 
 from __future__ import annotations
 
-import os
 import resource
-import signal
 import subprocess
 import sys
 import threading
@@ -21,7 +19,17 @@ import grpc
 import pytest
 from credo.v1 import decision_pb2 as pb
 from credo.v1 import decision_pb2_grpc as pb_grpc
-from e2e_harness import POLICIES, ROOT, CallLoop, Server, connections, request, serve, shipped_cases
+from e2e_harness import (
+    POLICIES,
+    ROOT,
+    CallLoop,
+    Server,
+    connections,
+    kill_9_all,
+    request,
+    serve,
+    shipped_cases,
+)
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -201,21 +209,6 @@ class Stream(CallLoop):
             self.received[answer.decision_id] = (answer.request_id, answer.record_hash)
 
 
-def _kill_9_all(server: Server) -> None:
-    """SIGKILL the supervisor and every worker at one instant (as kill -9 of the process group would;
-    the harness starts the server in the test's own group): freeze them all first, then kill."""
-    pids = [server.proc.pid, *server.worker_pids()]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    server.proc.wait(timeout=10)
-    for pid in pids[1:]:
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-
 def test_kill_9_during_a_stream_loses_no_acknowledged_decision(tmp_path: Path) -> None:
     policy, _, application, _ = DECIDABLE[0]
     url = f"sqlite:///{tmp_path / 'audit.db'}"
@@ -225,7 +218,7 @@ def test_kill_9_during_a_stream_loses_no_acknowledged_decision(tmp_path: Path) -
             while stream.count() < 60 and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert stream.count() >= 60, f"too few decisions before the kill: {stream.errors[:5]}"
-            _kill_9_all(server)
+            kill_9_all(server)
             time.sleep(0.3)  # calls after the kill fail: the server is gone
         received = dict(stream.received)
 

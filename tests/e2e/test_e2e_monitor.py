@@ -5,8 +5,6 @@ and, once the client resends what was not acknowledged, equals an uninterrupted 
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from e2e_harness import POLICIES, ROOT, Server, serve
+from e2e_harness import POLICIES, ROOT, Server, kill_9_all, serve
 
 from engine.audit import open_store
 from engine.audit.monitor_log import MonitorLog
@@ -63,19 +61,6 @@ class Ingest:
         while not predicate() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert predicate(), f"timed out waiting for {what}: {len(self.acks)} acks, error {self.error}"
-
-
-def kill_9_all(server: Server) -> None:
-    pids = [server.proc.pid, *server.worker_pids()]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    server.proc.wait(timeout=10)
-    for pid in pids[1:]:
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
 
 
 def uninterrupted(events: list[dict[str, Any]]) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
