@@ -8,8 +8,8 @@ one alert of the consumer_loan monitoring policy: SCORE_DROP (score 60-120 below
 month on), HIGH_UTILISATION (three refreshes in a row above 0.9), CREDIT_SEEKING (4-6 inquiries in
 the first 30 days), MISSED_PAYMENTS (two instalments in a row paid 5-12 days late). A loan with a
 pattern defaults with probability 0.6 some months after it (a clean one 0.02), when the 24 months
-leave room to reach 90 days past due: from one
-instalment on nothing is paid, which must raise MISSED_PAYMENTS, DPD_30, DPD_60 and DPD_90."""
+leave room to reach 90 days past due: from one instalment on nothing is paid, which must raise
+MISSED_PAYMENTS, DPD_30, DPD_60 and DPD_90."""
 
 from __future__ import annotations
 

@@ -65,6 +65,7 @@ def test_the_archive_holds_policy_text_and_every_model_file(recorded: tuple[str,
         "models/consumer_pd/1.0.0/card.json",
         "models/consumer_pd/1.0.0/model.cbm",
         "models/consumer_pd/1.0.0/model.onnx",
+        "policies/consumer_loan/monitoring.yaml",  # the policy folder's files all go (its monitoring policy)
         "policies/consumer_loan/policy.yaml",
     ]
     assert record.archive["policies/consumer_loan/policy.yaml"] == record.policy["sha256"]
