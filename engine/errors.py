@@ -16,6 +16,8 @@ Hierarchy (each class names its default code; a raise may pass another registere
           ├── ArchiveMissing            ARCHIVE_MISSING     replay cannot rebuild its inputs
           ├── IdempotencyConflict       IDEMPOTENCY_CONFLICT  request_id reused, other payload
           ├── DeadlineExceeded          DEADLINE_EXCEEDED   caller's deadline passed first
+          ├── BadEvent                  BAD_EVENT           a refused loan event, its field named
+          ├── MonitorLogMismatch        MONITOR_LOG_MISMATCH  the monitor chain vs a changed policy
           ├── Unavailable               UNAVAILABLE         retry later / elsewhere
           │    └── StoreUnavailable     AUDIT_STORE_UNAVAILABLE
           └── InternalError             INTERNAL            never the caller's fault
@@ -163,6 +165,34 @@ FEATURE_OUT_OF_RANGE = _code(
     "FAILED_PRECONDITION",
     412,
     "A numeric model feature outside the range seen in training.",
+)
+# post-loan monitoring: a loan event that is refused (the rest of its stream goes on)
+BAD_EVENT = _code(
+    "BAD_EVENT", "INVALID_ARGUMENT", 400, "A loan event field of the wrong type or form; the field is named."
+)
+UNKNOWN_EVENT = _code(
+    "UNKNOWN_EVENT", "INVALID_ARGUMENT", 400, "A loan event type the monitoring policy does not declare."
+)
+UNKNOWN_FIELD = _code(
+    "UNKNOWN_FIELD", "INVALID_ARGUMENT", 400, "A field the loan event's type does not declare."
+)
+MISSING_FIELD = _code(
+    "MISSING_FIELD", "INVALID_ARGUMENT", 400, "A required field of the loan event is missing."
+)
+UNKNOWN_LOAN = _code(
+    "UNKNOWN_LOAN", "INVALID_ARGUMENT", 400, "An event for a loan never disbursed, or already closed."
+)
+DUPLICATE_LOAN = _code(
+    "DUPLICATE_LOAN", "INVALID_ARGUMENT", 400, "A loan.disbursed for a loan already known."
+)
+OUT_OF_ORDER = _code(
+    "OUT_OF_ORDER", "INVALID_ARGUMENT", 400, "A loan event dated before that loan's last accepted event."
+)
+MONITOR_LOG_MISMATCH = _code(
+    "MONITOR_LOG_MISMATCH",
+    "FAILED_PRECONDITION",
+    412,
+    "An event on the monitor chain that the loaded monitoring policy no longer accepts.",
 )
 # conflicts
 IDEMPOTENCY_CONFLICT = _code(
@@ -468,3 +498,19 @@ class UnencodableValue(RuleEngineError):
     """A fact value or constant outside what the exact encoding supports (float, NaN, huge exponent)."""
 
     code = RULE_UNENCODABLE_VALUE
+
+
+class BadEvent(CredoError):
+    """A loan event refused by the monitoring engine; `field` names the culprit, nothing changed."""
+
+    code = BAD_EVENT
+
+    def __init__(self, field: str, message: str, *, code: str | None = None):
+        self.field = field
+        super().__init__(f"{field}: {message}", code=code)
+
+
+class MonitorLogMismatch(CredoError):
+    """The monitor chain holds an event the loaded monitoring policy refuses (the policy changed)."""
+
+    code = MONITOR_LOG_MISMATCH

@@ -19,7 +19,7 @@ from typing import Any
 from engine.audit.canonical import canonical_json
 from engine.audit.record import GENESIS_HASH, chain_hash
 from engine.audit.store import AuditStore, SqlStore
-from engine.errors import CanonicalError, CredoError
+from engine.errors import BAD_URL, CanonicalError, UsageError
 
 __all__ = [
     "MONITOR_CHAIN",
@@ -97,10 +97,7 @@ class MonitorWriter:
             raise ValueError(f"unknown monitor record kind {kind!r}")
         seq = self.seq + 1
         unsealed = MonitorRecord(seq, kind, loan_id, date, data, cause, self.hash, "")
-        try:
-            body = canonical_json(unsealed.body())
-        except CanonicalError as error:
-            raise CredoError(f"monitor record is not loggable: {error}", code="MONITOR_RECORD") from error
+        body = canonical_json(unsealed.body())  # CanonicalError: a bug of ours, never the sender's
         record = MonitorRecord(
             seq, kind, loan_id, date, data, cause, self.hash, chain_hash(self.hash, unsealed.body())
         )
@@ -146,9 +143,7 @@ class MonitorLog:
 
     def __init__(self, store: AuditStore):
         if not isinstance(store, SqlStore):
-            raise CredoError(
-                "monitoring needs an SQL audit store (sqlite:// or postgresql://)", code="BAD_URL"
-            )
+            raise UsageError("monitoring needs an SQL audit store (sqlite:// or postgresql://)", code=BAD_URL)
         self.store = store
         with store._errors(), store._write_lock, store._transaction() as cur:
             if store.placeholder != "?":

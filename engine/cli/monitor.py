@@ -70,7 +70,7 @@ def register(subparsers: Any) -> None:
 
 
 def _service(args: argparse.Namespace) -> Any:
-    from engine.audit.store import open_store
+    from engine.audit import open_store
     from engine.monitor import load_monitoring
     from engine.monitor.service import MonitorService
 

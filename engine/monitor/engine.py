@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.monitor.events import BadEvent, Event, parse_event
+from engine.errors import DUPLICATE_LOAN, OUT_OF_ORDER, UNKNOWN_LOAN, BadEvent
+from engine.monitor.events import Event, parse_event
 from engine.monitor.model import MonitoringPolicy
 from engine.monitor.state import LoanState
 from engine.rules.reference import evaluate
@@ -96,17 +97,17 @@ class Monitor:
         if event.type == "loan.disbursed":
             if loan is not None or event.loan_id in self.closed:
                 raise BadEvent(
-                    "loan_id", f"loan {event.loan_id!r} was already disbursed", code="DUPLICATE_LOAN"
+                    "loan_id", f"loan {event.loan_id!r} was already disbursed", code=DUPLICATE_LOAN
                 )
             return event
         if loan is None:
             state = "closed" if event.loan_id in self.closed else "unknown (no loan.disbursed yet)"
-            raise BadEvent("loan_id", f"loan {event.loan_id!r} is {state}", code="UNKNOWN_LOAN")
+            raise BadEvent("loan_id", f"loan {event.loan_id!r} is {state}", code=UNKNOWN_LOAN)
         if event.day < loan.today:
             raise BadEvent(
                 "date",
                 f"{event.date} is before the last event of loan {event.loan_id!r} ({_iso(loan.today)})",
-                code="OUT_OF_ORDER",
+                code=OUT_OF_ORDER,
             )
         return event
 

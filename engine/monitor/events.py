@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from engine.errors import CredoError
+from engine.errors import MISSING_FIELD, UNKNOWN_EVENT, UNKNOWN_FIELD, BadEvent
 from engine.expr.types import DECIMAL, INTEGER, STRING, Type
 from engine.monitor.model import EventType
 
@@ -34,17 +34,6 @@ _ENVELOPE_SET = frozenset(_ENVELOPE)
 MAX_ID = 128
 MAX_TEXT = 1000
 MAX_NUMBER = 64  # characters of a number sent as text
-
-
-class BadEvent(CredoError):
-    """An event that does not fit the policy or the loan's history; `field` names the culprit."""
-
-    code = "BAD_EVENT"
-    grpc_status = "INVALID_ARGUMENT"
-
-    def __init__(self, field: str, message: str, *, code: str | None = None):
-        self.field = field
-        super().__init__(f"{field}: {message}", code=code)
 
 
 @dataclass(frozen=True)
@@ -90,7 +79,7 @@ def parse_event(raw: Any, types: Mapping[str, EventType]) -> Event:
     declared = types.get(kind)
     if declared is None or kind == MISSED:
         known = ", ".join(sorted(k for k in types if k != MISSED))
-        raise BadEvent("type", f"unknown event type {kind[:MAX_ID]!r}; known: {known}", code="UNKNOWN_EVENT")
+        raise BadEvent("type", f"unknown event type {kind[:MAX_ID]!r}; known: {known}", code=UNKNOWN_EVENT)
     loan_id = raw.get("loan_id")
     if kind == "clock.tick" and loan_id is None:
         loan_id = ""  # a portfolio-wide tick
@@ -107,14 +96,14 @@ def parse_event(raw: Any, types: Mapping[str, EventType]) -> Event:
             continue
         want = declared_fields.get(name)
         if want is None:
-            raise BadEvent(name, f"{kind} has no field {str(name)[:MAX_ID]!r}", code="UNKNOWN_FIELD")
+            raise BadEvent(name, f"{kind} has no field {str(name)[:MAX_ID]!r}", code=UNKNOWN_FIELD)
         if value is None and name in declared.optional:
             continue
         fields[name] = coerce(name, value, want)
     if len(fields) < len(declared_fields):
         for name in declared_fields:
             if name not in fields and name not in declared.optional:
-                raise BadEvent(name, f"{kind} requires {name}", code="MISSING_FIELD")
+                raise BadEvent(name, f"{kind} requires {name}", code=MISSING_FIELD)
     return Event(kind, loan_id, day, fields, declared, event_id)
 
 

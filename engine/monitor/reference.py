@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from engine.errors import DUPLICATE_LOAN, OUT_OF_ORDER, UNKNOWN_LOAN, BadEvent
 from engine.monitor.engine import Accepted, Alert
-from engine.monitor.events import MISSED, BadEvent, Event, parse_event
+from engine.monitor.events import MISSED, Event, parse_event
 from engine.monitor.model import MonitoringPolicy
 from engine.rules.reference import evaluate
 
@@ -41,12 +42,12 @@ class ReferenceMonitor:
         known = self.loans.get(event.loan_id)
         if event.type == "loan.disbursed":
             if known is not None or event.loan_id in self.closed:
-                raise BadEvent("loan_id", "already disbursed", code="DUPLICATE_LOAN")
+                raise BadEvent("loan_id", "already disbursed", code=DUPLICATE_LOAN)
             known = self.loans[event.loan_id] = _Loan()
         elif known is None:
-            raise BadEvent("loan_id", "unknown or closed", code="UNKNOWN_LOAN")
+            raise BadEvent("loan_id", "unknown or closed", code=UNKNOWN_LOAN)
         elif event.day < self._today(known):
-            raise BadEvent("date", "out of order", code="OUT_OF_ORDER")
+            raise BadEvent("date", "out of order", code=OUT_OF_ORDER)
         known.events.append(event)
         alerts = self._evaluate(event.loan_id, known, event.day, event.date)
         if event.type == "loan.closed":

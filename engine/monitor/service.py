@@ -12,20 +12,13 @@ from typing import Any
 
 from engine.audit.monitor_log import MonitorLog, MonitorRecord, MonitorWriter
 from engine.audit.store import AuditStore
-from engine.errors import CredoError, NotFound
+from engine.errors import BadEvent, MonitorLogMismatch, NotFound
 from engine.monitor.engine import Accepted, Alert, Monitor
-from engine.monitor.events import BadEvent, parse_event
+from engine.monitor.events import parse_event
 from engine.monitor.model import SEVERITIES, MonitoringPolicy
 from engine.monitor.portfolio import Portfolio, portfolio
 
-__all__ = ["AlertQuery", "LogMismatch", "MonitorService", "ReplayReport"]
-
-
-class LogMismatch(CredoError):
-    """An event on the monitor chain that the loaded policy no longer accepts (a changed policy)."""
-
-    code = "MONITOR_LOG_MISMATCH"
-    grpc_status = "FAILED_PRECONDITION"
+__all__ = ["AlertQuery", "MonitorService", "ReplayReport"]
 
 
 @dataclass(frozen=True)
@@ -87,7 +80,7 @@ class MonitorService:
                 try:
                     self.monitor.ingest(record.data)
                 except BadEvent as error:
-                    raise LogMismatch(
+                    raise MonitorLogMismatch(
                         f"monitor chain seq {record.seq} is refused by policy "
                         f"{self.policy.name} {self.policy.version}: {error}"
                     ) from error

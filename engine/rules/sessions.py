@@ -26,9 +26,9 @@ from typing import Any
 
 import durable_rules_engine  # the C extension; only ever called under the engine lock
 
+from engine.errors import RuleEngineError
 from engine.rules.durable import _ENGINE
 from engine.rules.encoding import ALWAYS, MISSING, SENTINEL, CompiledRuleSet, encode_value
-from engine.rules.errors import RuleEngineError
 from engine.rules.ir import RuleSet
 
 __all__ = ["SHARD_SESSIONS", "DurableSessions"]

@@ -14,9 +14,9 @@ import grpc
 from credo.v1 import monitor_pb2 as pb
 from credo.v1 import monitor_pb2_grpc as pb_grpc
 
-from engine.audit.store import open_store
-from engine.errors import CredoError
-from engine.monitor import BadEvent, load_monitoring, monitoring_files
+from engine.audit import open_store
+from engine.errors import BadEvent, PolicySetInvalid
+from engine.monitor import load_monitoring, monitoring_files
 from engine.monitor.engine import Accepted, Alert
 from engine.monitor.model import CATEGORY_ZH
 from engine.monitor.service import AlertQuery, MonitorService
@@ -32,21 +32,16 @@ _ENVELOPE = ("type", "loan_id", "date", "event_id")
 MAX_ALERTS = 10_000
 
 
-class MonitoringConfigError(CredoError):
-    code = "MONITORING_CONFIG"
-    grpc_status = "FAILED_PRECONDITION"
-
-
 def build_monitor(policies: str, store: str | None) -> MonitorService | None:
     """The monitoring core for the monitoring policy under `policies`, on `store`; None when the
-    folder has none. Raises PolicyError for a broken policy, MonitoringConfigError for two of them
-    or none store (monitoring must be able to rebuild its loans from the log)."""
+    folder has none or the server has no store (monitoring must be able to rebuild its loans from
+    the log). Raises PolicyError for a broken policy, PolicySetInvalid for two of them."""
     found = monitoring_files([policies])
     if not found:
         return None
     if len(found) > 1:
         names = ", ".join(str(f) for f in found)
-        raise MonitoringConfigError(f"one monitoring policy per server, found {len(found)}: {names}")
+        raise PolicySetInvalid([f"one monitoring policy per server, found {len(found)}: {names}"])
     if not store:
         log.warning(
             "monitoring policy found but no --store: MonitorService is not served",

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine.audit.store import open_store
+from engine.audit import open_store
 from engine.audit.verify import verify_store
 from engine.cli import main
 from engine.monitor import BadEvent, Monitor, load_monitoring, load_monitoring_text

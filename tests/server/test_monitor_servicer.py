@@ -13,7 +13,7 @@ import pytest
 from credo.v1 import monitor_pb2 as mpb
 from credo.v1 import monitor_pb2_grpc as mpb_grpc
 
-from engine.audit.store import open_store
+from engine.audit import open_store
 from engine.monitor import load_monitoring
 from engine.monitor.service import MonitorService
 from engine.server.monitor_servicer import build_monitor, register_monitor
