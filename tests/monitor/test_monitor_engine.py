@@ -235,3 +235,29 @@ def test_two_monitors_of_one_policy_keep_their_loans_apart(policy: Any) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_seventy_alert_rules_true_on_one_fact_regression_durable_crash_past_64_activations() -> None:
+    """durable_rules crashes past 64 activations on one fact; a loan's rules are chunked like a
+    decision's, each chunk its own session state, all deleted when the loan closes."""
+    from engine.monitor import load_monitoring_text
+
+    rules = "".join(
+        f"  - {{code: R{i:02d}, when: dpd >= {i}, severity: watch, action: a, reason: {{en: x, zh: x}}}}\n"
+        for i in range(70)
+    )
+    events = "events:\n  loan.disbursed: {bureau_score: integer}\n"
+    policy = load_monitoring_text(f"monitoring: wide\n{events}rules:\n{rules}", "wide.yaml")
+    monitor = Monitor(policy)
+    try:
+        assert [a.code for a in monitor.ingest(disbursed()).alerts] == ["R00"]  # dpd >= 0 from the start
+        monitor.ingest(
+            {"type": "instalment.due", "loan_id": "L1", "date": "2026-01-06", "number": 1, "amount": "9"}
+        )
+        raised = monitor.ingest({"type": "clock.tick", "loan_id": "L1", "date": "2026-04-06"}).alerts
+        assert [a.code for a in raised] == [f"R{i:02d}" for i in range(1, 70)]
+        assert len(monitor.loan("L1")["open_alerts"]) == 70
+        monitor.ingest({"type": "loan.closed", "loan_id": "L1", "date": "2026-04-07"})
+        assert len(monitor.matcher) == 0
+    finally:
+        monitor.close()
