@@ -3,10 +3,15 @@ matches), overlaps under hit policy unique, rows shadowed under first, rows that
 
 Numeric, enum and boolean inputs with literal cells are analysed exactly: every literal cuts the
 input's range into pieces on which each cell is constant, and each combination of pieces is tried
-with one representative value (an integer input's pieces hold integers only)."""
+with one representative value (an integer input's pieces hold integers only).
+
+Near-linear in rows: each cell becomes a bitset over its column's representatives (by bisection on
+the sorted cuts), transposed once into, per representative, the bitset of rows whose cell holds;
+a combination's matching rows are then one AND per column, not one test per row."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import operator
@@ -122,6 +127,7 @@ def representatives(column: Column, tests: list[Test]) -> list[Any] | None:
         reps.append(Decimal(math.floor(ordered[-1]) + 1) if integer else ordered[-1] + 1)
     lo, hi = column.lo, column.hi
     out: list[Any] = []
+    seen: set[Any] = set()
     for r in reps:
         if (
             (integer and r != r.to_integral_value())
@@ -130,7 +136,8 @@ def representatives(column: Column, tests: list[Test]) -> list[Any] | None:
         ):
             continue
         value: Any = int(r) if integer else r
-        if value not in out:
+        if value not in seen:
+            seen.add(value)
             out.append(value)
     return out
 
@@ -140,15 +147,28 @@ def analyse(columns: list[Column], rows: list[tuple[int, list[Test]]], hit: str)
     reps = [representatives(c, [tests[j] for _, tests in rows]) for j, c in enumerate(columns)]
     if any(r is None for r in reps) or math.prod(len(r) for r in reps if r) > MAX_COMBINATIONS:
         return None
+    numbers = [n for n, _ in rows]
+    # Per column (those with representatives), per representative: the bitset of row positions.
+    matching = [
+        _rows_holding(r, [tests[j] for _, tests in rows]) for j, r in enumerate(reps) if r is not None
+    ]
+    every = (1 << len(rows)) - 1
     gap: dict[str, Any] | None = None
     overlaps: dict[tuple[int, int], dict[str, Any]] = {}
-    first_for: dict[int, set[int]] = {n: set() for n, _ in rows}
-    for combo in itertools.product(*(r for r in reps if r is not None)):
-        hits = [n for n, tests in rows if all(holds(t, x) for t, x in zip(tests, combo, strict=True))]
-        example = {c.name: x for c, x in zip(columns, combo, strict=True) if x is not _ANY}
-        if not hits:
+    first_for: dict[int, set[int]] = {n: set() for n in numbers}
+    shown = [r for r in reps if r is not None]
+    for combo in itertools.product(*(range(len(r)) for r in shown)):
+        bits = every
+        for by_rep, k in zip(matching, combo, strict=True):
+            bits &= by_rep[k]
+            if not bits:
+                break
+        values = [r[k] for r, k in zip(shown, combo, strict=True)]
+        example = {c.name: x for c, x in zip(columns, values, strict=True) if x is not _ANY}
+        if not bits:
             gap = gap or example
             continue
+        hits = [numbers[p] for p in _positions(bits)]
         if hit == "unique":
             for a, b in itertools.combinations(hits, 2):
                 overlaps.setdefault((a, b), example)
@@ -161,6 +181,80 @@ def analyse(columns: list[Column], rows: list[tuple[int, list[Test]]], hit: str)
         if firsts and n not in firsts and hit == "first"
     ]
     return Findings(gap, [(a, b, ex) for (a, b), ex in overlaps.items()], shadowed, never)
+
+
+def _positions(bits: int) -> list[int]:
+    """The set bit positions of `bits`, lowest first."""
+    out = []
+    while bits:
+        low = bits & -bits
+        out.append(low.bit_length() - 1)
+        bits ^= low
+    return out
+
+
+def _rows_holding(reps: list[Any], cells: list[Test]) -> list[int]:
+    """For each representative (by index), the bitset of the cells (row positions) that hold on it.
+
+    Each cell's own bitset over the representatives is a few runs; the transposition toggles a row's
+    bit where its runs start and end and sweeps once across the representatives."""
+    ordered = _sorted_numbers(reps)
+    memo: dict[str, int] = {}
+    toggles = [0] * (len(reps) + 1)
+    for position, test in enumerate(cells):
+        key = repr(test)
+        mask = memo.get(key)
+        if mask is None:
+            mask = memo[key] = _mask(test, reps, ordered)
+        row = 1 << position
+        for edge in _positions(mask ^ (mask << 1)):  # where a run starts or ends
+            toggles[edge] ^= row
+    out: list[int] = []
+    current = 0
+    for k in range(len(reps)):
+        current ^= toggles[k]
+        out.append(current)
+    return out
+
+
+def _sorted_numbers(reps: list[Any]) -> bool:
+    return all(isinstance(r, (int, Decimal)) and not isinstance(r, bool) for r in reps) and all(
+        a < b for a, b in itertools.pairwise(reps)
+    )
+
+
+def _mask(test: Test, reps: list[Any], ordered: bool) -> int:
+    """The bitset of the representatives on which `test` holds (bisection when they are sorted numbers)."""
+    full = (1 << len(reps)) - 1
+    kind = test[0]
+    if kind == "any" or (len(reps) == 1 and reps[0] is _ANY):
+        return full
+    if kind == "and":
+        mask = full
+        for t in test[1]:
+            mask &= _mask(t, reps, ordered)
+        return mask
+    if kind == "or":
+        mask = 0
+        for t in test[1]:
+            mask |= _mask(t, reps, ordered)
+        return mask
+    if kind == "not":
+        return full ^ _mask(test[1], reps, ordered)
+    if kind == "cmp" and ordered and isinstance(test[2], (int, Decimal)) and not isinstance(test[2], bool):
+        op, value = test[1], test[2]
+        left, right = bisect.bisect_left(reps, value), bisect.bisect_right(reps, value)
+        lo, hi = {
+            "<": (0, left),
+            "<=": (0, right),
+            ">": (right, len(reps)),
+            ">=": (left, len(reps)),
+            "==": (left, right),
+            "!=": (left, right),
+        }[op]
+        mask = ((1 << hi) - 1) ^ ((1 << lo) - 1)
+        return full ^ mask if op == "!=" else mask
+    return sum(1 << k for k, x in enumerate(reps) if holds(test, x))
 
 
 def show(example: dict[str, Any]) -> str:
