@@ -314,6 +314,19 @@ class FieldViolation:
     description: str
 
 
+SHOWN_CHARS = 64
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """A caller's value as echoed in an error or a log (a string quoted, a number as written), cut
+    to `limit` characters with its full length said, so a hostile 1 MB value never makes a 1 MB message."""
+    text = repr(value) if isinstance(value, (str, bytes)) else str(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, (str, bytes)) else len(text)
+    return f"{text[:limit]}... ({size} chars)"
+
+
 # ---- the errors ---------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from engine.expr.types import BOOLEAN, DECIMAL, INTEGER, STRING, Node, Type
 FUNCTIONS = ("min", "max", "abs", "round", "lookup", "coalesce")
 _CONSTANT_NAMES = {"true": True, "false": False, "True": True, "False": False}
 _CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+LITERAL_LIMIT = 10**18
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 MAX_SOURCE = 4000
 
@@ -115,6 +116,8 @@ class _Checker:
         if isinstance(value, bool):
             return t.Lit(BOOLEAN, line, col, value)
         if isinstance(value, int):
+            if abs(value) >= LITERAL_LIMIT:
+                raise self.fail("BAD_VALUE", f"number {value} is too large: literals stay below 10^18", node)
             return t.Lit(INTEGER, line, col, value)
         if isinstance(value, float):
             text = ast.get_source_segment("\n".join(self.lines), node) or repr(value)
@@ -122,6 +125,14 @@ class _Checker:
                 dec = Decimal(text.replace("_", ""))
             except InvalidOperation:
                 dec = Decimal(repr(value))
+            # Bounded literals keep every formula's arithmetic finite: `x * 1e999999` would pass
+            # validate and then overflow on every decision.
+            if not dec.is_finite() or abs(dec) >= LITERAL_LIMIT or int(dec.as_tuple().exponent) < -28:
+                raise self.fail(
+                    "BAD_VALUE",
+                    f"number {text} is out of range: literals stay below 10^18 (28 decimal places at most)",
+                    node,
+                )
             return t.Lit(DECIMAL, line, col, dec)
         if isinstance(value, str):
             return t.Lit(STRING, line, col, value)

@@ -15,6 +15,7 @@ from decimal import (
     ROUND_UP,
     Context,
     Decimal,
+    DecimalException,
     DivisionByZero,
     InvalidOperation,
     Overflow,
@@ -50,6 +51,16 @@ _NEG = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 def _dec(x: Any) -> Decimal:
     return x if isinstance(x, Decimal) else Decimal(x)
+
+
+def _exact(
+    fail: Callable[[str], PolicyRuntimeError], op: Callable[[Decimal, Decimal], Decimal], a: Any, b: Any
+) -> Decimal:
+    """op(a, b) in the policy context; an overflow is the policy's runtime error, not a crash."""
+    try:
+        return op(_dec(a), _dec(b))
+    except DecimalException as exc:
+        raise fail(f"arithmetic {type(exc).__name__.lower()} on {a} and {b}") from None
 
 
 class _Compiler:
@@ -95,16 +106,11 @@ class _Compiler:
             if op == "/":
                 if b == 0:
                     raise fail("division by zero")
-                return CONTEXT.divide(_dec(a), _dec(b))
+                return _exact(fail, CONTEXT.divide, a, b)
             if isinstance(a, int) and isinstance(b, int):
                 return a + b if op == "+" else a - b if op == "-" else a * b
-            x, y = _dec(a), _dec(b)
-            return (
-                CONTEXT.add(x, y)
-                if op == "+"
-                else CONTEXT.subtract(x, y)
-                if op == "-"
-                else CONTEXT.multiply(x, y)
+            return _exact(
+                fail, CONTEXT.add if op == "+" else CONTEXT.subtract if op == "-" else CONTEXT.multiply, a, b
             )
 
         return run
@@ -156,7 +162,10 @@ class _Compiler:
             x = one(f)
             if x is None:
                 return None
-            q = _dec(x).quantize(exp, rounding=mode, context=CONTEXT)
+            try:
+                q = _dec(x).quantize(exp, rounding=mode, context=CONTEXT)
+            except DecimalException:
+                raise self.fail(f"{x} cannot be rounded to {exp} (too many digits)") from None
             return int(q) if places is None else q
 
         return rnd

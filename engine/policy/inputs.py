@@ -4,33 +4,63 @@ paths, coerce to typed values (Decimal never via binary float), and collect ever
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from engine.errors import FieldViolation, InvalidInput
+from engine.errors import FieldViolation, InvalidInput, shown
 from engine.policy.contract import Fact, InputDecl
 
 _MISSING = object()
 
 
 def flatten(application: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, Any], list[FieldViolation]]:
+    """Dotted paths -> leaf values. One value per field: a path given twice (a dotted key beside its
+    nested form, `{"applicant.age": 20, "applicant": {"age": 35}}`) is a violation naming both forms,
+    never a silent pick (which one a map yields first is not stable across processes)."""
     flat: dict[str, Any] = {}
+    spelled: dict[str, str] = {}  # path -> how the application spelled it
     bad: list[FieldViolation] = []
-    for key, value in application.items():
+    _flatten(application, prefix, (), flat, spelled, bad)
+    return flat, bad
+
+
+def _flatten(
+    node: Mapping[str, Any],
+    prefix: str,
+    keys: tuple[str, ...],
+    flat: dict[str, Any],
+    spelled: dict[str, str],
+    bad: list[FieldViolation],
+) -> None:
+    for key, value in node.items():
         if not isinstance(key, str) or not key:
             bad.append(FieldViolation(f"{prefix}{key}", "field names must be non-empty strings"))
             continue
         path = f"{prefix}{key}"
+        form = _spelling((*keys, key))
         if isinstance(value, Mapping):
-            inner, inner_bad = flatten(value, path + ".")
-            if not inner:
-                flat[path] = value  # an empty object: kept so a declared leaf reports the wrong type
-            flat.update(inner)
-            bad.extend(inner_bad)
+            if not value:
+                _put(flat, spelled, bad, path, form, value)  # kept so a declared leaf reports the wrong type
+            _flatten(value, path + ".", (*keys, key), flat, spelled, bad)
         else:
-            flat[path] = value
-    return flat, bad
+            _put(flat, spelled, bad, path, form, value)
+
+
+def _put(
+    flat: dict[str, Any], spelled: dict[str, str], bad: list[FieldViolation], path: str, form: str, value: Any
+) -> None:
+    if path in spelled:
+        bad.append(FieldViolation(path, f"given twice: as {spelled[path]} and as {form}; send it once"))
+        return
+    flat[path] = value
+    spelled[path] = form
+
+
+def _spelling(keys: tuple[str, ...]) -> str:
+    """How a caller wrote a path: applicant -> age, or the single key "applicant.age"."""
+    return " -> ".join(shown(k) for k in keys)
 
 
 def coerce(decl: InputDecl, value: Any) -> tuple[Any, str | None]:
@@ -39,11 +69,13 @@ def coerce(decl: InputDecl, value: Any) -> tuple[Any, str | None]:
     if kind == "integer":
         if isinstance(value, bool) or not isinstance(value, int):
             return None, f"expected an integer, got {_json_type(value)}"
+        if abs(value) >= DECIMAL_LIMIT:
+            return None, f"must be below 10^18 in magnitude, got {shown(value)}"
         typed: Any = value
     elif kind == "decimal":
-        typed = to_decimal(value)
-        if typed is None:
-            return None, f"expected a decimal number or decimal string, got {_json_type(value)}"
+        typed, problem = parse_decimal(value)
+        if problem is not None:
+            return None, problem
     elif kind == "boolean":
         if not isinstance(value, bool):
             return None, f"expected true or false, got {_json_type(value)}"
@@ -52,7 +84,7 @@ def coerce(decl: InputDecl, value: Any) -> tuple[Any, str | None]:
         if not isinstance(value, str):
             return None, f"expected a string, got {_json_type(value)}"
         if kind == "enum" and value not in decl.type.values:
-            return None, f"{value!r} is not one of {list(decl.type.values)}"
+            return None, f"{shown(value)} is not one of {list(decl.type.values)}"
         typed = value
     else:  # date
         typed = to_date(value)
@@ -65,23 +97,53 @@ def coerce(decl: InputDecl, value: Any) -> tuple[Any, str | None]:
     return typed, None
 
 
+# Decimals a caller sends: ASCII digits only (no full-width or Arabic-Indic digits, which Decimal()
+# would accept), short enough to parse cheaply, and within what the pipeline's arithmetic (28
+# significant digits) handles exactly.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
+MAX_DECIMAL_CHARS = 64
+MAX_DECIMAL_PLACES = 28
+DECIMAL_LIMIT = Decimal(10) ** 18
+
+
 def to_decimal(value: Any) -> Decimal | None:
+    dec, _ = parse_decimal(value)
+    return dec
+
+
+def parse_decimal(value: Any) -> tuple[Decimal | None, str | None]:
+    """(Decimal, None) or (None, why not). Never via binary float; numbers beyond +-10^18 or with more
+    than 28 decimal places are refused rather than overflowing later."""
     if isinstance(value, bool):
-        return None
-    try:
-        if isinstance(value, Decimal):
-            dec = value
-        elif isinstance(value, int):
-            dec = Decimal(value)
-        elif isinstance(value, float):
-            dec = Decimal(repr(value))
-        elif isinstance(value, str) and value.strip() and "_" not in value:
-            dec = Decimal(value.strip())
-        else:
-            return None
-    except InvalidOperation:
-        return None
-    return dec if dec.is_finite() else None
+        return None, "expected a decimal number or decimal string, got boolean"
+    if isinstance(value, Decimal):
+        dec = value
+    elif isinstance(value, int):
+        if abs(value) >= DECIMAL_LIMIT:
+            return None, f"must be below 10^18 in magnitude, got {shown(value)}"
+        dec = Decimal(value)
+    elif isinstance(value, float):
+        dec = Decimal(repr(value))
+    elif isinstance(value, str):
+        text = value.strip()
+        if len(text) > MAX_DECIMAL_CHARS:
+            return (
+                None,
+                f"expected a decimal string of at most {MAX_DECIMAL_CHARS} characters, got {shown(value)}",
+            )
+        if not _DECIMAL_TEXT.fullmatch(text):
+            return None, f'expected a decimal string of ASCII digits like "1234.56", got {shown(value)}'
+        dec = Decimal(text)
+    else:
+        return None, f"expected a decimal number or decimal string, got {_json_type(value)}"
+    if not dec.is_finite():
+        return None, f"must be a finite number, got {shown(value)}"
+    if abs(dec) >= DECIMAL_LIMIT or int(dec.as_tuple().exponent) < -MAX_DECIMAL_PLACES:
+        return (
+            None,
+            f"must be below 10^18 with at most {MAX_DECIMAL_PLACES} decimal places, got {shown(value)}",
+        )
+    return dec, None
 
 
 def to_date(value: Any) -> dt.date | None:

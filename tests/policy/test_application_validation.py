@@ -119,3 +119,77 @@ def test_division_by_zero_is_a_located_runtime_error() -> None:
         policy.derive(fact)
     assert "division by zero" in str(info.value)
     assert str(info.value.location) == "p.yaml:14:10"
+
+
+def test_field_given_nested_and_as_a_dotted_key_is_refused_naming_both() -> None:
+    twice = good(age=35)
+    twice["applicant.age"] = 20
+    with pytest.raises(InvalidInput) as caught:
+        load_policy_text(POLICY).validate(twice)
+    [violation] = caught.value.violations
+    assert violation.field == "applicant.age"
+    assert "'applicant' -> 'age'" in violation.description and "'applicant.age'" in violation.description
+
+
+def test_field_given_through_two_dotted_spellings_is_refused() -> None:
+    app = {"applicant": {"income": "1", "kind": "retired", "x.y": 1}, "applicant.x": {"y": 2}, "z": 0}
+    app["applicant.age"] = 40
+    with pytest.raises(InvalidInput) as caught:
+        load_policy_text(POLICY).validate(app)
+    twice = [v for v in caught.value.violations if "given twice" in v.description]
+    assert [v.field for v in twice] == ["applicant.x.y"]
+
+
+@pytest.mark.parametrize(
+    "income",
+    [
+        "１２３４",
+        "١٢٣٤",
+        "۱۲۳۴",
+        "1e999999",
+        "1e-999999",
+        "9" * 100_000,
+        "1_000",
+        " ",
+        "0x10",
+        "1.2.3",
+        10**30,
+    ],
+)
+def test_decimal_must_be_ascii_digits_within_bounds(income: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        load_policy_text(POLICY).validate(good(income=income))
+    [violation] = caught.value.violations
+    assert violation.field == "applicant.income" and len(violation.description) < 200
+
+
+@pytest.mark.parametrize("income", ["1234.50", "-0", "1E+3", ".5", "999999999999999999.5", " 12 "])
+def test_plain_decimals_still_pass(income: str) -> None:
+    fact = load_policy_text(POLICY.replace("{type: decimal, min: 0}", "{type: decimal}")).validate(
+        good(income=income)
+    )
+    assert fact["applicant.income"] == Decimal(income.strip())
+
+
+def test_a_formula_that_always_overflows_fails_validate_not_decisions() -> None:
+    from engine.errors import PolicyError
+
+    text = POLICY.replace('"applicant.income * 12"', '"applicant.income * 1e999999 * 1e999999"')
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(text, "p.yaml")
+    [error] = [d for d in caught.value.diagnostics if d.is_error]
+    assert error.code == "BAD_VALUE" and "1e999999" in error.message
+
+
+def test_arithmetic_beyond_the_context_is_a_located_runtime_error_not_a_crash() -> None:
+    from engine.errors import PolicyRuntimeError
+
+    # literals are bounded, but a product of bounded inputs can still leave 28 digits far behind
+    text = POLICY.replace(
+        '"applicant.income * 12"', '"round(applicant.income * applicant.income * 100000, 2)"'
+    )
+    policy = load_policy_text(text, "p.yaml")
+    fact = policy.validate(good(income="999999999999999999"))
+    with pytest.raises(PolicyRuntimeError) as info:
+        policy.derive(fact)
+    assert info.value.location is not None
