@@ -13,6 +13,7 @@ Hierarchy (each class names its default code; a raise may pass another registere
           ├── PolicyRuntimeError        POLICY_RUNTIME      a formula failed at decision time
           ├── PolicySetInvalid          POLICY_SET_INVALID  a served set that cannot start
           ├── ModelError                MODEL_ERROR         tampered, missing or misfed model
+          │    └── FeatureRefused       FEATURE_*           a feature value the model refuses
           ├── ArchiveMissing            ARCHIVE_MISSING     replay cannot rebuild its inputs
           ├── IdempotencyConflict       IDEMPOTENCY_CONFLICT  request_id reused, other payload
           ├── DeadlineExceeded          DEADLINE_EXCEEDED   caller's deadline passed first
@@ -432,6 +433,17 @@ class ModelError(CredoError):
     """A model that cannot be used: tampered file, missing or bad feature."""
 
     code = MODEL_ERROR
+
+
+class FeatureRefused(ModelError):
+    """A feature value the model does not accept (out of its range, unseen category, not a number):
+    `feature` names it, so a caller's input behind it can be named too."""
+
+    code = FEATURE_OUT_OF_RANGE
+
+    def __init__(self, feature: str, message: str, *, code: str):
+        super().__init__(message, code=code)
+        self.feature = feature
 
 
 class ArchiveMissing(CredoError):

@@ -27,7 +27,9 @@ from engine.errors import (
     FEATURE_OUT_OF_RANGE,
     FEATURE_TYPE,
     FEATURE_UNSEEN,
+    FeatureRefused,
     ModelError,
+    shown,
 )
 
 NUMERIC = "numeric"
@@ -138,26 +140,33 @@ class FeatureEncoder:
 
 def _category_code(name: str, value: Any, codes: Mapping[str, int]) -> int:
     if not isinstance(value, str):
-        raise ModelError(
-            f"feature {name!r} must be a category string, got {type(value).__name__}", code=FEATURE_TYPE
+        raise FeatureRefused(
+            name, f"feature {name!r} must be a category string, got {type(value).__name__}", code=FEATURE_TYPE
         )
     code = codes.get(value)
     if code is None:
-        raise ModelError(
-            f"feature {name!r}: unseen category {value!r} (known: {', '.join(codes)})", code=FEATURE_UNSEEN
+        raise FeatureRefused(
+            name,
+            f"feature {name!r}: unseen category {shown(value)} (known: {', '.join(codes)})",
+            code=FEATURE_UNSEEN,
         )
     return code
 
 
 def _number(name: str, value: Any, lo: float, hi: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | np.integer | np.floating):
-        raise ModelError(f"feature {name!r} must be a number, got {type(value).__name__}", code=FEATURE_TYPE)
+        raise FeatureRefused(
+            name, f"feature {name!r} must be a number, got {type(value).__name__}", code=FEATURE_TYPE
+        )
     number = float(value)
     if not math.isfinite(number):
-        raise ModelError(f"feature {name!r} must be finite, got {value}", code=FEATURE_NOT_FINITE)
+        raise FeatureRefused(
+            name, f"feature {name!r} must be finite, got {shown(value)}", code=FEATURE_NOT_FINITE
+        )
     if number < lo or number > hi:
-        raise ModelError(
-            f"feature {name!r} = {value} is outside the range the model accepts [{lo:g}, {hi:g}]",
+        raise FeatureRefused(
+            name,
+            f"feature {name!r} = {shown(value)} is outside the range the model accepts [{lo:g}, {hi:g}]",
             code=FEATURE_OUT_OF_RANGE,
         )
     return number

@@ -7,7 +7,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, localco
 from typing import Any
 
 from engine.decision import ModelRef, Reason, Score
-from engine.errors import PolicyRuntimeError
+from engine.errors import FeatureRefused, FieldViolation, InvalidInput, PolicyRuntimeError
 from engine.finance import to_decimal
 from engine.models.scaling import points as scale_points
 from engine.pipeline.context import DecisionContext
@@ -74,13 +74,25 @@ def rule_stage(name: str) -> Any:
     return run
 
 
+def _fed_by(spec: Any, feature: str) -> str:
+    """The application field behind a model feature: the input it copies, else the feature itself
+    with the formula that computes it."""
+    formula = spec.feature_formulas.get(feature)
+    if formula is None:
+        return feature
+    return formula.source if formula.source.replace(".", "").replace("_", "").isalnum() else feature
+
+
 def score_stage(ctx: DecisionContext) -> StageResult:
     """Model features from the policy's mapping -> ONNX PD -> points -> grade; adds score.* to the fact."""
     spec = ctx.policy.score
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
     package, scorer = ctx.models(spec.model_name, spec.model_version, spec.model_sha256)
     features = spec.features(ctx.fact)
-    raw_pd = float(scorer.pd(features))
+    try:
+        raw_pd = float(scorer.pd(features))
+    except FeatureRefused as exc:  # the caller's values made it: INVALID_ARGUMENT naming the input
+        raise InvalidInput([FieldViolation(_fed_by(spec, exc.feature), exc.message)]) from None
     scaling = spec.scaling
     points = scale_points(raw_pd, scaling.base_points, scaling.base_odds, scaling.pdo)
     grade = spec.grade_for(points, ctx.evaluator)
