@@ -22,7 +22,16 @@ from engine.audit.canonical import sha256_hex
 from engine.audit.log import DecisionLog
 from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
 from engine.decision import Decision, ModelRef
-from engine.errors import CredoError, ModelError, NotFound, PolicyError, VersionNotLoaded
+from engine.errors import (
+    CredoError,
+    FieldViolation,
+    InvalidInput,
+    ModelError,
+    NotFound,
+    PolicyError,
+    VersionNotLoaded,
+    shown,
+)
 from engine.models.cache import ModelCache
 from engine.pipeline import build_decision, run_pipeline
 from engine.pipeline.render import decision_from_dict
@@ -55,6 +64,68 @@ def default_evaluator() -> Evaluator:
             except ImportError:
                 _evaluator = ReferenceEvaluator()
         return _evaluator
+
+
+MAX_REQUEST_ID = 128
+
+
+def request_id_violations(request_id: str) -> list[FieldViolation]:
+    """What is wrong with a caller's idempotency key: required, at most 128 printable characters
+    (a NUL byte is refused here, not by one store and not another)."""
+    if not request_id:
+        return [FieldViolation("request_id", "is required (the caller's idempotency key)")]
+    if len(request_id) > MAX_REQUEST_ID:
+        return [
+            FieldViolation(
+                "request_id", f"must be at most {MAX_REQUEST_ID} characters, got {len(request_id)}"
+            )
+        ]
+    if not request_id.isprintable():
+        return [
+            FieldViolation(
+                "request_id",
+                f"must be printable characters (no NUL or control characters), got {shown(request_id)}",
+            )
+        ]
+    return []
+
+
+def _checked_decision_id(decision_id: str) -> str:
+    """A caller's decision id, refused before any store sees it unless short and printable."""
+    if len(decision_id) > MAX_REQUEST_ID or not decision_id.isprintable():
+        raise InvalidInput(
+            [
+                FieldViolation(
+                    "decision_id",
+                    f"must be at most {MAX_REQUEST_ID} printable characters, got {shown(decision_id)}",
+                )
+            ]
+        )
+    return decision_id
+
+
+def _pinned(policy: Policy, version: str | None) -> Policy:
+    if version and policy.version != version:
+        raise VersionNotLoaded(
+            f"policy {policy.name} version {version} is not loaded (serving {policy.version})"
+        )
+    return policy
+
+
+def policy_language(policy: Policy, language: str | None) -> str:
+    """The language reasons are written in: one the policy declares, its first when none is asked;
+    anything else is InvalidInput (no silent fallback to another language)."""
+    if not language:
+        return str(policy.languages[0])
+    if language not in policy.languages:
+        raise InvalidInput(
+            [
+                FieldViolation(
+                    "language", f"{shown(language)} is not a language of this policy {list(policy.languages)}"
+                )
+            ]
+        )
+    return language
 
 
 def _utc_now() -> dt.datetime:
@@ -100,7 +171,7 @@ class DecisionCore(Protocol):
         policy: str,
         application: Mapping[str, Any],
         request_id: str,
-        language: str = "en",
+        language: str | None = None,
         version: str | None = None,
     ) -> Decision: ...
 
@@ -109,7 +180,7 @@ class DecisionCore(Protocol):
         policy: str,
         application: Mapping[str, Any],
         request_id: str,
-        language: str = "en",
+        language: str | None = None,
         version: str | None = None,
     ) -> PendingDecision: ...
 
@@ -147,52 +218,48 @@ class DecisionService:
         self.ids = ids
         self.evaluator = evaluator if evaluator is not None else default_evaluator()
         self.timer = timer
-        self._policies: dict[str, Policy] = {}
-        self._keys: dict[str, str] = {}  # name or path as asked -> resolved policy file
+        self._files: dict[str, Policy] = {}  # load_policy_file: resolved path -> policy
         self._archives: dict[tuple[object, ...], Archive] = {}  # per loaded policy
         self._replayer: Replayer | None = None
         self._lock = threading.Lock()
 
     # -- policies
-    def policy(self, name_or_path: str, version: str | None = None) -> Policy:
-        """A loaded policy by name (policies_dir/<name>/policy.yaml) or by a path to its file or folder.
-        NotFound for an unknown policy, VersionNotLoaded for a version other than the one loaded."""
-        # A loaded policy never changes in this process (a new version means new workers), so the
-        # name resolved once is not looked up on disk again on every decision.
-        key = self._keys.get(name_or_path)
-        policy = self._policies.get(key) if key is not None else None
-        if policy is None:
-            path = self._policy_path(name_or_path)
-            key = str(path.resolve())
-            with self._lock:
-                policy = self._policies.get(key)
-                if policy is None:
-                    policy = self._policies[key] = load_policy(path)
-                self._keys[name_or_path] = key
-        if version and policy.version != version:
-            raise VersionNotLoaded(
-                f"policy {policy.name} version {version} is not loaded (serving {policy.version})"
-            )
+    def policy(self, name: str, version: str | None = None) -> Policy:
+        """A served policy by name (policies_dir/<name>/policy.yaml), never a path: a network caller
+        names policies; `load_policy_file` is the CLI's door to its own local files. InvalidInput for
+        anything but a name (nothing on disk is touched), NotFound for an unknown policy,
+        VersionNotLoaded for a version other than the one loaded."""
+        return _pinned(self.source.policy(name), version)
+
+    def load_policy_file(self, path: Path | str) -> Policy:
+        """A policy from a local file or folder (the CLI's --policy PATH), loaded once per process."""
+        candidate = Path(path)
+        if (candidate / POLICY_FILE).is_file():
+            candidate = candidate / POLICY_FILE
+        if not candidate.is_file():
+            raise NotFound(f"no policy file at {str(path)!r}")
+        key = str(candidate.resolve())
+        with self._lock:
+            policy = self._files.get(key)
+            if policy is None:
+                policy = self._files[key] = load_policy(candidate)
         return policy
 
     def list_policies(self) -> list[dict[str, Any]]:
         """Every policy under policies_dir: name, version, sha256, pinned models, status; a policy
-        that does not load is listed with status INVALID and its errors (the others keep serving)."""
+        that does not load (or whose folder is not a policy name) is listed with status INVALID and
+        its errors (the others keep serving)."""
         out: list[dict[str, Any]] = []
-        for path in sorted(self.policies_dir.glob(f"*/{POLICY_FILE}")):
+        for name in self.source.policy_names():
             try:
-                policy = self.policy(str(path))
+                policy = self.policy(name)
             except PolicyError as exc:
                 errors = [str(d) for d in exc.diagnostics if d.is_error]
-                out.append(
-                    {
-                        "name": path.parent.name,
-                        "version": "",
-                        "sha256": "",
-                        "status": "INVALID",
-                        "errors": errors,
-                    }
-                )
+                out.append({"name": name, "version": "", "sha256": "", "status": "INVALID", "errors": errors})
+                continue
+            except InvalidInput as exc:
+                errors = [f"{self.policies_dir / name}: {v.description}" for v in exc.violations]
+                out.append({"name": name, "version": "", "sha256": "", "status": "INVALID", "errors": errors})
                 continue
             models = []
             if policy.score is not None:
@@ -231,24 +298,13 @@ class DecisionService:
             millis = round((time.perf_counter() - started) * 1e3, 1)
             log.info("warmed up", extra={"policy": info["name"], "millis": millis})
 
-    def _policy_path(self, name_or_path: str) -> Path:
-        candidate = Path(name_or_path)
-        if candidate.is_file():
-            return candidate
-        if (candidate / POLICY_FILE).is_file():
-            return candidate / POLICY_FILE
-        by_name = self.policies_dir / name_or_path / POLICY_FILE
-        if "/" not in name_or_path and by_name.is_file():
-            return by_name
-        raise NotFound(f"policy {name_or_path!r} not found under {self.policies_dir}")
-
     # -- decisions
     def decide(
         self,
         policy: str | Policy,
         application: Mapping[str, Any],
         request_id: str,
-        language: str = "en",
+        language: str | None = None,
         version: str | None = None,
     ) -> Decision:
         """Decide one application. With a decision log, a retried request_id returns the stored
@@ -260,13 +316,17 @@ class DecisionService:
         policy: str | Policy,
         application: Mapping[str, Any],
         request_id: str,
-        language: str = "en",
+        language: str | None = None,
         version: str | None = None,
     ) -> PendingDecision:
         """Decide one application and hand its record to the log without waiting for the commit:
         the caller waits with `.result()`. A server holds its decision lock only for this part, so
         concurrent requests' records share one group commit instead of one fsync each."""
-        loaded = self.policy(policy, version) if isinstance(policy, str) else policy
+        bad_id = request_id_violations(request_id)
+        if bad_id:
+            raise InvalidInput(bad_id)
+        loaded = self.policy(policy, version) if isinstance(policy, str) else _pinned(policy, version)
+        language = policy_language(loaded, language)
         fingerprint = ""
         if self.log is not None:
             fingerprint = request_fingerprint(
@@ -305,11 +365,14 @@ class DecisionService:
             raise NotFound("this service keeps no decision log")
         record = None
         if decision_id:
-            record = self.log.get(decision_id)
+            record = self.log.get(_checked_decision_id(decision_id))
         elif request_id:
+            bad_id = request_id_violations(request_id)
+            if bad_id:
+                raise InvalidInput(bad_id)
             record = self.log.store.get_by_request(request_id)
         if record is None:
-            raise NotFound(f"no decision {decision_id or request_id!r}")
+            raise NotFound(f"no decision {shown(decision_id or request_id)}")
         return _with_record_hash(decision_from_dict(record.decision), record.hash)
 
     def replay(self, decision_id: str) -> ReplayResult:
@@ -318,6 +381,7 @@ class DecisionService:
         diffs; timings ignored). ArchiveMissing if an archived file is absent or altered."""
         if self.log is None:
             raise NotFound("this service keeps no decision log")
+        _checked_decision_id(decision_id)
         with self._lock:
             if self._replayer is None:
                 self._replayer = Replayer(self.log.store, self.evaluator)

@@ -14,16 +14,24 @@ from typing import Protocol
 
 from engine.audit.archive import restore_archive
 from engine.audit.store import AuditStore
-from engine.errors import ArchiveMissing, NotFound
+from engine.errors import ArchiveMissing, FieldViolation, InvalidInput, NotFound, shown
 from engine.models.cache import ModelCache
 from engine.models.scoring import OnnxScorer
 from engine.models.store import ModelPackage
 from engine.policy import Policy, load_policy, load_policy_text
 
-__all__ = ["POLICY_FILE", "ArchiveSource", "DirectorySource", "MemorySource", "Source", "check_policy_name"]
+__all__ = [
+    "POLICY_FILE",
+    "POLICY_NAME",
+    "ArchiveSource",
+    "DirectorySource",
+    "MemorySource",
+    "Source",
+    "check_policy_name",
+]
 
 POLICY_FILE = "policy.yaml"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+POLICY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class Source(Protocol):
@@ -41,9 +49,16 @@ class Source(Protocol):
 
 
 def check_policy_name(name: str) -> None:
-    """A policy is named, never located: anything but a bare name (a path, `..`, NUL) is NotFound."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise NotFound(f"no policy named {name!r}: a policy is addressed by its name")
+    """A policy is named, never located: anything but `[a-z][a-z0-9_]{0,63}` (a path, `..`, NUL, 256
+    characters) is InvalidInput, the caller's error, before any file is looked at."""
+    if not isinstance(name, str) or not POLICY_NAME.fullmatch(name):
+        raise InvalidInput(
+            [
+                FieldViolation(
+                    "policy", f"{shown(name)} is not a policy name ([a-z][a-z0-9_]{{0,63}}; never a path)"
+                )
+            ]
+        )
 
 
 class _Policies:

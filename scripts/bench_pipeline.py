@@ -28,7 +28,7 @@ def main() -> int:
     args = parser.parse_args()
     service = DecisionService(args.policies, args.models)
     for path in sorted(Path(args.policies).glob("*/policy.yaml")):
-        policy = service.policy(str(path))
+        policy = service.load_policy_file(path)
         print("\n".join(describe(bench_policy(service, policy, args.rounds, args.cold))))
     return 0
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import MODEL_HASH_MISMATCH, ModelError, NotFound
+from engine.errors import MODEL_HASH_MISMATCH, InvalidInput, ModelError, NotFound
 from engine.sources import DirectorySource, MemorySource
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def test_a_policy_is_loaded_once_by_name(source: DirectorySource) -> None:
     ],
 )
 def test_a_path_is_never_a_policy_name(source: DirectorySource, name: str) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidInput):  # the caller's error, answered before any file is looked at
         source.policy(name)
 
 

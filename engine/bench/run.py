@@ -53,7 +53,7 @@ def _pipeline(sizes: Sizes, paths: Paths) -> dict[str, Any]:
     service = DecisionService(paths.policies, paths.models)
     out = {}
     for path in sorted(Path(paths.policies).glob("*/policy.yaml")):
-        policy = service.policy(str(path))
+        policy = service.load_policy_file(path)
         out[policy.name] = bench_policy(service, policy, sizes.pipeline_rounds)
     return out
 

@@ -19,7 +19,9 @@ def register(subparsers: Any) -> None:
         "policy", metavar="POLICY_OR_PATH", help="policy name under --policies, or a policy file"
     )
     parser.add_argument("--input", "-i", required=True, help="application JSON file ('-' for stdin)")
-    parser.add_argument("--lang", default="en", help="language of reason texts (en, zh)")
+    parser.add_argument(
+        "--lang", default=None, help="language of reason texts, one the policy declares (default: its first)"
+    )
     parser.add_argument("--policies", default="policies", help="policies folder (default: policies)")
     parser.add_argument("--models", default="models", help="models folder (default: models)")
     parser.add_argument("--request-id", default=None, help="request id (default: a fresh uuid4)")
@@ -36,6 +38,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.pipeline.render import decision_json
     from engine.service import DecisionService
+    from engine.sources import POLICY_NAME
 
     try:
         text = sys.stdin.read() if args.input == "-" else Path(args.input).read_text(encoding="utf-8")
@@ -50,8 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
             log = DecisionLog(args.record)
         service = DecisionService(args.policies, args.models, store=log)
+        # The CLI's own argument may be a local file; only a name is looked up in --policies.
+        named = POLICY_NAME.fullmatch(args.policy) and not Path(args.policy).exists()
+        policy = service.policy(args.policy) if named else service.load_policy_file(args.policy)
         decision = service.decide(
-            args.policy,
+            policy,
             application,
             args.request_id or str(uuid.uuid4()),
             language=args.lang,

@@ -58,7 +58,9 @@ def test_every_method_matches_its_textbook_schedule(make_service: object, tmp_pa
     # top: 20 keeps every candidate, so each product x term x method shows up
     path = variant(tmp_path, {"  top: 3": "  top: 20"})
     service = make_service()  # type: ignore[operator]
-    decision = service.decide(str(path), application(**{"debt.monthly_payments": "0"}), "r-m")
+    decision = service.decide(
+        service.load_policy_file(path), application(**{"debt.monthly_payments": "0"}), "r-m"
+    )
     methods = {offer.repayment_method for offer in decision.offers}
     assert methods == {"equal_instalment", "equal_principal", "interest_only"}
     for offer in decision.offers:
@@ -143,7 +145,7 @@ def test_price_is_capped_and_offers_above_the_apr_cap_are_dropped(
 ) -> None:
     path = variant(tmp_path, {"  cap: 0.24": "  cap: 0.09"})
     service = make_service()  # type: ignore[operator]
-    decision = service.decide(str(path), application(), "r-9")
+    decision = service.decide(service.load_policy_file(path), application(), "r-9")
     assert decision.annual_rate == D("0.09")
     assert decision.offers
     # personal_std charges a 1% fee, so at the capped rate its APR is above the cap: only the
