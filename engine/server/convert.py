@@ -12,13 +12,19 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from credo.v1 import decision_pb2 as pb
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError, Message
 
 from engine.decision import Decision, Instalment, Offer, Outcome
-from engine.errors import FieldViolation, InvalidInput
+from engine.errors import FieldViolation, InvalidInput, shown
+from engine.service import request_id_violations
+from engine.sources import check_policy_name
+
+M = TypeVar("M", bound=Message)
+MAX_VERSION = 64
 
 # Doubles represent every integer exactly only up to 2**53; beyond that the caller must send a string.
 _MAX_EXACT_INT = 2**53
@@ -78,14 +84,23 @@ def number_from_double(number: float, path: str, violations: list[FieldViolation
 
 
 def request_to_call(request: pb.DecideRequest) -> dict[str, Any]:
-    """Keyword arguments for DecisionService.decide from a DecideRequest."""
-    violations: list[FieldViolation] = []
-    if not request.request_id:
-        violations.append(FieldViolation("request_id", "is required (the caller's idempotency key)"))
-    elif len(request.request_id) > 128:
-        violations.append(FieldViolation("request_id", "must be at most 128 characters"))
+    """Keyword arguments for DecisionService.decide from a DecideRequest; every caller-controlled
+    field is checked here (a policy is named, never a path) before anything is looked up."""
+    violations = request_id_violations(request.request_id)
     if not request.policy:
         violations.append(FieldViolation("policy", "is required"))
+    else:
+        try:
+            check_policy_name(request.policy)
+        except InvalidInput as exc:
+            violations.extend(exc.violations)
+    version = request.policy_version
+    if len(version) > MAX_VERSION or not version.isprintable():
+        violations.append(
+            FieldViolation(
+                "policy_version", f"must be at most {MAX_VERSION} printable characters, got {shown(version)}"
+            )
+        )
     try:
         application = struct_to_application(request.application)
     except InvalidInput as exc:
@@ -97,9 +112,28 @@ def request_to_call(request: pb.DecideRequest) -> dict[str, Any]:
         "policy": request.policy,
         "application": application,
         "request_id": request.request_id,
-        "language": request.language or "en",
-        "version": request.policy_version or None,
+        "language": request.language or None,  # none: the policy's own first language
+        "version": version or None,
     }
+
+
+def decode(data: bytes, message: type[M]) -> M:
+    """A request message from the bytes a caller sent: undecodable bytes (truncated, invalid UTF-8
+    in a string, nested deeper than the decoder allows) are InvalidInput, the caller's error."""
+    decoded = message()
+    try:
+        decoded.ParseFromString(data)
+    except (DecodeError, RecursionError):
+        raise InvalidInput(
+            [
+                FieldViolation(
+                    "",
+                    f"the request is not a valid {message.DESCRIPTOR.full_name} message "
+                    "(truncated, invalid UTF-8 in a string, or nested too deeply)",
+                )
+            ]
+        ) from None
+    return decoded
 
 
 def request_fingerprint(request: pb.DecideRequest) -> bytes:

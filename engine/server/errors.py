@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +49,8 @@ def map_error(exc: BaseException, context: Mapping[str, Any] | None = None) -> M
         code = status_code(exc.grpc_status)
         if code is grpc.StatusCode.INTERNAL:
             return _internal(exc, context)
-        violations = tuple(exc.violations) if isinstance(exc, InvalidInput) else ()
-        message = exc.message if isinstance(exc, InvalidInput) else str(exc)
+        violations = capped(exc.violations) if isinstance(exc, InvalidInput) else ()
+        message = cut(exc.message if isinstance(exc, InvalidInput) else str(exc), MAX_MESSAGE)
         status = status_pb2.Status(code=_rpc_code(code), message=message)
         if violations:
             bad = error_details_pb2.BadRequest(
@@ -68,6 +68,39 @@ def map_error(exc: BaseException, context: Mapping[str, Any] | None = None) -> M
         status.details.append(detail)
         return MappedError(code, message, exc.code, violations, status)
     return _internal(exc, context)
+
+
+# A default client refuses response headers beyond 8 KB (grpc.max_metadata_size): the message goes
+# in grpc-message (percent-encoded) and the details in grpc-status-details-bin (base64), so both
+# are kept well inside it, however many fields were wrong or however long an echoed value was.
+MAX_MESSAGE = 400
+MAX_VIOLATIONS = 20
+VIOLATIONS_BUDGET = 3000  # UTF-8 bytes of field paths and descriptions, before base64
+MAX_FIELD = 120
+MAX_DESCRIPTION = 240
+
+
+def cut(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+def capped(violations: Sequence[FieldViolation]) -> tuple[FieldViolation, ...]:
+    """The first violations that fit the budget, each cut to size, and one more saying how many
+    were left out."""
+    kept: list[FieldViolation] = []
+    used = 0
+    for v in violations:
+        short = FieldViolation(cut(v.field, MAX_FIELD), cut(v.description, MAX_DESCRIPTION))
+        size = len(short.field.encode()) + len(short.description.encode()) + 8
+        if len(kept) == MAX_VIOLATIONS or used + size > VIOLATIONS_BUDGET:
+            break
+        kept.append(short)
+        used += size
+    left = len(violations) - len(kept)
+    if left:
+        kept.append(FieldViolation("", f"{left} more violation(s) not listed"))
+    return tuple(kept)
 
 
 def _internal(exc: BaseException, context: Mapping[str, Any] | None) -> MappedError:

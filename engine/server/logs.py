@@ -6,6 +6,7 @@ One JSON object per line on stderr; `extra=` fields of a log call become top-lev
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import logging
 import os
@@ -32,10 +33,42 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = capped(value)
+        entry["msg"] = capped(entry["msg"])
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = capped(self.formatException(record.exc_info), MAX_TRACEBACK)
         return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+# A log line stays readable and bounded whatever a caller sent: each string is cut (saying its
+# length), each list or object keeps its first items, and nesting stops at a depth.
+MAX_VALUE = 512
+MAX_ITEMS = 50
+MAX_DEPTH = 8
+MAX_TRACEBACK = 8192
+
+
+def capped(value: Any, limit: int = MAX_VALUE, depth: int = 0) -> Any:
+    """`value` with every string cut to `limit` characters (plus its length), long lists and
+    mappings cut to their first items (plus how many were left out) and deep nesting elided."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} chars)"
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if depth >= MAX_DEPTH:
+        return "..."
+    if isinstance(value, Mapping):
+        items = list(itertools.islice(value.items(), MAX_ITEMS))
+        out = {capped(str(k), limit): capped(v, limit, depth + 1) for k, v in items}
+        if len(value) > MAX_ITEMS:
+            out["..."] = f"{len(value) - MAX_ITEMS} more"
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        listed = [capped(v, limit, depth + 1) for v in itertools.islice(value, MAX_ITEMS)]
+        if len(value) > MAX_ITEMS:
+            listed.append(f"... {len(value) - MAX_ITEMS} more")
+        return listed
+    return capped(str(value), limit)
 
 
 def setup_logging(level: str | None = None) -> None:

@@ -18,7 +18,7 @@ from credo.v1 import decision_pb2 as pb
 from credo.v1 import decision_pb2_grpc as pb_grpc
 
 from engine.decision import Decision
-from engine.errors import DEADLINE_EXCEEDED, DeadlineExceeded, NotFound
+from engine.errors import DEADLINE_EXCEEDED, DeadlineExceeded, InvalidInput, NotFound
 from engine.server import convert, metrics
 from engine.server.errors import MappedError, abort, map_error, plain_error
 from engine.server.idempotency import IdempotencyMap
@@ -64,17 +64,23 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             raise  # unreachable: abort raises
 
     def DecideStream(
-        self, request_iterator: Iterator[pb.DecideRequest], context: grpc.ServicerContext
+        self, request_iterator: Iterator[pb.DecideRequest | bytes], context: grpc.ServicerContext
     ) -> Iterator[pb.Decision]:
-        for request in request_iterator:
+        """Rows arrive as messages, or as the raw bytes `add_to_server` hands over: a row that does
+        not decode is answered with its `error` like any bad row, and the stream goes on."""
+        for item in request_iterator:
+            request = None
             try:
+                request = (
+                    item if isinstance(item, pb.DecideRequest) else convert.decode(item, pb.DecideRequest)
+                )
                 yield self._decide(request, context)
             except DeadlineExceeded:
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
             except Exception as exc:
                 mapped = self._mapped(exc, request)
                 yield pb.Decision(
-                    request_id=request.request_id,
+                    request_id=request.request_id if request is not None else "",
                     error=pb.DecisionError(
                         status=mapped.code.name,
                         code=mapped.credo_code,
@@ -219,3 +225,44 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         for info in named or infos:
             info.status = "RELOAD_FAILED"
             info.errors.extend(errors)
+
+
+def add_to_server(servicer: DecisionServicer, server: grpc.Server) -> None:
+    """Serve `servicer` as credo.v1.DecisionService with handlers that receive the raw request
+    bytes and decode them themselves: grpc's own deserializer answers a message that does not
+    decode (truncated, invalid UTF-8, a Struct nested too deeply) INTERNAL "Exception deserializing
+    request!" and ends a DecideStream, where the caller's error is INVALID_ARGUMENT."""
+
+    def unary(
+        method: Callable[[Any, grpc.ServicerContext], Any], message: type[Any], reply: type[Any]
+    ) -> Any:
+        def handle(data: bytes, context: grpc.ServicerContext) -> Any:
+            try:
+                request = convert.decode(data, message)
+            except InvalidInput as exc:
+                abort(context, servicer._mapped(exc, None))
+                raise  # unreachable: abort raises
+            return method(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            handle, request_deserializer=_raw, response_serializer=reply.SerializeToString
+        )
+
+    handlers = {
+        "Decide": unary(servicer.Decide, pb.DecideRequest, pb.Decision),
+        "DecideStream": grpc.stream_stream_rpc_method_handler(
+            servicer.DecideStream,
+            request_deserializer=_raw,
+            response_serializer=pb.Decision.SerializeToString,
+        ),
+        "GetDecision": unary(servicer.GetDecision, pb.GetDecisionRequest, pb.Decision),
+        "Replay": unary(servicer.Replay, pb.ReplayRequest, pb.ReplayResponse),
+        "ListPolicies": unary(servicer.ListPolicies, pb.ListPoliciesRequest, pb.ListPoliciesResponse),
+    }
+    name = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
+
+
+def _raw(data: bytes) -> bytes:
+    return data  # a deserializer that cannot fail: decoding is the handler's, with a proper status

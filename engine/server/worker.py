@@ -24,7 +24,6 @@ from typing import Any
 
 import grpc
 from credo.v1 import decision_pb2 as pb
-from credo.v1 import decision_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -35,7 +34,7 @@ from engine.server.logs import pii_paths, setup_logging
 from engine.server.monitor_servicer import SERVICE_NAME as MONITOR_SERVICE_NAME
 from engine.server.monitor_servicer import build_monitor, register_monitor
 from engine.server.security import BearerTokenInterceptor, read_tokens, server_credentials
-from engine.server.servicer import DecisionServicer
+from engine.server.servicer import DecisionServicer, add_to_server
 from engine.service import DecisionCore
 
 log = logging.getLogger("credo.worker")
@@ -174,7 +173,7 @@ def serve(config: WorkerConfig) -> int:
             ("grpc.max_connection_age_grace_ms", int(config.grace_seconds * 1000)),
         ],
     )
-    pb_grpc.add_DecisionServiceServicer_to_server(servicer, server)
+    add_to_server(servicer, server)
     monitor_servicer = register_monitor(server, monitor) if monitor is not None else None
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

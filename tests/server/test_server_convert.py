@@ -56,7 +56,7 @@ def test_request_lists_every_bad_field_at_once() -> None:
     assert [v.field for v in caught.value.violations] == ["request_id", "policy", "application.n"]
 
 
-def test_request_to_call_defaults_language_and_version() -> None:
+def test_request_to_call_leaves_language_and_version_to_the_policy() -> None:
     call = convert.request_to_call(
         pb.DecideRequest(request_id="r", policy="p", application=_struct({"a": 1}))
     )
@@ -64,7 +64,7 @@ def test_request_to_call_defaults_language_and_version() -> None:
         "policy": "p",
         "application": {"a": 1},
         "request_id": "r",
-        "language": "en",
+        "language": None,  # the policy's first declared language, not a hard-coded "en"
         "version": None,
     }
     pinned = convert.request_to_call(
