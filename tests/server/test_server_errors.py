@@ -51,6 +51,18 @@ def test_invalid_input_carries_every_field_violation() -> None:
     assert len(infos) == 1
 
 
+def test_violations_are_capped_to_fit_a_default_clients_headers() -> None:
+    many = [FieldViolation(f"unknown_{i}_{'x' * 200}", "unknown field " + "y" * 5000) for i in range(300)]
+    mapped = map_error(InvalidInput(many))
+    assert mapped.code is grpc.StatusCode.INVALID_ARGUMENT
+    listed = violations_from_status(mapped.status)
+    assert 1 < len(listed) <= 21
+    assert listed[0].field.endswith(f"... ({len(many[0].field)} chars)")
+    assert listed[-1] == FieldViolation("", f"{300 - len(listed) + 1} more violation(s) not listed")
+    # base64 of the details plus the message stay far below the 8 KB default header limit
+    assert len(mapped.status.SerializeToString()) * 4 / 3 + len(mapped.message) * 3 < 6000
+
+
 def test_unexpected_exception_is_internal_logged_and_not_leaked(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="credo.server"):
         mapped = map_error(KeyError("secret_column"), {"request_id": "r9", "policy": "consumer_loan"})

@@ -54,6 +54,19 @@ def test_json_log_lines_carry_extra_fields() -> None:
     assert line["msg"] == "decision" and line["request_id"] == "r1" and line["level"] == "info"
 
 
+def test_a_megabyte_field_makes_a_short_log_line_that_says_how_long_it_was() -> None:
+    record = logging.LogRecord("credo.server", logging.INFO, __file__, 1, "rejected", None, None)
+    record.policy = "p" * 1_000_000
+    record.labels = {f"k{i}": "v" * 10_000 for i in range(500)}
+    record.application = {"a": [list(range(1000))] * 3}
+    text = JsonFormatter().format(record)
+    line = json.loads(text)
+    assert len(text) < 60_000
+    assert line["policy"].endswith("... (1000000 chars)") and line["policy"].startswith("ppp")
+    assert line["labels"]["..."] == "450 more"
+    assert line["application"]["a"][0][-1] == "... 950 more"
+
+
 def test_tokens_file_and_constant_time_match(tmp_path: Path) -> None:
     path = tmp_path / "tokens"
     path.write_text("# ops\nalpha-token\n\nbeta-token\n")
