@@ -3,6 +3,7 @@ score, segments, limit and price; each reads and extends the DecisionContext, al
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
@@ -74,13 +75,11 @@ def rule_stage(name: str) -> Any:
     return run
 
 
-def _fed_by(spec: Any, feature: str) -> str:
+def _fed_by(spec: Any, inputs: Mapping[str, Any], feature: str) -> str:
     """The application field behind a model feature: the input it copies, else the feature itself
-    with the formula that computes it."""
+    (computed by a formula from several inputs)."""
     formula = spec.feature_formulas.get(feature)
-    if formula is None:
-        return feature
-    return formula.source if formula.source.replace(".", "").replace("_", "").isalnum() else feature
+    return formula.source if formula is not None and formula.source in inputs else feature
 
 
 def score_stage(ctx: DecisionContext) -> StageResult:
@@ -92,7 +91,9 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     try:
         raw_pd = float(scorer.pd(features))
     except FeatureRefused as exc:  # the caller's values made it: INVALID_ARGUMENT naming the input
-        raise InvalidInput([FieldViolation(_fed_by(spec, exc.feature), exc.message)]) from None
+        raise InvalidInput(
+            [FieldViolation(_fed_by(spec, ctx.policy.inputs, exc.feature), exc.message)]
+        ) from None
     scaling = spec.scaling
     points = scale_points(raw_pd, scaling.base_points, scaling.base_odds, scaling.pdo)
     grade = spec.grade_for(points, ctx.evaluator)
