@@ -11,6 +11,7 @@ import pytest
 from pipeline_helpers import FIXTURES, MINI, application
 
 from engine.errors import InvalidInput, NotFound
+from engine.sources import DirectorySource
 
 
 @pytest.mark.parametrize(
@@ -27,14 +28,17 @@ from engine.errors import InvalidInput, NotFound
     ],
 )
 def test_anything_but_a_policy_name_is_invalid_input_and_decides_nothing(
-    make_service: Any, name: str
+    make_service: Any, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def no_file(self: DirectorySource, name: str) -> None:
+        pytest.fail(f"{name!r} was looked up on disk")
+
+    monkeypatch.setattr(DirectorySource, "_load", no_file)
     service = make_service()
     with pytest.raises(InvalidInput) as caught:
         service.decide(name, application(), "r-path")
     [violation] = caught.value.violations
     assert violation.field == "policy" and len(violation.description) < 200
-    assert service._policies == {}  # nothing was loaded, from anywhere
 
 
 def test_an_unknown_name_is_not_found(make_service: Any) -> None:
