@@ -45,16 +45,21 @@ class Worker:
 
 def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     """Check the port is free (a bind without SO_REUSEPORT fails if anyone listens), then hold it with
-    SO_REUSEPORT so workers can share it; port 0 picks a free one."""
+    SO_REUSEPORT so workers can share it; port 0 picks a free one.
+
+    Both binds set SO_REUSEADDR: connections of a previous run left in TIME-WAIT must not refuse a
+    restart for up to two minutes (a socket still listening on the port refuses it all the same)."""
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     bind_host = "" if host in ("0.0.0.0", "::", "[::]") else host.strip("[]")
     if port:
         probe = socket.socket(family, socket.SOCK_STREAM)
         try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((bind_host, port))
         finally:
             probe.close()
     holder = socket.socket(family, socket.SOCK_STREAM)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     holder.bind((bind_host, port))
     return holder, holder.getsockname()[1]
@@ -132,8 +137,8 @@ class Supervisor:
         self._reload_requested = True
 
     def _request_stop(self, quick: bool = False) -> None:
-        """SIGTERM drains the workers (health NOT_SERVING, connections age out); SIGINT stops them
-        at once, letting in-flight calls finish within the grace period."""
+        """SIGTERM drains the workers (health NOT_SERVING, stop listening, answer what is in flight,
+        exit as soon as nothing is, within the grace); SIGINT skips waiting for busy connections."""
         self._stop = True
         self._quick = quick
 
@@ -183,7 +188,7 @@ class Supervisor:
     def _shutdown(self) -> None:
         for worker in self.workers:
             self._drain(worker, signal.SIGINT if self._quick else signal.SIGTERM)
-        deadline = time.monotonic() + self.config.drain_seconds + self.config.grace_seconds + 5
+        deadline = time.monotonic() + self.config.grace_seconds + 5
         for worker in self.workers:
             try:
                 worker.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
