@@ -166,6 +166,8 @@ class DecisionCore(Protocol):
     """The decision core every transport depends on (the gRPC servicer, the CLI; later the console
     and the batch engine). DecisionService implements it; tests/e2e/fake_service.py stands in for it."""
 
+    log: DecisionLog | None  # where decisions are recorded (None: not recorded); the server's health
+
     def decide(
         self,
         policy: str,

@@ -8,7 +8,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -76,6 +76,8 @@ class DecisionLog:
         self._stale = True  # chain head must be (re)read from the store before the next commit
         self._closed = False
         self._last_batch = 0
+        # Told each commit's outcome (None: committed; else why not): the server's health check.
+        self.on_commit: Callable[[BaseException | None], None] | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"audit-writer-{self.chain_id[:8]}", daemon=True
         )
@@ -163,6 +165,8 @@ class DecisionLog:
         for attempt in range(3):
             try:
                 self._commit_once(batch)
+                if self.on_commit is not None:
+                    self.on_commit(None)
                 return
             except RequestClash:
                 # another writer stored one of these request_ids meanwhile: re-check and retry
@@ -185,6 +189,8 @@ class DecisionLog:
 
     def _fail(self, batch: list[_Pending], exc: BaseException) -> None:
         self.stats.failures += 1
+        if self.on_commit is not None:
+            self.on_commit(exc)
         for pending in batch:
             if not pending.future.done():
                 pending.future.set_exception(exc)

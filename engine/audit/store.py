@@ -81,6 +81,10 @@ class AuditStore(Protocol):
         """Delete records of chain_id with seq <= `seq` and save their last hash as the checkpoint."""
         ...
 
+    def probe(self) -> None:
+        """Commit one write (raises StoreUnavailable if it cannot): is the store writable again?"""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -117,6 +121,7 @@ CREATE TABLE IF NOT EXISTS audit_blobs (
 );
 """
 
+_EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 _RECORD_COLUMNS = "decision_id, chain_id, seq, request_id, received_at, hash, body"
 
 
@@ -310,6 +315,19 @@ class SqlStore(ABC):
             return None
         sha, kind, name, data = rows[0]
         return Blob(str(sha), str(kind), str(name), bytes(data))
+
+    def probe(self) -> None:
+        # Re-dates the archived empty file: a real committed write (a read, or a rollback, would
+        # pass on a full disk) that changes nothing a record or verify depends on.
+        now = utc_text(dt.datetime.now(dt.UTC))
+        with self._errors(), self._write_lock, self._transaction() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO audit_blobs (sha256, kind, name, data, created_at) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (sha256) DO UPDATE SET created_at = excluded.created_at"
+                ),
+                (_EMPTY_SHA256, "probe", "empty file (store write probe)", b"", now),
+            )
 
     def remove_through(self, chain_id: str, seq: int, removed: int) -> None:
         now = utc_text(dt.datetime.now(dt.UTC))

@@ -52,21 +52,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--max-connection-age",
         type=float,
-        default=30.0,
-        help="seconds before a client connection is recycled with a graceful GOAWAY (default 30)",
+        default=1.5,
+        help="seconds before a client connection is told to move (graceful GOAWAY; calls open on it, "
+        "long streams too, are not cut): keeps connections spread over the workers and moves them to "
+        "new workers within ~2 s of a reload (default 1.5)",
     )
     p.add_argument(
         "--drain-seconds",
         type=float,
         default=None,
-        help="how long a draining worker keeps answering its open connections "
-        "(default: max connection age x 1.2 + 1)",
+        help="longest a draining worker keeps answering open connections that still send calls "
+        "(default: max connection age x 1.1 + 0.5); an idle one stops at once",
     )
     p.add_argument(
+        "--grace",
         "--grace-seconds",
+        dest="grace_seconds",
         type=float,
-        default=10.0,
-        help="how long in-flight calls may take to finish when a worker stops",
+        default=20.0,
+        help="SIGTERM stops accepting calls, finishes those in flight and exits as soon as none remain, "
+        "within this many seconds (default 20: fits a 30 s Kubernetes termination grace period)",
     )
     p.add_argument("--watch-interval", type=float, default=1.0, help="policy file poll interval (s)")
     p.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # benchmark floor service
@@ -101,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("credo serve: --workers must be at least 1", file=sys.stderr)
         return 2
-    # A draining worker must outlive its connections' max age (+10% jitter) so none is cut.
-    drain = args.drain_seconds if args.drain_seconds is not None else args.max_connection_age * 1.2 + 1
+    # A draining worker with busy clients waits until their connections aged out (+10% jitter).
+    drain = args.drain_seconds if args.drain_seconds is not None else args.max_connection_age * 1.1 + 0.5
     config = WorkerConfig(
         host=args.host,
         port=args.port,

@@ -16,9 +16,17 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from engine.errors import CredoError, FieldViolation, InvalidInput
+from engine.errors import AUDIT_STORE_UNAVAILABLE, CredoError, FieldViolation, InvalidInput
 
 log = logging.getLogger("credo.server")
+
+
+# What a caller is told instead of the exception's own text, which names the store's host, port, user
+# or file path; that text goes to the server log only.
+PUBLIC_MESSAGES = {
+    AUDIT_STORE_UNAVAILABLE: "the decision could not be recorded (audit store unavailable); "
+    "nothing was decided, retry later",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,9 @@ def map_error(exc: BaseException, context: Mapping[str, Any] | None = None) -> M
             return _internal(exc, context)
         violations = capped(exc.violations) if isinstance(exc, InvalidInput) else ()
         message = cut(exc.message if isinstance(exc, InvalidInput) else str(exc), MAX_MESSAGE)
+        if exc.code in PUBLIC_MESSAGES:
+            log.warning("refused", extra={"error_code": exc.code, "error": message})
+            message = PUBLIC_MESSAGES[exc.code]
         status = status_pb2.Status(code=_rpc_code(code), message=message)
         if violations:
             bad = error_details_pb2.BadRequest(

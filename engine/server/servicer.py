@@ -18,7 +18,14 @@ from credo.v1 import decision_pb2 as pb
 from credo.v1 import decision_pb2_grpc as pb_grpc
 
 from engine.decision import Decision
-from engine.errors import DEADLINE_EXCEEDED, DeadlineExceeded, InvalidInput, NotFound
+from engine.errors import (
+    DEADLINE_EXCEEDED,
+    DeadlineExceeded,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+    VersionNotLoaded,
+)
 from engine.server import convert, metrics
 from engine.server.errors import MappedError, abort, map_error, plain_error
 from engine.server.idempotency import IdempotencyMap
@@ -28,6 +35,7 @@ from engine.service import DecisionCore
 log = logging.getLogger("credo.server")
 
 _NO_DEADLINE = 10 * 365 * 86400.0
+HANDING_OVER = "this worker is handing over to the current policy set"
 
 
 class DecisionServicer(pb_grpc.DecisionServiceServicer):
@@ -48,6 +56,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         # the hand-off to it (queue put, two thread wake-ups under the GIL) cost more than a decision's
         # rule stages.
         self._decider = threading.Lock()
+        # Set when this worker hands over (reload or shutdown): its connections are moving away.
+        self.draining = threading.Event()
 
     def close(self) -> None:
         with self._decider:  # wait for a decision still running
@@ -69,6 +79,10 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         """Rows arrive as messages, or as the raw bytes `add_to_server` hands over: a row that does
         not decode is answered with its `error` like any bad row, and the stream goes on."""
         for item in request_iterator:
+            if self.draining.is_set():
+                # This row and those behind it were not decided: the caller resends them on a new
+                # stream, which lands on a worker of the current policy set.
+                context.abort(grpc.StatusCode.UNAVAILABLE, HANDING_OVER + "; reopen the stream")
             request = None
             try:
                 request = (
@@ -142,6 +156,10 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             # commit happens outside it, so concurrent requests share one group commit.
             pending = self._on_decider(lambda: self.service.submit(**call), context)
             decision: Decision = pending.result()
+        except VersionNotLoaded:
+            if self.draining.is_set():  # the caller may pin the version the new workers serve
+                raise Unavailable(HANDING_OVER + "; retry") from None
+            raise
         finally:
             metrics.IN_FLIGHT.dec()
         answer = convert.decision_to_pb(decision)

@@ -251,7 +251,7 @@ class Supervisor:
             self._drain(worker)
         for worker in fresh:
             try:
-                worker.proc.wait(timeout=self.config.drain_seconds + self.config.grace_seconds + 5)
+                worker.proc.wait(timeout=self.config.grace_seconds + 5)
             except subprocess.TimeoutExpired:
                 worker.proc.kill()
         self.last_errors = errors
@@ -288,7 +288,7 @@ class Supervisor:
                 log.error("replacement worker failed", extra={"errors": fresh.failure})
         for worker in self.workers:
             if worker.draining_since is not None and worker.proc.poll() is None:
-                limit = self.config.drain_seconds + self.config.grace_seconds + 5
+                limit = self.config.grace_seconds + 5
                 if time.monotonic() - worker.draining_since > limit:
                     worker.proc.kill()
 

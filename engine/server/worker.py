@@ -30,6 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from engine.errors import PolicyError, PolicySetInvalid
 from engine.server.echo import SERVICE as ECHO_SERVICE
 from engine.server.echo import echo_handler
+from engine.server.health import StoreHealth
 from engine.server.logs import pii_paths, setup_logging
 from engine.server.monitor_servicer import SERVICE_NAME as MONITOR_SERVICE_NAME
 from engine.server.monitor_servicer import build_monitor, register_monitor
@@ -55,9 +56,9 @@ class WorkerConfig:
     token_file: str | None = None
     threads: int = 8
     max_message_bytes: int = 4 * 1024 * 1024
-    drain_seconds: float = 40.0
-    max_connection_age: float = 30.0
-    grace_seconds: float = 10.0
+    drain_seconds: float = 2.2
+    max_connection_age: float = 1.5
+    grace_seconds: float = 20.0
     echo: bool = False
     generation: int = 0
     state_dir: str | None = None
@@ -133,8 +134,12 @@ def serve(config: WorkerConfig) -> int:
     stop = threading.Event()
     quick: list[bool] = []
 
+    servicer: DecisionServicer | None = None
+
     def on_signal(signum: int, _frame: Any) -> None:
         quick.append(signum == signal.SIGINT)  # Ctrl-C: stop now; SIGTERM: drain
+        if servicer is not None:  # at once: a caller pinning the new version is sent on (UNAVAILABLE)
+            servicer.draining.set()
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -157,7 +162,8 @@ def serve(config: WorkerConfig) -> int:
     servicer = DecisionServicer(
         service, pii=pii_paths(config.policies), reload_status=state / "reload.json" if state else None
     )
-    interceptors = []
+    arrivals = ArrivalClock()
+    interceptors: list[grpc.ServerInterceptor] = [arrivals]
     if config.token_file:
         interceptors.append(BearerTokenInterceptor(read_tokens(config.token_file)))
     server = grpc.server(
@@ -169,8 +175,9 @@ def serve(config: WorkerConfig) -> int:
             ("grpc.max_send_message_length", config.max_message_bytes),
             # Connections are recycled with a graceful GOAWAY (gRFC A9): this spreads long-lived
             # clients over the workers and is how a draining worker sheds its connections safely.
+            # No max_connection_age_grace: calls already open on an aged connection (a long
+            # DecideStream) are never cut by ageing, only by a worker's own bounded stop.
             ("grpc.max_connection_age_ms", int(config.max_connection_age * 1000)),
-            ("grpc.max_connection_age_grace_ms", int(config.grace_seconds * 1000)),
         ],
     )
     add_to_server(servicer, server)
@@ -186,6 +193,11 @@ def serve(config: WorkerConfig) -> int:
     reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    audit_log = service.log
+    store_health = None
+    if audit_log is not None:
+        store_health = StoreHealth(health_servicer, ("", SERVICE_NAME), audit_log.store.probe)
+        audit_log.on_commit = store_health
     address = f"{config.host}:{config.port}"
     if config.tls_cert and config.tls_key:
         bound = server.add_secure_port(
@@ -211,19 +223,58 @@ def serve(config: WorkerConfig) -> int:
     while not stop.wait(1.0):
         if os.getppid() == 1:  # supervisor gone and no death signal arrived
             break
-    # Drain: health NOT_SERVING, stop listening, keep answering on open connections while they age
-    # out (graceful GOAWAY), then stop; calls still in flight get the grace period.
-    health_servicer.enter_graceful_shutdown()
-    log.info("worker draining", extra={"generation": config.generation})
-    _stop_listening(config.port)
-    if not (quick and quick[-1]):
-        time.sleep(config.drain_seconds)
-    server.stop(config.grace_seconds).wait()
-    servicer.close()
+    drain(server, servicer, health_servicer, arrivals, config, quick=bool(quick and quick[-1]))
     if monitor_servicer is not None:
         monitor_servicer.close()
-    log.info("worker stopped", extra={"generation": config.generation})
+    if store_health is not None:
+        store_health.close()
     return 0
+
+
+class ArrivalClock(grpc.ServerInterceptor):
+    """Remembers when the last call arrived: a draining worker with no recent call can stop at once."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        self.last = time.monotonic()
+        return continuation(details)
+
+
+QUIET_SECONDS = 0.5
+
+
+def drain(
+    server: grpc.Server,
+    servicer: DecisionServicer,
+    health_servicer: health.HealthServicer,
+    arrivals: ArrivalClock,
+    config: WorkerConfig,
+    *,
+    quick: bool,
+) -> None:
+    """Stop within `grace_seconds` without dropping a call: health NOT_SERVING, stop listening, keep
+    answering on open connections until no call arrived for QUIET_SECONDS or every connection has
+    aged out (graceful GOAWAY: clients move to the other workers), then stop, letting calls still in
+    flight finish in what remains of the grace. An idle worker so exits within about a second."""
+    started = time.monotonic()
+    health_servicer.enter_graceful_shutdown()
+    servicer.draining.set()
+    log.info("worker draining", extra={"generation": config.generation})
+    _stop_listening(config.port)
+    aged = started + min(config.drain_seconds, config.grace_seconds)
+    while not quick and time.monotonic() < aged:
+        if time.monotonic() - max(arrivals.last, started) >= QUIET_SECONDS:
+            break
+        time.sleep(0.05)
+    left = max(0.0, config.grace_seconds - (time.monotonic() - started))
+    server.stop(left).wait()
+    servicer.close()
+    log.info(
+        "worker stopped",
+        extra={"generation": config.generation, "seconds": round(time.monotonic() - started, 3)},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,6 +61,9 @@ RETRYING = [
 ]
 
 
+SHORT_TIMING = ["--max-connection-age", "0.5", "--drain-seconds", "1.5", "--grace-seconds", "5"]
+
+
 @dataclass
 class Server:
     proc: subprocess.Popen[str]
@@ -111,8 +114,12 @@ def serve(
     env: dict[str, str] | None = None,
     startup: float = 90.0,
     plaintext: bool = True,
+    default_timing: bool = False,
 ) -> Iterator[Server]:
+    """`default_timing` serves with the shipped connection age, drain and grace (tests of exactly
+    those); otherwise with short ones so reloads drain fast."""
     models = models or (ROOT / "models")
+    timing = [] if default_timing else SHORT_TIMING
     args = [
         sys.executable,
         "-m",
@@ -130,12 +137,7 @@ def serve(
         str(models),
         "--watch-interval",
         "0.3",
-        "--max-connection-age",
-        "0.5",
-        "--drain-seconds",
-        "1.5",
-        "--grace-seconds",
-        "5",
+        *timing,
         *(extra or []),
     ]
     if fake:

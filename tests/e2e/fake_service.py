@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from engine.decision import Decision, Outcome, PolicyRef, Reason, TraceEntry
-from engine.errors import FieldViolation, InvalidInput, NotFound, PolicyError
+from engine.errors import FieldViolation, InvalidInput, NotFound, PolicyError, VersionNotLoaded
 from engine.replay import ReplayResult
 from engine.service import PendingDecision
 
@@ -25,6 +25,7 @@ from engine.service import PendingDecision
 class FakeService:
     def __init__(self, policies_dir: Path, models_dir: Path, store: Any = None):
         self.policies: dict[str, PolicyRef] = {}
+        self.log = None  # nothing is recorded
         self.loaded_at = dt.datetime.now(dt.UTC).isoformat()
         for path in sorted(Path(policies_dir).glob("*/policy.yaml")):
             raw = path.read_bytes()
@@ -50,10 +51,15 @@ class FakeService:
         ref = self.policies.get(policy)
         if ref is None:
             raise NotFound(f"unknown policy {policy!r}")
+        if version and version != ref.version:
+            raise VersionNotLoaded(f"policy {policy} version {version} is not loaded (serving {ref.version})")
         age = (application.get("applicant") or {}).get("age")
         if not isinstance(age, int):
             raise InvalidInput([FieldViolation("applicant.age", "must be an integer")])
         if self.slow:
+            started = os.environ.get("CREDO_FAKE_STARTED")
+            if started:  # tells a test this call is in flight (a file named after the request)
+                Path(started, request_id).touch()
             time.sleep(self.slow)
         declined = age < 21
         return Decision(
