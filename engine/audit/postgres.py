@@ -20,11 +20,13 @@ __all__ = ["PostgresStore"]
 class PostgresStore(SqlStore):
     placeholder = "%s"
 
-    def __init__(self, url: str, *, connect_timeout: int = 5) -> None:
+    def __init__(self, url: str, *, connect_timeout: int = 5, readonly: bool = False) -> None:
         super().__init__(url)
         self._timeout = connect_timeout
         self._write: psycopg.Connection[Any] | None = None
         self._read: psycopg.Connection[Any] | None = None
+        if readonly:  # a read-only user or replica: the schema is there, creating it would fail
+            return
         with self._errors(), self._write_lock:
             conn = self._writer()
             with conn.transaction():

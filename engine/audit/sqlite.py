@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,11 +27,15 @@ def sqlite_path(url: str) -> Path:
 
 
 class SqliteStore(SqlStore):
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(self, url: str, *, create: bool = True, readonly: bool = False) -> None:
         super().__init__(url)
         self.path = sqlite_path(url)
         if not create and not self.path.exists():
             raise StoreUnavailable(f"no audit store at {self.path}")
+        if readonly:
+            with self._errors():
+                self._write = self._read = self._connect_readonly()
+            return
         with self._errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Several worker processes open a new store at once: switching a fresh file to WAL and
@@ -47,6 +52,29 @@ class SqliteStore(SqlStore):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """Opened with mode=ro: no lock file, no schema, no journal change. A store in WAL mode in a
+        folder this process cannot write has no -shm to share: with no log pending beside it the
+        file cannot change under us, so it is opened immutable; with one, it is refused (reading
+        the file alone would miss committed records)."""
+        path = urllib.parse.quote(str(self.path.resolve()))
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            wal = self.path.with_name(self.path.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise
+        conn = sqlite3.connect(
+            f"file:{path}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return conn
 
     def _reader(self) -> Any:
@@ -76,4 +104,5 @@ class SqliteStore(SqlStore):
 
     def close(self) -> None:
         self._write.close()
-        self._read.close()
+        if self._read is not self._write:
+            self._read.close()

@@ -74,7 +74,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     try:
         anchors = _read_anchors(args.anchors) if args.anchors else []
-        store = open_store(args.store, create=False)
+        store = open_store(args.store, create=False, readonly=True)
         try:
             report = verify_store(store)
             anchor_problems = check_anchors(store, anchors)
@@ -123,7 +123,7 @@ def run_anchor(args: argparse.Namespace) -> int:
     from engine.audit.record import utc_text
 
     try:
-        store = open_store(args.store, create=False)
+        store = open_store(args.store, create=False, readonly=True)
         try:
             heads = store.chain_heads()
         finally:
@@ -142,7 +142,7 @@ def run_export(args: argparse.Namespace) -> int:
     from engine.audit.export import export_records
 
     try:
-        store = open_store(args.store, create=False)
+        store = open_store(args.store, create=False, readonly=True)
         try:
             count = export_records(store, args.since, args.until, args.format, args.out, sys.stdout.buffer)
         finally:

@@ -73,7 +73,7 @@ def run_one(args: argparse.Namespace) -> int:
     from engine.service import default_evaluator
 
     try:
-        store = open_store(args.store, create=False)
+        store = open_store(args.store, create=False, readonly=True)
     except CredoError as exc:
         print(f"credo replay: {exc}", file=sys.stderr)
         return 2
@@ -131,7 +131,7 @@ def run_whatif(args: argparse.Namespace) -> int:
     )
     console = Console(stderr=True)
     try:
-        store = open_store(args.store, create=False)
+        store = open_store(args.store, create=False, readonly=True)
     except CredoError as exc:
         print(f"credo replay: {exc}", file=sys.stderr)
         return 2

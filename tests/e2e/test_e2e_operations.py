@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
+import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +23,7 @@ import grpc
 import pytest
 from credo.v1 import decision_pb2 as pb
 from credo.v1 import decision_pb2_grpc as pb_grpc
-from e2e_harness import POLICIES, Server, connections, request, serve, shipped_cases
+from e2e_harness import POLICIES, ROOT, Server, connections, request, serve, shipped_cases
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 POLICY = 'policy: demo\nversion: "1.0.{patch}"\ninputs:\n  applicant.age: {{type: integer}}\n'
@@ -260,3 +263,45 @@ def test_health_is_not_serving_while_the_store_cannot_commit_and_callers_never_s
     assert server.stub.Decide(request("disk-full", policy, application), timeout=30).decision_id
     # (the limit stopped the worker's log file too: the failure's own lines could not be written)
     assert "audit store commits again: health SERVING" in server.log()
+
+
+def _read_only(directory: Path, command: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run `command` with `directory` read-only: a read-only bind mount in a private mount namespace
+    (root ignores file modes), or file modes when not root."""
+    if os.geteuid() != 0:
+        for item in [*directory.iterdir(), directory]:
+            item.chmod(0o555 if item.is_dir() else 0o444)
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) to mount a read-only folder as root")
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", str(directory), *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_read_only_audit_commands_work_on_a_read_only_copy_of_a_store(
+    stored: tuple[Server, Path], tmp_path: Path
+) -> None:
+    server, path = stored
+    policy, application = _decidable()
+    answer = server.stub.Decide(request("for-the-copy", policy, application), timeout=30)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    with sqlite3.connect(path) as source, sqlite3.connect(copy / "audit.db") as target:
+        source.backup(target)
+    url = f"sqlite:///{copy / 'audit.db'}"
+    probe = _read_only(copy, ["touch", str(copy / "x")])
+    if probe.returncode == 0:
+        pytest.skip("cannot make a read-only folder here")
+    credo = [sys.executable, "-m", "engine"]
+    for args in (["audit", "verify", "--store", url], ["audit", "export", "--store", url],
+                 ["replay", answer.decision_id, "--store", url]):  # fmt: skip
+        out = _read_only(copy, [*credo, *args])
+        # Regression: each created a lock file beside the store and failed on a read-only copy.
+        assert out.returncode == 0, f"credo {' '.join(args)}: {out.stdout}{out.stderr}"
+    assert sorted(p.name for p in copy.iterdir()) == ["audit.db"]
