@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     from engine.server.logs import setup_logging
-    from engine.server.security import is_loopback
+    from engine.server.security import is_loopback, tls_problem
     from engine.server.supervisor import Supervisor
     from engine.server.worker import WorkerConfig
 
@@ -91,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.tls_client_ca and not args.tls_cert:
         print("credo serve: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    problem = tls_problem(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    if problem:
+        print(f"credo serve: TLS: {problem}", file=sys.stderr)
         return 2
     if not args.tls_cert and not is_loopback(args.host) and not args.allow_insecure_remote:
         print(

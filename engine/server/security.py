@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,38 @@ def server_credentials(cert: str, key: str, client_ca: str | None) -> grpc.Serve
             pair, root_certificates=Path(client_ca).read_bytes(), require_client_auth=True
         )
     return grpc.ssl_server_credentials(pair)
+
+
+def tls_problem(cert: str, key: str, client_ca: str | None) -> str | None:
+    """Why these PEM files cannot serve TLS, in one line, or None. Checked before any worker starts:
+    grpc only reports 'Failed to bind' from inside a worker, after a traceback."""
+
+    def no_passphrase() -> bytes:
+        raise ValueError("the private key is encrypted; give an unencrypted PEM key")
+
+    for option, path in (("--tls-cert", cert), ("--tls-key", key), ("--tls-client-ca", client_ca)):
+        if path is not None and not Path(path).is_file():
+            return f"{option} {path}: no such file"
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=no_passphrase)
+    except OSError as exc:
+        if not isinstance(exc, ssl.SSLError):
+            return f"--tls-cert {cert} / --tls-key {key}: {exc.strerror or exc}"
+        return (
+            f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its private key "
+            f"({exc.reason or exc})"
+        )
+    except ValueError as exc:
+        return f"--tls-key {key}: {exc}"
+    if client_ca:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except OSError as exc:
+            if not isinstance(exc, ssl.SSLError):
+                return f"--tls-client-ca {client_ca}: {exc.strerror or exc}"
+            return f"--tls-client-ca {client_ca}: not a PEM CA certificate ({exc.reason or exc})"
+    return None
 
 
 def is_loopback(host: str) -> bool:

@@ -199,12 +199,18 @@ def serve(config: WorkerConfig) -> int:
         store_health = StoreHealth(health_servicer, ("", SERVICE_NAME), audit_log.store.probe)
         audit_log.on_commit = store_health
     address = f"{config.host}:{config.port}"
-    if config.tls_cert and config.tls_key:
-        bound = server.add_secure_port(
-            address, server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
-        )
-    else:
-        bound = server.add_insecure_port(address)
+    try:
+        if config.tls_cert and config.tls_key:
+            bound = server.add_secure_port(
+                address, server_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+            )
+        else:
+            bound = server.add_insecure_port(address)
+    except (
+        RuntimeError,
+        OSError,
+    ):  # grpc's "Failed to bind" (e.g. a TLS file changed since serve checked it)
+        bound = 0
     if not bound:
         _notify("failed", errors=[f"cannot bind {address}"])
         return 4

@@ -2,7 +2,7 @@
 answers what is in flight, a reload reaches every open connection within ~2 s and ListPolicies agrees
 with Decide, a long DecideStream outlives connection ageing (these on the stand-in core); health
 follows the audit store, callers never see where the store is, and the read-only audit commands work
-on a read-only copy of a store (these on the real core).
+on a read-only copy of a store (these on the real core); bad TLS files are a one-line error.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import grpc
 import pytest
 from credo.v1 import decision_pb2 as pb
 from credo.v1 import decision_pb2_grpc as pb_grpc
-from e2e_harness import POLICIES, ROOT, Server, connections, request, serve, shipped_cases
+from e2e_harness import FAKE, POLICIES, ROOT, Server, connections, request, serve, shipped_cases
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 POLICY = 'policy: demo\nversion: "1.0.{patch}"\ninputs:\n  applicant.age: {{type: integer}}\n'
@@ -305,3 +305,30 @@ def test_read_only_audit_commands_work_on_a_read_only_copy_of_a_store(
         # Regression: each created a lock file beside the store and failed on a read-only copy.
         assert out.returncode == 0, f"credo {' '.join(args)}: {out.stdout}{out.stderr}"
     assert sorted(p.name for p in copy.iterdir()) == ["audit.db"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_bad_tls_files_are_a_one_line_error_not_a_worker_traceback(tmp_path: Path, policies: Path) -> None:
+    for name in ("good", "other"):
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+             "-out", f"{name}.crt", "-days", "2", "-subj", "/CN=localhost"],
+            cwd=tmp_path, check=True, capture_output=True,
+        )  # fmt: skip
+    (tmp_path / "garbage.key").write_text("not a key\n")
+    cases = {
+        "garbage.key": "not a PEM certificate and its private key",
+        "other.key": "not a PEM certificate and its private key",  # the key of another certificate
+        "missing.key": "no such file",
+    }
+    for key, expected in cases.items():
+        out = subprocess.run(
+            [sys.executable, "-m", "engine", "serve", "--port", "0", "--policies", str(policies),
+             "--service-factory", FAKE,
+             "--tls-cert", str(tmp_path / "good.crt"), "--tls-key", str(tmp_path / key)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("credo serve: TLS: "), out.stderr
+        assert expected in out.stderr and "Traceback" not in out.stderr, out.stderr
