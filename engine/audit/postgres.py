@@ -25,6 +25,7 @@ class PostgresStore(SqlStore):
         self._timeout = connect_timeout
         self._write: psycopg.Connection[Any] | None = None
         self._read: psycopg.Connection[Any] | None = None
+        self._readonly = readonly
         if readonly:  # a read-only user or replica: the schema is there, creating it would fail
             return
         with self._errors(), self._write_lock:
@@ -35,7 +36,10 @@ class PostgresStore(SqlStore):
                 conn.execute(SCHEMA.format(blob="BYTEA"))
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=self._timeout)
+        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self._timeout)
+        if self._readonly:
+            conn.execute("SET default_transaction_read_only = on")
+        return conn
 
     def _writer(self) -> psycopg.Connection[Any]:
         if self._write is None or self._write.closed or self._write.broken:
@@ -59,6 +63,8 @@ class PostgresStore(SqlStore):
             yield
         except psycopg.IntegrityError as exc:
             raise RequestClash(str(exc)) from exc
+        except psycopg.errors.ReadOnlySqlTransaction as exc:
+            raise StoreUnavailable(f"audit store {_redact(self.url)}: opened read-only") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self._drop_connections()  # reconnect on next use: the server may be back by then
             raise StoreUnavailable(f"audit store {_redact(self.url)}: {exc}") from exc
