@@ -111,13 +111,17 @@ def main() -> int:
     parser.add_argument("--policy", default=None)
     parser.add_argument("--store", default=None, help="audit store URL for the server (default: no log)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument(
+        "--max-connection-age", default=None, help="the server's --max-connection-age (default: its own)"
+    )
     args = parser.parse_args()
     if args.server_models:
         return compare_server_models(args.seconds)
     policy, application = sample_application(args.policies, args.policy)
     factories = call_factories(policy, application)
     rows = [("echo", 1), ("decide", 1), ("echo", 16), ("decide", 16)]
-    with serving(args.workers, args.policies, args.models, args.store) as target:
+    extra = ("--max-connection-age", args.max_connection_age) if args.max_connection_age else ()
+    with serving(args.workers, args.policies, args.models, args.store, extra) as target:
         results = run_rows(target, factories, rows, args.seconds, args.workers)
     print("\n".join(describe({"policy": policy, "workers": args.workers, "seconds": args.seconds,
                               "rows": results})))  # fmt: skip

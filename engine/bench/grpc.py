@@ -48,7 +48,7 @@ def serving(
     cmd = [sys.executable, "-m", "engine", "serve", "--echo", "--host", "127.0.0.1", "--port", "0",
            "--workers", str(workers), "--policies", policies, "--models", models,
            "--drain-seconds", "0.5", "--grace-seconds", "1", *extra]  # fmt: skip
-    # short drain: the bench's connections are closed before the stop; a default drain waits ~37 s
+    # short drain and grace: the bench's connections are closed before the stop
     if store:
         cmd += ["--store", store]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -88,27 +88,50 @@ def sample_application(policies: str, policy: str | None) -> tuple[str, dict[str
     raise LookupError("no approved test case found in the policies")
 
 
+async def _answered_by(call: Any) -> str | None:
+    """The worker that answered a call (Decide's `credo-worker` trailer; None for the echo)."""
+    for key, value in await call.trailing_metadata() or ():
+        if key == "credo-worker":
+            return str(value)
+    return None
+
+
 async def measure(
-    target: str, make_call: Callable[[grpc.aio.Channel], Call], inflight: int, seconds: float, channels: int
-) -> dict[str, float]:
-    """`inflight` concurrent callers for `seconds` over `channels` connections: calls, calls/s, p50, p99."""
-    opened = [
-        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(channels)
-    ]
+    target: str,
+    make_call: Callable[[grpc.aio.Channel], Call],
+    inflight: int,
+    seconds: float,
+    channels: int,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """`inflight` concurrent callers for `seconds` over `channels` connections: calls, calls/s, p50, p99,
+    and for Decide each worker's share of the calls. SO_REUSEPORT places each connection on a worker
+    by a hash: more connections are opened (up to 4 per worker) until the warm-up has met every one."""
+    opened: list[grpc.aio.Channel] = []
+    calls: list[Call] = []
+    seen: set[str] = set()
     try:
-        calls = [make_call(ch) for ch in opened]
-        for call in calls:  # warm up every connection (and every worker's first decision)
-            for _ in range(20):
-                await call()
+        while len(opened) < channels or (seen and len(seen) < workers and len(opened) < 4 * workers):
+            channel = grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+            opened.append(channel)
+            calls.append(make_call(channel))
+            for _ in range(20):  # warm up the connection (and its worker's first decision)
+                pending = calls[-1]()
+                await pending
+                if (worker := await _answered_by(pending)) is not None:
+                    seen.add(worker)
         latencies: list[float] = []
+        answered: dict[str, int] = {}
         end = time.perf_counter() + seconds
 
         async def loop(call: Call) -> None:
             while time.perf_counter() < end:
                 t0 = time.perf_counter()
-                await call()
+                pending = call()
+                await pending
                 latencies.append(time.perf_counter() - t0)
+                if seen and (worker := await _answered_by(pending)) is not None:
+                    answered[worker] = answered.get(worker, 0) + 1
 
         t0 = time.perf_counter()
         await asyncio.gather(*(loop(calls[i % len(calls)]) for i in range(inflight)))
@@ -117,12 +140,20 @@ async def measure(
         for ch in opened:
             await ch.close()
     latencies.sort()
-    return {
+    result: dict[str, Any] = {
         "calls": len(latencies),
         "rps": len(latencies) / elapsed,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "channels": len(opened),
     }
+    if answered:
+        total = sum(answered.values())
+        shares = sorted((count / total for count in answered.values()), reverse=True)
+        shares += [0.0] * (workers - len(shares))  # a worker that answered nothing has share 0
+        result["worker_shares"] = shares
+        result["worker_share_min"] = shares[-1]
+    return result
 
 
 def call_factories(policy: str, application: dict[str, Any]) -> dict[str, Callable[[grpc.aio.Channel], Call]]:
@@ -154,12 +185,13 @@ def call_factories(policy: str, application: dict[str, Any]) -> dict[str, Callab
 def run_rows(
     target: str, factories: dict[str, Callable[[grpc.aio.Channel], Call]], rows: list[tuple[str, int]],
     seconds: float, workers: int,
-) -> dict[str, dict[str, float]]:  # fmt: skip
+) -> dict[str, dict[str, Any]]:  # fmt: skip
     results = {}
     for name, inflight in rows:
-        channels = 1 if inflight == 1 else 2 * workers
+        # one caller uses one connection, so one worker; concurrent callers should reach them all
+        channels, spread = (1, 1) if inflight == 1 else (2 * workers, workers)
         results[f"{name}@{inflight}"] = asyncio.run(
-            measure(target, factories[name], inflight, seconds, channels)
+            measure(target, factories[name], inflight, seconds, channels, spread)
         )
     return results
 
@@ -194,8 +226,9 @@ def describe(result: dict[str, Any]) -> list[str]:
         name, _, inflight = key.partition("@")
         inflight, _, log = inflight.partition("+")
         label = f"{name}+{log}" if log else name
+        shares = " ".join(f"{s:.2f}" for s in r.get("worker_shares", ()))
         lines.append(
             f"{label:12} {inflight:>9} {r['calls']:>7.0f} {r['rps']:>9.0f} "
-            f"{r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}"
+            f"{r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}" + (f"  worker shares {shares}" if shares else "")
         )
     return lines

@@ -20,6 +20,7 @@ RATIO_KEYS = (
     "grpc_p50_vs_echo",
     "grpc_throughput_vs_echo",
     "audit_log_latency_cost",
+    "worker_share_min",
     "batch_vs_floor",
     "rss_growth",
     "monitor_vs_handwritten",
@@ -44,13 +45,14 @@ TARGETS = {
     "grpc_p50_vs_echo": Target("<=", 1.5),
     "grpc_throughput_vs_echo": Target(">=", 0.6),
     "audit_log_latency_cost": Target("<=", 0.15),
+    "worker_share_min": Target(">=", 0.35),
     "batch_vs_floor": Target(">=", 0.5),
     "rss_growth": Target("<=", 1.05),
     "monitor_vs_handwritten": Target("<=", 10.0),
     "monitor_rss_growth": Target("<=", 1.05),
 }
-# Every ratio is "Credo / its floor or peer": lower is better except these two.
-HIGHER_IS_BETTER = {"grpc_throughput_vs_echo", "batch_vs_floor"}
+# Every ratio is "Credo / its floor or peer": lower is better except these.
+HIGHER_IS_BETTER = {"grpc_throughput_vs_echo", "batch_vs_floor", "worker_share_min"}
 
 
 def _get(sections: Mapping[str, Any], *path: str) -> Any:
@@ -119,6 +121,14 @@ def compute_ratios(sections: Mapping[str, Any]) -> tuple[dict[str, float], dict[
         f"Decide p50 with SQLite log {_ms(log16.get('p50_ms'))} / without {_ms(d16.get('p50_ms'))} - 1, "
         "16 in flight",
         minus_one=True,
+    )
+    answered = d16.get("worker_shares") or []
+    put(
+        "worker_share_min",
+        d16.get("worker_share_min"),
+        1.0,
+        f"smallest worker's share of Decide calls at 16 in flight, {len(answered)} workers "
+        f"({' / '.join(f'{s:.2f}' for s in answered)}) over {d16.get('channels', '?')} connections",
     )
     batch = sections.get("batch") or {}
     put(
@@ -206,6 +216,7 @@ def _section_of(key: str) -> str:
     return {
         "decide_p50_vs_parts": "pipeline", "rules_vs_handwritten": "rules", "rules_vs_zen": "peer",
         "grpc_p50_vs_echo": "grpc", "grpc_throughput_vs_echo": "grpc", "audit_log_latency_cost": "grpc",
+        "worker_share_min": "grpc",
         "batch_vs_floor": "batch", "rss_growth": "memory", "monitor_vs_handwritten": "monitor",
         "monitor_rss_growth": "monitor",
     }.get(key, key)  # fmt: skip

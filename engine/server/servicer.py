@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -58,6 +59,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         self._decider = threading.Lock()
         # Set when this worker hands over (reload or shutdown): its connections are moving away.
         self.draining = threading.Event()
+        self._worker = (("credo-worker", str(os.getpid())),)
 
     def close(self) -> None:
         with self._decider:  # wait for a decision still running
@@ -66,6 +68,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     # -- RPCs ------------------------------------------------------------------------------------
 
     def Decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.Decision:
+        # Which worker answered (its pid, as in its log lines): how `credo bench` sees the balance.
+        context.set_trailing_metadata(self._worker)
         try:
             return self._decide(request, context)
         except Exception as exc:

@@ -25,7 +25,13 @@ SECTIONS: dict[str, Any] = {
             "echo@1": {"p50_ms": 0.5, "rps": 2000.0},
             "decide@1": {"p50_ms": 1.0, "rps": 900.0},
             "echo@16": {"p50_ms": 4.0, "rps": 3200.0},
-            "decide@16": {"p50_ms": 40.0, "rps": 400.0},
+            "decide@16": {
+                "p50_ms": 40.0,
+                "rps": 400.0,
+                "worker_shares": [0.6, 0.4],
+                "worker_share_min": 0.4,
+                "channels": 4,
+            },
             "decide@16+log": {"p50_ms": 46.0, "rps": 350.0},
         }
     },
@@ -49,6 +55,8 @@ def test_every_ratio_is_the_quotient_of_its_two_side_by_side_figures() -> None:
     assert ratios["grpc_p50_vs_echo"] == pytest.approx(2.0)  # 1 in flight
     assert ratios["grpc_throughput_vs_echo"] == pytest.approx(0.125)  # 16 in flight
     assert ratios["audit_log_latency_cost"] == pytest.approx(0.15)  # 46 / 40 - 1
+    assert ratios["worker_share_min"] == pytest.approx(0.4)  # the smaller of two workers' shares
+    assert "0.60 / 0.40" in made["worker_share_min"]
     assert ratios["batch_vs_floor"] == pytest.approx(0.5)
     assert ratios["rss_growth"] == pytest.approx(1.025)
     assert ratios["monitor_vs_handwritten"] == pytest.approx(7.5)
@@ -59,7 +67,12 @@ def test_every_ratio_is_the_quotient_of_its_two_side_by_side_figures() -> None:
 
 def test_a_failed_section_leaves_its_ratios_out() -> None:
     ratios, _ = compute_ratios({k: v for k, v in SECTIONS.items() if k != "grpc"})
-    assert not {"grpc_p50_vs_echo", "grpc_throughput_vs_echo", "audit_log_latency_cost"} & set(ratios)
+    assert not {
+        "grpc_p50_vs_echo",
+        "grpc_throughput_vs_echo",
+        "audit_log_latency_cost",
+        "worker_share_min",
+    } & set(ratios)
     assert "rules_vs_zen" in ratios
 
 
