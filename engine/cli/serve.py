@@ -52,10 +52,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--max-connection-age",
         type=float,
-        default=1.5,
+        default=1.0,
         help="seconds before a client connection is told to move (graceful GOAWAY; calls open on it, "
         "long streams too, are not cut): keeps connections spread over the workers and moves them to "
-        "new workers within ~2 s of a reload (default 1.5)",
+        "new workers within ~2 s of a reload (default 1)",
     )
     p.add_argument(
         "--drain-seconds",

@@ -56,8 +56,8 @@ class WorkerConfig:
     token_file: str | None = None
     threads: int = 8
     max_message_bytes: int = 4 * 1024 * 1024
-    drain_seconds: float = 2.2
-    max_connection_age: float = 1.5
+    drain_seconds: float = 1.6
+    max_connection_age: float = 1.0
     grace_seconds: float = 20.0
     echo: bool = False
     generation: int = 0
