@@ -206,11 +206,8 @@ def serve(config: WorkerConfig) -> int:
             )
         else:
             bound = server.add_insecure_port(address)
-    except (
-        RuntimeError,
-        OSError,
-    ):  # grpc's "Failed to bind" (e.g. a TLS file changed since serve checked it)
-        bound = 0
+    except (RuntimeError, OSError):
+        bound = 0  # grpc's "Failed to bind" (e.g. a TLS file changed since `credo serve` checked it)
     if not bound:
         _notify("failed", errors=[f"cannot bind {address}"])
         return 4
