@@ -341,3 +341,44 @@ def test_bad_tls_files_are_a_one_line_error_not_a_worker_traceback(tmp_path: Pat
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("credo serve: TLS: "), out.stderr
         assert expected in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_stream_on_a_superseded_worker_ends_unavailable_and_its_unanswered_rows_decide_anew(
+    tmp_path: Path, policies: Path
+) -> None:
+    source = policies / "demo" / "policy.yaml"
+    with serve(tmp_path, policies=policies, workers=1, fake=True) as server:
+        (channel,) = connections(server, 1)
+        reloaded = threading.Event()
+
+        def rows() -> Iterator[pb.DecideRequest]:
+            for i in range(40):
+                if i == 4:  # a reload while the stream is open
+                    tmp = source.with_suffix(".tmp")
+                    tmp.write_text(POLICY.format(patch=1))
+                    os.replace(tmp, source)
+                    deadline = time.monotonic() + 60
+                    while _listed_version(server) != "1.0.1" and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    reloaded.set()
+                yield request(f"s-{i}", "demo", ADULT)
+                time.sleep(0.1)
+
+        answers: list[pb.Decision] = []
+        try:
+            with pytest.raises(grpc.RpcError) as caught:
+                for answer in pb_grpc.DecisionServiceStub(channel).DecideStream(rows(), timeout=120):
+                    answers.append(answer)
+        finally:
+            channel.close()
+        assert reloaded.is_set()
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "reopen the stream" in (caught.value.details() or "")
+        answered = [a.request_id for a in answers]
+        assert answered == [f"s-{i}" for i in range(len(answered))] and len(answered) >= 4
+        assert {a.policy.version for a in answers} == {"1.0.0"}
+        # the rows it did not answer, sent again on a new stream, are decided on the new version
+        rest = [request(f"s-{i}", "demo", ADULT) for i in range(len(answered), 40)]
+        again = list(server.stub.DecideStream(iter(rest), timeout=60))
+        assert [a.request_id for a in again] == [r.request_id for r in rest]
+        assert {a.policy.version for a in again} == {"1.0.1"}
