@@ -231,7 +231,7 @@ def serve(config: WorkerConfig) -> int:
         monitor_servicer.close()
     if store_health is not None:
         store_health.close()
-    if isinstance(audit_log, DecisionLog):
+    if audit_log is not None:
         audit_log.close()  # every answered decision is committed already; this closes the store cleanly
     return 0
 

@@ -10,7 +10,8 @@ import pytest
 from audit_helpers import RecordFactory
 from grpc_health.v1 import health, health_pb2
 
-from engine.audit import DecisionLog, StoreUnavailable, open_store
+from engine.audit import DecisionLog, open_store
+from engine.errors import StoreUnavailable
 from engine.server.health import StoreHealth
 
 

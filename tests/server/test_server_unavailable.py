@@ -8,7 +8,7 @@ import logging
 import grpc
 import pytest
 
-from engine.audit import StoreUnavailable
+from engine.errors import StoreUnavailable
 from engine.server.errors import map_error
 
 
