@@ -59,6 +59,9 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         self._decider = threading.Lock()
         # Set when this worker hands over (reload or shutdown): its connections are moving away.
         self.draining = threading.Event()
+        # Set when a newer policy set starts listening: a pinned version this worker lacks may be
+        # the one the new set serves.
+        self.superseded = threading.Event()
         self._worker = (("credo-worker", str(os.getpid())),)
 
     def close(self) -> None:
@@ -161,7 +164,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             pending = self._on_decider(lambda: self.service.submit(**call), context)
             decision: Decision = pending.result()
         except VersionNotLoaded:
-            if self.draining.is_set():  # the caller may pin the version the new workers serve
+            if self.superseded.is_set():  # the caller may pin the version the new workers serve
                 raise Unavailable(HANDING_OVER + "; retry") from None
             raise
         finally:

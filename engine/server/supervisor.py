@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -207,40 +208,56 @@ class Supervisor:
         )
         return Worker(proc, config.generation, time.monotonic())
 
-    def _wait_ready(self, workers: list[Worker], timeout: float) -> bool:
-        """Wait until every worker said ready; False as soon as one failed or the time is up."""
+    def _start_workers(self, workers: list[Worker], superseding: Sequence[Worker] = ()) -> bool:
+        """Bring up fresh workers: once every one has built its decision core, tell the workers they
+        supersede (SIGUSR2: a pinned version they lack is now UNAVAILABLE, retry, not refused), then
+        let the fresh ones listen together (SIGUSR1). So no caller reaches a worker of the new set
+        while the old set still refuses the version that set serves."""
+        if not self._wait_for(workers, "built", STARTUP_TIMEOUT):
+            return False
+        for worker in superseding:
+            if worker.proc.poll() is None:
+                worker.proc.send_signal(signal.SIGUSR2)
+        for worker in workers:
+            worker.proc.send_signal(signal.SIGUSR1)
+        return self._wait_for(workers, "ready", STARTUP_TIMEOUT)
+
+    def _wait_for(self, workers: list[Worker], event: str, timeout: float) -> bool:
+        """Wait until every worker reported `event`; False as soon as one failed or the time is up."""
         deadline = time.monotonic() + timeout
         waiting = {w.proc.stdout.fileno(): w for w in workers if w.proc.stdout}
         while waiting and time.monotonic() < deadline and not self._stop:
             readable, _, _ = select.select(list(waiting), [], [], 0.2)
             for fd in readable:
                 worker = waiting.pop(fd)
-                if not self._read_status(worker):
+                if not self._read_status(worker, event):
                     return False
             if any(w.proc.poll() is not None for w in waiting.values()):
                 return False
         return not waiting
 
-    def _read_status(self, worker: Worker) -> bool:
+    def _read_status(self, worker: Worker, event: str) -> bool:
         assert worker.proc.stdout is not None
         line = worker.proc.stdout.readline()
         try:
             message: dict[str, Any] = json.loads(line) if line else {}
         except ValueError:
             message = {}
-        if message.get("event") == "ready":
-            worker.ready = True
+        if message.get("event") == event:
+            worker.ready = event == "ready"
             return True
         worker.failure = [str(e) for e in message.get("errors", [])] or [
             f"worker exited with {worker.proc.wait()}"
         ]
         return False
 
-    def _start_generation(self, base: WorkerConfig) -> list[Worker] | None:
+    def _start_generation(
+        self, base: WorkerConfig, superseding: Sequence[Worker] = ()
+    ) -> list[Worker] | None:
         self.generation += 1
         config = replace(base, generation=self.generation)
         fresh = [self._spawn(config) for _ in range(self.count)]
-        if self._wait_ready(fresh, STARTUP_TIMEOUT):
+        if self._start_workers(fresh, superseding):
             log.info(
                 "generation ready", extra={"generation": self.generation, "pids": [w.pid for w in fresh]}
             )
@@ -284,7 +301,7 @@ class Supervisor:
             time.sleep(self._restart_backoff)
             fresh = self._spawn(replace(self.config, generation=self.generation))
             self.workers.append(fresh)
-            if not self._wait_ready([fresh], STARTUP_TIMEOUT):
+            if not self._start_workers([fresh]):
                 log.error("replacement worker failed", extra={"errors": fresh.failure})
         for worker in self.workers:
             if worker.draining_since is not None and worker.proc.poll() is None:
@@ -294,7 +311,7 @@ class Supervisor:
 
     def _reload(self) -> None:
         old = [w for w in self.workers if w.draining_since is None]
-        fresh = self._start_generation(self.config)
+        fresh = self._start_generation(self.config, superseding=old)
         status = self.state_dir / "reload.json"
         if fresh is None:
             self.metrics.RELOADS.labels(result="failed").inc()

@@ -134,16 +134,26 @@ def serve(config: WorkerConfig) -> int:
     stop = threading.Event()
     quick: list[bool] = []
 
+    listen = threading.Event()
     servicer: DecisionServicer | None = None
 
     def on_signal(signum: int, _frame: Any) -> None:
         quick.append(signum == signal.SIGINT)  # Ctrl-C: stop now; SIGTERM: drain
-        if servicer is not None:  # at once: a caller pinning the new version is sent on (UNAVAILABLE)
+        if servicer is not None:
             servicer.draining.set()
+            servicer.superseded.set()
         stop.set()
+
+    def on_superseded(_signum: int, _frame: Any) -> None:
+        # A newer set is about to listen: a caller pinning the version it serves is sent on
+        # (UNAVAILABLE, retry) rather than refused here.
+        if servicer is not None:
+            servicer.superseded.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGUSR1, lambda *_: listen.set())  # the supervisor: the whole set is built
+    signal.signal(signal.SIGUSR2, on_superseded)
     started = time.monotonic()
     try:
         service = build_service(config)
@@ -198,6 +208,11 @@ def serve(config: WorkerConfig) -> int:
     if audit_log is not None:
         store_health = StoreHealth(health_servicer, ("", SERVICE_NAME), audit_log.store.probe)
         audit_log.on_commit = store_health
+    # Listen only when the supervisor says the whole new set is built (binding is listening).
+    _notify("built", generation=config.generation)
+    while not listen.wait(0.2):
+        if stop.is_set() or os.getppid() == 1:  # the set failed, or the supervisor is gone
+            return 0
     address = f"{config.host}:{config.port}"
     try:
         if config.tls_cert and config.tls_key:

