@@ -7,6 +7,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import catboost
@@ -15,6 +16,7 @@ import onnxruntime as ort
 
 from engine.errors import MODEL_CARD_INVALID, ModelError
 from engine.models.encoding import FeatureEncoder
+from engine.models.shap_table import ShapTable, shap_table
 from engine.models.store import ModelPackage
 
 BAD_CLASS = 1  # column of P(bad) in both runtimes' [N, 2] probability output
@@ -104,6 +106,11 @@ class NativeScorer(_Scorer):
         )
         return np.asarray(values, dtype=np.float64)[:, :-1]
 
+    @cached_property
+    def shap_table(self) -> ShapTable:
+        """Per-leaf SHAP tables of this model: exact values of one row without calling CatBoost."""
+        return shap_table(self.model, len(self.encoder.names))
+
 
 _native_cache: dict[tuple[str, str], NativeScorer] = {}
 _onnx_cache: dict[tuple[str, str], OnnxScorer] = {}
@@ -111,12 +118,15 @@ _cache_lock = threading.Lock()
 
 
 def native_scorer(package: ModelPackage) -> NativeScorer:
-    """The process's NativeScorer for a package (loading a .cbm takes milliseconds; explain is per call)."""
+    """The process's NativeScorer for a package, its SHAP tables built (once, under the lock), so a
+    decision that needs reasons never waits on CatBoost."""
     key = (str(package.path), package.sha256)
     with _cache_lock:
         scorer = _native_cache.get(key)
         if scorer is None:
-            scorer = _native_cache[key] = NativeScorer(package)
+            scorer = NativeScorer(package)
+            _ = scorer.shap_table
+            _native_cache[key] = scorer
         return scorer
 
 
@@ -136,7 +146,7 @@ def explain(
     """The features that pushed this applicant's risk up most (largest positive SHAP values, ties
     in card order), mapped to the card's reason codes and texts; at most `top` (and at most 4)."""
     scorer = native_scorer(package)
-    contributions = scorer.shap(scorer.encoder.encode_row(features)[None, :])[0]
+    contributions = scorer.shap_table.values(scorer.encoder.encode_row(features))
     reasons_map: Mapping[str, Any] = package.card.get("reasons", {})
     order = sorted(range(len(contributions)), key=lambda i: (-contributions[i], i))
     reasons: list[ModelReason] = []

@@ -1,0 +1,127 @@
+"""Exact SHAP values of a CatBoost model without calling CatBoost: its oblivious trees turned, once
+at load, into per-leaf contribution tables, so one row costs a leaf lookup per tree and one sum.
+
+Why a table is exact: in an oblivious tree every level splits on one (feature, border), so a row's
+path, and with it every quantity TreeSHAP computes for that row, is fixed by its leaf index. The
+table holds, for each tree and each leaf, the path-dependent Shapley values (Lundberg et al.,
+TreeSHAP: a feature outside the coalition follows both children, weighted by the training weight
+under each) over the tree's distinct features, i.e. what `get_feature_importance(type="ShapValues")`
+returns. Levels: leaf bit j is split j of CatBoost's list, so the last split is the root.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import catboost
+import numpy as np
+
+__all__ = ["ShapTable", "shap_table"]
+
+
+@dataclass(frozen=True)
+class ShapTable:
+    """Per-leaf contribution tables of a whole model (trees padded to the deepest one)."""
+
+    features: np.ndarray  # (trees, depth) int: float feature index of each split (bit j = split j)
+    borders: np.ndarray  # (trees, depth) float: a row goes right (bit 1) when value > border
+    weights: np.ndarray  # (depth,) int: 1 << j; zero where a shallower tree is padded
+    tables: np.ndarray  # (trees, 2**depth, n_features) float64: SHAP values of each leaf
+    mask: np.ndarray  # (trees, depth) bool: real splits (False where padded)
+
+    def values(self, row: np.ndarray) -> np.ndarray:
+        """SHAP values of one encoded row (log-odds of default per feature, expected value left out)."""
+        bits = (row[self.features] > self.borders) & self.mask
+        leaves = bits @ self.weights
+        result: np.ndarray = self.tables[np.arange(len(leaves)), leaves].sum(axis=0)
+        return result
+
+    def matrix(self, rows: np.ndarray) -> np.ndarray:
+        """SHAP values of many rows, (rows, n_features)."""
+        return np.stack([self.values(row) for row in rows]) if len(rows) else np.zeros((0, self.n_features))
+
+    @property
+    def n_features(self) -> int:
+        return int(self.tables.shape[2])
+
+
+def shap_table(model: catboost.CatBoostClassifier, n_features: int) -> ShapTable:
+    """Build the table of a loaded model with float features only (Credo encodes categoricals itself)."""
+    doc = _as_json(model)
+    if doc.get("features_info", {}).get("categorical_features"):
+        raise ValueError("SHAP tables support float features only")
+    scale = float(doc.get("scale_and_bias", [1.0, [0.0]])[0])
+    trees = doc["oblivious_trees"]
+    depth = max((len(tree["splits"]) for tree in trees), default=0)
+    features = np.zeros((len(trees), depth), dtype=np.intp)
+    borders = np.zeros((len(trees), depth), dtype=np.float32)
+    mask = np.zeros((len(trees), depth), dtype=bool)
+    tables = np.zeros((len(trees), 1 << depth, n_features), dtype=np.float64)
+    for t, tree in enumerate(trees):
+        splits = tree["splits"]
+        for j, split in enumerate(splits):
+            if split.get("split_type") != "FloatFeature":
+                raise ValueError(f"SHAP tables support float splits only, not {split.get('split_type')}")
+            features[t, j] = int(split["float_feature_index"])
+            borders[t, j] = np.float32(split["border"])
+            mask[t, j] = True
+        own = _tree_table(
+            [int(s["float_feature_index"]) for s in splits],
+            np.asarray(tree["leaf_values"], dtype=np.float64) * scale,
+            np.asarray(tree["leaf_weights"], dtype=np.float64),
+            n_features,
+        )
+        # a padded (absent) bit is always 0, so leaf L of a shallow tree is row L of the padded table
+        tables[t, : len(own)] = own
+    weights = (1 << np.arange(depth)).astype(np.intp)
+    return ShapTable(features, borders, weights, tables, mask)
+
+
+def _as_json(model: catboost.CatBoostClassifier) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.json"
+        model.save_model(str(path), format="json")
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return doc
+
+
+def _tree_table(split_features: list[int], values: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
+    """(2**depth, n) SHAP values of each leaf of one oblivious tree, by the Shapley formula over the
+    tree's distinct features; E[f | coalition S] follows the path-dependent TreeSHAP rule."""
+    depth = len(split_features)
+    size = 1 << depth
+    leaves = np.arange(size)
+    bits = (leaves[:, None] >> np.arange(depth)[None, :]) & 1  # (leaf, level)
+    # cover of the node above level j on each leaf's path: leaves sharing the bits above j
+    cover = np.zeros((size, depth + 1))
+    for j in range(depth + 1):
+        prefix = leaves >> j
+        cover[:, j] = np.bincount(prefix, weights=weights, minlength=size >> j)[prefix]
+    # branch[L, j]: share of the node above level j (bits > j fixed) that goes to L's child
+    with np.errstate(divide="ignore", invalid="ignore"):
+        branch = np.where(cover[:, 1:] > 0, cover[:, :-1] / cover[:, 1:], 0.0)
+    players = sorted(set(split_features))
+    k = len(players)
+    level_player = np.array([players.index(f) for f in split_features], dtype=np.intp)
+    expect: dict[int, np.ndarray] = {}
+    for coalition in range(1 << k):
+        fixed = ((coalition >> level_player) & 1).astype(bool)  # levels whose feature is in S
+        # P(L | row leaf R, S): branch shares on free levels, bits equal to R on fixed ones
+        free_weight = np.prod(np.where(fixed[None, :], 1.0, branch), axis=1)  # (L,)
+        agree = np.all((bits[:, None, fixed] == bits[None, :, fixed]), axis=2)  # (R, L)
+        expect[coalition] = agree @ (free_weight * values)
+    table = np.zeros((size, n))
+    for i, player in enumerate(players):
+        others = [p for p in range(k) if p != i]
+        for s in range(k):
+            coef = math.factorial(s) * math.factorial(k - s - 1) / math.factorial(k)
+            for subset in combinations(others, s):
+                coalition = sum(1 << p for p in subset)
+                table[:, player] += coef * (expect[coalition | (1 << i)] - expect[coalition])
+    return table

@@ -1,0 +1,54 @@
+"""The per-leaf SHAP tables equal CatBoost's own ShapValues on every training row of both shipped
+models, give the same adverse reasons, and explaining a decision never calls CatBoost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import catboost
+import numpy as np
+import pytest
+from models_helpers import SHIPPED, consumer_row
+
+from engine.models.scoring import NativeScorer, explain
+from engine.models.spec import load_spec
+from engine.models.store import ModelPackage, ModelStore
+from engine.models.training import load_dataset
+
+TOP = 4
+
+
+def _adverse_order(values: np.ndarray) -> list[list[int]]:
+    """Per row: the top-4 features with a positive contribution, largest first, ties in card order."""
+    order = np.argsort(-values, axis=1, kind="stable")
+    return [
+        [int(i) for i in row_order if row[i] > 0][:TOP] for row, row_order in zip(values, order, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("name", ["german_credit", "consumer_pd"])
+def test_shap_tables_equal_catboost_shap_values_on_every_training_row(name: str) -> None:
+    package = ModelStore(SHIPPED).load(name, "1.0.0")
+    scorer = NativeScorer(package)
+    spec = load_spec(Path(SHIPPED) / "specs" / f"{name}.yaml")
+    matrix = scorer.encoder.encode_frame(load_dataset(spec).frame, check_range=False)
+    pool = catboost.Pool(matrix, feature_names=scorer.encoder.names)
+    want = scorer.model.get_feature_importance(data=pool, type="ShapValues", thread_count=2)[:, :-1]
+    got = scorer.shap_table.matrix(matrix)
+    assert got.shape == want.shape
+    assert float(np.max(np.abs(got - want))) <= 1e-9
+    assert _adverse_order(got) == _adverse_order(want)
+
+
+def test_explaining_a_decision_never_calls_catboost(
+    consumer_pd: ModelPackage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    explain(consumer_pd, consumer_row())  # the native model and its tables are loaded once, here
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("CatBoost was called on the request path")
+
+    monkeypatch.setattr(catboost.CatBoostClassifier, "get_feature_importance", refuse)
+    monkeypatch.setattr(catboost.CatBoostClassifier, "predict", refuse)
+    reasons = explain(consumer_pd, consumer_row(delinquencies_24m=3, bureau_score=500))
+    assert reasons and all(r.contribution > 0 for r in reasons)
