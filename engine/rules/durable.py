@@ -207,6 +207,8 @@ class DurableEvaluator:
     """Evaluates RuleSets on durable_rules. Safe to call from any number of threads: all engine
     work is serialised by the process's single engine lock."""
 
+    name = "durable"
+
     def register(self, ruleset: RuleSet) -> None:
         """Register `ruleset` now (fire() does it on first use); RulesetConflict if the name is taken."""
         if _ENGINE.lookup(ruleset) is None:

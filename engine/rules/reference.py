@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.rules.ir import And, Compare, Condition, Field, In, Operand, Or, RuleSet, Truth
 
-__all__ = ["ReferenceEvaluator", "evaluate", "kind_of"]
+__all__ = ["ReferenceEvaluator", "compare", "equal", "evaluate", "kind_of"]
 
 
 def kind_of(value: object) -> str:
@@ -30,40 +30,42 @@ def _value(operand: Operand, fact: Mapping[str, Any]) -> Any:
     return operand.value
 
 
-def _equal(left: Any, right: Any) -> bool:
+def equal(left: Any, right: Any) -> bool:
+    """Equality of two non-missing fact values: same kind and equal."""
     return kind_of(left) == kind_of(right) and left == right
 
 
-def _compare(node: Compare, fact: Mapping[str, Any]) -> bool:
-    left, right = _value(node.left, fact), _value(node.right, fact)
+def compare(op: str, left: Any, right: Any) -> bool:
+    """`left op right` on fact values: False if either is missing (None); ordering values of
+    different kinds is a TypeError."""
     if left is None or right is None:
         return False
-    if node.op == "==":
-        return _equal(left, right)
-    if node.op == "!=":
-        return not _equal(left, right)
+    if op == "==":
+        return equal(left, right)
+    if op == "!=":
+        return not equal(left, right)
     if kind_of(left) != kind_of(right):
-        raise TypeError(f"cannot order {left!r} against {right!r} ({node.op})")
-    if node.op == "<":
+        raise TypeError(f"cannot order {left!r} against {right!r} ({op})")
+    if op == "<":
         return bool(left < right)
-    if node.op == "<=":
+    if op == "<=":
         return bool(left <= right)
-    if node.op == ">":
+    if op == ">":
         return bool(left > right)
-    if node.op == ">=":
+    if op == ">=":
         return bool(left >= right)
-    raise ValueError(f"unknown operator {node.op!r}")
+    raise ValueError(f"unknown operator {op!r}")
 
 
 def evaluate(condition: Condition, fact: Mapping[str, Any]) -> bool:
     """The truth of one IR condition against one flat fact (see engine.rules.ir for the semantics)."""
     if isinstance(condition, Compare):
-        return _compare(condition, fact)
+        return compare(condition.op, _value(condition.left, fact), _value(condition.right, fact))
     if isinstance(condition, In):
         operand = _value(condition.operand, fact)
         if operand is None:
             return False
-        return any(_equal(operand, value) for value in condition.values)
+        return any(equal(operand, value) for value in condition.values)
     if isinstance(condition, And):
         return all(evaluate(item, fact) for item in condition.items)
     if isinstance(condition, Or):
@@ -75,6 +77,8 @@ def evaluate(condition: Condition, fact: Mapping[str, Any]) -> bool:
 
 class ReferenceEvaluator:
     """Evaluates a RuleSet in pure Python; stateless and thread-safe."""
+
+    name = "reference"
 
     def fire(self, ruleset: RuleSet, fact: Mapping[str, Any]) -> list[str]:
         """Ids of the rules whose condition holds for `fact`, in policy order."""

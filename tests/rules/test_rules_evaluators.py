@@ -15,12 +15,12 @@ import pytest
 
 import engine.rules.durable as durable_module
 from engine.errors import RuleActionError, RuleEngineError, RulesetConflict, UnencodableValue
-from engine.rules import DurableEvaluator, Evaluator, ReferenceEvaluator
+from engine.rules import CompiledEvaluator, DurableEvaluator, Evaluator, ReferenceEvaluator
 from engine.rules.encoding import ALWAYS, CHUNK_ACTIVATIONS, activations, compile_ruleset
 from engine.rules.ir import And, Compare, CompareOp, Condition, Const, Field, In, Or, Rule, RuleSet, Truth
 
 ROOT = Path(__file__).resolve().parents[2]
-EVALUATORS = [ReferenceEvaluator(), DurableEvaluator()]
+EVALUATORS = [ReferenceEvaluator(), DurableEvaluator(), CompiledEvaluator()]
 OPS: list[CompareOp] = ["<", "<=", ">", ">=", "==", "!="]
 _names = count()
 
@@ -31,7 +31,7 @@ def ruleset(*conditions: Condition) -> RuleSet:
     return RuleSet(f"unit@{next(_names):06d}/test", rules)
 
 
-both = pytest.mark.parametrize("evaluator", EVALUATORS, ids=["reference", "durable"])
+both = pytest.mark.parametrize("evaluator", EVALUATORS, ids=["reference", "durable", "compiled"])
 
 
 @both

@@ -1,0 +1,53 @@
+"""The compiled evaluator's generated source: readable, and built only from the validated ruleset
+(names and ids as string literals), never from a fact."""
+
+from __future__ import annotations
+
+import ast
+from decimal import Decimal
+
+from engine.rules import CompiledEvaluator, ReferenceEvaluator
+from engine.rules.compiled import ruleset_source
+from engine.rules.ir import And, Compare, Const, Field, In, Or, Rule, RuleSet
+
+HOSTILE = 'x"]) or __import__("os").system("false") or ("'
+
+
+def _ruleset() -> RuleSet:
+    return RuleSet(
+        "p@0123456789ab/eligibility",
+        (
+            Rule("too_young", Compare("<", Field("applicant.age"), Const(22))),
+            Rule(HOSTILE, Compare("==", Field(HOSTILE), Const(HOSTILE))),
+            Rule(
+                "thin_file",
+                Or(
+                    (
+                        In(Field("bureau.grade"), ("D", "E")),
+                        And((Compare(">=", Field("dti"), Const(Decimal("0.55"))),)),
+                    )
+                ),
+            ),
+        ),
+    )
+
+
+def test_hostile_rule_ids_and_field_names_stay_string_literals() -> None:
+    source, _ = ruleset_source(_ruleset())
+    calls = {ast.unparse(node.func) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)}
+    assert calls <= {"get", "fired.append", "_cmp", "_in"}, calls
+    assert not any(isinstance(node, ast.Import | ast.ImportFrom) for node in ast.walk(ast.parse(source)))
+    fact = {"applicant.age": 30, HOSTILE: HOSTILE, "bureau.grade": "A", "dti": Decimal("0.2")}
+    assert CompiledEvaluator().fire(_ruleset(), fact) == [HOSTILE]
+
+
+def test_fact_text_is_compared_never_run() -> None:
+    fact = {"applicant.age": 20, "bureau.grade": '__import__("os").system("false")', "dti": None}
+    assert CompiledEvaluator().fire(_ruleset(), fact) == ReferenceEvaluator().fire(_ruleset(), fact)
+
+
+def test_source_reads_as_one_if_per_rule() -> None:
+    source, _ = ruleset_source(_ruleset())
+    assert source.startswith("def fire_eligibility(fact):")
+    assert source.count("\n    if ") == 3
+    assert "fired.append('too_young')" in source
