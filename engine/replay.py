@@ -31,6 +31,7 @@ from engine.pipeline import ModelProvider, build_decision, run_pipeline
 from engine.pipeline.render import decision_from_dict
 from engine.policy import Policy
 from engine.rules import Evaluator
+from engine.rules import evaluator as rule_engine
 from engine.sources import ArchiveSource
 
 __all__ = ["FieldDiff", "ReplayResult", "Replayer", "diff_values"]
@@ -112,9 +113,11 @@ class Replayer:
     folder per distinct archive index) and loaded policies/models are kept until `close()`: model
     explanations load the native model lazily from the restored folder."""
 
-    def __init__(self, store: AuditStore, evaluator: Evaluator, workdir: Path | str | None = None) -> None:
+    def __init__(
+        self, store: AuditStore, evaluator: Evaluator | None = None, workdir: Path | str | None = None
+    ) -> None:
         self.store = store
-        self.evaluator = evaluator
+        self.evaluator = evaluator  # None: each record on the rule engine that decided it
         self._root = Path(tempfile.mkdtemp(prefix="credo-replay-", dir=workdir))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._root, True)
         self._lock = threading.Lock()
@@ -133,8 +136,10 @@ class Replayer:
         policy, models = self.materialise(record)
         recorded = decision_from_dict(record.decision)
         language = str(record.extra.get("language", "en"))
+        # records from before the compiled evaluator were decided on durable_rules
+        engine = self.evaluator or rule_engine(str(record.extra.get("rule_engine", "durable")))
         try:
-            ctx = run_pipeline(policy, record.application, self.evaluator, models, language)
+            ctx = run_pipeline(policy, record.application, engine, models, language)
         except CredoError as exc:  # the recorded input no longer decides: a difference, not a crash
             failed = FieldDiff("outcome", record.outcome, f"error {exc.code}: {exc}")
             return ReplayResult(record.decision_id, recorded, None, (failed,))

@@ -35,9 +35,11 @@ from engine.errors import (
 from engine.models.cache import ModelCache
 from engine.pipeline import build_decision, run_pipeline
 from engine.pipeline.render import decision_from_dict
+from engine.pipeline.shadow import ShadowCheck
 from engine.policy import Policy, load_policy
 from engine.replay import Replayer, ReplayResult
-from engine.rules import Evaluator, ReferenceEvaluator
+from engine.rules import DEFAULT_ENGINE, Evaluator
+from engine.rules import evaluator as engine_named
 from engine.sources import POLICY_FILE, DirectorySource
 
 __all__ = ["DecisionCore", "DecisionService", "PendingDecision", "decide_for_tests", "default_evaluator"]
@@ -47,23 +49,10 @@ log = logging.getLogger("credo.service")
 Clock = Callable[[], dt.datetime]
 Ids = Callable[[dt.datetime], str]
 
-_evaluator: Evaluator | None = None
-_evaluator_lock = threading.Lock()
-
 
 def default_evaluator() -> Evaluator:
-    """The process's one rule evaluator: durable_rules (one owner thread per process), or the
-    pure-Python reference evaluator if the C engine cannot be imported."""
-    global _evaluator
-    with _evaluator_lock:
-        if _evaluator is None:
-            try:  # lazily: the durable_rules C extension is optional and heavy to load
-                from engine.rules.durable import DurableEvaluator
-
-                _evaluator = DurableEvaluator()
-            except ImportError:
-                _evaluator = ReferenceEvaluator()
-        return _evaluator
+    """The process's default rule evaluator: the compiled one (`--rule-engine` picks another)."""
+    return engine_named(DEFAULT_ENGINE)
 
 
 MAX_REQUEST_ID = 128
@@ -198,7 +187,8 @@ class DecisionCore(Protocol):
 class DecisionService:
     """Decide, look up and replay decisions. `store` is an engine.audit DecisionLog, or an audit
     store URL to open one on, or None (no audit record); `clock` and `ids` are injectable so tests
-    can freeze time and ids. One instance per process: its rule evaluator owns durable_rules."""
+    can freeze time and ids. `rule_engine` names the evaluator (compiled by default; each record
+    names it); `shadow` re-checks a sample of decisions on a second engine after they are answered."""
 
     def __init__(
         self,
@@ -209,6 +199,8 @@ class DecisionService:
         ids: Ids = _uuid7,
         evaluator: Evaluator | None = None,
         timer: Callable[[], float] = time.perf_counter,
+        rule_engine: str = DEFAULT_ENGINE,
+        shadow: ShadowCheck | None = None,
     ):
         self.policies_dir = Path(policies_dir)
         self.source = DirectorySource(policies_dir, models_dir)  # policies by name, verified models
@@ -218,7 +210,8 @@ class DecisionService:
         self.log = store
         self.clock = clock
         self.ids = ids
-        self.evaluator = evaluator if evaluator is not None else default_evaluator()
+        self.evaluator = evaluator if evaluator is not None else engine_named(rule_engine)
+        self.shadow = shadow
         self.timer = timer
         self._files: dict[str, Policy] = {}  # load_policy_file: resolved path -> policy
         self._archives: dict[tuple[object, ...], Archive] = {}  # per loaded policy
@@ -346,6 +339,7 @@ class DecisionService:
         ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer)
         decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
         if self.log is None:
+            self._shadow(loaded, application, language, decision, ctx.stages, None)
             return PendingDecision(decision)
         archive = self._archive(loaded, ctx.model_refs)
         record = DecisionRecord.build(
@@ -358,9 +352,26 @@ class DecisionService:
             model_outputs=ctx.model_outputs,
             stages=ctx.stages,
             archive=archive.index,
-            extra={"language": language},
+            extra={"language": language, "rule_engine": self.evaluator.name},
         )
-        return PendingDecision(decision, self.log.submit(record, archive.blobs))
+        committed = self.log.submit(record, archive.blobs)
+        self._shadow(loaded, application, language, decision, ctx.stages, committed)
+        return PendingDecision(decision, committed)
+
+    def _shadow(
+        self,
+        policy: Any,
+        application: Mapping[str, Any],
+        language: str,
+        decision: Decision,
+        stages: list[dict[str, Any]],
+        committed: Future[Any] | None,
+    ) -> None:
+        """Hand a sample of decisions to the shadow check (it runs on its own thread, after the commit)."""
+        if self.shadow is not None and self.shadow.wanted():
+            self.shadow.offer(
+                policy, application, language, decision.decision_id, stages, self.models, committed
+            )
 
     def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision:
         if self.log is None:
@@ -385,8 +396,8 @@ class DecisionService:
             raise NotFound("this service keeps no decision log")
         _checked_decision_id(decision_id)
         with self._lock:
-            if self._replayer is None:
-                self._replayer = Replayer(self.log.store, self.evaluator)
+            if self._replayer is None:  # each record replays on the rule engine that decided it
+                self._replayer = Replayer(self.log.store)
             replayer = self._replayer
         return replayer.replay(decision_id)
 
@@ -442,13 +453,16 @@ def models_dir_for(policy: Policy) -> Path:
     return Path("models")
 
 
-def decide_for_tests(policy: Policy, application: Mapping[str, Any], language: str = "en") -> dict[str, Any]:
+def decide_for_tests(
+    policy: Policy, application: Mapping[str, Any], language: str = "en", rule_engine: str = DEFAULT_ENGINE
+) -> dict[str, Any]:
     """Decide `application` on an already-loaded policy and return Decision.to_dict() (frozen id and
-    time). Errors (InvalidInput, PolicyRuntimeError, ModelError) propagate to the test runner."""
+    time) on the rule engine named. Errors (InvalidInput, PolicyRuntimeError, ModelError) propagate
+    to the test runner."""
     root = str(models_dir_for(policy))
     with _test_lock:
         models = _test_models.get(root)
         if models is None:
             models = _test_models[root] = ModelCache(root)
-    ctx = run_pipeline(policy, application, default_evaluator(), models, language)
+    ctx = run_pipeline(policy, application, engine_named(rule_engine), models, language)
     return build_decision(ctx, FROZEN_ID, "test", _utc_text(FROZEN_TIME)).to_dict()

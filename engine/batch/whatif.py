@@ -7,8 +7,8 @@ ONNX Runtime on the whole batch by default (bit-identical to serving's one-row c
 history on the unchanged policy reproduces it exactly), or `scorer="native"`: CatBoost's
 NativeScorer.pd_matrix (5x faster on the batch, a negligible share of the total; checked against
 ONNX on each worker's first batch, tolerance 1e-6, else ONNX is used; PD is disclosed to 6 places,
-so a few PDs may then differ in the last digit). Rules use the ReferenceEvaluator (pure Python,
-differentially tested against durable_rules, and free of durable's once-per-process registration).
+so a few PDs may then differ in the last digit). Rules run on `WhatIfOptions.rule_engine` (the
+compiled evaluator by default, as serving; all three are differentially tested to agree).
 Adverse-action model reasons (SHAP) are skipped: no figure of the report depends on them.
 """
 
@@ -32,7 +32,7 @@ from engine.models.scoring import NativeScorer, OnnxScorer
 from engine.models.store import ModelStore, load_package
 from engine.pipeline import DecisionContext, Stage, StageResult, run_stages, stage_table
 from engine.policy import load_policy, load_policy_text
-from engine.rules import ReferenceEvaluator
+from engine.rules import DEFAULT_ENGINE, evaluator
 
 __all__ = ["NewDecision", "OldDecision", "Tally", "WhatIf", "WhatIfOptions", "run_whatif"]
 
@@ -52,6 +52,7 @@ class WhatIfOptions:
     workers: int = 1
     batch: int = 500
     scorer: str = "onnx"  # or "native" (see module docstring)
+    rule_engine: str = DEFAULT_ENGINE  # compiled, durable or reference
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class WhatIf:
             "skipped": dict(self.skipped),
             "errors": dict(self.errors),
             "method": {
-                "evaluator": "reference (engine.rules.reference.ReferenceEvaluator)",
+                "evaluator": f"{self.options.rule_engine} (engine.rules)",
                 "scorer": self.scorer,
                 "native_vs_onnx_max_abs_diff": self.max_scorer_diff,
                 "model_reasons": "skipped (no report figure depends on them)",
@@ -235,9 +236,15 @@ def old_decision(record: Any) -> OldDecision:
 class BatchDecider:
     """Decides batches of applications on one policy and one model package (see module docstring)."""
 
-    def __init__(self, policy_path: str, package_path: str | None, scorer: str = "onnx") -> None:
+    def __init__(
+        self,
+        policy_path: str,
+        package_path: str | None,
+        scorer: str = "onnx",
+        rule_engine: str = DEFAULT_ENGINE,
+    ) -> None:
         self.policy = load_policy(policy_path)
-        self.evaluator = ReferenceEvaluator()
+        self.evaluator = evaluator(rule_engine)
         self.package = load_package(Path(package_path)) if package_path else None
         self.native = NativeScorer(self.package) if self.package else None
         self.onnx = OnnxScorer(self.package) if self.package else None
@@ -338,9 +345,9 @@ def _new_decision(ctx: Any) -> NewDecision:
 _worker: BatchDecider | None = None
 
 
-def _init_worker(policy_path: str, package_path: str | None, scorer: str) -> None:
+def _init_worker(policy_path: str, package_path: str | None, scorer: str, rule_engine: str) -> None:
     global _worker
-    _worker = BatchDecider(policy_path, package_path, scorer)
+    _worker = BatchDecider(policy_path, package_path, scorer, rule_engine)
 
 
 def _decide_in_worker(applications: list[dict[str, Any]]) -> tuple[list[NewDecision], float, bool]:
@@ -410,10 +417,10 @@ def run_whatif(
             options.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(str(options.policy), package_path, options.scorer),
+            initargs=(str(options.policy), package_path, options.scorer, options.rule_engine),
         )
     else:
-        local = BatchDecider(str(options.policy), package_path, options.scorer)
+        local = BatchDecider(str(options.policy), package_path, options.scorer, options.rule_engine)
     in_flight: deque[tuple[list[OldDecision], Future[Any]]] = deque()
     natives: list[bool] = []
 

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from engine.cli.options import add_rule_engine_option
 from engine.errors import CredoError, InvalidInput, PolicyError
 
 
@@ -22,6 +23,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--lang", default=None, help="language of reason texts, one the policy declares (default: its first)"
     )
+    add_rule_engine_option(parser)
     parser.add_argument("--policies", default="policies", help="policies folder (default: policies)")
     parser.add_argument("--models", default="models", help="models folder (default: models)")
     parser.add_argument("--request-id", default=None, help="request id (default: a fresh uuid4)")
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             from engine.audit.log import DecisionLog
 
             log = DecisionLog(args.record)
-        service = DecisionService(args.policies, args.models, store=log)
+        service = DecisionService(args.policies, args.models, store=log, rule_engine=args.rule_engine)
         # The CLI's own argument may be a local file; only a name is looked up in --policies.
         named = POLICY_NAME.fullmatch(args.policy) and not Path(args.policy).exists()
         policy = service.policy(args.policy) if named else service.load_policy_file(args.policy)

@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.cli.options import add_rule_engine_option
 from engine.errors import CredoError, PolicyError
+from engine.rules import DEFAULT_ENGINE
+from engine.rules import evaluator as rule_engine
 
 DEFAULT_STORE = "sqlite:///credo-audit.db"
 
@@ -33,6 +36,11 @@ def register(subparsers: Any) -> None:
         help="sqlite:///PATH or postgresql://... (default: $CREDO_AUDIT_STORE or %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_rule_engine_option(
+        parser,
+        default=None,
+        help="the evaluator to re-decide on (default: the one each record names; compiled for a what-if)",
+    )
     what_if = parser.add_argument_group("what-if over history")
     what_if.add_argument("--policy", type=Path, help="the NEW policy file to re-decide history on")
     what_if.add_argument("--since", type=parse_time, help="ISO date or time (naive = UTC)")
@@ -70,7 +78,6 @@ def run_one(args: argparse.Namespace) -> int:
 
     from engine.audit.connect import open_store
     from engine.replay import Replayer
-    from engine.service import default_evaluator
 
     try:
         store = open_store(args.store, create=False, readonly=True)
@@ -78,7 +85,8 @@ def run_one(args: argparse.Namespace) -> int:
         print(f"credo replay: {exc}", file=sys.stderr)
         return 2
     try:
-        with Replayer(store, default_evaluator()) as replayer:
+        engine = rule_engine(args.rule_engine) if args.rule_engine else None
+        with Replayer(store, engine) as replayer:
             result = replayer.replay(args.decision_id)
     except PolicyError as exc:
         print(f"credo replay: the archived policy does not load: {exc}", file=sys.stderr)
@@ -128,6 +136,7 @@ def run_whatif(args: argparse.Namespace) -> int:
         workers=max(1, args.workers),
         batch=max(1, args.batch),
         scorer=args.scorer,
+        rule_engine=args.rule_engine or DEFAULT_ENGINE,
     )
     console = Console(stderr=True)
     try:

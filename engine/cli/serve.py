@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from engine.cli.options import add_rule_engine_option
+
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -75,6 +77,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "within this many seconds (default 20: fits a 30 s Kubernetes termination grace period)",
     )
     p.add_argument("--watch-interval", type=float, default=1.0, help="policy file poll interval (s)")
+    add_rule_engine_option(p)
+    p.add_argument(
+        "--shadow-rate",
+        type=float,
+        default=0.01,
+        help="share of decisions re-checked on durable_rules after they are answered, counted in "
+        "credo_shadow_checks_total{result} (default 0.01; 0 disables)",
+    )
     p.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # benchmark floor service
     p.add_argument("--service-factory", default="engine.service:DecisionService", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
@@ -111,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("credo serve: --workers must be at least 1", file=sys.stderr)
         return 2
+    if not 0.0 <= args.shadow_rate <= 1.0:
+        print("credo serve: --shadow-rate must be between 0 and 1", file=sys.stderr)
+        return 2
     # A draining worker with busy clients waits until their connections aged out (+10% jitter).
     drain = args.drain_seconds if args.drain_seconds is not None else args.max_connection_age * 1.1 + 0.5
     config = WorkerConfig(
@@ -130,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         grace_seconds=args.grace_seconds,
         echo=args.echo,
         service_factory=args.service_factory,
+        rule_engine=args.rule_engine,
+        shadow_rate=args.shadow_rate,
     )
     try:
         supervisor = Supervisor(

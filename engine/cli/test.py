@@ -4,13 +4,17 @@ and what differed, and end with `N passed, M failed`; exit status 1 on any failu
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any
+
+from engine.cli.options import add_rule_engine_option
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("test", help="run the tests written in policy files")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="a policy file or a folder of policies")
+    add_rule_engine_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -34,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
             broken = True
             _print_errors(exc)
             continue
-        report = run_tests(policy, decide_for_tests)
+        report = run_tests(policy, functools.partial(decide_for_tests, rule_engine=args.rule_engine))
         for r in report.results:
             for failure in r.failures:
                 print(f"{r.location}: FAIL: {r.name}: {failure}")

@@ -26,6 +26,9 @@ MONITOR_REFUSED = Counter(
     "credo_monitor_events_refused_total", "Loan events refused, by error code", ["code"]
 )
 MONITOR_ALERTS = Counter("credo_monitor_alerts_total", "Monitoring alerts raised, by alert code", ["code"])
+SHADOW_CHECKS = Counter(
+    "credo_shadow_checks_total", "Decisions re-checked on the shadow rule engine", ["result"]
+)
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:

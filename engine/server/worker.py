@@ -28,6 +28,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from engine.errors import PolicyError, PolicySetInvalid
+from engine.pipeline.shadow import ShadowCheck
+from engine.rules import DEFAULT_ENGINE
+from engine.rules import evaluator as rule_engine
+from engine.server import metrics
 from engine.server.echo import SERVICE as ECHO_SERVICE
 from engine.server.echo import echo_handler
 from engine.server.health import StoreHealth
@@ -64,6 +68,8 @@ class WorkerConfig:
     state_dir: str | None = None
     service_factory: str = "engine.service:DecisionService"
     extra: dict[str, Any] = field(default_factory=dict)
+    rule_engine: str = DEFAULT_ENGINE
+    shadow_rate: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -76,6 +82,10 @@ def build_service(config: WorkerConfig) -> DecisionCore:
     kwargs: dict[str, Any] = {}
     if config.store:
         kwargs["store"] = config.store
+    if config.rule_engine != DEFAULT_ENGINE:
+        kwargs["rule_engine"] = config.rule_engine
+    if config.shadow_rate > 0:
+        kwargs["shadow"] = shadow_check(config)
     service = factory(Path(config.policies), Path(config.models), **kwargs)
     # Load and compile every policy now, before listening: a set with one broken policy is refused
     # as a whole (at reload the previous generation keeps serving it).
@@ -89,6 +99,17 @@ def build_service(config: WorkerConfig) -> DecisionCore:
         raise PolicySetInvalid(errors)
     service.warm_up()
     return service
+
+
+def shadow_check(config: WorkerConfig) -> ShadowCheck:
+    """The worker's shadow check: durable_rules re-checks the sample (the reference evaluator when
+    durable decides), counted in credo_shadow_checks_total{result}."""
+    engine = "reference" if config.rule_engine == "durable" else "durable"
+    return ShadowCheck(
+        config.shadow_rate,
+        rule_engine(engine),
+        on_result=lambda result: metrics.SHADOW_CHECKS.labels(result=result).inc(),
+    )
 
 
 def _die_with_parent() -> None:

@@ -9,11 +9,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from replay_helpers import copy_policies, service_with_log, shipped_inputs
+from replay_helpers import MODELS, copy_policies, service_with_log, shipped_inputs
 
+import engine.replay as replay_module
+from engine.audit.log import DecisionLog
 from engine.audit.sqlite import sqlite_path
 from engine.cli import main
 from engine.errors import ArchiveMissing, CredoError
+from engine.rules import evaluator
 from engine.service import DecisionService
 
 
@@ -163,3 +166,22 @@ def _body(url: str, decision_id: str) -> dict[str, object]:
         ).fetchone()
     result: dict[str, object] = json.loads(body)
     return result
+
+
+@pytest.mark.parametrize("name", ["compiled", "durable", "reference"])
+def test_the_record_names_its_rule_engine_and_replay_decides_on_it(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = copy_policies(tmp_path)
+    log = DecisionLog(f"sqlite:///{tmp_path / 'audit.db'}")
+    service = DecisionService(policies, MODELS, store=log, rule_engine=name)
+    app = next(a for p, _, a in shipped_inputs(policies) if p == "consumer_loan")
+    decision_id = service.decide("consumer_loan", app, "engine-1").decision_id
+    assert log.get(decision_id).extra["rule_engine"] == name
+    asked: list[str] = []
+    monkeypatch.setattr(
+        replay_module, "rule_engine", lambda engine: asked.append(engine) or evaluator(engine)
+    )
+    assert service.replay(decision_id).result == "MATCH"
+    assert asked == [name]
+    log.close()

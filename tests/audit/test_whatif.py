@@ -93,7 +93,7 @@ def test_a_stricter_age_limit_swaps_exactly_the_younger_applicants(
     assert written["overall"]["swaps"].get("APPROVE->DECLINE") == young_approved
     assert written["overall"]["approved_new"] == written["overall"]["approved_old"] - young_approved
     assert set(written["by_grade"]) and set(written["by_segment"])
-    assert written["method"]["evaluator"].startswith("reference")
+    assert written["method"]["evaluator"].startswith("compiled")
 
 
 def test_the_html_report_is_self_contained_and_has_its_plots(

@@ -1,5 +1,6 @@
 """Golden decisions: the full Decision JSON (frozen id, time and timings) for a fixed set of
 applications is checked in, so any change to an output shows as a diff.
+Every engine (compiled, durable, reference) must give the same bytes.
 Regenerate after an intended change: CREDO_UPDATE_GOLDEN=1 pytest tests/pipeline/test_pipeline_golden.py"""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 from pipeline_helpers import application
 
 from engine.pipeline.render import decision_json
+from engine.rules import ENGINES
 from engine.service import DecisionService
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -29,12 +31,14 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
+@pytest.mark.parametrize("rule_engine", ENGINES)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_decision_matches_its_golden_file(case: str, make_service: Callable[..., DecisionService]) -> None:
+def test_decision_matches_its_golden_file(
+    case: str, rule_engine: str, make_service: Callable[..., DecisionService]
+) -> None:
     app, language = CASES[case]
-    got = (
-        decision_json(make_service().decide("consumer_mini", app, f"golden-{case}", language=language)) + "\n"
-    )
+    service = make_service(rule_engine=rule_engine)
+    got = decision_json(service.decide("consumer_mini", app, f"golden-{case}", language=language)) + "\n"
     path = GOLDEN / f"{case}.json"
     if os.environ.get("CREDO_UPDATE_GOLDEN") == "1":
         path.write_text(got, encoding="utf-8")
@@ -62,15 +66,20 @@ SHIPPED = Path(__file__).resolve().parents[2] / "policies"
 SHIPPED_CASES = _shipped_cases()
 
 
+@pytest.mark.parametrize("rule_engine", ENGINES)
 @pytest.mark.parametrize(
     ("policy", "slug", "app"), SHIPPED_CASES, ids=[f"{p}/{s}" for p, s, _ in SHIPPED_CASES]
 )
 def test_shipped_policy_decision_matches_its_golden_file(
-    policy: str, slug: str, app: dict[str, Any], make_service: Callable[..., DecisionService]
+    policy: str,
+    slug: str,
+    app: dict[str, Any],
+    rule_engine: str,
+    make_service: Callable[..., DecisionService],
 ) -> None:
-    """Every shipped policy test input, decided in full (zh, to cover the second language): a change
-    to any output of the shipped policies or models shows as a diff here."""
-    service = make_service(policies_dir=SHIPPED)
+    """Every shipped policy test input, decided in full (zh, to cover the second language) on every
+    rule engine: a change to any output of the shipped policies or models shows as a diff here."""
+    service = make_service(policies_dir=SHIPPED, rule_engine=rule_engine)
     got = decision_json(service.decide(policy, app, f"golden-{slug}", language="zh")) + "\n"
     path = GOLDEN / policy / f"{slug}.json"
     if os.environ.get("CREDO_UPDATE_GOLDEN") == "1":
