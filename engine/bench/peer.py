@@ -16,7 +16,7 @@ from engine.bench.facts import ScoredFact
 from engine.bench.stats import per_item_us
 from engine.bench.zen import CONSUMER_LOAN_JDM
 from engine.pipeline.context import DecisionContext
-from engine.pipeline.stages import LIMIT_FLOOR_CODE, limit_stage, price_stage, rule_stage
+from engine.pipeline.stages import LIMIT_FLOOR_CODE, after_score, limit_stage, price_stage, rule_stage
 from engine.rules import Evaluator
 
 __all__ = [
@@ -48,9 +48,9 @@ def credo_rule_stages(
     """Credo's own stage functions on one validated fact, given the model's points (every stage runs,
     as in the ZEN graph, even after a decline)."""
     ctx = DecisionContext(policy, {}, evaluator, _no_models)
-    grade = policy.score.grade_for(points)
     ctx.fact = dict(fact)
-    ctx.fact.update({"score.pd": _NO_PD, "score.points": points, "score.grade": grade})
+    after_score(ctx, _NO_PD, points)  # grade and the tables that read the score, as the score stage
+    grade = ctx.fact["score.grade"]
     eligibility = _eligibility(ctx)
     post_score = _post_score(ctx)
     limit = limit_stage(ctx)

@@ -18,7 +18,7 @@ __all__ = ["bench_rules", "eligibility_codes"]
 def eligibility_codes(policy: Any, evaluator: Evaluator, fact: dict[str, Any]) -> list[str]:
     """What Credo's eligibility stage decides on one fact: the codes of the fired rules, in policy order."""
     stage = policy.stage("eligibility")
-    return [stage.effects[r].code for r in evaluator.fire(stage.ruleset, stage.prepare(fact))]
+    return [stage.effects[r].code for r in stage.fire(evaluator, fact)]
 
 
 def bench_rules(

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-VERBS = ("serve", "validate", "test", "decide", "replay", "audit", "monitor", "train", "bench")
+VERBS = ("serve", "validate", "test", "compile", "decide", "replay", "audit", "monitor", "train", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

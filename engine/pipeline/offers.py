@@ -210,7 +210,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         rounding=ctx.rounding,
     )
     requested = _number(spec.requested(ctx.fact)) if spec.requested is not None else None
-    wanted = set(ctx.evaluator.fire(products.stage.ruleset, products.stage.prepare(ctx.fact)))
+    wanted = set(products.stage.fire(ctx.evaluator, ctx.fact))
     candidates: list[Candidate] = []
     eligible: list[str] = []
     for index, product in enumerate(products.items):

@@ -16,6 +16,7 @@ from engine.pipeline.runner import StageResult
 
 __all__ = [
     "LIMIT_FLOOR_CODE",
+    "after_score",
     "derive_stage",
     "limit_stage",
     "price_stage",
@@ -57,7 +58,7 @@ def rule_stage(name: str) -> Any:
     def run(ctx: DecisionContext) -> StageResult:
         stage = ctx.policy.stage(name)
         assert stage is not None  # stage_table schedules this stage only when the policy has the section
-        fired = ctx.evaluator.fire(stage.ruleset, stage.prepare(ctx.fact))
+        fired = stage.fire(ctx.evaluator, ctx.fact)
         declines: list[str] = []
         refers: list[str] = []
         for rule_id in fired:
@@ -96,25 +97,34 @@ def score_stage(ctx: DecisionContext) -> StageResult:
         ) from None
     scaling = spec.scaling
     points = scale_points(raw_pd, scaling.base_points, scaling.base_odds, scaling.pdo)
-    grade = spec.grade_for(points, ctx.evaluator)
     pd = Decimal(repr(raw_pd)).quantize(PD_PLACES, rounding=ROUND_HALF_EVEN)
-    ctx.score = Score(pd=pd, points=points, grade=grade)
     ctx.package = package
     ctx.features = features
     ctx.model_refs.append(ModelRef(package.name, package.version, package.sha256))
     ctx.model_outputs[package.name] = {"pd": repr(raw_pd), "features": _jsonable(features)}
-    ctx.fact.update({"score.pd": pd, "score.points": points, "score.grade": grade})
-    values: dict[str, Any] = {"pd": pd, "points": points, "grade": grade}
-    tables = ctx.policy.derive_after_score(ctx.fact, ctx.evaluator)
+    values: dict[str, Any] = {"pd": pd, "points": points}
+    tables = after_score(ctx, pd, points)
+    values["grade"] = ctx.fact["score.grade"]
     if tables:
         values["tables"] = tables
     return StageResult(values=values)
 
 
+def after_score(ctx: DecisionContext, pd: Decimal, points: int) -> list[str]:
+    """Grade `points` (the grade table evaluated once), put score.* in the fact and compute the
+    values that read it; returns the trace lines of the table rows that matched."""
+    spec = ctx.policy.score
+    assert spec is not None  # only a policy with a score section reaches a score
+    grade, lines = spec.graded(points, ctx.evaluator)
+    ctx.score = Score(pd=pd, points=points, grade=grade)
+    ctx.fact.update({"score.pd": pd, "score.points": points, "score.grade": grade})
+    return [*lines, *ctx.policy.derive_late(ctx.fact, ctx.evaluator)]
+
+
 def segments_stage(ctx: DecisionContext) -> StageResult:
     spec = ctx.policy.segments
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
-    fired = ctx.evaluator.fire(spec.stage.ruleset, spec.stage.prepare(ctx.fact))
+    fired = spec.stage.fire(ctx.evaluator, ctx.fact)
     ctx.segments = list(fired)
     return StageResult(tuple(fired), {"segments": list(fired)})
 
@@ -165,7 +175,7 @@ def _adjust(ctx: DecisionContext, stage: Any, value: Decimal, name: str) -> tupl
     """Apply the fired adjustment rules of `stage` in policy order; each adds a reason."""
     if stage is None or not stage.ruleset.rules:
         return value, ()
-    fired = tuple(ctx.evaluator.fire(stage.ruleset, stage.prepare(ctx.fact)))
+    fired = tuple(stage.fire(ctx.evaluator, ctx.fact))
     for rule_id in fired:
         effect = stage.effects[rule_id]
         if effect.multiply is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Literal
 
 from engine.errors import Location, PolicyRuntimeError
@@ -75,10 +76,10 @@ class DecisionTable:
         local = dict(fact)
         for name, formula in self.inputs.items():
             local[name] = formula(fact)
-        fired = (evaluator or _REFERENCE).fire(self.stage.ruleset, self.stage.prepare(local))
-        by_id = {row.rule_id: row for row in self.rows}
+        fired = self.stage.fire(evaluator or _REFERENCE, local)
+        by_id = self._rows_by_id
         matched = [by_id[rule_id] for rule_id in fired]
-        values = {row.number: tuple(fn(local) for fn in row.outputs) for row in matched}
+        values = {row.number: self._values(row, local) for row in matched}
         chosen = self._choose(matched, values)
         outputs = self._outputs(chosen, values)
         if isinstance(fact, dict):
@@ -93,6 +94,24 @@ class DecisionTable:
             got = ", ".join(f"{o.name} = {_show(outputs[o.name])}" for o in self.outputs)
             lines.append(f"{self.name}: no row matches -> {got}")
         return TableHit(self.name, tuple(r.number for r in chosen), outputs, tuple(lines))
+
+    @cached_property
+    def _rows_by_id(self) -> dict[str, TableRow]:
+        return {row.rule_id: row for row in self.rows}
+
+    @cached_property
+    def _literal_rows(self) -> dict[int, tuple[tuple[Any, ...], str]]:
+        """Rows whose outputs are all literals: their values and trace line, made on first use."""
+        return {}
+
+    def _values(self, row: TableRow, local: Mapping[str, Any]) -> tuple[Any, ...]:
+        known = self._literal_rows.get(row.number)
+        if known is not None:
+            return known[0]
+        values = tuple(fn(local) for fn in row.outputs)
+        if all(row.literal):
+            self._literal_rows[row.number] = (values, self._make_line(row, values))
+        return values
 
     def _choose(self, matched: list[TableRow], values: dict[int, tuple[Any, ...]]) -> list[TableRow]:
         if not matched or self.hit == "collect":
@@ -138,6 +157,10 @@ class DecisionTable:
         return out
 
     def _line(self, row: TableRow, values: tuple[Any, ...]) -> str:
+        known = self._literal_rows.get(row.number)
+        return known[1] if known is not None else self._make_line(row, values)
+
+    def _make_line(self, row: TableRow, values: tuple[Any, ...]) -> str:
         shown = []
         for out, value, literal, source in zip(self.outputs, values, row.literal, row.sources, strict=True):
             text = _show(value) if literal else f"{source} = {_show(value)}"

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from engine.errors import Diagnostic, DiagnosticSink, Location, PolicyError
+from engine.policy.codegen import compile_policy
 from engine.policy.compiler import build_policy
 from engine.policy.model import Policy
 from engine.policy.source import load_source, parse_source
@@ -22,6 +23,7 @@ def _finish(policy: Policy | None, sink: DiagnosticSink) -> Policy:
     if policy is None or sink.has_errors:
         raise PolicyError(sink.items)
     policy.diagnostics = sink.sorted()
+    policy.program = compile_policy(policy)  # the generated module: once per policy version
     return policy
 
 

@@ -7,12 +7,14 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Literal
 
 from engine.errors import Diagnostic, Location, PolicyRuntimeError
 from engine.expr.types import Type
 from engine.policy.contract import Fact, InputDecl
 from engine.policy.inputs import validate_application
+from engine.rules.compiled import CompiledEvaluator
 from engine.rules.ir import RuleSet
 
 
@@ -49,8 +51,8 @@ class Effect:
 
 @dataclass(frozen=True)
 class RuleStage:
-    """One ruleset of the policy with what its rules do. Call `prepare(fact)` and hand the result to an
-    evaluator's `fire(stage.ruleset, prepared)`."""
+    """One ruleset of the policy with what its rules do. `fire(evaluator, fact)` runs it: the
+    generated function on the compiled evaluator, else `evaluator.fire(ruleset, prepare(fact))`."""
 
     name: str
     ruleset: RuleSet
@@ -59,18 +61,34 @@ class RuleStage:
     locations: Mapping[str, Location] = field(default_factory=dict)
     # run first on the fact: computes post-score decision-table outputs the rules read, if not yet done
     before: Callable[[Mapping[str, Any]], None] | None = field(default=None, repr=False, compare=False)
+    # prepare + fire in one generated function (engine.policy.codegen), set once when the policy loads
+    compiled: Callable[[Mapping[str, Any]], list[str]] | None = field(default=None, repr=False, compare=False)
+
+    def fire(self, evaluator: Any, fact: Mapping[str, Any]) -> list[str]:
+        """Ids of the rules that hold on `fact`, in policy order: the policy's generated function on
+        the compiled evaluator, else `evaluator.fire` on the prepared fact."""
+        if self.compiled is not None and isinstance(evaluator, CompiledEvaluator):
+            return self.compiled(fact)
+        fired: list[str] = evaluator.fire(self.ruleset, self.prepare(fact))
+        return fired
 
     def prepare(self, fact: Mapping[str, Any]) -> Fact:
-        """The fact plus hoisted fields, with dates as ISO ordinals (the IR's representation)."""
+        """The fields the rules read (a missing one as None) plus the hoisted ones, with dates as
+        ISO ordinals (the IR's representation)."""
         if self.before is not None:
             self.before(fact)
-        out = dict(fact)
+        out = {name: fact.get(name) for name in self.reads}
         for name, fn in self.hoisted.items():
             out[name] = fn(fact)
         for key, value in out.items():
             if isinstance(value, dt.date):
                 out[key] = value.toordinal()
         return out
+
+    @cached_property
+    def reads(self) -> tuple[str, ...]:
+        """The fact fields the ruleset compares (its hoisted fields are computed by `prepare`)."""
+        return tuple(name for name in self.ruleset.fields if name not in self.hoisted)
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,10 @@ class ScoreSpec:
     def grade_for(self, points: int, evaluator: Any = None) -> str:
         """The grade of `points`: from the grade bands, or from the grade decision table fired on
         `evaluator` (the reference evaluator by default)."""
+        return self.graded(points, evaluator)[0]
+
+    def graded(self, points: int, evaluator: Any = None) -> tuple[str, tuple[str, ...]]:
+        """(grade of `points`, the grade table's trace lines): the table is evaluated once."""
         if self.grade_table is not None:
             hit = self.grade_table.evaluate({"score.points": points}, evaluator)
             grade = hit.outputs[self.grade_table.outputs[0].name]
@@ -113,11 +135,11 @@ class ScoreSpec:
                     f"no row of grade table {self.grade_table.name} matches score.points = {points}",
                     location=self.grade_table.location,
                 )
-            return str(grade)
+            return str(grade), hit.lines
         for g in self.grades:
             if points >= g.min_points:
-                return g.grade
-        return self.grades[-1].grade
+                return g.grade, ()
+        return self.grades[-1].grade, ()
 
 
 @dataclass(frozen=True)
@@ -219,6 +241,7 @@ class Policy:
     decision_tables: dict[str, Any] = field(default_factory=dict)
     plan: list[tuple[str, str, str]] = field(default_factory=list)
     late_names: tuple[str, ...] = ()  # names the "score" phase computes
+    program: Any = field(default=None, repr=False, compare=False)  # engine.policy.codegen.PolicyProgram
 
     def validate(self, application: Mapping[str, Any]) -> Fact:
         """The typed flat fact of a nested JSON application; InvalidInput lists every bad field."""
@@ -241,7 +264,12 @@ class Policy:
         table = self.score.grade_table if self.score is not None else None
         if table is not None and fact.get("score.points") is not None:
             lines.extend(table.evaluate({"score.points": fact["score.points"]}, evaluator).lines)
-        return lines + self._run("score", fact, evaluator)
+        return lines + self.derive_late(fact, evaluator)
+
+    def derive_late(self, fact: Fact, evaluator: Any = None) -> list[str]:
+        """The derived values and decision tables that read score.* (not the grade table: the score
+        stage has graded already); returns the trace lines of matched rows."""
+        return self._run("score", fact, evaluator)
 
     def ensure_after_score(self, fact: Mapping[str, Any]) -> None:
         """Compute the "score" phase now if nobody has (a formula or rule reading its outputs calls

@@ -19,9 +19,17 @@ from typing import Any
 from engine.rules.ir import MIRRORED, And, Compare, Condition, Const, Field, In, Or, RuleSet, Scalar, Truth
 from engine.rules.reference import compare, equal, kind_of
 
-__all__ = ["CompiledEvaluator", "compile_ruleset", "ruleset_source"]
+__all__ = [
+    "RUNTIME",
+    "CompiledEvaluator",
+    "RuleWriter",
+    "compile_module",
+    "compile_ruleset",
+    "ruleset_source",
+]
 
 FireFn = Callable[[Mapping[str, Any]], list[str]]
+Loader = Callable[[str, str], list[str]]  # (field name, local variable) -> source lines setting it
 _KIND_CLASSES = {"number": "NUM", "string": "STR", "bool": "BOOL"}
 _CACHE_MAX = 4096
 
@@ -33,7 +41,7 @@ def _slow_in(operand: Any, values: tuple[Scalar, ...]) -> bool:
     return any(equal(operand, value) for value in values)
 
 
-_RUNTIME: dict[str, Any] = {
+RUNTIME: dict[str, Any] = {
     "NUM": frozenset({int, Decimal}),
     "STR": frozenset({str}),
     "BOOL": frozenset({bool}),
@@ -42,29 +50,33 @@ _RUNTIME: dict[str, Any] = {
 }
 
 
-class _Writer:
-    """Source of one RuleSet's function: field loads first, then one `if` per rule."""
+class RuleWriter:
+    """Source of one function firing one RuleSet: field loads first, then one `if` per rule.
+    `constants` may be shared by the writers of one module (names stay unique across it); `load`
+    gives the lines that set a field's local variable (default: read it from the fact)."""
 
-    def __init__(self, function: str):
-        self.function = function
+    def __init__(self, constants: dict[str, Any] | None = None, load: Loader | None = None):
         self.fields: dict[str, str] = {}  # field name -> local variable
-        self.constants: dict[str, Any] = {}  # global name -> value bound beside the code
+        self.constants: dict[str, Any] = {} if constants is None else constants
+        self.load = load or _plain_load
 
     def local(self, name: str) -> str:
         if name not in self.fields:
             self.fields[name] = f"v{len(self.fields)}"
         return self.fields[name]
 
+    def bind(self, value: Any, prefix: str = "C") -> str:
+        """A module-level name for `value` (a constant, a closure): the source never spells it out."""
+        name = f"{prefix}{sum(1 for k in self.constants if k.startswith(prefix))}"
+        self.constants[name] = value
+        return name
+
     def const(self, value: Scalar) -> str:
-        if isinstance(value, bool):
-            return repr(value)
-        if type(value) is int:
+        if isinstance(value, bool) or type(value) is int:
             return repr(value)
         if type(value) is str and len(value) <= 80 and value.isprintable():
             return repr(value)
-        name = f"C{len(self.constants)}"
-        self.constants[name] = value
-        return name
+        return self.bind(value)
 
     def operand(self, operand: Const | Field) -> str:
         return self.local(operand.name) if isinstance(operand, Field) else self.const(operand.value)
@@ -87,7 +99,7 @@ class _Writer:
         if isinstance(left, Const) and isinstance(right, Field):
             left, right, op = right, left, MIRRORED[op]
         a, b = self.operand(left), self.operand(right)
-        if isinstance(left, Field) and isinstance(right, Const) and right.value is not None:
+        if isinstance(left, Field) and isinstance(right, Const):
             kind = _KIND_CLASSES[kind_of(right.value)]
             return (
                 f"({a} is not None and ({a} {op} {b} if {a}.__class__ in {kind} else _cmp({op!r}, {a}, {b})))"
@@ -96,35 +108,37 @@ class _Writer:
 
     def member(self, node: In) -> str:
         a = self.operand(node.operand)
-        values = self.const_tuple(node.values)
+        values = self.bind(tuple(node.values))
         kinds = {kind_of(v) for v in node.values}
         if isinstance(node.operand, Field) and len(kinds) == 1:
             kind = _KIND_CLASSES[kinds.pop()]
-            members = f"C{len(self.constants)}"
-            self.constants[members] = frozenset(node.values)
+            members = self.bind(frozenset(node.values))
             return (
                 f"({a} is not None and ({a} in {members} if {a}.__class__ in {kind} else _in({a}, {values})))"
             )
         return f"_in({a}, {values})"
 
-    def const_tuple(self, values: tuple[Scalar, ...]) -> str:
-        name = f"C{len(self.constants)}"
-        self.constants[name] = tuple(values)
-        return name
-
-    def source(self, ruleset: RuleSet) -> str:
+    def function(
+        self, name: str, ruleset: RuleSet, preload: tuple[str, ...] = (), prologue: tuple[str, ...] = ()
+    ) -> str:
+        """The source of `def name(fact)`: `prologue` lines, the loads of `preload` and of every field
+        the rules compare (in that order), then the rules; returns the ids that fired, in order."""
+        for field_name in preload:
+            self.local(field_name)
         body = [
             f"    if {self.condition(rule.condition)}:\n        fired.append({rule.id!r})"
             for rule in ruleset.rules
         ]
-        loads = [f"    {var} = get({name!r})" for name, var in self.fields.items()]
-        head = [
-            f"def {self.function}(fact):",
-            f"    # ruleset {ruleset.name!r}",
-            "    get = fact.get",
-            "    fired = []",
+        loads = [
+            f"    {line}" for field_name, var in self.fields.items() for line in self.load(field_name, var)
         ]
+        head = [f"def {name}(fact):", f"    # ruleset {ruleset.name!r}", *(f"    {p}" for p in prologue)]
+        head += ["    get = fact.get", "    fired = []"]
         return "\n".join([*head, *loads, *body, "    return fired", ""])
+
+
+def _plain_load(name: str, var: str) -> list[str]:
+    return [f"{var} = get({name!r})"]
 
 
 def _function_name(ruleset: RuleSet) -> str:
@@ -135,18 +149,24 @@ def _function_name(ruleset: RuleSet) -> str:
 
 def ruleset_source(ruleset: RuleSet, function: str | None = None) -> tuple[str, dict[str, Any]]:
     """The Python source of `ruleset` as one function, and the constants it reads by name."""
-    writer = _Writer(function or _function_name(ruleset))
-    text = writer.source(ruleset)
+    writer = RuleWriter()
+    text = writer.function(function or _function_name(ruleset), ruleset)
     return text, writer.constants
+
+
+def compile_module(source: str, bindings: Mapping[str, Any], filename: str) -> dict[str, Any]:
+    """Run generated `source` (ours, built by RuleWriter: see the module doc) with the runtime
+    helpers and `bindings`; returns its namespace."""
+    namespace: dict[str, Any] = {**RUNTIME, **bindings}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace
 
 
 def compile_ruleset(ruleset: RuleSet) -> FireFn:
     """`ruleset` as a compiled function: fact -> ids of the rules that hold, in policy order."""
-    writer = _Writer("fire")
-    text = writer.source(ruleset)
-    namespace: dict[str, Any] = {**_RUNTIME, **writer.constants}
-    exec(compile(text, f"<ruleset {ruleset.name}>", "exec"), namespace)  # our own source: see module doc
-    fire: FireFn = namespace["fire"]
+    writer = RuleWriter()
+    text = writer.function("fire", ruleset)
+    fire: FireFn = compile_module(text, writer.constants, f"<ruleset {ruleset.name}>")["fire"]
     return fire
 
 
