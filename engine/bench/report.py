@@ -15,6 +15,8 @@ __all__ = ["RATIO_KEYS", "TARGETS", "Target", "compare_table", "compute_ratios",
 
 RATIO_KEYS = (
     "decide_p50_vs_parts",
+    "refer_vs_approve_p50",
+    "decide_floor_vs_zen_floor",
     "rules_vs_handwritten",
     "rules_vs_zen",
     "grpc_p50_vs_echo",
@@ -41,7 +43,10 @@ class Target:
 
 
 TARGETS = {
-    "rules_vs_zen": Target("<=", 1.0),
+    "decide_p50_vs_parts": Target("<=", 1.5),
+    "refer_vs_approve_p50": Target("<=", 1.3),
+    "decide_floor_vs_zen_floor": Target("<=", 2.0),
+    "rules_vs_zen": Target("<=", 0.5),
     "grpc_p50_vs_echo": Target("<=", 1.5),
     "grpc_throughput_vs_echo": Target(">=", 0.6),
     "audit_log_latency_cost": Target("<=", 0.15),
@@ -83,13 +88,31 @@ def compute_ratios(sections: Mapping[str, Any]) -> tuple[dict[str, float], dict[
         f"decide() APPROVE p50 {_ms(cl.get('approve_p50_ms'))} / "
         f"ONNX call + rule stages {_ms(cl.get('floor_ms'))}",
     )
+    by_outcome = cl.get("by_outcome") or {}
+    refer, approve = (by_outcome.get(o, {}).get("p50_ms") for o in ("REFER", "APPROVE"))
+    put(
+        "refer_vs_approve_p50",
+        refer,
+        approve,
+        f"decide() REFER p50 {_ms(refer)} / APPROVE p50 {_ms(approve)}",
+    )
+    floor = sections.get("floor") or {}
+    put(
+        "decide_floor_vs_zen_floor",
+        floor.get("decide_us"),
+        floor.get("zen_us"),
+        f"decide() of a one-input policy {_us(floor.get('decide_us'))} / "
+        f"ZenEngine.evaluate of an empty graph {_us(floor.get('zen_us'))}",
+    )
     rules = sections.get("rules") or {}
+    engine, default_us = rules.get("engine", "compiled"), rules.get("compiled_us")
     put(
         "rules_vs_handwritten",
-        rules.get("durable_us"),
+        default_us,
         rules.get("handwritten_us"),
-        f"eligibility on durable_rules {_us(rules.get('durable_us'))} / hand-written Python "
-        f"{_us(rules.get('handwritten_us'))} (reference evaluator {_us(rules.get('reference_us'))})",
+        f"eligibility on the {engine} evaluator {_us(default_us)} / hand-written Python "
+        f"{_us(rules.get('handwritten_us'))} (durable_rules {_us(rules.get('durable_us'))}, "
+        f"reference {_us(rules.get('reference_us'))})",
     )
     peer = sections.get("peer") or {}
     put(
@@ -214,7 +237,8 @@ def ratio_table(report: Mapping[str, Any]) -> Table:
 
 def _section_of(key: str) -> str:
     return {
-        "decide_p50_vs_parts": "pipeline", "rules_vs_handwritten": "rules", "rules_vs_zen": "peer",
+        "decide_p50_vs_parts": "pipeline", "refer_vs_approve_p50": "pipeline",
+        "decide_floor_vs_zen_floor": "floor", "rules_vs_handwritten": "rules", "rules_vs_zen": "peer",
         "grpc_p50_vs_echo": "grpc", "grpc_throughput_vs_echo": "grpc", "audit_log_latency_cost": "grpc",
         "worker_share_min": "grpc",
         "batch_vs_floor": "batch", "rss_growth": "memory", "monitor_vs_handwritten": "monitor",

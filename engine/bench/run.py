@@ -58,6 +58,12 @@ def _pipeline(sizes: Sizes, paths: Paths) -> dict[str, Any]:
     return out
 
 
+def _floor(sizes: Sizes, paths: Paths) -> dict[str, Any]:
+    from engine.bench.floor import bench_floor
+
+    return bench_floor(sizes.repeats)
+
+
 def _models(sizes: Sizes, paths: Paths) -> dict[str, Any]:
     from engine.bench.models import bench_model
     from engine.models.store import ModelStore
@@ -120,6 +126,7 @@ SECTIONS: dict[str, Callable[[Sizes, Paths], dict[str, Any]]] = {
     "rules": _rules,
     "peer": _peer,
     "pipeline": _pipeline,
+    "floor": _floor,
     "models": _models,
     "batch": _batch,
     "grpc": _grpc,

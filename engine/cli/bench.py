@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SECTION_NAMES = ("rules", "peer", "pipeline", "models", "batch", "grpc", "memory", "monitor")
+SECTION_NAMES = ("rules", "peer", "pipeline", "floor", "models", "batch", "grpc", "memory", "monitor")
 
 
 def register(subparsers: Any) -> None:

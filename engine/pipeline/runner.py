@@ -35,13 +35,14 @@ def run_stages(
     ctx: DecisionContext, table: Sequence[Stage], timer: Callable[[], float] = time.perf_counter
 ) -> DecisionContext:
     """Run `table` in order on `ctx`, appending one TraceEntry per stage that ran."""
+    trace, stages, declines = ctx.trace.append, ctx.stages.append, ctx.declines
     for stage in table:
-        if ctx.declined and not stage.closing:
+        if declines and not stage.closing:
             continue
         start = timer()
         result = stage.run(ctx)
         millis = round((timer() - start) * 1000.0, 3)
         values = dict(result.values)
-        ctx.trace.append(TraceEntry(stage.name, tuple(result.fired), millis, values))
-        ctx.stages.append({"stage": stage.name, "fired": list(result.fired), "values": values})
+        trace(TraceEntry(stage.name, tuple(result.fired), millis, values))
+        stages({"stage": stage.name, "fired": list(result.fired), "values": values})
     return ctx

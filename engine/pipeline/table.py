@@ -4,6 +4,7 @@ segments -> limit -> price -> offers -> outcome) and the Decision a finished con
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,8 +28,22 @@ from engine.rules import Evaluator
 __all__ = ["build_decision", "run_pipeline", "stage_table"]
 
 
+_tables: dict[int, tuple[weakref.ref[Policy], tuple[Stage, ...]]] = {}
+
+
 def stage_table(policy: Policy) -> tuple[Stage, ...]:
-    """The stages this policy needs, in decision order; sections a policy leaves out are left out."""
+    """The stages this policy needs, in decision order; sections a policy leaves out are left out.
+    Built once per loaded policy (a policy never changes once loaded)."""
+    known = _tables.get(id(policy))
+    if known is not None and known[0]() is policy:
+        return known[1]
+    table = _build_table(policy)
+    key = id(policy)
+    _tables[key] = (weakref.ref(policy, lambda _: _tables.pop(key, None)), table)
+    return table
+
+
+def _build_table(policy: Policy) -> tuple[Stage, ...]:
     table = [Stage("validate", validate_stage), Stage("derive", derive_stage)]
     if policy.stage("eligibility") is not None:
         table.append(Stage("eligibility", rule_stage("eligibility")))

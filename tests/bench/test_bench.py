@@ -17,8 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies" / "consumer_loan" / "policy.yaml"
 
 SECTIONS: dict[str, Any] = {
-    "pipeline": {"consumer_loan": {"approve_p50_ms": 0.9, "floor_ms": 0.6}},
-    "rules": {"durable_us": 120.0, "handwritten_us": 1.5, "reference_us": 30.0},
+    "pipeline": {
+        "consumer_loan": {
+            "approve_p50_ms": 0.9,
+            "floor_ms": 0.6,
+            "by_outcome": {"APPROVE": {"p50_ms": 0.9}, "REFER": {"p50_ms": 1.08}},
+        }
+    },
+    "floor": {"decide_us": 24.0, "zen_us": 8.0},
+    "rules": {"engine": "compiled", "compiled_us": 6.0, "durable_us": 120.0, "handwritten_us": 1.5},
     "peer": {"credo_us": 300.0, "zen_us": 50.0},
     "grpc": {
         "rows": {
@@ -50,7 +57,9 @@ def test_every_ratio_is_the_quotient_of_its_two_side_by_side_figures() -> None:
     ratios, made = compute_ratios(SECTIONS)
     assert set(ratios) == set(RATIO_KEYS)
     assert ratios["decide_p50_vs_parts"] == pytest.approx(1.5)
-    assert ratios["rules_vs_handwritten"] == pytest.approx(80.0)
+    assert ratios["refer_vs_approve_p50"] == pytest.approx(1.2)
+    assert ratios["decide_floor_vs_zen_floor"] == pytest.approx(3.0)
+    assert ratios["rules_vs_handwritten"] == pytest.approx(4.0)  # the default (compiled) evaluator
     assert ratios["rules_vs_zen"] == pytest.approx(6.0)
     assert ratios["grpc_p50_vs_echo"] == pytest.approx(2.0)  # 1 in flight
     assert ratios["grpc_throughput_vs_echo"] == pytest.approx(0.125)  # 16 in flight
@@ -62,6 +71,7 @@ def test_every_ratio_is_the_quotient_of_its_two_side_by_side_figures() -> None:
     assert ratios["monitor_vs_handwritten"] == pytest.approx(7.5)
     assert ratios["monitor_rss_growth"] == pytest.approx(1.01)
     assert "ZenEngine.evaluate 50.0 µs" in made["rules_vs_zen"]
+    assert "compiled evaluator 6.0 µs" in made["rules_vs_handwritten"]
     assert TARGETS["batch_vs_floor"].met(0.5) and not TARGETS["rules_vs_zen"].met(6.0)
 
 
