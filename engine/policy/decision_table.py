@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any, Literal
 
 from engine.errors import Location, PolicyRuntimeError
@@ -77,6 +78,13 @@ class DecisionTable:
         for name, formula in self.inputs.items():
             local[name] = formula(fact)
         fired = self.stage.fire(evaluator or _REFERENCE, local)
+        if fired and (self.hit == "first" or (self.hit == "unique" and len(fired) == 1)):
+            known = self._constant_hits.get(fired[0])
+            if known is not None:  # the one row chosen has literal outputs: its hit never changes
+                if isinstance(fact, dict):
+                    for name in self._exported:
+                        fact[name] = known.outputs[name]
+                return known
         by_id = self._rows_by_id
         matched = [by_id[rule_id] for rule_id in fired]
         values = {row.number: self._values(row, local) for row in matched}
@@ -93,7 +101,21 @@ class DecisionTable:
         elif not chosen:
             got = ", ".join(f"{o.name} = {_show(outputs[o.name])}" for o in self.outputs)
             lines.append(f"{self.name}: no row matches -> {got}")
-        return TableHit(self.name, tuple(r.number for r in chosen), outputs, tuple(lines))
+        hit = TableHit(self.name, tuple(r.number for r in chosen), outputs, tuple(lines))
+        if len(chosen) == 1 and self.hit in ("first", "unique") and all(chosen[0].literal):
+            self._constant_hits[chosen[0].rule_id] = TableHit(
+                hit.table, hit.rows, MappingProxyType(dict(outputs)), hit.lines
+            )
+        return hit
+
+    @cached_property
+    def _constant_hits(self) -> dict[str, TableHit]:
+        """Per row id, for first/unique tables: the hit of a row whose outputs are all literals."""
+        return {}
+
+    @cached_property
+    def _exported(self) -> tuple[str, ...]:
+        return tuple(out.name for out in self.outputs if out.exported)
 
     @cached_property
     def _rows_by_id(self) -> dict[str, TableRow]:

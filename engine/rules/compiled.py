@@ -104,6 +104,10 @@ class RuleWriter:
             return (
                 f"({a} is not None and ({a} {op} {b} if {a}.__class__ in {kind} else _cmp({op!r}, {a}, {b})))"
             )
+        if isinstance(left, Field) and isinstance(right, Field):  # two numbers: Python's own comparison
+            fast = f"{a}.__class__ in NUM and {b}.__class__ in NUM"
+            slow = f"_cmp({op!r}, {a}, {b})"
+            return f"({a} is not None and {b} is not None and ({a} {op} {b} if {fast} else {slow}))"
         return f"_cmp({op!r}, {a}, {b})"
 
     def member(self, node: In) -> str:
