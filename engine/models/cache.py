@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from engine.errors import MODEL_HASH_MISMATCH, ModelError
-from engine.models.scoring import OnnxScorer
+from engine.models.scoring import OnnxScorer, native_scorer
 from engine.models.store import ModelPackage, ModelStore
 
 __all__ = ["ModelCache"]
@@ -27,6 +27,7 @@ class ModelCache:
             if (name, version) not in self._scorers:
                 package = self.store.load(name, version)
                 self._scorers[(name, version)] = (package, OnnxScorer(package))
+                native_scorer(package)  # its SHAP tables, built at load: reasons never call CatBoost
             package, scorer = self._scorers[(name, version)]
         check_pin(package, sha256)
         return package, scorer

@@ -20,7 +20,6 @@ from engine.models.shap_table import ShapTable, shap_table
 from engine.models.store import ModelPackage
 
 BAD_CLASS = 1  # column of P(bad) in both runtimes' [N, 2] probability output
-SHAP_NO_PRECALC_MAX_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class OnnxScorer(_Scorer):
 
 
 class NativeScorer(_Scorer):
-    """The native CatBoost model of a package: fast on batches, and the source of SHAP values."""
+    """The native CatBoost model of a package: fast on batches, and the trees the SHAP tables come from."""
 
     def __init__(self, package: ModelPackage, thread_count: int = 1):
         self.package = package
@@ -96,16 +95,6 @@ class NativeScorer(_Scorer):
         )
         return np.asarray(probabilities, dtype=np.float64)[:, BAD_CLASS]
 
-    def shap(self, matrix: np.ndarray) -> np.ndarray:
-        """SHAP values per row and feature (log-odds of default); the last column (expected value) dropped."""
-        pool = catboost.Pool(matrix.astype(np.float32, copy=False), feature_names=self.encoder.names)
-        # Precomputing per-leaf tables pays off over many rows; for a few it costs more than it saves.
-        mode = "NoPreCalc" if len(matrix) <= SHAP_NO_PRECALC_MAX_ROWS else "Auto"
-        values = self.model.get_feature_importance(
-            data=pool, type="ShapValues", shap_mode=mode, thread_count=self.thread_count
-        )
-        return np.asarray(values, dtype=np.float64)[:, :-1]
-
     @cached_property
     def shap_table(self) -> ShapTable:
         """Per-leaf SHAP tables of this model: exact values of one row without calling CatBoost."""
@@ -119,8 +108,9 @@ _cache_lock = threading.Lock()
 
 def native_scorer(package: ModelPackage) -> NativeScorer:
     """The process's NativeScorer for a package, its SHAP tables built (once, under the lock), so a
-    decision that needs reasons never waits on CatBoost."""
-    key = (str(package.path), package.sha256)
+    decision that needs reasons never waits on CatBoost. Keyed by content (the verified hashes of
+    both model files), so a package restored into another folder (replay) reuses them."""
+    key = (package.sha256, str(package.card.get("files", {}).get("model.cbm", package.path)))
     with _cache_lock:
         scorer = _native_cache.get(key)
         if scorer is None:
