@@ -105,3 +105,11 @@ def test_every_generated_function_fires_what_the_reference_fires(path: Path) -> 
             assert _outcome(stage.fire, COMPILED, dict(fact)) == want, stage.name
 
     agree()
+
+
+@pytest.mark.parametrize("engine", ["compiled", "durable", "reference"])
+def test_every_shipped_policy_test_passes_on_every_rule_engine(
+    engine: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["test", str(ROOT / "policies"), "--rule-engine", engine]) == 0
+    assert capsys.readouterr().out.strip().endswith("passed, 0 failed")
