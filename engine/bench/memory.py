@@ -24,7 +24,7 @@ def rss_bytes() -> int:
 
 
 def measure_here(decisions: int, policies: str, models: str) -> dict[str, Any]:
-    """In this process: a DecisionService (durable_rules, ONNX, no audit log) deciding consumer_loan
+    """In this process: a DecisionService (default rule engine, ONNX, no audit log) deciding consumer_loan
     applications; RSS after the warm-up and after `decisions` more."""
     import gc
 

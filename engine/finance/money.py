@@ -65,8 +65,9 @@ def quantize(x: Decimal | int | str, places: int = 2, rounding: str = "half_even
     """`x` rounded to `places` decimal places with the named rounding (half_even, half_up, down, ...)."""
     value = x if type(x) is Decimal else to_decimal(x)
     exponent = _EXPONENTS.get(places) or Decimal(1).scaleb(-places)
-    with decimal.localcontext(_WIDE):
-        return value.quantize(exponent, rounding=rounding_mode(rounding))
+    # the context as an argument, not a localcontext(): the same precision and traps for a third
+    # of the cost (the flags it sets on _WIDE are never read)
+    return value.quantize(exponent, rounding=rounding_mode(rounding), context=_WIDE)
 
 
 def money(x: Decimal | int | str, rounding: str = "half_even") -> Decimal:
