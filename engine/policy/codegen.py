@@ -77,9 +77,12 @@ def generate(policy: Policy) -> tuple[str, dict[str, Any]]:
 def compile_policy(policy: Policy) -> PolicyProgram:
     """Generate and compile `policy`'s module once; each RuleStage gets its function (`compiled`)."""
     source, bindings = generate(policy)
-    namespace = compile_module(
-        source, {"date": dt.date, **bindings}, f"<policy {policy.name}@{policy.sha256[:12]}>"
-    )
+    try:
+        namespace = compile_module(
+            source, {"date": dt.date, **bindings}, f"<policy {policy.name}@{policy.sha256[:12]}>"
+        )
+    except (SyntaxError, RecursionError):  # nesting beyond Python's parser: stages run ruleset by ruleset
+        return PolicyProgram(source, {})
     functions: dict[str, FireFn] = {}
     for name, stage in policy_stages(policy):
         fire: FireFn = namespace[name]
@@ -94,7 +97,7 @@ def _name(stage: str) -> str:
 
 
 def _bind(bindings: dict[str, Any], value: Any, prefix: str) -> str:
-    name = f"{prefix}{sum(1 for k in bindings if k.startswith(prefix))}"
+    name = f"{prefix}{len(bindings)}"
     bindings[name] = value
     return name
 
@@ -110,6 +113,13 @@ def _hoisted_note(policy: Policy, function: str, stage: RuleStage, field: str) -
             text = lines[where.line - 1].strip() if 0 < where.line <= len(lines) else ""
             return f"a value rule {rule.id!r} of {function} compares ({where}: {text})"
     return f"a value {function} compares"
+
+
+def _show(value: Any) -> str:
+    """A constant as Python text, the same on every run (a set's own repr follows string hashing)."""
+    if isinstance(value, frozenset):
+        return "frozenset({" + ", ".join(sorted(repr(v) for v in value)) + "})"
+    return repr(value)
 
 
 def _fields(node: Any) -> set[str]:
@@ -155,5 +165,5 @@ def _header(policy: Policy, bindings: Mapping[str, Any], notes: Mapping[str, str
         elif name.startswith("B"):
             lines.append(f"#   {name}: computes the score-phase derived values and tables if not yet done")
         else:
-            lines.append(f"#   {name} = {value!r}")
+            lines.append(f"#   {name} = {_show(value)}")
     return "\n".join(lines) + "\n"

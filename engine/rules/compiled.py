@@ -11,13 +11,14 @@ string literals, and constants other than ints and bools are bound by name, neve
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from engine.rules.ir import MIRRORED, And, Compare, Condition, Const, Field, In, Or, RuleSet, Scalar, Truth
-from engine.rules.reference import compare, equal, kind_of
+from engine.rules.reference import ReferenceEvaluator, compare, equal, kind_of
 
 __all__ = [
     "RUNTIME",
@@ -67,7 +68,7 @@ class RuleWriter:
 
     def bind(self, value: Any, prefix: str = "C") -> str:
         """A module-level name for `value` (a constant, a closure): the source never spells it out."""
-        name = f"{prefix}{sum(1 for k in self.constants if k.startswith(prefix))}"
+        name = f"{prefix}{len(self.constants)}"  # unique across a shared dict, in constant time
         self.constants[name] = value
         return name
 
@@ -188,7 +189,10 @@ class CompiledEvaluator:
         entry = self._compiled.get(id(ruleset))
         if entry is not None and entry[0] is ruleset:
             return entry[1]
-        fire = compile_ruleset(ruleset)
+        try:
+            fire = compile_ruleset(ruleset)
+        except (SyntaxError, RecursionError):  # nesting beyond Python's parser: interpret this one
+            fire = functools.partial(ReferenceEvaluator().fire, ruleset)
         with self._lock:
             if len(self._compiled) >= _CACHE_MAX:  # rulesets made on the fly (tests): start over
                 self._compiled.clear()

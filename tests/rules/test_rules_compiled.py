@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from decimal import Decimal
+from typing import Any
 
 from engine.rules import CompiledEvaluator, ReferenceEvaluator
 from engine.rules.compiled import ruleset_source
@@ -51,3 +52,12 @@ def test_source_reads_as_one_if_per_rule() -> None:
     assert source.startswith("def fire_eligibility(fact):")
     assert source.count("\n    if ") == 3
     assert "fired.append('too_young')" in source
+
+
+def test_a_condition_nested_beyond_pythons_parser_is_still_decided() -> None:
+    condition: Any = Compare("<", Field("x"), Const(1))
+    for depth in range(300):  # deeper than Python's 200 nested parentheses
+        condition = (And if depth % 2 else Or)((condition, Compare(">", Field("y"), Const(depth))))
+    deep = RuleSet("deep@0123456789ab/eligibility", (Rule("deep", condition),))
+    for fact in ({"x": 0, "y": 0}, {"x": 0, "y": 500}, {"x": 5, "y": 500}, {}):
+        assert CompiledEvaluator().fire(deep, fact) == ReferenceEvaluator().fire(deep, fact)
