@@ -40,7 +40,7 @@ from engine.server.monitor_servicer import SERVICE_NAME as MONITOR_SERVICE_NAME
 from engine.server.monitor_servicer import build_monitor, register_monitor
 from engine.server.security import BearerTokenInterceptor, read_tokens, server_credentials
 from engine.server.servicer import DecisionServicer, add_to_server
-from engine.service import DecisionCore
+from engine.service import DecisionCore, DecisionService
 
 log = logging.getLogger("credo.worker")
 
@@ -82,10 +82,9 @@ def build_service(config: WorkerConfig) -> DecisionCore:
     kwargs: dict[str, Any] = {}
     if config.store:
         kwargs["store"] = config.store
-    if config.rule_engine != DEFAULT_ENGINE:
+    if isinstance(factory, type) and issubclass(factory, DecisionService):  # not the test stand-ins
         kwargs["rule_engine"] = config.rule_engine
-    if config.shadow_rate > 0:
-        kwargs["shadow"] = shadow_check(config)
+        kwargs["shadow"] = shadow_check(config) if config.shadow_rate > 0 else None
     service = factory(Path(config.policies), Path(config.models), **kwargs)
     # Load and compile every policy now, before listening: a set with one broken policy is refused
     # as a whole (at reload the previous generation keeps serving it).
