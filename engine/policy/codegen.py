@@ -115,6 +115,11 @@ def _hoisted_note(policy: Policy, function: str, stage: RuleStage, field: str) -
     return f"a value {function} compares"
 
 
+def _comment(text: str) -> str:
+    """`text` made safe inside a one-line comment: no line break, nothing unprintable."""
+    return "".join(ch if ch.isprintable() else "?" for ch in " ".join(text.split()))
+
+
 def _show(value: Any) -> str:
     """A constant as Python text, the same on every run (a set's own repr follows string hashing)."""
     if isinstance(value, frozenset):
@@ -152,8 +157,9 @@ def _loader(hoisted: Mapping[str, str], not_dates: set[str]) -> Callable[[str, s
 
 
 def _header(policy: Policy, bindings: Mapping[str, Any], notes: Mapping[str, str]) -> str:
+    title = _comment(f"{policy.name} {policy.version}")
     lines = [
-        f"# Generated from policy {policy.name} {policy.version} (sha256 {policy.sha256})",
+        f"# Generated from policy {title} (sha256 {policy.sha256})",
         "# by engine.policy.codegen: one function per ruleset, each returning the ids of the rules",
         "# that hold, in policy order. Comparisons take the fast path when the value has the",
         "# constant's exact type and otherwise the reference evaluator's own (_cmp, _in).",
@@ -161,9 +167,30 @@ def _header(policy: Policy, bindings: Mapping[str, Any], notes: Mapping[str, str
     ]
     for name, value in bindings.items():
         if name.startswith("H"):
-            lines.append(f"#   {name}(fact): {notes.get(name, 'a compared value')}, computed by engine.expr")
+            lines.append(
+                f"#   {name}(fact): {_comment(notes.get(name, 'a compared value'))}, computed by engine.expr"
+            )
         elif name.startswith("B"):
             lines.append(f"#   {name}: computes the score-phase derived values and tables if not yet done")
         else:
-            lines.append(f"#   {name} = {_show(value)}")
-    return "\n".join(lines) + "\n"
+            lines.append(f"#   {name} = {_comment(_show(value))}")
+    return "\n".join([*lines, *_plan(policy)]) + "\n"
+
+
+def _plan(policy: Policy) -> list[str]:
+    """The values computed before the rules read them, in order: derived values are engine.expr
+    closures (exact Decimal arithmetic), decision tables fire their table_* function below and then
+    apply their hit policy."""
+    if not policy.plan and not policy.derived:
+        return []
+    lines = ["# Computed in this order before the rules that read them (engine.expr, Decimal):"]
+    steps = policy.plan or [("input", "derived", name) for name in policy.derived]
+    for phase, kind, name in steps:
+        when = "after the score" if phase == "score" else "from the application"
+        if kind == "derived":
+            lines.append(f"#   {_comment(name)} = {_comment(policy.derived[name].source)}  ({when})")
+        else:
+            table = policy.decision_tables[name]
+            outputs = _comment(", ".join(out.name for out in table.outputs))
+            lines.append(f"#   {outputs} <- decision table {_comment(name)}, hit {table.hit}  ({when})")
+    return lines

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from engine.cli import main
 from engine.errors import PolicyRuntimeError
-from engine.policy import Policy, load_policy
+from engine.policy import Policy, load_policy, load_policy_text
 from engine.policy.codegen import policy_stages
 from engine.rules import CompiledEvaluator, ReferenceEvaluator
 
@@ -113,3 +113,33 @@ def test_every_shipped_policy_test_passes_on_every_rule_engine(
 ) -> None:
     assert main(["test", str(ROOT / "policies"), "--rule-engine", engine]) == 0
     assert capsys.readouterr().out.strip().endswith("passed, 0 failed")
+
+
+MULTILINE = """\
+policy: multi
+version: "1"
+currency: CNY
+inputs:
+  applicant.income: {type: decimal, min: 0}
+derived:
+  doubled: |
+    applicant.income
+    * 2 # ) or __import__("os")
+stages:
+  - name: eligibility
+    rules:
+      - id: low
+        when: doubled < 100
+        decline: {code: LOW, text: Low}
+"""
+
+
+def test_a_multi_line_formula_stays_inside_its_comment() -> None:
+    policy = load_policy_text(MULTILINE)
+    tree = ast.parse(policy.program.source)
+    assert [type(node).__name__ for node in tree.body] == ["FunctionDef"]
+    assert "#   doubled = applicant.income * 2" in policy.program.source
+    eligibility = policy.rule_stages[0]
+    assert eligibility.fire(COMPILED, policy.validate({"applicant": {"income": "40"}}) | {"doubled": 80}) == [
+        "low"
+    ]
