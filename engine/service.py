@@ -339,7 +339,10 @@ class DecisionService:
         ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer)
         decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
         if self.log is None:
-            self._shadow(loaded, application, language, decision, ctx.stages, None)
+            if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
+                self.shadow.offer(
+                    loaded, application, language, decision.decision_id, ctx.stages, self.models
+                )
             return PendingDecision(decision)
         archive = self._archive(loaded, ctx.model_refs)
         record = DecisionRecord.build(
@@ -355,23 +358,11 @@ class DecisionService:
             extra={"language": language, "rule_engine": self.evaluator.name},
         )
         committed = self.log.submit(record, archive.blobs)
-        self._shadow(loaded, application, language, decision, ctx.stages, committed)
-        return PendingDecision(decision, committed)
-
-    def _shadow(
-        self,
-        policy: Any,
-        application: Mapping[str, Any],
-        language: str,
-        decision: Decision,
-        stages: list[dict[str, Any]],
-        committed: Future[Any] | None,
-    ) -> None:
-        """Hand a sample of decisions to the shadow check (it runs on its own thread, after the commit)."""
-        if self.shadow is not None and self.shadow.wanted():
+        if self.shadow is not None:  # a sample is re-checked on the shadow's own thread, after the commit
             self.shadow.offer(
-                policy, application, language, decision.decision_id, stages, self.models, committed
+                loaded, application, language, decision.decision_id, ctx.stages, self.models, committed
             )
+        return PendingDecision(decision, committed)
 
     def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision:
         if self.log is None:

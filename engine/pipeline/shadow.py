@@ -21,6 +21,7 @@ from typing import Any
 from engine.errors import CredoError
 from engine.pipeline.context import ModelProvider
 from engine.pipeline.table import run_pipeline
+from engine.policy.model import Policy
 from engine.rules import Evaluator
 
 __all__ = ["ShadowCheck", "stage_firings"]
@@ -37,7 +38,7 @@ def stage_firings(stages: list[dict[str, Any]]) -> list[tuple[str, list[str], An
 
 @dataclass(frozen=True)
 class _Job:
-    policy: Any
+    policy: Policy
     application: Mapping[str, Any]
     language: str
     decision_id: str
@@ -68,12 +69,12 @@ class ShadowCheck:
         self._thread.start()
 
     def wanted(self) -> bool:
-        """Whether the next decision is in the sample (cheap: called on the request thread)."""
+        """Whether the next decision is in the sample."""
         return self.rate > 0.0 and (self.rate >= 1.0 or self._sample() < self.rate)
 
     def offer(
         self,
-        policy: Any,
+        policy: Policy,
         application: Mapping[str, Any],
         language: str,
         decision_id: str,
@@ -81,7 +82,10 @@ class ShadowCheck:
         models: ModelProvider,
         committed: Future[Any] | None = None,
     ) -> None:
-        """Queue one decision for the check; never blocks (a full queue skips it)."""
+        """Queue the decision for the check if it is in the sample; never blocks (a full queue
+        skips it). Cheap when it is not: called on the request thread."""
+        if not self.wanted():
+            return
         job = _Job(policy, application, language, decision_id, stage_firings(stages), models, committed)
         try:
             self._jobs.put_nowait(job)
