@@ -14,9 +14,8 @@ import queue
 import random
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from engine.errors import CredoError
 from engine.pipeline.context import ModelProvider
@@ -36,6 +35,12 @@ def stage_firings(stages: list[dict[str, Any]]) -> list[tuple[str, list[str], An
     return [(s["stage"], list(s["fired"]), s["values"].get("tables")) for s in stages]
 
 
+class Committed(Protocol):
+    """The audit commit of a decision (a Future or the log's ticket): `result()` waits for it."""
+
+    def result(self) -> Any: ...
+
+
 @dataclass(frozen=True)
 class _Job:
     policy: Policy
@@ -44,7 +49,7 @@ class _Job:
     decision_id: str
     firings: list[tuple[str, list[str], Any]]
     models: ModelProvider
-    committed: Future[Any] | None
+    committed: Committed | None
 
 
 class ShadowCheck:
@@ -80,7 +85,7 @@ class ShadowCheck:
         decision_id: str,
         stages: list[dict[str, Any]],
         models: ModelProvider,
-        committed: Future[Any] | None = None,
+        committed: Committed | None = None,
     ) -> None:
         """Queue the decision for the check if it is in the sample; never blocks (a full queue
         skips it). Cheap when it is not: called on the request thread."""
