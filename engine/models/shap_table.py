@@ -30,16 +30,15 @@ class ShapTable:
     """Per-leaf contribution tables of a whole model (trees padded to the deepest one)."""
 
     features: np.ndarray  # (trees, depth) int: float feature index of each split (bit j = split j)
-    borders: np.ndarray  # (trees, depth) float: a row goes right (bit 1) when value > border
-    weights: np.ndarray  # (depth,) int: 1 << j; zero where a shallower tree is padded
+    borders: np.ndarray  # (trees, depth) float32: bit 1 when value > border; +inf where padded
+    weights: np.ndarray  # (depth,) int: 1 << j
     tables: np.ndarray  # (trees, 2**depth, n_features) float64: SHAP values of each leaf
-    mask: np.ndarray  # (trees, depth) bool: real splits (False where padded)
+    trees: np.ndarray  # (trees,) int: 0 .. trees - 1, for the per-tree leaf lookup
 
     def values(self, row: np.ndarray) -> np.ndarray:
         """SHAP values of one encoded row (log-odds of default per feature, expected value left out)."""
-        bits = (row[self.features] > self.borders) & self.mask
-        leaves = bits @ self.weights
-        result: np.ndarray = self.tables[np.arange(len(leaves)), leaves].sum(axis=0)
+        leaves = (row[self.features] > self.borders) @ self.weights
+        result: np.ndarray = self.tables[self.trees, leaves].sum(axis=0)
         return result
 
     def matrix(self, rows: np.ndarray) -> np.ndarray:
@@ -60,8 +59,7 @@ def shap_table(model: catboost.CatBoostClassifier, n_features: int) -> ShapTable
     trees = doc["oblivious_trees"]
     depth = max((len(tree["splits"]) for tree in trees), default=0)
     features = np.zeros((len(trees), depth), dtype=np.intp)
-    borders = np.zeros((len(trees), depth), dtype=np.float32)
-    mask = np.zeros((len(trees), depth), dtype=bool)
+    borders = np.full((len(trees), depth), np.inf, dtype=np.float32)  # a padded level never goes right
     tables = np.zeros((len(trees), 1 << depth, n_features), dtype=np.float64)
     for t, tree in enumerate(trees):
         splits = tree["splits"]
@@ -70,7 +68,6 @@ def shap_table(model: catboost.CatBoostClassifier, n_features: int) -> ShapTable
                 raise ValueError(f"SHAP tables support float splits only, not {split.get('split_type')}")
             features[t, j] = int(split["float_feature_index"])
             borders[t, j] = np.float32(split["border"])
-            mask[t, j] = True
         own = _tree_table(
             [int(s["float_feature_index"]) for s in splits],
             np.asarray(tree["leaf_values"], dtype=np.float64) * scale,
@@ -80,7 +77,7 @@ def shap_table(model: catboost.CatBoostClassifier, n_features: int) -> ShapTable
         # a padded (absent) bit is always 0, so leaf L of a shallow tree is row L of the padded table
         tables[t, : len(own)] = own
     weights = (1 << np.arange(depth)).astype(np.intp)
-    return ShapTable(features, borders, weights, tables, mask)
+    return ShapTable(features, borders, weights, tables, np.arange(len(trees), dtype=np.intp))
 
 
 def _as_json(model: catboost.CatBoostClassifier) -> dict[str, Any]:
