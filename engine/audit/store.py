@@ -52,6 +52,8 @@ class StoredRow:
     seq: int
     hash: str
     body: str
+    request_id: str = ""
+    received_at: str = ""
 
 
 class AuditStore(Protocol):
@@ -77,6 +79,7 @@ class AuditStore(Protocol):
     def count(self) -> int: ...
     def missing_blobs(self, shas: Sequence[str]) -> set[str]: ...
     def get_blob(self, sha256: str) -> Blob | None: ...
+    def iter_blobs(self) -> Iterator[Blob]: ...
     def remove_through(self, chain_id: str, seq: int, removed: int) -> None:
         """Delete records of chain_id with seq <= `seq` and save their last hash as the checkpoint."""
         ...
@@ -262,12 +265,14 @@ class SqlStore(ABC):
         after = -(2**62)
         while True:
             rows = self._query(
-                "SELECT decision_id, chain_id, seq, hash, body FROM audit_records"
+                "SELECT decision_id, chain_id, seq, hash, body, request_id, received_at FROM audit_records"
                 f" WHERE chain_id = ? AND seq > ? ORDER BY seq LIMIT {int(batch)}",
                 (chain_id, after),
             )
             for row in rows:
-                yield StoredRow(str(row[0]), str(row[1]), int(row[2]), str(row[3]), str(row[4]))
+                yield StoredRow(
+                    str(row[0]), str(row[1]), int(row[2]), str(row[3]), str(row[4]), str(row[5]), str(row[6])
+                )
                 after = int(row[2])
             if len(rows) < batch:
                 return
@@ -328,6 +333,21 @@ class SqlStore(ABC):
                 ),
                 (_EMPTY_SHA256, "probe", "empty file (store write probe)", b"", now),
             )
+
+    def iter_blobs(self, batch: int = 64) -> Iterator[Blob]:
+        """Every archived file, in sha256 order, read a few at a time (model files are large)."""
+        after = ""
+        while True:
+            rows = self._query(
+                "SELECT sha256, kind, name, data FROM audit_blobs WHERE sha256 > ?"
+                f" ORDER BY sha256 LIMIT {int(batch)}",
+                (after,),
+            )
+            for sha, kind, name, data in rows:
+                yield Blob(str(sha), str(kind), str(name), bytes(data))
+                after = str(sha)
+            if len(rows) < batch:
+                return
 
     def remove_through(self, chain_id: str, seq: int, removed: int) -> None:
         now = utc_text(dt.datetime.now(dt.UTC))

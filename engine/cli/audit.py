@@ -88,16 +88,21 @@ def run_verify(args: argparse.Namespace) -> int:
         print(
             f"OK: {len(report.chains)} chain(s), {report.records} record(s) verified"
             + (f", {checkpoints} from a retention checkpoint" if checkpoints else "")
+            + (f", {report.files} archived file(s) re-hashed" if report.files else "")
             + (f", {len(anchors)} anchor(s) hold" if anchors else "")
         )
         return 0
     for chain in report.chains:
         if not chain.ok:
             print(f"FAIL chain {chain.chain_id}: {chain.problem}")
+    for problem in report.file_problems:
+        print(f"FAIL {problem}")
     for problem in anchor_problems:
         print(f"FAIL {problem}")
     bad = sum(1 for c in report.chains if not c.ok)
     summary = f"{bad} of {len(report.chains)} chain(s) failed verification"
+    if report.file_problems:
+        summary += f", {len(report.file_problems)} archived file problem(s)"
     print(summary + (f", {len(anchor_problems)} of {len(anchors)} anchor(s) failed" if anchors else ""))
     return 1
 

@@ -119,3 +119,16 @@ def test_anchors_catch_a_consistently_rewritten_chain(
     assert (
         f"FAIL anchor chain {records[0].chain_id} seq 4: the stored hash differs from the anchored one" in out
     )
+
+
+def test_verify_fails_on_a_forged_request_id(
+    sqlite_url: str, make_record: RecordFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Regression (issue 14.3): `UPDATE ... SET request_id='forged'` passed `credo audit verify`."""
+    with DecisionLog(sqlite_url) as log:
+        records = [log.append(make_record()) for _ in range(3)]
+    with sqlite3.connect(sqlite_path(sqlite_url)) as conn:
+        conn.execute("UPDATE audit_records SET request_id = 'forged' WHERE seq = 2")
+    assert main(["audit", "verify", "--store", sqlite_url]) == 1
+    out = capsys.readouterr().out
+    assert f"altered record at seq 2 (decision {records[1].decision_id}): stored column(s) request_id" in out

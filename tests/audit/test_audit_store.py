@@ -235,3 +235,70 @@ def test_records_are_read_by_time_range(store_url: str, make_record: RecordFacto
         assert len(list(store.iter_records(batch=2))) == 6  # type: ignore[call-arg]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "forged"),
+    [
+        ("request_id", "'forged'"),
+        ("received_at", "'2020-01-01T00:00:00.000000+00:00'"),
+        ("decision_id", "'00000000-0000-7000-8000-00000000f0f0'"),
+    ],
+)
+def test_a_forged_identifying_column_fails_verify(
+    store_url: str, make_record: RecordFactory, column: str, forged: str
+) -> None:
+    """Regression (issue 14.3): a forged request_id or received_at passed verify, after which a retry
+    of the original request got a second decision and the record dropped out of export --since."""
+    records = fill(store_url, make_record)
+    target = records[3]
+    execute(store_url, f"UPDATE audit_records SET {column} = {forged} WHERE seq = 4")
+    found = problems(store_url)
+    assert len(found) == 1
+    assert found[0].startswith("altered record at seq 4")
+    assert column in found[0]
+    assert target.decision_id in found[0] or column == "decision_id"
+
+
+def test_a_record_moved_to_another_chain_fails_verify(store_url: str, make_record: RecordFactory) -> None:
+    records = fill(store_url, make_record)
+    execute(store_url, "UPDATE audit_records SET chain_id = 'elsewhere' WHERE seq = 4")
+    found = problems(store_url)
+    assert f"missing record(s) seq 4 before seq 5 (decision {records[4].decision_id})" in found
+    assert any("stored column(s) chain_id" in p for p in found)
+
+
+def test_an_altered_archived_file_fails_verify(store_url: str, make_record: RecordFactory) -> None:
+    """Regression (issue 14.3): verify did not look at the archived policy and model files at all."""
+    policy = blob("policy", "policies/p/policy.yaml", b"name: p\n")
+    model = blob("model", "models/m/1/model.onnx", b"\x08\x01onnx")
+    index = {"policies/p/policy.yaml": policy.sha256, "models/m/1/model.onnx": model.sha256}
+    with DecisionLog(store_url) as log:
+        log.append(make_record(archive=index), [policy, model])
+    store = open_store(store_url)
+    try:
+        report = verify_store(store)
+        assert report.ok and report.files == 2
+    finally:
+        store.close()
+    execute(store_url, "UPDATE audit_blobs SET data = ? WHERE sha256 = ?", (b"\x08\x02onnx", model.sha256))
+    execute(store_url, "DELETE FROM audit_blobs WHERE sha256 = ?", (policy.sha256,))
+    store = open_store(store_url)
+    try:
+        report = verify_store(store)
+    finally:
+        store.close()
+    assert not report.ok
+    assert report.file_problems == [
+        f"altered archived file models/m/1/model.onnx (sha256 {model.sha256}): its bytes hash otherwise",
+        f"missing archived file policies/p/policy.yaml of decision {report_decision(store_url)}"
+        f" (sha256 {policy.sha256})",
+    ]
+
+
+def report_decision(url: str) -> str:
+    store = open_store(url)
+    try:
+        return next(iter(store.iter_records())).decision_id
+    finally:
+        store.close()
