@@ -4,10 +4,14 @@ JSON and the audit record. Amounts and rates are `Decimal` here and decimal stri
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class Outcome(StrEnum):
@@ -99,33 +103,85 @@ class Decision:
     record_hash: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: Decimals as strings, enums as names, in the contract's field names."""
-        plain = _plain(self)
-        del plain["record_hash"]
-        return plain
+        """JSON-ready form (`plain`: Decimals as strings, enums as names, trace millis as numbers),
+        in the contract's field names."""
+        body: dict[str, Any] = plain(self, floats="number")
+        del body["record_hash"]
+        return body
 
 
-def _plain(value: Any) -> Any:
+FloatRule = Literal["refuse", "text", "number"]
+
+
+class NotPlain(ValueError):
+    """A value `plain` cannot turn into JSON under its contract (a refused float, NaN, a naive
+    datetime, a non-string key, a lone surrogate's neighbour types: bytes, sets, objects)."""
+
+
+def plain(value: Any, floats: FloatRule = "refuse") -> Any:
+    """`value` as JSON-native types: dict with str keys, list, str, int, bool, None (and float under
+    floats="number"). The one value-to-JSON function: the CLI's JSON, the gRPC Structs, trace values
+    and the audit log's canonical JSON (engine.audit.canonical) are all this contract.
+
+    - Decimal -> str(d), exponent kept ("1.50" stays "1.50"); NaN and infinities are refused.
+    - datetime -> isoformat() (a naive one is refused: nobody must guess its zone); date -> YYYY-MM-DD.
+    - Enum -> its value (plain'ed); dataclass -> {field: plain(value)}; Mapping -> dict; list and
+      tuple -> list; bool and int (and subclasses, numpy integers) -> bool and int.
+    - floats: "refuse" raises (binary floats have no one decimal spelling a regulator can re-read);
+      "text" writes repr() (shortest round-trip text, for the audit log); "number" keeps a finite
+      float (numpy's too) as a JSON number.
+    - Anything else (bytes, sets, objects) and non-str keys raise NotPlain.
+    """
     kind = type(value)
-    # exact-type fast paths first: a Decision with full schedules has hundreds of values, and this
-    # runs for every answer and every audit record
+    # exact-type fast paths first: this runs on every answer and every audit record
     if kind is str or kind is int or kind is bool or value is None:
         return value
     if kind is Decimal:
+        if not value.is_finite():
+            raise NotPlain(f"Decimal {value} is not finite")
         return str(value)
-    if kind is tuple or kind is list:
-        return [_plain(v) for v in value]
     if kind is dict:
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, Enum):
-        return value.value
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                raise NotPlain(f"object key {key!r} is not a string")
+            out[key] = plain(item, floats)
+        return out
+    if kind is list or kind is tuple:
+        return [plain(item, floats) for item in value]
     fields = getattr(kind, "__dataclass_fields__", None)
-    if fields is not None:
-        return {name: _plain(getattr(value, name)) for name in fields}
-    if isinstance(value, Decimal):
+    if fields is not None and not isinstance(value, type):
+        return {name: plain(getattr(value, name), floats) for name in fields}
+    if isinstance(value, Enum):  # before str and int: a StrEnum member becomes its plain value
+        return plain(value.value, floats)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
         return str(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, Decimal):
+        return plain(Decimal(value), floats)
+    if isinstance(value, numbers.Real):
+        return _float(float(value), floats)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise NotPlain(f"datetime {value.isoformat()} has no time zone")
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return plain(dict(value), floats)
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+        return [plain(item, floats) for item in value]
+    raise NotPlain(f"{kind.__name__} has no JSON form")
+
+
+def _float(number: float, floats: FloatRule) -> float | str:
+    if floats == "text":
+        return repr(number)
+    if floats == "refuse":
+        raise NotPlain(f"float {number!r} is not allowed here; use Decimal or a string")
+    if not math.isfinite(number):
+        raise NotPlain(f"float {number!r} has no JSON form")
+    return number

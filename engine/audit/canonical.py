@@ -4,15 +4,12 @@ Same value in, same bytes out, on every machine and Python version; see `canonic
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
-from decimal import Decimal
-from enum import Enum
 from typing import Any
 
+from engine.decision import NotPlain
+from engine.decision import plain as to_plain
 from engine.errors import CanonicalError
 
 __all__ = ["canonical_json", "plain", "sha256_hex"]
@@ -37,6 +34,7 @@ def canonical_json(value: Any) -> bytes:
       Convert them explicitly (Decimal, or a string) before they reach the log.
     - Anything else (bytes, sets, objects) is refused with CanonicalError.
     Parsing the output with `json.loads` gives `plain(value)`, and canonical_json of that is the same bytes.
+    The value rules are engine.decision.plain's (floats="refuse"); this adds the byte form.
     """
     return dumps_plain(plain(value))
 
@@ -52,64 +50,21 @@ def dumps_plain(value: Any) -> bytes:
 
 
 def plain(value: Any) -> Any:
-    """`value` as JSON-native types only (dict with str keys, list, str, int, bool, None)."""
-    return _plain(value, False)
+    """`value` as JSON-native types only (dict with str keys, list, str, int, bool, None): the
+    engine.decision.plain contract with floats refused, raising CanonicalError."""
+    try:
+        return to_plain(value, "refuse")
+    except NotPlain as exc:
+        raise CanonicalError(str(exc)) from None
 
 
 def plain_text_floats(value: Any) -> Any:
-    """Like `plain`, but floats become their repr text instead of being refused: one walk that does
-    what `plain(floats_as_text(value))` does, for building records on the decision path."""
-    return _plain(value, True)
-
-
-def _plain(value: Any, float_text: bool) -> Any:
-    """`value` as JSON-native types only (dict with str keys, list, str, int, bool, None); floats
-    are refused, or with `float_text` written as their shortest round-trip text (repr)."""
-    kind = type(value)
-    # exact-type fast paths first: records are mostly str/int/dict/list, and this runs per decision
-    if kind is str or kind is int or kind is bool or value is None:
-        return value
-    if kind is dict:
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if type(key) is not str:
-                raise CanonicalError(f"object key {key!r} is not a string")
-            out[key] = _plain(item, float_text)
-        return out
-    if kind is list or kind is tuple:
-        return [_plain(item, float_text) for item in value]
-    if isinstance(value, Enum):  # before str: a StrEnum member becomes its plain value
-        return _plain(value.value, float_text)
-    if isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if float_text:
-            return repr(value)
-        raise CanonicalError(f"float {value!r} is not allowed in canonical JSON; use Decimal or a string")
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise CanonicalError(f"Decimal {value} is not finite")
-        return str(value)
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise CanonicalError(f"datetime {value.isoformat()} has no time zone")
-        return value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        mapped: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise CanonicalError(f"object key {key!r} is not a string")
-            mapped[key] = _plain(item, float_text)
-        return mapped
-    if isinstance(value, (list, tuple)):
-        return [_plain(item, float_text) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name), float_text) for f in dataclasses.fields(value)}
-    raise CanonicalError(f"{type(value).__name__} has no canonical JSON form")
+    """Like `plain`, but floats become their repr text instead of being refused (audit records
+    keep raw model outputs and timings as exact text)."""
+    try:
+        return to_plain(value, "text")
+    except NotPlain as exc:
+        raise CanonicalError(str(exc)) from None
 
 
 def sha256_hex(data: bytes) -> str:

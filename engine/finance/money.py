@@ -39,8 +39,11 @@ def rounding_mode(name: str) -> str:
 
 
 def to_decimal(value: Decimal | int | str | float) -> Decimal:
-    """A Decimal from an int, a decimal string or a Decimal. A float goes through its shortest repr
-    (`0.1` -> Decimal("0.1")), never through its binary value; non-finite values are refused."""
+    """A Decimal from an int, a decimal string or a Decimal: the one conversion (input validation
+    turns its errors into field violations). A float goes through its shortest repr (`0.1` ->
+    Decimal("0.1")), never through its binary value. Refused: a bool or another type (TypeError);
+    an empty string, one with "_" digit separators or not a decimal, and non-finite values
+    (ValueError)."""
     if isinstance(value, bool):
         raise TypeError("a bool is not an amount")
     if isinstance(value, Decimal):
@@ -50,6 +53,8 @@ def to_decimal(value: Decimal | int | str | float) -> Decimal:
     elif isinstance(value, float):
         result = Decimal(repr(value))
     elif isinstance(value, str):
+        if "_" in value:  # Decimal("1_000") parses; an amount on the wire must not
+            raise ValueError(f"not a decimal number: {value!r}")
         try:
             result = Decimal(value.strip())
         except decimal.InvalidOperation:

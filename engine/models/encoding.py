@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.decision import plain
 from engine.errors import (
     FEATURE_MISSING,
     FEATURE_NOT_FINITE,
@@ -209,19 +210,14 @@ def fit_features(
             fitted.append({"name": name, "type": CATEGORICAL, "encoding": encoding})
         else:
             values = pd.to_numeric(column).to_numpy(dtype=np.float64)
-            train_range = [_plain(values.min()), _plain(values.max())]
+            train_range = [plain(values.min(), "number"), plain(values.max(), "number")]
             declared_range = spec.get("range")
             fitted.append(
                 {
                     "name": name,
                     "type": NUMERIC,
-                    "range": [_plain(v) for v in declared_range] if declared_range else train_range,
+                    "range": plain(list(declared_range), "number") if declared_range else train_range,
                     "train_range": train_range,
                 }
             )
     return fitted
-
-
-def _plain(value: float) -> float | int:
-    number = float(value)
-    return int(number) if number.is_integer() and abs(number) < 2**53 else number

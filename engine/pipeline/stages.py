@@ -4,10 +4,10 @@ score, segments, limit and price; each reads and extends the DecisionContext, al
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
-from engine.decision import ModelRef, Reason, Score
+from engine.decision import ModelRef, Reason, Score, plain
 from engine.errors import FeatureRefused, FieldViolation, InvalidInput, PolicyRuntimeError
 from engine.finance import to_decimal
 from engine.models.scaling import points as scale_points
@@ -45,7 +45,7 @@ def validate_stage(ctx: DecisionContext) -> StageResult:
 def derive_stage(ctx: DecisionContext) -> StageResult:
     tables = ctx.policy.derive(ctx.fact, ctx.evaluator)
     ctx.derived = {name: ctx.fact.get(name) for name in ctx.policy.derived}
-    values: dict[str, Any] = {name: _jsonable(v) for name, v in ctx.derived.items()}
+    values: dict[str, Any] = plain(ctx.derived, "text")
     if tables:
         values["tables"] = tables
     return StageResult(values=values)
@@ -101,7 +101,7 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     ctx.package = package
     ctx.features = features
     ctx.model_refs.append(ModelRef(package.name, package.version, package.sha256))
-    ctx.model_outputs[package.name] = {"pd": repr(raw_pd), "features": _jsonable(features)}
+    ctx.model_outputs[package.name] = {"pd": repr(raw_pd), "features": plain(features, "text")}
     values: dict[str, Any] = {"pd": pd, "points": points}
     tables = after_score(ctx, pd, points)
     values["grade"] = ctx.fact["score.grade"]
@@ -193,14 +193,3 @@ def _number(value: Any, formula: Any) -> Decimal:
         source = getattr(formula, "source", "?")
         raise PolicyRuntimeError(f"formula '{source}' gave {value!r}, not a number", location=where)
     return to_decimal(value)
-
-
-def _jsonable(value: Any) -> Any:
-    """Trace values: Decimals, ints, bools, strings and None as they are; anything else as text."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, bool | int | str | Decimal):
-        return value
-    if isinstance(value, float):
-        return Decimal(repr(value)).quantize(PD_PLACES, rounding=ROUND_HALF_UP)
-    return str(value)

@@ -106,11 +106,6 @@ MAX_DECIMAL_PLACES = 28
 DECIMAL_LIMIT = Decimal(10) ** 18
 
 
-def to_decimal(value: Any) -> Decimal | None:
-    dec, _ = parse_decimal(value)
-    return dec
-
-
 def parse_decimal(value: Any) -> tuple[Decimal | None, str | None]:
     """(Decimal, None) or (None, why not). Never via binary float; numbers beyond +-10^18 or with more
     than 28 decimal places are refused rather than overflowing later."""

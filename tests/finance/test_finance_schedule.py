@@ -143,3 +143,19 @@ def test_equal_principal_interest_falls_every_month(amount: Decimal, rate: Decim
     schedule = build_schedule(amount, rate, term, "equal_principal")
     interests = [row.interest for row in schedule.rows]
     assert interests == sorted(interests, reverse=True)
+
+
+def test_one_to_decimal_refuses_what_validation_reports() -> None:
+    """Issue 21: two to_decimal had opposite contracts on bad input (one raised, one returned None)
+    and disagreed on "1_000". There is one; validation parses caller input with its own stricter
+    rules (engine.policy.inputs.parse_decimal) and reports a refusal as a field violation."""
+    from engine.finance import to_decimal
+    from engine.policy.inputs import parse_decimal
+
+    for bad in ("1_000", "", "abc", "NaN", "Infinity"):
+        with pytest.raises(ValueError):
+            to_decimal(bad)
+        assert parse_decimal(bad)[0] is None
+    with pytest.raises(TypeError):
+        to_decimal(True)  # type: ignore[arg-type]
+    assert to_decimal(" 12.50 ") == Decimal("12.50") and str(to_decimal(0.1)) == "0.1"
