@@ -59,12 +59,12 @@ def sample_record(n: int, run: str = "bench") -> DecisionRecord:
     )
 
 
-def bench_group_commit(url: str, threads: int, records: int, max_wait: float) -> BenchResult:
+def bench_group_commit(url: str, threads: int, records: int) -> BenchResult:
     run = uuid.uuid4().hex[:12]  # fresh request_ids: a rerun on the same store must not be all retries
     prepared = [sample_record(n, run) for n in range(records)]
     latencies: list[float] = []
     lock = threading.Lock()
-    with DecisionLog(url, max_wait=max_wait) as log:
+    with DecisionLog(url) as log:
 
         def work(k: int) -> None:
             mine: list[float] = []

@@ -56,7 +56,6 @@ def _register_bench(verbs: Any) -> None:
     bench.add_argument("--store", help="store URL (default: a fresh SQLite file in a temp dir)")
     bench.add_argument("--threads", type=int, default=16)
     bench.add_argument("--records", type=int, default=4000)
-    bench.add_argument("--max-wait-ms", type=float, default=1.5, help="group-commit window")
     bench.set_defaults(func=run_bench)
 
 
@@ -187,7 +186,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         url = args.store or f"sqlite:///{tmp}/bench.db"
-        result = bench_group_commit(url, args.threads, args.records, args.max_wait_ms / 1000)
+        result = bench_group_commit(url, args.threads, args.records)
     print(
         f"{result.records} records from {args.threads} threads in {result.seconds:.2f} s: "
         f"{result.records / result.seconds:,.0f} records/s, {result.batches} transactions "
