@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.audit.canonical import canonical_json, plain
-from engine.audit.record import DecisionRecord, floats_as_text
+from engine.audit.canonical import canonical_json
+from engine.audit.record import DecisionRecord
 from engine.audit.store import AuditStore
-from engine.decision import Decision
+from engine.decision import Decision, plain
 from engine.errors import ArchiveMissing, CredoError, ModelError, NotFound
 from engine.pipeline import ModelProvider, build_decision, run_pipeline
-from engine.pipeline.render import decision_from_dict
+from engine.pipeline.render import decision_from_dict, decision_from_record
 from engine.policy import Policy
 from engine.rules import Evaluator
 from engine.rules import evaluator as rule_engine
@@ -37,7 +37,7 @@ from engine.sources import ArchiveSource
 __all__ = ["FieldDiff", "ReplayResult", "Replayer", "diff_values"]
 
 RECORD_FIELDS = ("input", "derived", "model_outputs", "stages")  # compared beside the Decision
-TIMING_KEYS = frozenset({"millis"})  # the only recorded values allowed to differ (trace[].millis)
+TIMING_KEYS = frozenset({"millis"})  # the only recorded values allowed to differ (stages[].millis)
 
 
 class _Absent:
@@ -131,15 +131,21 @@ class Replayer:
         return self.replay_record(record)
 
     def replay_record(self, record: DecisionRecord) -> ReplayResult:
-        """Re-run `record` with its decision_id, request_id and decided_at injected and compare.
-        ArchiveMissing (or PolicyError) when its policy or model cannot be rebuilt from the archive."""
+        """Re-run `record`'s validated input with its decision_id, request_id and decided_at injected
+        and compare: the Decision's summary (each schedule by the sha256 of the one recomputed), the
+        input, derived values, model outputs and stages. ArchiveMissing (or PolicyError) when its
+        policy or model cannot be rebuilt from the archive."""
         policy, models = self.materialise(record)
-        recorded = decision_from_dict(record.decision)
+        try:
+            recorded = decision_from_record(record.decision, record.stages)
+        except ArchiveMissing:  # a schedule not recomputable: shown as its sha256 differing below
+            terms = [{**o, "schedule": []} for o in record.decision.get("offers", [])]
+            recorded = decision_from_dict({**record.decision, "offers": terms, "trace": record.stages})
         language = str(record.extra.get("language", "en"))
         # records from before the compiled evaluator were decided on durable_rules
         engine = self.evaluator or rule_engine(str(record.extra.get("rule_engine", "durable")))
         try:
-            ctx = run_pipeline(policy, record.application, engine, models, language)
+            ctx = run_pipeline(policy, record.input, engine, models, language)
         except CredoError as exc:  # the recorded input no longer decides: a difference, not a crash
             failed = FieldDiff("outcome", record.outcome, f"error {exc.code}: {exc}")
             return ReplayResult(record.decision_id, recorded, None, (failed,))
@@ -148,11 +154,10 @@ class Replayer:
             again,
             request_fingerprint=record.request_fingerprint,
             received_at=record.received_at,
-            application=record.application,
             input=ctx.input,
             derived=ctx.derived,
             model_outputs=ctx.model_outputs,
-            stages=ctx.stages,
+            rounding=ctx.rounding,
         )
         diffs = diff_values(record.decision, rebuilt.decision)
         for name in RECORD_FIELDS:
@@ -193,7 +198,7 @@ class Replayer:
 
 
 def _plain(value: Any) -> Any:
-    return None if value is ABSENT else plain(floats_as_text(value))
+    return None if value is ABSENT else plain(value, "text")
 
 
 def _show(value: Any) -> str:

@@ -13,13 +13,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
 from engine.audit.archive import Archive, archive_files, decision_archive
 from engine.audit.canonical import sha256_hex
-from engine.audit.log import DecisionLog
+from engine.audit.log import DecisionLog, Ticket
 from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
 from engine.decision import Decision, ModelRef
 from engine.errors import (
@@ -34,9 +33,10 @@ from engine.errors import (
 )
 from engine.models.cache import ModelCache
 from engine.pipeline import build_decision, run_pipeline
-from engine.pipeline.render import decision_from_dict
+from engine.pipeline.render import decision_from_record
 from engine.pipeline.shadow import ShadowCheck
 from engine.policy import Policy, load_policy
+from engine.recent import RecentDecisions
 from engine.replay import Replayer, ReplayResult
 from engine.rules import DEFAULT_ENGINE, Evaluator
 from engine.rules import evaluator as engine_named
@@ -133,18 +133,24 @@ def _with_record_hash(decision: Decision, record_hash: str) -> Decision:
 @dataclasses.dataclass(frozen=True)
 class PendingDecision:
     """A decision whose audit record may still be on its way to the store: `result()` returns the
-    decision as answered once its record is committed (acknowledged means durable)."""
+    decision as answered once its record is committed (acknowledged means durable). Waiting may
+    make this thread the log's group-commit leader (engine.audit.log)."""
 
     decision: Decision
-    committed: Future[DecisionRecord] | None = None
+    committed: Ticket | None = None
 
     def result(self) -> Decision:
         if self.committed is None:
             return self.decision
         stored = self.committed.result()
-        if stored.decision_id != self.decision.decision_id:  # a concurrent retry won the race
-            return _with_record_hash(decision_from_dict(stored.decision), stored.hash)
+        if stored.decision_id != self.decision.decision_id:  # a retry: the stored decision answers
+            return decision_of_record(stored)
         return _with_record_hash(self.decision, stored.hash)
+
+
+def decision_of_record(record: DecisionRecord) -> Decision:
+    """The full Decision of a stored (lean) record: schedules recomputed, trace from its stages."""
+    return _with_record_hash(decision_from_record(record.decision, record.stages), record.hash)
 
 
 def _utc_text(when: dt.datetime) -> str:
@@ -201,6 +207,7 @@ class DecisionService:
         timer: Callable[[], float] = time.perf_counter,
         rule_engine: str = DEFAULT_ENGINE,
         shadow: ShadowCheck | None = None,
+        recent: RecentDecisions | None = None,
     ):
         self.policies_dir = Path(policies_dir)
         self.source = DirectorySource(policies_dir, models_dir)  # policies by name, verified models
@@ -208,6 +215,8 @@ class DecisionService:
         if isinstance(store, str):  # an audit store URL (sqlite:///..., postgresql://...)
             store = DecisionLog(store)
         self.log = store
+        # without a store, idempotency is this process's memory of recent answers (bounded in bytes)
+        self.recent = (recent or RecentDecisions()) if store is None else None
         self.clock = clock
         self.ids = ids
         self.evaluator = evaluator if evaluator is not None else engine_named(rule_engine)
@@ -321,39 +330,30 @@ class DecisionService:
         if bad_id:
             raise InvalidInput(bad_id)
         loaded = self.policy(policy, version) if isinstance(policy, str) else _pinned(policy, version)
-        language = policy_language(loaded, language)
-        fingerprint = ""
-        if self.log is not None:
-            fingerprint = request_fingerprint(
-                {
-                    "policy": loaded.name,
-                    "version": loaded.version,
-                    "language": language,
-                    "application": application,
-                }
-            )
-            earlier = self.log.lookup(request_id, fingerprint)
-            if earlier is not None:
-                return PendingDecision(_with_record_hash(decision_from_dict(earlier.decision), earlier.hash))
+        language = policy_language(loaded, language)  # defaults applied before the fingerprint
         received = self.clock()
         ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer)
         decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
+        # One idempotency layer: the fingerprint is of what decides (the validated input and the
+        # options, defaults applied), computed once; the store's unique request_id index (or, with
+        # no store, this process's recent answers) turns a second sight into the first answer.
+        fingerprint = request_fingerprint(loaded.name, language, ctx.input)
         if self.log is None:
             if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
                 self.shadow.offer(
                     loaded, application, language, decision.decision_id, ctx.stages, self.models
                 )
-            return PendingDecision(decision)
+            assert self.recent is not None
+            return PendingDecision(self.recent.remember(request_id, fingerprint, decision))
         archive = self._archive(loaded, ctx.model_refs)
         record = DecisionRecord.build(
             decision,
             request_fingerprint=fingerprint,
             received_at=received,
-            application=application,
             input=ctx.input,
             derived=ctx.derived,
             model_outputs=ctx.model_outputs,
-            stages=ctx.stages,
+            rounding=ctx.rounding,
             archive=archive.index,
             extra={"language": language, "rule_engine": self.evaluator.name},
         )
@@ -365,8 +365,13 @@ class DecisionService:
         return PendingDecision(decision, committed)
 
     def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision:
+        """A decision answered before, in full (schedules and trace), by decision_id or request_id."""
         if self.log is None:
-            raise NotFound("this service keeps no decision log")
+            assert self.recent is not None
+            found = self.recent.get(decision_id=decision_id or "", request_id=request_id or "")
+            if found is None:
+                raise NotFound(f"no decision {decision_id or request_id!r} (this service keeps no store)")
+            return found
         record = None
         if decision_id:
             record = self.log.get(_checked_decision_id(decision_id))
@@ -377,7 +382,7 @@ class DecisionService:
             record = self.log.store.get_by_request(request_id)
         if record is None:
             raise NotFound(f"no decision {shown(decision_id or request_id)}")
-        return _with_record_hash(decision_from_dict(record.decision), record.hash)
+        return decision_of_record(record)
 
     def replay(self, decision_id: str) -> ReplayResult:
         """Re-run a recorded decision on its *archived* policy text and model files (never today's)

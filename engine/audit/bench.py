@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from engine.audit.log import DecisionLog
 from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
+from engine.decision import Decision, Instalment, ModelRef, Offer, Outcome, PolicyRef, Score, TraceEntry
 
 __all__ = ["BenchResult", "bench_group_commit", "sample_record"]
 
@@ -27,33 +28,33 @@ class BenchResult:
 
 
 def sample_record(n: int, run: str = "bench") -> DecisionRecord:
-    """A record about the size of a consumer-loan decision with three offers (~4 KB canonical)."""
-    application = {
-        "applicant": {"age": 30 + n % 40, "income_monthly": "15000.00", "employment_type": "salaried"},
-        "bureau": {"score": 700, "delinquencies_24m": 0, "utilisation": "0.35", "months_on_file": 48},
-        "loan": {"amount": "80000", "term_months": 24, "purpose": "car"},
-    }
-    offer = {
-        "product": "personal_std", "amount": "80000", "repayment_method": "equal_instalment",
-        "annual_rate": "0.0850", "apr": "0.0884", "instalment": "3636.22", "total_interest": "7269.28",
-        "expected_profit": "2310.55", "schedule": [],
-    }  # fmt: skip
-    offers = [{**offer, "term_months": t} for t in (12, 24, 36)]
-    decision = {
-        "decision_id": new_decision_id(), "request_id": f"{run}-{n}", "outcome": "APPROVE", "reasons": [],
-        "score": {"pd": "0.0312", "points": 702, "grade": "B"}, "segments": ["prime"], "limit": "150000",
-        "annual_rate": "0.0850", "offers": offers,
-        "policy": {"name": "consumer_loan", "version": "1.0.0", "sha256": "a" * 64},
-        "models": [{"name": "consumer_pd", "version": "1.0.0", "sha256": "b" * 64}],
-        "trace": [{"stage": s, "fired": [], "millis": 0.05, "values": {}} for s in ("eligibility", "score")],
-        "decided_at": "2026-01-05T09:00:00+00:00", "currency": "CNY",
-    }  # fmt: skip
+    """A record about the size of a consumer-loan decision with three offers (lean: schedules by hash)."""
+    rows = tuple(
+        Instalment(k, Decimal("3636.22"), Decimal("3069.55"), Decimal("566.67"), Decimal(80000 - 3069 * k))
+        for k in range(1, 25)
+    )
+    offers = tuple(
+        Offer(
+            "personal_std", Decimal("80000"), term, "equal_instalment", Decimal("0.0850"), Decimal("0.0884"),
+            Decimal("3636.22"), Decimal("7269.28"), Decimal("2310.55"), rows,
+        )
+        for term in (12, 24, 36)
+    )  # fmt: skip
+    decision = Decision(
+        decision_id=new_decision_id(), request_id=f"{run}-{n}", outcome=Outcome.APPROVE, reasons=(),
+        score=Score(Decimal("0.0312"), 702, "B"), segments=("prime",), limit=Decimal("150000"),
+        annual_rate=Decimal("0.0850"), offers=offers,
+        policy=PolicyRef("consumer_loan", "1.0.0", "a" * 64),
+        models=(ModelRef("consumer_pd", "1.0.0", "b" * 64),),
+        trace=tuple(TraceEntry(s, (), 0.05, {}) for s in ("eligibility", "score")),
+        decided_at="2026-01-05T09:00:00+00:00",
+    )  # fmt: skip
+    fact = {"applicant.age": 30 + n % 40, "applicant.income_monthly": Decimal("15000.00")}
     return DecisionRecord.build(
         decision,
-        request_fingerprint=request_fingerprint(application),
+        request_fingerprint=request_fingerprint("consumer_loan", "en", fact),
         received_at=dt.datetime.now(dt.UTC),
-        application=application,
-        input={"applicant.age": 30 + n % 40, "applicant.income_monthly": Decimal("15000.00")},
+        input=fact,
         derived={"dti": Decimal("0.12")},
         model_outputs={"pd": 0.0312},
     )

@@ -8,51 +8,57 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from decimal import Decimal
 from typing import Any
 
 import engine
 from engine.audit.canonical import canonical_json, dumps_plain, plain_text_floats, sha256_hex
+from engine.decision import Decision
+from engine.finance.schedule import schedule_sha256
 
 __all__ = [
     "GENESIS_HASH",
     "RECORD_VERSION",
     "DecisionRecord",
     "chain_hash",
-    "floats_as_text",
+    "decision_summary",
     "new_chain_id",
     "new_decision_id",
     "request_fingerprint",
     "utc_text",
 ]
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: lean (schedules by sha256, no raw application, trace as stages)
 GENESIS_HASH = "0" * 64
 
 
 @dataclass(frozen=True)
 class DecisionRecord:
-    """One audit record. Every field is JSON-native (see canonical.plain) so that the stored
-    canonical bytes parse back to an equal record. Chain fields are filled by the log's writer."""
+    """One audit record. Every field is JSON-native (engine.decision.plain) so that the stored
+    canonical bytes parse back to an equal record. Chain fields are filled by the log's writer.
+
+    Lean, with the same guarantees: the record holds what decided (the validated input, derived
+    values, raw model outputs, each stage's fired rules and values) and the Decision's summary
+    (outcome, reasons, score, limit, rate, each offer's terms, instalment and totals); each offer's
+    full schedule is kept as its sha256 with what recomputes it, and replay recomputes and compares
+    it. The trace is the record's `stages` (timings as text)."""
 
     decision_id: str
     request_id: str
-    request_fingerprint: str
+    request_fingerprint: str  # sha256 of the validated input and the options (see request_fingerprint)
     received_at: str
     policy: dict[str, Any]  # {name, version, sha256}: the policy text is archived by sha256
     models: list[dict[str, Any]]  # [{name, version, sha256}]: model.onnx archived by sha256
     engine_version: str
-    application: dict[str, Any]  # the request as received (nested JSON): replay validates it again
-    input: dict[str, Any]  # the validated flat fact
+    input: dict[str, Any]  # the validated flat fact: replay validates and decides it again
     derived: dict[str, Any]
     model_outputs: dict[str, Any]  # raw model outputs (pd as exact text, features as scored)
-    stages: list[dict[str, Any]]  # per stage: fired rules and values
+    stages: list[dict[str, Any]]  # per stage: fired rules, values, millis (the Decision's trace)
     outcome: str
-    decision: dict[str, Any]  # Decision.to_dict()
+    decision: dict[str, Any]  # decision_summary(): the Decision without trace and schedule rows
     archive: dict[str, str] = field(default_factory=dict)  # {relative path: sha256} of archived files
-    extra: dict[str, Any] = field(default_factory=dict)  # room for champion/challenger etc.
+    extra: dict[str, Any] = field(default_factory=dict)  # options (language), champion/challenger etc.
     record_version: int = RECORD_VERSION
     chain_id: str = ""
     seq: int = 0
@@ -62,45 +68,36 @@ class DecisionRecord:
     @classmethod
     def build(
         cls,
-        decision: Any,
+        decision: Decision,
         *,
         request_fingerprint: str,
         received_at: dt.datetime | str,
-        application: Mapping[str, Any],
         input: Mapping[str, Any],
         derived: Mapping[str, Any] | None = None,
         model_outputs: Mapping[str, Any] | None = None,
-        stages: Sequence[Mapping[str, Any]] | None = None,
+        rounding: str = "half_even",
         engine_version: str | None = None,
         archive: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> DecisionRecord:
-        """A record from an `engine.decision.Decision` (or its to_dict()) and the pipeline's context.
-        Floats (timings, raw probabilities) are kept as exact text; see `floats_as_text`."""
+        """A record of `decision` and the pipeline's values; `rounding` is the policy's, which
+        recomputes the schedules. Floats (timings, raw probabilities) are kept as exact text."""
         if engine_version is None:
             engine_version = engine.__version__
-        if hasattr(decision, "to_dict"):
-            # one walk of the Decision doing to_dict's and floats_as_text's work; like to_dict, it
-            # leaves out record_hash (a record cannot hold its own hash)
-            body = plain_text_floats(decision)
-            body.pop("record_hash", None)
-        else:
-            body = plain_text_floats(dict(decision))
         return cls(
-            decision_id=body["decision_id"],
-            request_id=body["request_id"],
+            decision_id=decision.decision_id,
+            request_id=decision.request_id,
             request_fingerprint=request_fingerprint,
             received_at=utc_text(received_at),
-            policy=dict(body["policy"]),
-            models=[dict(m) for m in body.get("models", [])],
+            policy=plain_text_floats(decision.policy),
+            models=plain_text_floats(list(decision.models)),
             engine_version=str(engine_version),
-            application=plain_text_floats(application),
             input=plain_text_floats(input),
             derived=plain_text_floats(derived or {}),
             model_outputs=plain_text_floats(model_outputs or {}),
-            stages=plain_text_floats(list(stages or [])),
-            outcome=str(body["outcome"]),
-            decision=body,
+            stages=plain_text_floats(list(decision.trace)),
+            outcome=decision.outcome.value,
+            decision=decision_summary(decision, rounding),
             archive=dict(archive or {}),
             extra=plain_text_floats(extra or {}),
         )
@@ -156,30 +153,33 @@ def utc_text(when: dt.datetime | str) -> str:
     return when.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def request_fingerprint(payload: Any) -> str:
-    """sha256 of the canonical request payload (policy, version, language, application ...):
-    same request_id with the same fingerprint is a retry, with another one a conflict."""
-    return sha256_hex(canonical_json(floats_as_text(payload)))
+def decision_summary(decision: Decision, rounding: str) -> dict[str, Any]:
+    """The Decision as its record keeps it: every field but the trace (the record's `stages`) and
+    record_hash; each offer's schedule rows replaced by {"sha256", "rows", "rounding"}, enough to
+    recompute them (engine.pipeline.offers.offer_schedule) and prove them equal."""
+    body: dict[str, Any] = plain_text_floats(replace(decision, trace=(), offers=()))
+    del body["trace"], body["record_hash"]
+    offers = []
+    for offer in decision.offers:
+        terms: dict[str, Any] = plain_text_floats(replace(offer, schedule=()))
+        terms["schedule"] = {
+            "sha256": schedule_sha256(offer.schedule),
+            "rows": len(offer.schedule),
+            "rounding": rounding,
+        }
+        offers.append(terms)
+    body["offers"] = offers
+    return body
 
 
-def floats_as_text(value: Any) -> Any:
-    """Floats replaced by their shortest round-trip text (repr), recursively; nothing else changes.
-    The audit log refuses floats; this is the one explicit place they are turned into exact text."""
-    kind = type(value)
-    # exact-type fast paths first: this walks every value of every record, on the decision path
-    if kind is str or kind is int or kind is bool or kind is Decimal or value is None:
-        return value
-    if kind is dict:
-        return {k: floats_as_text(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [floats_as_text(v) for v in value]
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, Mapping):
-        return {k: floats_as_text(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [floats_as_text(v) for v in value]
-    return value
+def request_fingerprint(policy: str, language: str, input: Mapping[str, Any]) -> str:
+    """sha256 of what decides a request: the policy name, the options that change the answer
+    (defaults applied: language "" is "en") and the *validated* input, in canonical JSON. The same
+    request_id with the same fingerprint is a retry, with another one a conflict. The policy's
+    version is left out: a retry after a reload still gets the decision it was given."""
+    return sha256_hex(
+        canonical_json({"policy": policy, "language": language, "input": plain_text_floats(input)})
+    )
 
 
 _id_lock = threading.Lock()

@@ -453,7 +453,8 @@ def run_whatif(
             if old.policy_sha not in result.lgd_old:
                 result.lgd_old[old.policy_sha] = _archived_lgd(store, old.policy_sha)
             olds.append(old)
-            apps.append(record.application)
+            # the validated input, absent optional fields left out: the new policy declares its own
+            apps.append({k: v for k, v in record.input.items() if v is not None})
             if len(apps) >= options.batch:
                 flush(olds, apps)
                 olds, apps = [], []

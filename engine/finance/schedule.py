@@ -11,6 +11,11 @@ Conventions, shared by all methods:
 from __future__ import annotations
 
 import decimal
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -28,6 +33,7 @@ __all__ = [
     "Schedule",
     "annuity_payment",
     "build_schedule",
+    "schedule_sha256",
 ]
 
 EQUAL_INSTALMENT: Final = "equal_instalment"
@@ -176,3 +182,29 @@ def _interest_only_rows(
     rows: list[Row] = [(period, interest, ZERO, interest, principal) for period in range(1, term_months)]
     rows.append((term_months, principal + interest, principal, interest, ZERO))
     return tuple(rows)
+
+
+# Offers share their rows tuple with the offers stage's schedule cache, so a schedule's hash is kept
+# per tuple *identity*: the entry holds the tuple itself, so its id cannot be reused while cached.
+_HASH_CACHE_SIZE = 512
+_hash_cache: OrderedDict[int, tuple[Sequence[Instalment], str]] = OrderedDict()
+_hash_lock = threading.Lock()
+
+
+def schedule_sha256(rows: Sequence[Instalment]) -> str:
+    """The sha256 (hex) a decision record keeps of a full schedule instead of its rows: of the
+    canonical JSON (engine.audit.canonical) of the rows as arrays
+    `[[period, "payment", "principal", "interest", "balance"], ...]`, amounts as Decimal strings."""
+    key = id(rows)
+    with _hash_lock:
+        hit = _hash_cache.get(key)
+        if hit is not None and hit[0] is rows:
+            return hit[1]
+    table = [[r.period, str(r.payment), str(r.principal), str(r.interest), str(r.balance)] for r in rows]
+    digest = hashlib.sha256(json.dumps(table, separators=(",", ":")).encode("ascii")).hexdigest()
+    if isinstance(rows, tuple):  # a list could change under us: only immutable rows are cached
+        with _hash_lock:
+            _hash_cache[key] = (rows, digest)
+            while len(_hash_cache) > _HASH_CACHE_SIZE:
+                _hash_cache.popitem(last=False)
+    return digest

@@ -9,13 +9,13 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from engine.decision import Offer, Reason
+from engine.decision import Instalment, Offer, Reason
 from engine.finance import apr, build_schedule, money, quantize, to_decimal
 from engine.finance.schedule import METHODS, Schedule
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.runner import StageResult
 
-__all__ = ["NO_OFFER_CODE", "Candidate", "OfferTerms", "offers_stage", "rank_offers"]
+__all__ = ["NO_OFFER_CODE", "Candidate", "OfferTerms", "offer_schedule", "offers_stage", "rank_offers"]
 
 NO_OFFER_CODE = "NO_AFFORDABLE_OFFER"
 NO_OFFER_TEXT = {
@@ -135,6 +135,14 @@ class _ProductPricing:
 @lru_cache(maxsize=2048)
 def _schedule(amount: str, annual_rate: str, term_months: int, method: str, rounding: str) -> Schedule:
     return build_schedule(Decimal(amount), Decimal(annual_rate), term_months, method, rounding)
+
+
+def offer_schedule(
+    amount: Decimal, annual_rate: Decimal, term_months: int, method: str, rounding: str
+) -> tuple[Instalment, ...]:
+    """The full schedule of an offer, as the offers stage built it (from the same cache): what a
+    decision record keeps only the sha256 of, recomputed for GetDecision and replay."""
+    return _schedule(str(amount), str(annual_rate), term_months, method, rounding).rows
 
 
 @lru_cache(maxsize=2048)

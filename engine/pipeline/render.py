@@ -4,7 +4,7 @@ numbers with 3 decimals — the same input gives the same bytes apart from id, t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -19,8 +19,17 @@ from engine.decision import (
     Score,
     TraceEntry,
 )
+from engine.errors import ArchiveMissing
+from engine.finance.schedule import schedule_sha256
+from engine.pipeline.offers import offer_schedule
 
-__all__ = ["VOLATILE", "decision_from_dict", "decision_json", "stable_view"]
+__all__ = [
+    "VOLATILE",
+    "decision_from_dict",
+    "decision_from_record",
+    "decision_json",
+    "stable_view",
+]
 
 VOLATILE = ("decision_id", "decided_at")  # plus trace[].millis
 
@@ -37,15 +46,50 @@ def stable_view(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def decision_from_record(summary: Mapping[str, Any], stages: Sequence[Mapping[str, Any]]) -> Decision:
+    """The full Decision of a lean audit record (engine.audit.record.decision_summary and the
+    record's stages): each offer's schedule recomputed from its terms and checked against the
+    recorded sha256 (ArchiveMissing if it differs: the record cannot be rebuilt as it was), the
+    trace rebuilt from the stages."""
+    body = dict(summary)
+    offers = []
+    for offer in summary.get("offers", []):
+        recipe = offer["schedule"]
+        rows = _recomputed_schedule(offer, recipe)
+        offers.append({**offer, "schedule": rows})
+    body["offers"] = offers
+    body["trace"] = list(stages)
+    return decision_from_dict(body)
+
+
+def _recomputed_schedule(offer: Mapping[str, Any], recipe: Mapping[str, Any]) -> tuple[Instalment, ...]:
+    rows = offer_schedule(
+        Decimal(offer["amount"]),
+        Decimal(offer["annual_rate"]),
+        int(offer["term_months"]),
+        str(offer["repayment_method"]),
+        str(recipe["rounding"]),
+    )
+    if schedule_sha256(rows) != recipe["sha256"]:
+        raise ArchiveMissing(
+            f"the {offer['term_months']}-month {offer['repayment_method']} schedule of {offer['product']}"
+            f" recomputes to another sha256 than recorded ({recipe['sha256']})"
+        )
+    return rows
+
+
 def decision_from_dict(body: Mapping[str, Any]) -> Decision:
-    """The Decision back from its to_dict() form (e.g. a stored record's), Decimals restored."""
+    """The Decision back from its to_dict() form, Decimals restored (a schedule may be given as
+    Instalment rows already)."""
 
     def dec(value: Any) -> Decimal | None:
         return None if value is None else Decimal(str(value))
 
     def offer(o: Mapping[str, Any]) -> Offer:
         rows = tuple(
-            Instalment(
+            r
+            if isinstance(r, Instalment)
+            else Instalment(
                 int(r["period"]),
                 Decimal(r["payment"]),
                 Decimal(r["principal"]),

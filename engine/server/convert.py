@@ -5,20 +5,19 @@ Struct numbers arrive as doubles: they become int when integral, else Decimal vi
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from decimal import Decimal
-from enum import Enum
 from typing import Any, TypeVar
 
 from credo.v1 import decision_pb2 as pb
 from google.protobuf import struct_pb2
 from google.protobuf.message import DecodeError, Message
 
-from engine.decision import Decision, Instalment, Offer, Outcome
+from engine.decision import Decision, Instalment, NotPlain, Offer, Outcome, plain
 from engine.errors import FieldViolation, InvalidInput, shown
 from engine.service import request_id_violations
 from engine.sources import check_policy_name
@@ -136,37 +135,15 @@ def decode(data: bytes, message: type[M]) -> M:
     return decoded
 
 
-def request_fingerprint(request: pb.DecideRequest) -> bytes:
-    """Bytes identifying a request's payload for idempotency: every field, labels excluded
-    (labels are metadata, a retry may carry different ones)."""
-    core = pb.DecideRequest()
-    core.CopyFrom(request)
-    core.labels.clear()
-    return core.SerializeToString(deterministic=True)
-
-
 def decimal_text(value: Decimal | None) -> str:
     return "" if value is None else str(value)
 
 
-def plain(value: Any) -> Any:
-    """A JSON-like value from domain values (Decimal/date -> str), for Struct fields."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
-def decision_to_pb(decision: Decision, record_hash: str = "") -> pb.Decision:
+def decision_to_pb(
+    decision: Decision, record_hash: str = "", *, schedules: bool = True, trace: bool = True
+) -> pb.Decision:
+    """The wire Decision; without `schedules` each offer leaves out its rows, without `trace` the
+    trace is left out (Decide's slim default)."""
     msg = pb.Decision(
         decision_id=decision.decision_id,
         request_id=decision.request_id,
@@ -189,17 +166,17 @@ def decision_to_pb(decision: Decision, record_hash: str = "") -> pb.Decision:
         msg.limit = str(decision.limit)
     if decision.annual_rate is not None:
         msg.annual_rate = str(decision.annual_rate)
-    msg.offers.extend([offer_to_pb(offer) for offer in decision.offers])
+    msg.offers.extend([offer_to_pb(offer, schedules) for offer in decision.offers])
     for m in decision.models:
         msg.models.add(name=m.name, version=m.version, sha256=m.sha256)
-    for t in decision.trace:
+    for t in decision.trace if trace else ():
         entry = msg.trace.add(stage=t.stage, fired=list(t.fired), millis=float(t.millis))
         if t.values:
-            entry.values.update(plain(t.values))
+            entry.values.update(plain(t.values, "number"))
     return msg
 
 
-def offer_to_pb(offer: Offer) -> pb.Offer:
+def offer_to_pb(offer: Offer, schedule: bool = True) -> pb.Offer:
     msg = pb.Offer(
         product=offer.product,
         amount=str(offer.amount),
@@ -211,7 +188,8 @@ def offer_to_pb(offer: Offer) -> pb.Offer:
         total_interest=str(offer.total_interest),
         expected_profit=str(offer.expected_profit),
     )
-    msg.MergeFromString(_schedule_bytes(offer.schedule))  # appends the `schedule` rows
+    if schedule:
+        msg.MergeFromString(_schedule_bytes(offer.schedule))  # appends the `schedule` rows
     return msg
 
 
@@ -265,7 +243,7 @@ def policy_info_to_pb(info: Any) -> pb.PolicyInfo:
         name=str(_get(info, "name", "")),
         version=str(_get(info, "version", "")),
         sha256=str(_get(info, "sha256", "")),
-        loaded_at=plain(_get(info, "loaded_at", "")) or "",
+        loaded_at=plain(_get(info, "loaded_at", "") or "", "number"),
         status=str(_get(info, "status", "") or "SERVING"),
         errors=[str(e) for e in (_get(info, "errors", ()) or ())],
     )
@@ -296,7 +274,17 @@ def replay_to_pb(result: Any) -> pb.ReplayResponse:
     for diff in _get(result, "diffs", ()) or ():
         msg.diffs.add(
             path=str(_get(diff, "path", "")),
-            recorded=str(plain(_get(diff, "recorded", ""))),
-            replayed=str(plain(_get(diff, "replayed", ""))),
+            recorded=_diff_text(_get(diff, "recorded", "")),
+            replayed=_diff_text(_get(diff, "replayed", "")),
         )
     return msg
+
+
+def _diff_text(value: Any) -> str:
+    """A replay diff's value as text: strings as they are, values as JSON, "(absent)" as itself."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(plain(value, "text"), ensure_ascii=False, sort_keys=True)
+    except NotPlain:
+        return str(value)

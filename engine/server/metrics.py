@@ -13,8 +13,7 @@ _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 DECISIONS = Counter("credo_decisions_total", "Decisions answered", ["policy", "outcome"])
 DECISION_SECONDS = Histogram(
     "credo_decision_seconds",
-    "Decision latency per pipeline stage (stage=total: whole call)",
-    ["stage"],
+    "Whole-decision latency of Decide calls (per-stage timings are in each decision's trace)",
     buckets=_BUCKETS,
 )
 IN_FLIGHT = Gauge("credo_in_flight", "Decisions in progress", multiprocess_mode="livesum")

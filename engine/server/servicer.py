@@ -29,7 +29,6 @@ from engine.errors import (
 )
 from engine.server import convert, metrics
 from engine.server.errors import MappedError, abort, map_error, plain_error
-from engine.server.idempotency import IdempotencyMap
 from engine.server.logs import mask_application
 from engine.service import DecisionCore
 
@@ -45,12 +44,10 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         service: DecisionCore,
         *,
         pii: Mapping[str, frozenset[str]] | None = None,
-        idempotency: IdempotencyMap | None = None,
         reload_status: Path | None = None,
     ):
         self.service = service
         self.pii = dict(pii or {})
-        self.idempotency = idempotency or IdempotencyMap()
         self.reload_status = reload_status
         # Held while the decision core runs: one decision at a time in this process, run on the
         # gRPC handler thread itself. A dedicated decision thread did the same serialisation, but
@@ -118,9 +115,6 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         try:
             if key is None:
                 raise NotFound("give decision_id or request_id")
-            found = self.idempotency.get(request_id=request.request_id, decision_id=request.decision_id)
-            if found is not None:
-                return found
             decision = self.service.get_decision(
                 decision_id=request.decision_id or None, request_id=request.request_id or None
             )
@@ -153,10 +147,6 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def _decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.Decision:
         started = time.perf_counter()
         call = convert.request_to_call(request)
-        fingerprint = convert.request_fingerprint(request)
-        earlier = self.idempotency.lookup(request.request_id, fingerprint)
-        if earlier is not None:
-            return earlier
         metrics.IN_FLIGHT.inc()
         try:
             # Only the decision itself holds the worker's lock; the wait for its audit record's
@@ -169,13 +159,13 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             raise
         finally:
             metrics.IN_FLIGHT.dec()
-        answer = convert.decision_to_pb(decision)
-        self.idempotency.store(request.request_id, fingerprint, answer)
+        # slim by default: schedules and the trace only when asked for (GetDecision has them all)
+        answer = convert.decision_to_pb(
+            decision, schedules=request.include_schedules, trace=request.include_trace
+        )
         elapsed = time.perf_counter() - started
         metrics.DECISIONS.labels(policy=request.policy, outcome=decision.outcome.value).inc()
-        metrics.DECISION_SECONDS.labels(stage="total").observe(elapsed)
-        for entry in decision.trace:
-            metrics.DECISION_SECONDS.labels(stage=entry.stage).observe(entry.millis / 1000.0)
+        metrics.DECISION_SECONDS.observe(elapsed)  # stage timings are in the trace, not in metrics
         log.info(
             "decision",
             extra={

@@ -17,7 +17,7 @@ ENGINE = ROOT / "engine"
 # Top to bottom; a module may import its own layer (another package only if no cycle) or lower.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"cli", "server", "console", "bench", "__main__"}),
-    frozenset({"service", "batch", "release", "replay", "sources"}),
+    frozenset({"service", "batch", "release", "replay", "sources", "recent"}),
     frozenset({"pipeline", "monitor", "audit"}),
     frozenset({"policy"}),
     frozenset({"expr"}),

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
+from engine.pipeline.render import decision_from_dict
 
 START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 
@@ -116,10 +117,6 @@ def record_factory() -> RecordFactory:
         n = next(counter)
         request_id = request_id or f"req-{n}"
         received_at = received_at or START + dt.timedelta(seconds=n)
-        application: dict[str, Any] = {
-            "applicant": {"age": age, "income_monthly": "12000.00", "employment_type": "salaried"},
-            "loan": {"amount": "50000", "term_months": 24},
-        }
         decision = {
             "decision_id": new_decision_id(),
             "request_id": request_id,
@@ -140,14 +137,12 @@ def record_factory() -> RecordFactory:
         }
         fact = {"applicant.age": age, "applicant.income_monthly": Decimal("12000.00"), "loan.term_months": 24}
         return DecisionRecord.build(
-            decision,
-            request_fingerprint=request_fingerprint({"policy": "consumer_loan", "application": application}),
+            decision_from_dict(decision),
+            request_fingerprint=request_fingerprint("consumer_loan", "en", fact),
             received_at=received_at,
-            application=application,
             input=fact,
             derived={"dti": Decimal("0.1")},
             model_outputs={"pd": 0.031234, "features": {"age": age}},
-            stages=[{"stage": "eligibility", "fired": []}],
             archive=archive,
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 from decimal import Decimal
 
@@ -14,7 +15,9 @@ from hypothesis import strategies as st
 
 from engine.audit.canonical import canonical_json, plain
 from engine.audit.record import chain_hash, request_fingerprint
+from engine.decision import Instalment
 from engine.errors import CanonicalError
+from engine.finance.schedule import schedule_sha256
 
 
 def test_canonical_form_follows_the_spec() -> None:
@@ -63,7 +66,34 @@ def test_chain_hash_covers_prev_hash_and_body() -> None:
 
 
 def test_fingerprint_ignores_key_order() -> None:
-    assert request_fingerprint({"a": 1, "b": {"c": "2"}}) == request_fingerprint({"b": {"c": "2"}, "a": 1})
+    fact = {"a": 1, "b": Decimal("2")}
+    assert request_fingerprint("p", "en", fact) == request_fingerprint(
+        "p", "en", dict(reversed(fact.items()))
+    )
+
+
+def test_fingerprint_covers_policy_language_and_every_value_exactly() -> None:
+    fact = {"a": 1, "b": Decimal("2.0")}
+    base = request_fingerprint("p", "en", fact)
+    assert base != request_fingerprint("q", "en", fact)
+    assert base != request_fingerprint("p", "zh", fact)
+    assert base != request_fingerprint("p", "en", {"a": 1, "b": Decimal("2.00")})  # exponent kept
+
+
+def test_schedule_hash_is_the_sha256_of_the_rows_canonical_json() -> None:
+    """The record keeps schedules by this hash; its bytes are defined, so any tool can recompute it."""
+    rows = (
+        Instalment(1, Decimal("100.50"), Decimal("90.00"), Decimal("10.50"), Decimal("910.00")),
+        Instalment(2, Decimal("100.50"), Decimal("91.00"), Decimal("9.50"), Decimal("819.00")),
+    )
+    table = [[r.period, r.payment, r.principal, r.interest, r.balance] for r in rows]
+    assert schedule_sha256(rows) == hashlib.sha256(canonical_json(table)).hexdigest()
+    assert schedule_sha256(rows) == schedule_sha256(list(rows))  # cached by identity, same value
+    changed = (
+        rows[0],
+        Instalment(2, Decimal("100.50"), Decimal("91.00"), Decimal("9.50"), Decimal("819.01")),
+    )
+    assert schedule_sha256(changed) != schedule_sha256(rows)
 
 
 scalars = (
@@ -103,3 +133,26 @@ def test_key_order_does_not_matter(mapping: dict[str, int]) -> None:
     reversed_mapping = dict(reversed(list(mapping.items())))
     with contextlib.suppress(CanonicalError):
         assert canonical_json(mapping) == canonical_json(reversed_mapping)
+
+
+def test_one_value_to_json_function_with_three_float_rules() -> None:
+    """Issue 21: seven near-copies turned values into JSON with slightly different rules; there is
+    one (engine.decision.plain), and canonical JSON is that contract with floats refused."""
+    from enum import Enum
+
+    from engine.decision import NotPlain
+    from engine.decision import plain as to_plain
+
+    class Kind(Enum):
+        A = "a"
+
+    value = {"d": Decimal("1.50"), "e": Kind.A, "t": (1, "x"), "day": dt.date(2026, 1, 2), "f": 0.1}
+    assert to_plain(value, "number") == {"d": "1.50", "e": "a", "t": [1, "x"], "day": "2026-01-02", "f": 0.1}
+    assert to_plain(value, "text")["f"] == "0.1"
+    with pytest.raises(NotPlain):
+        to_plain(value)  # floats refused by default
+    with pytest.raises(CanonicalError):
+        canonical_json(value)
+    for bad in ({1: "int key"}, {b"x"}, Decimal("NaN"), dt.datetime(2026, 1, 1), float("inf")):
+        with pytest.raises(NotPlain):
+            to_plain(bad, "number")

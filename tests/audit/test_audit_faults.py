@@ -84,15 +84,15 @@ sys.path.insert(0, sys.argv[2])
 from audit_helpers import START
 from engine.audit import DecisionLog
 from engine.audit.record import DecisionRecord, new_decision_id
+from engine.decision import Decision, Outcome, PolicyRef
 
 log = DecisionLog(sys.argv[1])
 out = threading.Lock()
 
 def record(name):
-    decision = {"decision_id": new_decision_id(), "request_id": name, "outcome": "APPROVE",
-                "policy": {"name": "p", "version": "1", "sha256": "a" * 64}, "models": []}
-    return DecisionRecord.build(
-        decision, request_fingerprint=name, received_at=START, application={}, input={})
+    decision = Decision(new_decision_id(), name, Outcome.APPROVE, (), None, (), None, None, (),
+                        PolicyRef("p", "1", "a" * 64), (), (), START.isoformat())
+    return DecisionRecord.build(decision, request_fingerprint=name, received_at=START, input={})
 
 def work(t):
     for i in range(10**6):

@@ -95,7 +95,8 @@ def test_every_shipped_case_is_logged_verifies_and_replays(audited: Audited) -> 
     stub = audited.server.stub
     decided: dict[str, pb.Decision] = {}
     for i, (policy, _, application, expect) in enumerate(DECIDABLE):
-        answer = audited.decide(stub, request(f"audit-case-{i}", policy, application))
+        full = {"include_schedules": True, "include_trace": True}  # to compare with GetDecision's
+        answer = audited.decide(stub, request(f"audit-case-{i}", policy, application, **full))
         assert pb.Outcome.Name(answer.outcome) == expect["outcome"]
         decided[answer.decision_id] = answer
     for i, (policy, _, application, _) in enumerate(REFUSED):  # refused: nothing is recorded
@@ -145,8 +146,14 @@ def test_same_request_id_on_every_worker_is_one_decision(audited: Audited) -> No
     pool = connections(audited.server, 6)
     try:
         stubs = [pb_grpc.DecisionServiceStub(ch) for ch in pool]
-        # sequential retries over separate connections
-        first = [audited.decide(s, request("audit-idem", policy, application)) for s in stubs * 2]
+        # sequential retries over separate connections; regression (issue 12): a retry differing
+        # only in an omitted vs explicit default (language "" vs "en") got ALREADY_EXISTS from the
+        # worker that answered and the stored decision from the other
+        first = [
+            audited.decide(s, request("audit-idem", policy, application, language=language))
+            for s in stubs * 2
+            for language in ("", "en")
+        ]
         ids = {a.decision_id for a in first}
         assert len(ids) == 1 and len({a.record_hash for a in first}) == 1
         # a burst of concurrent first calls with one request_id: still one decision
@@ -164,13 +171,19 @@ def test_same_request_id_on_every_worker_is_one_decision(audited: Audited) -> No
         for t in threads:
             t.join(timeout=60)
         assert len(answers) == len(stubs) and len(set(answers)) == 1
-        # the same request_id with another payload is refused on every worker
-        changed = dict(application, idempotency_probe=1)
+        # the same request_id with another (valid) payload, or another language, is refused on
+        # every worker
+        applicant = application["applicant"]
+        changed = request(
+            "", policy, {**application, "applicant": {**applicant, "age": applicant["age"] + 1}}
+        )
         for stub in stubs:
             for rid in ("audit-idem", "audit-idem-burst"):
-                with pytest.raises(grpc.RpcError) as caught:
-                    stub.Decide(request(rid, policy, changed), timeout=30)
-                assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+                for other in (changed, request("", policy, application, language="zh")):
+                    other.request_id = rid
+                    with pytest.raises(grpc.RpcError) as caught:
+                        stub.Decide(other, timeout=30)
+                    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
     finally:
         for ch in pool:
             ch.close()

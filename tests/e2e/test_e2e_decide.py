@@ -108,10 +108,15 @@ def test_retry_with_same_request_id_returns_the_same_decision(server: Server) ->
     first = server.stub.Decide(request("e2e-idem", policy, application), timeout=30)
     again = server.stub.Decide(request("e2e-idem", policy, application), timeout=30)
     assert again.decision_id == first.decision_id
-    changed = dict(application, extra_field_for_idempotency_test=1)
+    # another valid payload is a conflict; an invalid one is refused as invalid (and changes nothing)
+    applicant = application["applicant"]
+    changed = {**application, "applicant": {**applicant, "age": applicant["age"] + 1}}
     with pytest.raises(grpc.RpcError) as caught:
         server.stub.Decide(request("e2e-idem", policy, changed), timeout=30)
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    with pytest.raises(grpc.RpcError) as caught:
+        server.stub.Decide(request("e2e-idem", policy, dict(application, unknown_field=1)), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_decide_stream_answers_in_order_with_errors_inline(server: Server) -> None:
@@ -142,13 +147,36 @@ def test_the_client_example_runs(server: Server) -> None:
 
 def test_get_decision_by_request_id_and_decision_id(server: Server) -> None:
     policy, _, application, _ = CASES[0]
-    decided = server.stub.Decide(request("e2e-get", policy, application), timeout=30)
+    full = {"include_schedules": True, "include_trace": True}  # GetDecision always answers in full
+    decided = server.stub.Decide(request("e2e-get", policy, application, **full), timeout=30)
     by_request = server.stub.GetDecision(pb.GetDecisionRequest(request_id="e2e-get"), timeout=10)
     by_id = server.stub.GetDecision(pb.GetDecisionRequest(decision_id=decided.decision_id), timeout=10)
     assert by_request == decided and by_id == decided
     with pytest.raises(grpc.RpcError) as caught:
         server.stub.GetDecision(pb.GetDecisionRequest(request_id="never-sent"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_answers_are_slim_unless_schedules_or_trace_are_asked_for(server: Server) -> None:
+    """Issue 12.4: three full schedules were 70% of a ~5.3 KB answer nobody asked for. By default an
+    offer carries its terms, instalment, totals and APR; the schedules and trace come on request,
+    and GetDecision recomputes the schedules from the (lean) record."""
+    policy, application = next((c[0], c[2]) for c in CASES if c[3].get("outcome") == "APPROVE")
+    slim = server.stub.Decide(request("e2e-slim", policy, application), timeout=30)
+    assert slim.offers and not any(o.schedule for o in slim.offers) and not slim.trace
+    assert all(o.apr and o.instalment and o.total_interest and o.term_months for o in slim.offers)
+    rows = server.stub.Decide(request("e2e-rows", policy, application, include_schedules=True), timeout=30)
+    assert all(o.schedule for o in rows.offers) and not rows.trace
+    traced = server.stub.Decide(request("e2e-trace", policy, application, include_trace=True), timeout=30)
+    assert traced.trace and not any(o.schedule for o in traced.offers)
+    stored = server.stub.GetDecision(pb.GetDecisionRequest(decision_id=slim.decision_id), timeout=10)
+    assert [list(o.schedule) for o in stored.offers] == [list(o.schedule) for o in rows.offers]
+    assert [t.stage for t in stored.trace] == [t.stage for t in traced.trace]
+    for offer in stored.offers:
+        offer.ClearField("schedule")
+    stored.ClearField("trace")
+    assert stored == slim
+    assert slim.ByteSize() * 2 < rows.ByteSize()
 
 
 def test_pinned_version_not_loaded_is_failed_precondition(server: Server) -> None:

@@ -212,10 +212,10 @@ def test_shipped_policy_offers_match_the_textbook_formulas() -> None:
     checked = 0
     for path in sorted((ROOT / "policies").glob("*/policy.yaml")):
         policy = load_policy(path)
-        for case in policy.tests:
+        for n, case in enumerate(policy.tests):
             if "error" in case.expect:
                 continue
-            decision = service.decide(policy, case.input, f"t-{checked}")
+            decision = service.decide(policy, case.input, f"t-{policy.name}-{n}")
             if decision.outcome is Outcome.APPROVE:
                 assert decision.offers, case.name
             for offer in decision.offers:

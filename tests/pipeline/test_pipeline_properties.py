@@ -3,6 +3,8 @@ an APPROVE carries affordable offers within the limit, schedules add up, reasons
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +17,7 @@ from engine.pipeline.render import decision_json, stable_view
 from engine.service import DecisionService
 
 D = Decimal
+REQUESTS = itertools.count()
 SERVICE = DecisionService(
     MINI.parent.parent, MODELS, clock=FrozenClock(), ids=lambda now: "id", timer=lambda: 0.0
 )
@@ -57,7 +60,7 @@ applications = st.fixed_dictionaries(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(applications)
 def test_every_decision_keeps_its_invariants(app: dict[str, Any]) -> None:
-    decision = SERVICE.decide("consumer_mini", app, "p")
+    decision = SERVICE.decide("consumer_mini", app, f"p-{next(REQUESTS)}")
     assert len(decision.reasons) >= 1 or decision.outcome is Outcome.APPROVE
     assert len(decision.reasons) <= 4
     if decision.outcome is Outcome.DECLINE:
@@ -76,5 +79,8 @@ def test_every_decision_keeps_its_invariants(app: dict[str, Any]) -> None:
             assert all(row.balance >= 0 for row in offer.schedule)
     if decision.outcome is Outcome.REFER:
         assert decision.reasons[0].stage in {"eligibility", "post_score"}
-    again = SERVICE.decide("consumer_mini", app, "p")
+    # a new request_id, or the service would answer the first decision again (idempotency)
+    again = dataclasses.replace(
+        SERVICE.decide("consumer_mini", app, f"p-{next(REQUESTS)}"), request_id=decision.request_id
+    )
     assert decision_json(stable_view(again.to_dict())) == decision_json(stable_view(decision.to_dict()))

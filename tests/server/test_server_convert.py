@@ -73,16 +73,6 @@ def test_request_to_call_leaves_language_and_version_to_the_policy() -> None:
     assert pinned["version"] == "1.2.0" and pinned["language"] == "zh"
 
 
-def test_fingerprint_ignores_labels_but_not_the_application() -> None:
-    base = pb.DecideRequest(request_id="r", policy="p", application=_struct({"a": 1}), labels={"ch": "web"})
-    relabelled = pb.DecideRequest(
-        request_id="r", policy="p", application=_struct({"a": 1}), labels={"ch": "app"}
-    )
-    changed = pb.DecideRequest(request_id="r", policy="p", application=_struct({"a": 2}))
-    assert convert.request_fingerprint(base) == convert.request_fingerprint(relabelled)
-    assert convert.request_fingerprint(base) != convert.request_fingerprint(changed)
-
-
 def _decision(**overrides: object) -> Decision:
     fields: dict[str, object] = dict(
         decision_id="d1",

@@ -1,4 +1,4 @@
-"""Idempotency map, pii masking in logs, bearer-token checks and the loopback rule."""
+"""pii masking in logs, bearer-token checks and the loopback rule."""
 
 from __future__ import annotations
 
@@ -7,32 +7,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from credo.v1 import decision_pb2 as pb
 
-from engine.errors import IdempotencyConflict
-from engine.server.idempotency import IdempotencyMap
 from engine.server.logs import JsonFormatter, mask_application, pii_paths
 from engine.server.security import is_loopback, read_tokens, token_ok
-
-
-def test_same_request_returns_stored_decision_and_different_payload_is_refused() -> None:
-    seen = IdempotencyMap(capacity=2)
-    assert seen.lookup("r1", b"a") is None
-    seen.store("r1", b"a", pb.Decision(decision_id="d1", request_id="r1"))
-    found = seen.lookup("r1", b"a")
-    assert found is not None and found.decision_id == "d1"
-    with pytest.raises(IdempotencyConflict):
-        seen.lookup("r1", b"b")
-    found = seen.get(decision_id="d1")
-    assert found is not None and found.request_id == "r1"
-
-
-def test_idempotency_map_forgets_the_oldest_beyond_capacity() -> None:
-    seen = IdempotencyMap(capacity=2)
-    for i in range(3):
-        seen.store(f"r{i}", b"x", pb.Decision(decision_id=f"d{i}", request_id=f"r{i}"))
-    assert seen.lookup("r0", b"x") is None and seen.get(decision_id="d0") is None
-    assert seen.lookup("r2", b"x") is not None
 
 
 def test_pii_inputs_are_masked(tmp_path: Path) -> None:

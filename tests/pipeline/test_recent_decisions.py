@@ -1,0 +1,80 @@
+"""Idempotency without an audit store: a service remembers its recent answers by request_id,
+bounded in bytes; the fingerprint is of the validated input with defaults applied."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pipeline_helpers import application
+
+from engine.errors import IdempotencyConflict, NotFound
+from engine.recent import RecentDecisions, estimated_bytes
+from engine.service import DecisionService
+
+
+def test_a_retry_gets_the_first_answer_and_another_payload_is_refused(
+    make_service: Callable[..., DecisionService],
+) -> None:
+    service = make_service()
+    first = service.decide("consumer_mini", application(), "r-1")
+    again = service.decide("consumer_mini", application(), "r-1")
+    assert again == first and again.decision_id == first.decision_id
+    with pytest.raises(IdempotencyConflict) as info:
+        service.decide("consumer_mini", application(**{"applicant.age": 50}), "r-1")
+    assert info.value.grpc_status == "ALREADY_EXISTS"
+    assert service.get_decision(decision_id=first.decision_id) == first
+    assert service.get_decision(request_id="r-1") == first
+    with pytest.raises(NotFound):
+        service.get_decision(request_id="never")
+
+
+def test_an_omitted_default_and_its_explicit_value_are_one_request(
+    make_service: Callable[..., DecisionService],
+) -> None:
+    """Regression (issue 12): a retry differing only in an omitted vs explicit default (language ""
+    vs "en", a number sent as "20000" vs 20000) got ALREADY_EXISTS from one layer and the stored
+    decision from another. The fingerprint is of the validated input, defaults applied."""
+    service = make_service()
+    first = service.decide("consumer_mini", application(), "r-2", language="")
+    same = application(**{"applicant.income_monthly": 20000})  # "20000" in the first
+    assert service.decide("consumer_mini", same, "r-2", language="en").decision_id == first.decision_id
+
+
+def deep_size(value: Any, seen: set[int] | None = None) -> int:
+    """sys.getsizeof over the whole object graph, each object once."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    size = sys.getsizeof(value)
+    if isinstance(value, dict):
+        size += sum(deep_size(k, seen) + deep_size(v, seen) for k, v in value.items())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        size += sum(deep_size(v, seen) for v in value)
+    elif hasattr(value, "__dataclass_fields__"):
+        size += sum(deep_size(getattr(value, name), seen) for name in value.__dataclass_fields__)
+    return size
+
+
+def test_the_byte_estimate_bounds_a_real_decision(make_service: Callable[..., DecisionService]) -> None:
+    decision = make_service().decide("consumer_mini", application(), "r-3")
+    assert decision.offers and decision.offers[0].schedule  # the biggest kind of answer
+    assert deep_size(decision) <= estimated_bytes(decision)
+
+
+def test_the_map_forgets_the_oldest_beyond_its_byte_budget(
+    make_service: Callable[..., DecisionService],
+) -> None:
+    decision = make_service().decide("consumer_mini", application(), "r-4")
+    one = estimated_bytes(decision)
+    recent = RecentDecisions(max_bytes=3 * one)
+    for i in range(5):
+        recent.remember(f"r{i}", "fp", decision.__class__(**{**decision.__dict__, "decision_id": f"d{i}"}))
+    assert len(recent) == 3 and recent.bytes <= recent.max_bytes
+    assert recent.get(request_id="r0") is None and recent.get(decision_id="d1") is None
+    assert recent.get(decision_id="d4") is not None
+    assert Decimal(recent.bytes) / one == 3
