@@ -110,6 +110,12 @@ def _grpc(sizes: Sizes, paths: Paths) -> dict[str, Any]:
     return bench_grpc(sizes.grpc_seconds, workers=2, policies=paths.policies, models=paths.models)
 
 
+def _records(sizes: Sizes, paths: Paths) -> dict[str, Any]:
+    from engine.bench.records import bench_records
+
+    return bench_records(paths.policies, paths.models)
+
+
 def _memory(sizes: Sizes, paths: Paths) -> dict[str, Any]:
     from engine.bench.memory import bench_memory
 
@@ -130,6 +136,7 @@ SECTIONS: dict[str, Callable[[Sizes, Paths], dict[str, Any]]] = {
     "models": _models,
     "batch": _batch,
     "grpc": _grpc,
+    "records": _records,
     "memory": _memory,
     "monitor": _monitor,
 }

@@ -9,7 +9,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SECTION_NAMES = ("rules", "peer", "pipeline", "floor", "models", "batch", "grpc", "memory", "monitor")
+SECTION_NAMES = (
+    "rules",
+    "peer",
+    "pipeline",
+    "floor",
+    "models",
+    "batch",
+    "grpc",
+    "records",
+    "memory",
+    "monitor",
+)
 
 
 def register(subparsers: Any) -> None:

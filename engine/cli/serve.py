@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="audit store URL (sqlite:///path, postgresql://...): every decision is recorded before it is "
         "answered, and a retried request_id is recognised by every worker; without a store nothing is "
-        "recorded and only the worker that answered recognises a retry",
+        "recorded, replay is impossible, and idempotency is each worker's memory of its recent answers "
+        "(64 MiB of them): a retry that reaches another worker, comes after a restart or after its "
+        "answer was forgotten is decided again, and GetDecision finds only what that worker remembers",
     )
     p.add_argument("--tls-cert", default=None, help="server certificate (PEM)")
     p.add_argument("--tls-key", default=None, help="server private key (PEM)")
