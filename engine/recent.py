@@ -6,49 +6,68 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engine.decision import Decision
 from engine.errors import IdempotencyConflict
+from engine.pipeline.offers import offer_schedule
 
 __all__ = ["DEFAULT_MAX_BYTES", "RecentDecisions", "estimated_bytes"]
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
-# What one answered Decision costs in memory, measured with a recursive sys.getsizeof over real
-# consumer_loan decisions (tests/pipeline/test_recent_decisions.py keeps the estimate an upper
-# bound): the objects shared with caches (schedule rows) are counted as if they were not shared.
-_BASE = 4096  # the Decision, its refs, score, a trace of ~10 stages with their values
-_PER_REASON = 640
-_PER_OFFER = 1536
-_PER_ROW = 1024  # an Instalment and its four Decimals
-_PER_KEY = 256  # the request_id, decision_id, fingerprint and the map's own entries
+# What one remembered Decision costs in memory (kept without its schedule rows, which are
+# recomputed when asked for), from a recursive sys.getsizeof over the shipped policies' decisions
+# (9-11 KB, ~65% of it the trace); tests/pipeline/test_recent_decisions.py keeps it an upper bound.
+_BASE = 1024  # the Decision, its policy and model refs, score
+_PER_STAGE = 768  # a trace entry with its values
+_PER_REASON = 384
+_PER_OFFER = 768  # an offer's terms; its schedule rows are not kept
+_PER_KEY = 512  # the request_id, decision_id, fingerprint and the map's own entries
 
 
 def estimated_bytes(decision: Decision) -> int:
-    rows = sum(len(offer.schedule) for offer in decision.offers)
+    """The memory `decision` is charged in the map (schedule rows left out): an estimate from its
+    parts, an upper bound for the shipped policies' decisions."""
     return (
         _BASE
         + _PER_KEY
+        + _PER_STAGE * len(decision.trace)
         + _PER_REASON * len(decision.reasons)
         + _PER_OFFER * len(decision.offers)
-        + _PER_ROW * rows
     )
 
 
 @dataclass(frozen=True)
 class _Entry:
     fingerprint: str
-    decision: Decision
+    decision: Decision  # schedules left out: `rounding` recomputes them
+    rounding: str
     size: int
+
+    def full(self) -> Decision:
+        if not self.decision.offers:
+            return self.decision
+        offers = tuple(
+            replace(
+                o,
+                schedule=offer_schedule(
+                    o.amount, o.annual_rate, o.term_months, o.repayment_method, self.rounding
+                ),
+            )
+            for o in self.decision.offers
+        )
+        return replace(self.decision, offers=offers)
 
 
 class RecentDecisions:
     """request_id -> (fingerprint, Decision) of this process's recent answers, the oldest forgotten
-    first once their estimated size passes `max_bytes` (default 64 MiB: ~2,000 decisions with three
-    full schedules, far more without offers). What is lost without a store: a retry that reaches
-    another worker or process, or comes after its entry was forgotten or the process restarted, is
-    decided again (possibly differently), and GetDecision finds only what this process remembers."""
+    first once their estimated size passes `max_bytes` (default 64 MiB: ~5,000 decisions with three
+    offers; a schedule is kept as its terms and recomputed when the answer is asked for again).
+
+    What is lost without a store: a retry that reaches another worker or process, or comes after
+    its entry was forgotten or the process restarted, is decided again (possibly differently), and
+    GetDecision finds only what this process remembers."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
@@ -57,10 +76,12 @@ class RecentDecisions:
         self._by_decision: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def remember(self, request_id: str, fingerprint: str, decision: Decision) -> Decision:
+    def remember(self, request_id: str, fingerprint: str, decision: Decision, rounding: str) -> Decision:
         """Keep `decision` as the answer to `request_id` and return it; if the request_id was seen
         before, return that earlier answer instead (never two decisions), or raise
-        IdempotencyConflict when it came with another fingerprint."""
+        IdempotencyConflict when it came with another fingerprint. `rounding` (the policy's)
+        recomputes the schedules."""
+        slim = replace(decision, offers=tuple(replace(o, schedule=()) for o in decision.offers))
         with self._lock:
             earlier = self._by_request.get(request_id)
             if earlier is not None:
@@ -69,8 +90,8 @@ class RecentDecisions:
                         f"request_id {request_id!r} was already used for a different request;"
                         " use a new request_id"
                     )
-                return earlier.decision
-            entry = _Entry(fingerprint, decision, estimated_bytes(decision))
+                return earlier.full()
+            entry = _Entry(fingerprint, slim, rounding, estimated_bytes(decision))
             self._by_request[request_id] = entry
             self._by_decision[decision.decision_id] = request_id
             self.bytes += entry.size
@@ -85,7 +106,7 @@ class RecentDecisions:
             if decision_id:
                 request_id = self._by_decision.get(decision_id, "")
             entry = self._by_request.get(request_id) if request_id else None
-        return entry.decision if entry is not None else None
+        return entry.full() if entry is not None else None
 
     def __len__(self) -> int:
         return len(self._by_request)

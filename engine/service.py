@@ -344,7 +344,7 @@ class DecisionService:
                     loaded, application, language, decision.decision_id, ctx.stages, self.models
                 )
             assert self.recent is not None
-            return PendingDecision(self.recent.remember(request_id, fingerprint, decision))
+            return PendingDecision(self.recent.remember(request_id, fingerprint, decision, ctx.rounding))
         archive = self._archive(loaded, ctx.model_refs)
         record = DecisionRecord.build(
             decision,

@@ -56,19 +56,19 @@ def bench_policy(service: DecisionService, policy: Any, rounds: int, cold: bool 
     outcome (ms), each stage's share of the time, and the floor. `cold` clears the schedule/APR
     caches before every decision (worst case)."""
     apps = [dict(t.input) for t in policy.tests if "error" not in t.expect]
-    for app in apps:  # warm up: sessions, rulesets, caches
-        service.decide(policy, app, "warmup")
+    for n, app in enumerate(apps):  # warm up: sessions, rulesets, caches
+        service.decide(policy, app, f"warmup-{n}")
     totals: list[float] = []
     by_outcome: dict[str, list[float]] = defaultdict(list)
     stage_ms: dict[str, float] = defaultdict(float)
-    for _ in range(rounds):
-        for app in apps:
+    for r in range(rounds):
+        for n, app in enumerate(apps):
             if cold:
                 offers_module._schedule.cache_clear()
                 offers_module._disclosed_apr.cache_clear()
             start = time.perf_counter()
             try:
-                decision = service.decide(policy, app, "bench")
+                decision = service.decide(policy, app, f"bench-{r}-{n}")  # new ids: never a retry
             except CredoError:
                 continue
             elapsed = (time.perf_counter() - start) * 1000

@@ -3,6 +3,7 @@ bounded in bytes; the fingerprint is of the validated input with defaults applie
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from decimal import Decimal
@@ -61,9 +62,14 @@ def deep_size(value: Any, seen: set[int] | None = None) -> int:
 
 
 def test_the_byte_estimate_bounds_a_real_decision(make_service: Callable[..., DecisionService]) -> None:
-    decision = make_service().decide("consumer_mini", application(), "r-3")
+    service = make_service()
+    decision = service.decide("consumer_mini", application(), "r-3")
     assert decision.offers and decision.offers[0].schedule  # the biggest kind of answer
-    assert deep_size(decision) <= estimated_bytes(decision)
+    assert service.recent is not None
+    kept = service.recent._by_request["r-3"]
+    assert not any(o.schedule for o in kept.decision.offers)  # rows are recomputed, not kept
+    assert deep_size(kept) <= estimated_bytes(decision)
+    assert kept.full() == decision  # ... and recomputed exactly
 
 
 def test_the_map_forgets_the_oldest_beyond_its_byte_budget(
@@ -73,7 +79,7 @@ def test_the_map_forgets_the_oldest_beyond_its_byte_budget(
     one = estimated_bytes(decision)
     recent = RecentDecisions(max_bytes=3 * one)
     for i in range(5):
-        recent.remember(f"r{i}", "fp", decision.__class__(**{**decision.__dict__, "decision_id": f"d{i}"}))
+        recent.remember(f"r{i}", "fp", dataclasses.replace(decision, decision_id=f"d{i}"), "half_even")
     assert len(recent) == 3 and recent.bytes <= recent.max_bytes
     assert recent.get(request_id="r0") is None and recent.get(decision_id="d1") is None
     assert recent.get(decision_id="d4") is not None
