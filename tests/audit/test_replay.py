@@ -12,6 +12,7 @@ import pytest
 from replay_helpers import MODELS, copy_policies, service_with_log, shipped_inputs
 
 import engine.replay as replay_module
+from engine.audit.canonical import canonical_json
 from engine.audit.log import DecisionLog
 from engine.audit.sqlite import sqlite_path
 from engine.cli import main
@@ -106,6 +107,28 @@ def test_a_changed_outcome_is_shown_field_by_field_and_exits_1(
     assert out[0] == f"DIFF {approved}: 2 field(s) differ"
     assert f"  offers[0].apr: recorded 0.9999, replayed {real_apr}" in out
     assert any(line.startswith("  derived.dti: recorded 0.5, replayed ") for line in out)
+
+
+def test_an_altered_schedule_hash_fails_verify_and_replay(
+    recorded: tuple[str, Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lean records keep each full schedule as its sha256 (issue 12.2): altering one is caught by
+    verify (the record's hash) and by replay, which recomputes the schedule and compares."""
+    url, _, ids = recorded
+    approved = next(i for i in ids if _body(url, i)["outcome"] == "APPROVE")
+    body = _body(url, approved)
+    schedule = body["decision"]["offers"][0]["schedule"]  # type: ignore[index]
+    real = schedule["sha256"]
+    assert schedule["rows"] > 0 and len(real) == 64
+    schedule["sha256"] = "0" * 64
+    altered = canonical_json(body).decode()
+    with sqlite3.connect(sqlite_path(url)) as conn:
+        conn.execute("UPDATE audit_records SET body = ? WHERE decision_id = ?", (altered, approved))
+    assert main(["audit", "verify", "--store", url]) == 1
+    assert f"(decision {approved}): hash does not match its content" in capsys.readouterr().out
+    assert main(["replay", approved, "--store", url]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert f"  offers[0].schedule.sha256: recorded {'0' * 64}, replayed {real}" in out
 
 
 @pytest.mark.parametrize("damage", ["policy text missing", "policy text altered", "model file missing"])
