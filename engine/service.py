@@ -216,7 +216,7 @@ class DecisionService:
             store = DecisionLog(store)
         self.log = store
         # without a store, idempotency is this process's memory of recent answers (bounded in bytes)
-        self.recent = (recent or RecentDecisions()) if store is None else None
+        self.recent = (recent if recent is not None else RecentDecisions()) if store is None else None
         self.clock = clock
         self.ids = ids
         self.evaluator = evaluator if evaluator is not None else engine_named(rule_engine)

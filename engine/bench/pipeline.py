@@ -57,7 +57,7 @@ def bench_policy(service: DecisionService, policy: Any, rounds: int, cold: bool 
     caches before every decision (worst case)."""
     apps = [dict(t.input) for t in policy.tests if "error" not in t.expect]
     for n, app in enumerate(apps):  # warm up: sessions, rulesets, caches
-        service.decide(policy, app, f"warmup-{n}")
+        service.decide(policy, app, f"warmup-{policy.name}-{n}")
     totals: list[float] = []
     by_outcome: dict[str, list[float]] = defaultdict(list)
     stage_ms: dict[str, float] = defaultdict(float)
@@ -68,7 +68,7 @@ def bench_policy(service: DecisionService, policy: Any, rounds: int, cold: bool 
                 offers_module._disclosed_apr.cache_clear()
             start = time.perf_counter()
             try:
-                decision = service.decide(policy, app, f"bench-{r}-{n}")  # new ids: never a retry
+                decision = service.decide(policy, app, f"bench-{policy.name}-{r}-{n}")  # never a retry
             except CredoError:
                 continue
             elapsed = (time.perf_counter() - start) * 1000

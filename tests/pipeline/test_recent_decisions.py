@@ -84,3 +84,16 @@ def test_the_map_forgets_the_oldest_beyond_its_byte_budget(
     assert recent.get(request_id="r0") is None and recent.get(decision_id="d1") is None
     assert recent.get(decision_id="d4") is not None
     assert Decimal(recent.bytes) / one == 3
+
+
+def test_a_service_keeps_the_map_it_is_given_even_while_empty(
+    make_service: Callable[..., DecisionService],
+) -> None:
+    """Regression: `recent or RecentDecisions()` replaced a given empty (so falsy) map with a default
+    64 MiB one; the memory bench's RSS then grew 40 MiB although it asked for a 1 MiB map."""
+    small = RecentDecisions(max_bytes=1)
+    service = make_service(recent=small)
+    assert service.recent is small
+    service.decide("consumer_mini", application(), "r-5")
+    service.decide("consumer_mini", application(**{"applicant.age": 50}), "r-6")
+    assert len(small) == 1  # the budget holds one entry at most
