@@ -195,6 +195,12 @@ MONITOR_LOG_MISMATCH = _code(
     412,
     "An event on the monitor chain that the loaded monitoring policy no longer accepts.",
 )
+PII_KEY = _code(
+    "PII_KEY",
+    "FAILED_PRECONDITION",
+    412,
+    "The personal-data master key is missing, unreadable, or not the one the store's data keys are under.",
+)
 # conflicts
 IDEMPOTENCY_CONFLICT = _code(
     "IDEMPOTENCY_CONFLICT", "ALREADY_EXISTS", 409, "A request_id seen before with a different payload."
@@ -539,3 +545,9 @@ class MonitorLogMismatch(CredoError):
     """The monitor chain holds an event the loaded monitoring policy refuses (the policy changed)."""
 
     code = MONITOR_LOG_MISMATCH
+
+
+class PiiKeyError(CredoError):
+    """No usable master key for the personal data in an audit store (the message never holds a key)."""
+
+    code = PII_KEY

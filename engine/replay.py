@@ -11,6 +11,7 @@ process (`credo replay` is one).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -18,11 +19,12 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.audit.canonical import canonical_json
+from engine.audit.pii import PiiVault
 from engine.audit.record import DecisionRecord
 from engine.audit.store import AuditStore
 from engine.decision import Decision, plain
@@ -68,17 +70,20 @@ class ReplayResult:
     recorded: Decision
     replayed: Decision | None  # None when the re-run raised (the error is the first diff)
     diffs: tuple[FieldDiff, ...]
+    unrestored: dict[str, str] = field(default_factory=dict)  # sealed path -> why not opened
 
     @property
     def match(self) -> bool:
-        return not self.diffs
+        """Every field restored and equal."""
+        return not self.diffs and not self.unrestored
 
     @property
     def result(self) -> str:
-        return "MATCH" if self.match else "DIFF"
+        """MATCH, DIFF, or PARTIAL: no difference, but personal fields could not be restored."""
+        return "DIFF" if self.diffs else "PARTIAL" if self.unrestored else "MATCH"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "decision_id": self.decision_id,
             "result": self.result,
             "diffs": [
@@ -86,6 +91,9 @@ class ReplayResult:
                 for d in self.diffs
             ],
         }
+        if self.unrestored:  # personal fields left sealed (no key) or erased: path -> why
+            out["unrestored"] = dict(sorted(self.unrestored.items()))
+        return out
 
 
 def diff_values(recorded: Any, replayed: Any, path: str = "") -> list[FieldDiff]:
@@ -114,10 +122,15 @@ class Replayer:
     explanations load the native model lazily from the restored folder."""
 
     def __init__(
-        self, store: AuditStore, evaluator: Evaluator | None = None, workdir: Path | str | None = None
+        self,
+        store: AuditStore,
+        evaluator: Evaluator | None = None,
+        workdir: Path | str | None = None,
+        vault: PiiVault | None = None,
     ) -> None:
         self.store = store
         self.evaluator = evaluator  # None: each record on the rule engine that decided it
+        self.vault = vault  # opens personal fields; without one (or its key) they are left unrestored
         self._root = Path(tempfile.mkdtemp(prefix="credo-replay-", dir=workdir))
         self._cleanup = weakref.finalize(self, shutil.rmtree, self._root, True)
         self._lock = threading.Lock()
@@ -136,6 +149,14 @@ class Replayer:
         input, derived values, model outputs and stages. ArchiveMissing (or PolicyError) when its
         policy or model cannot be rebuilt from the archive."""
         policy, models = self.materialise(record)
+        unrestored: dict[str, str] = {}
+        if self.vault is not None:
+            opened = self.vault.reveal(record)
+            record, unrestored = opened.record, opened.unrestored
+        elif record.extra.get("pii"):
+            unrestored = {path: "no key" for path in record.extra["pii"].get("sealed", [])}
+        if unrestored:
+            record = _without_unrestored(record, unrestored, policy)
         try:
             recorded = decision_from_record(record.decision, record.stages)
         except ArchiveMissing:  # a schedule not recomputable: shown as its sha256 differing below
@@ -148,7 +169,7 @@ class Replayer:
             ctx = run_pipeline(policy, record.input, engine, models, language)
         except CredoError as exc:  # the recorded input no longer decides: a difference, not a crash
             failed = FieldDiff("outcome", record.outcome, f"error {exc.code}: {exc}")
-            return ReplayResult(record.decision_id, recorded, None, (failed,))
+            return ReplayResult(record.decision_id, recorded, None, (failed,), unrestored)
         again = build_decision(ctx, record.decision_id, record.request_id, str(record.decision["decided_at"]))
         rebuilt = DecisionRecord.build(
             again,
@@ -162,7 +183,8 @@ class Replayer:
         diffs = diff_values(record.decision, rebuilt.decision)
         for name in RECORD_FIELDS:
             diffs += diff_values(getattr(record, name), getattr(rebuilt, name), name)
-        return ReplayResult(record.decision_id, recorded, again, tuple(diffs))
+        kept = tuple(d for d in diffs if d.path not in unrestored)  # a value not restored is not compared
+        return ReplayResult(record.decision_id, recorded, again, kept, unrestored)
 
     def materialise(self, record: DecisionRecord) -> tuple[Policy, ModelProvider]:
         """(Policy, model provider) rebuilt from the record's archived files only."""
@@ -195,6 +217,29 @@ class Replayer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _without_unrestored(
+    record: DecisionRecord, unrestored: Mapping[str, str], policy: Policy
+) -> DecisionRecord:
+    """`record` re-decidable without the personal values it could not open: an optional input is
+    left out, a required text input gets a stand-in (a rule that reads it may then differ: a DIFF)."""
+    body = record.to_dict()
+    for path in unrestored:
+        where, _, name = path.partition(".")
+        if where not in ("input", "application"):
+            continue
+        body[where] = copy.deepcopy(body[where])  # never the record given
+        node: Any = body[where]
+        parts = [name] if where == "input" else name.split(".")
+        for part in parts[:-1]:
+            node = node.get(part, {})
+        decl = policy.inputs.get(name)
+        if decl is not None and decl.required and decl.type.kind == "string":
+            node[parts[-1]] = "(not restored)"
+        else:
+            node.pop(parts[-1], None)
+    return DecisionRecord.from_dict(body)
 
 
 def _plain(value: Any) -> Any:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from engine.audit.archive import Archive, archive_files, decision_archive
 from engine.audit.canonical import sha256_hex
 from engine.audit.log import DecisionLog, Ticket
+from engine.audit.pii import PiiVault, open_vault
 from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
 from engine.decision import Decision, ModelRef
 from engine.errors import (
@@ -208,6 +209,7 @@ class DecisionService:
         rule_engine: str = DEFAULT_ENGINE,
         shadow: ShadowCheck | None = None,
         recent: RecentDecisions | None = None,
+        pii: PiiVault | None = None,
     ):
         self.policies_dir = Path(policies_dir)
         self.source = DirectorySource(policies_dir, models_dir)  # policies by name, verified models
@@ -217,6 +219,7 @@ class DecisionService:
         self.log = store
         # without a store, idempotency is this process's memory of recent answers (bounded in bytes)
         self.recent = (recent if recent is not None else RecentDecisions()) if store is None else None
+        self._pii = pii  # opened on the first record: engine.audit.pii.open_vault finds or makes the key
         self.clock = clock
         self.ids = ids
         self.evaluator = evaluator if evaluator is not None else engine_named(rule_engine)
@@ -346,6 +349,7 @@ class DecisionService:
             assert self.recent is not None
             return PendingDecision(self.recent.remember(request_id, fingerprint, decision, ctx.rounding))
         archive = self._archive(loaded, ctx.model_refs)
+        fingerprint = self.pii.keyed(fingerprint)  # a plain hash of personal data could be guessed
         record = DecisionRecord.build(
             decision,
             request_fingerprint=fingerprint,
@@ -357,12 +361,21 @@ class DecisionService:
             archive=archive.index,
             extra={"language": language, "rule_engine": self.evaluator.name},
         )
+        record = self.pii.protect(record, loaded)  # personal values sealed before the log hashes them
         committed = self.log.submit(record, archive.blobs)
         if self.shadow is not None:  # a sample is re-checked on the shadow's own thread, after the commit
             self.shadow.offer(
                 loaded, application, language, decision.decision_id, ctx.stages, self.models, committed
             )
         return PendingDecision(decision, committed)
+
+    @property
+    def pii(self) -> PiiVault:
+        """The personal-data vault of the decision log's store (the log must exist)."""
+        if self._pii is None:
+            assert self.log is not None
+            self._pii = open_vault(self.log.store, writer=True)
+        return self._pii
 
     def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision:
         """A decision answered before, in full (schedules and trace), by decision_id or request_id."""
@@ -393,7 +406,7 @@ class DecisionService:
         _checked_decision_id(decision_id)
         with self._lock:
             if self._replayer is None:  # each record replays on the rule engine that decided it
-                self._replayer = Replayer(self.log.store)
+                self._replayer = Replayer(self.log.store, vault=self.pii)
             replayer = self._replayer
         return replayer.replay(decision_id)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -62,8 +62,13 @@ def export_records(
     fmt: str,
     out: Path | str | None,
     stdout: IO[bytes] | None = None,
+    show: Callable[[DecisionRecord], DecisionRecord] | None = None,
 ) -> int:
-    records = store.iter_records(since, until)
+    """Records received in [since, until) as JSON Lines or Parquet; `show` (e.g. a PiiVault's
+    `masked`) turns each into what the reader may see: personal values opened or masked."""
+    records: Iterable[DecisionRecord] = store.iter_records(since, until)
+    if show is not None:
+        records = map(show, records)
     if fmt == "parquet":
         if out is None:
             raise UsageError("parquet export needs --out FILE")

@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from engine.audit.pii import open_vault
 from engine.audit.record import utc_text
 from engine.audit.store import AuditStore
 from engine.errors import MODEL_MISSING, CredoError
@@ -407,7 +408,9 @@ def run_whatif(
         options=options,
         lgd_new=policy.offers.lgd if policy.offers is not None else None,
     )
-    source = records if records is not None else store.iter_records(options.since, options.until)
+    if records is None:  # personal values opened with the store's key; without it, left out
+        records = map(open_vault(store).opened, store.iter_records(options.since, options.until))
+    source = records
     executor: ProcessPoolExecutor | None = None
     local: BatchDecider | None = None
     if options.workers > 1:

@@ -1,5 +1,6 @@
-"""`credo audit verify|anchor|export|retain|bench`: prove the decision log unaltered, hand records
-to auditors, apply retention. Store: --store, else $CREDO_AUDIT_STORE, else sqlite:///credo-audit.db.
+"""`credo audit verify|anchor|export|retain|find|forget|rotate-key|bench`: prove the decision log
+unaltered, hand records to auditors, apply retention, find, erase and re-key personal data.
+Store: --store, else $CREDO_AUDIT_STORE, else sqlite:///credo-audit.db.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def register(subparsers: Any) -> None:
     export.add_argument("--until", type=parse_time, help="ISO date or time (naive = UTC), exclusive")
     export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
     export.add_argument("--out", help="output file (jsonl default: stdout)")
+    key_option(export, "without it, personal values are masked")
     export.set_defaults(func=run_export)
 
     retain = verbs.add_parser("retain", help="export then remove records received before --before")
@@ -48,7 +50,36 @@ def register(subparsers: Any) -> None:
     retain.add_argument("--before", type=parse_time, required=True, help="ISO date or time (naive = UTC)")
     retain.add_argument("--export", required=True, help="JSON Lines file the removed records are appended to")
     retain.set_defaults(func=run_retain)
+    _register_pii(verbs, common)
     _register_bench(verbs)
+
+
+def key_option(parser: argparse.ArgumentParser, without: str) -> None:
+    parser.add_argument(
+        "--pii-key-file",
+        help="personal-data master key (default: $CREDO_PII_KEY_FILE, $CREDO_PII_KEY, or the key file"
+        f" beside a SQLite store); {without}",
+    )
+
+
+def _register_pii(verbs: Any, common: Any) -> None:
+    find = verbs.add_parser("find", help="list the decisions of one data subject (needs the key)")
+    common(find)
+    find.add_argument("--subject", required=True, help="the subject's key value, e.g. the ID number")
+    key_option(find, "required")
+    find.set_defaults(func=run_find)
+
+    forget = verbs.add_parser("forget", help="erase a subject's personal data: destroy its data key")
+    common(forget)
+    forget.add_argument("--subject", required=True, help="the subject's key value, e.g. the ID number")
+    key_option(forget, "required")
+    forget.set_defaults(func=run_forget)
+
+    rotate = verbs.add_parser("rotate-key", help="re-wrap every data key under a new master key")
+    common(rotate)
+    key_option(rotate, "the current key")
+    rotate.add_argument("--new-key-file", required=True, help="the new key (created, mode 0600, if absent)")
+    rotate.set_defaults(func=run_rotate_key)
 
 
 def _register_bench(verbs: Any) -> None:
@@ -69,6 +100,7 @@ def parse_time(text: str) -> dt.datetime:
 
 def run_verify(args: argparse.Namespace) -> int:
     from engine.audit.connect import open_store
+    from engine.audit.pii_keys import verify_erasures
     from engine.audit.verify import check_anchors, verify_store
 
     try:
@@ -77,20 +109,24 @@ def run_verify(args: argparse.Namespace) -> int:
         try:
             report = verify_store(store)
             anchor_problems = check_anchors(store, anchors)
+            erasures, erasure_problem = verify_erasures(store)
         finally:
             store.close()
     except (CredoError, OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     checkpoints = sum(1 for c in report.chains if c.checkpoint_seq)
-    if report.ok and not anchor_problems:
+    if report.ok and not anchor_problems and erasure_problem is None:
         print(
             f"OK: {len(report.chains)} chain(s), {report.records} record(s) verified"
             + (f", {checkpoints} from a retention checkpoint" if checkpoints else "")
             + (f", {report.files} archived file(s) re-hashed" if report.files else "")
             + (f", {len(anchors)} anchor(s) hold" if anchors else "")
+            + (f", {erasures} erasure record(s)" if erasures else "")
         )
         return 0
+    if erasure_problem is not None:
+        print(f"FAIL erasure chain: {erasure_problem}")
     for chain in report.chains:
         if not chain.ok:
             print(f"FAIL chain {chain.chain_id}: {chain.problem}")
@@ -144,11 +180,15 @@ def run_anchor(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from engine.audit.connect import open_store
     from engine.audit.export import export_records
+    from engine.audit.pii import open_vault
 
     try:
         store = open_store(args.store, create=False, readonly=True)
         try:
-            count = export_records(store, args.since, args.until, args.format, args.out, sys.stdout.buffer)
+            vault = open_vault(store, args.pii_key_file)
+            count = export_records(
+                store, args.since, args.until, args.format, args.out, sys.stdout.buffer, show=vault.masked
+            )
         finally:
             store.close()
     except CredoError as exc:
@@ -176,6 +216,74 @@ def run_retain(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"removed {result.removed} record(s) from {result.chains} chain(s); exported to {result.export}")
+    return 0
+
+
+def run_find(args: argparse.Namespace) -> int:
+    from engine.audit.connect import open_store
+    from engine.audit.pii import open_vault
+
+    try:
+        store = open_store(args.store, create=False)
+        try:
+            records = open_vault(store, args.pii_key_file).find(args.subject)
+        finally:
+            store.close()
+    except CredoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for record in records:
+        print(f"{record.decision_id} {record.received_at} {record.policy.get('name')} {record.outcome}")
+    print(f"{len(records)} decision(s)", file=sys.stderr)
+    return 0
+
+
+def run_forget(args: argparse.Namespace) -> int:
+    from engine.audit.connect import open_store
+    from engine.audit.pii import open_vault
+
+    try:
+        store = open_store(args.store, create=False)
+        try:
+            erasure = open_vault(store, args.pii_key_file).forget(args.subject)
+        finally:
+            store.close()
+    except CredoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"erased: the data key of subject {erasure['subject'][:16]}... is destroyed;"
+        f" {erasure['decisions']} decision(s) keep their hashes, their personal fields are unrecoverable"
+        f" (erasure record {erasure['seq']}, hash {erasure['hash'][:16]}...)"
+    )
+    return 0
+
+
+def run_rotate_key(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.audit.connect import open_store
+    from engine.audit.pii import open_vault
+    from engine.audit.pii_keys import MasterKey, replace_key_file
+
+    try:
+        path = Path(args.new_key_file)
+        new = MasterKey.read(path) if path.exists() else MasterKey.create(path)
+        store = open_store(args.store, create=False)
+        try:
+            vault = open_vault(store, args.pii_key_file)
+            count = vault.rotate(new)
+        finally:
+            store.close()
+        beside = vault.default_key_file
+        if beside is not None:  # the key every command finds beside a SQLite store: now the new one
+            replace_key_file(beside, new)
+    except CredoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"re-wrapped {count} data key(s) under key {new.key_id}; record hashes are unchanged")
+    where = f"{beside} (replaced) and {path}" if beside else str(path)
+    print(f"from now on use {where}: the old key no longer opens this store")
     return 0
 
 

@@ -2,7 +2,8 @@
 MATCH or a field-level diff; `credo replay --since T1 --until T2 --policy NEW.yaml`: what-if over history.
 
 Exit codes: 0 MATCH (or what-if done), 1 a difference, 2 cannot replay (archive missing, bad
-arguments, unknown decision, store unavailable).
+arguments, unknown decision, store unavailable), 3 PARTIAL (personal fields not restored without
+the key, or erased; everything else matched).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def register(subparsers: Any) -> None:
         default=None,
         help="the evaluator to re-decide on (default: the one each record names; compiled for a what-if)",
     )
+    parser.add_argument(
+        "--pii-key-file",
+        help="personal-data key (default: $CREDO_PII_KEY_FILE, $CREDO_PII_KEY, or the key file beside a"
+        " SQLite store); without one, personal fields are reported as not restored",
+    )
     what_if = parser.add_argument_group("what-if over history")
     what_if.add_argument("--policy", type=Path, help="the NEW policy file to re-decide history on")
     what_if.add_argument("--since", type=parse_time, help="ISO date or time (naive = UTC)")
@@ -77,6 +83,7 @@ def run_one(args: argparse.Namespace) -> int:
     import json
 
     from engine.audit.connect import open_store
+    from engine.audit.pii import open_vault
     from engine.replay import Replayer
 
     try:
@@ -86,7 +93,8 @@ def run_one(args: argparse.Namespace) -> int:
         return 2
     try:
         engine = rule_engine(args.rule_engine) if args.rule_engine else None
-        with Replayer(store, engine) as replayer:
+        vault = open_vault(store, args.pii_key_file)
+        with Replayer(store, engine, vault=vault) as replayer:
             result = replayer.replay(args.decision_id)
     except PolicyError as exc:
         print(f"credo replay: the archived policy does not load: {exc}", file=sys.stderr)
@@ -102,11 +110,15 @@ def run_one(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, sort_keys=True))
     elif result.match:
         print(f"MATCH {result.decision_id}")
+    elif not result.diffs:
+        print(f"PARTIAL {result.decision_id}: every restored field matches; not restored:")
+        for path, why in sorted(result.unrestored.items()):
+            print(f"  {path} ({why})")
     else:
         print(f"DIFF {result.decision_id}: {len(result.diffs)} field(s) differ")
         for diff in result.diffs:
             print(f"  {diff}")
-    return 0 if result.match else 1
+    return 0 if result.match else 3 if not result.diffs else 1  # 3: PARTIAL
 
 
 def run_whatif(args: argparse.Namespace) -> int:

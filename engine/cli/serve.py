@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from engine.cli.options import add_rule_engine_option
+from engine.errors import CredoError
 
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
@@ -78,6 +79,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="SIGTERM stops accepting calls, finishes those in flight and exits as soon as none remain, "
         "within this many seconds (default 20: fits a 30 s Kubernetes termination grace period)",
     )
+    p.add_argument(
+        "--pii-key-file",
+        help="master key sealing personal data in the audit store (default: $CREDO_PII_KEY_FILE,"
+        " $CREDO_PII_KEY, or for SQLite a key file beside the database, created if absent)",
+    )
+    p.add_argument(
+        "--allow-plaintext-pii",
+        action="store_true",
+        help="store personal data unsealed (development only; announced at start)",
+    )
     p.add_argument("--watch-interval", type=float, default=1.0, help="policy file poll interval (s)")
     add_rule_engine_option(p)
     p.add_argument(
@@ -126,6 +137,17 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.shadow_rate <= 1.0:
         print("credo serve: --shadow-rate must be between 0 and 1", file=sys.stderr)
         return 2
+    if args.store and not args.echo:
+        from engine.audit.pii import prepare_writer
+
+        try:  # the workers inherit the key's place through the environment
+            print(
+                f"credo serve: {prepare_writer(args.store, args.pii_key_file, args.allow_plaintext_pii)}",
+                file=sys.stderr,
+            )
+        except CredoError as exc:
+            print(f"credo serve: {exc}", file=sys.stderr)
+            return 2
     # A draining worker with busy clients waits until their connections aged out (+10% jitter).
     drain = args.drain_seconds if args.drain_seconds is not None else args.max_connection_age * 1.1 + 0.5
     config = WorkerConfig(

@@ -25,3 +25,4 @@ class InputDecl:
     max: Any = None
     pii: bool = False
     protected: bool = False
+    subject: bool = False  # its value names the data subject of a record (see engine.audit.pii)

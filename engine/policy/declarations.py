@@ -70,7 +70,14 @@ def inputs(b: Builder) -> None:
             _bound(b, spec.max, kind, (*path, "max")),
             spec.pii,
             spec.protected,
+            spec.subject,
         )
+        if spec.subject and not spec.pii:
+            b.sink.error(
+                "BAD_VALUE",
+                f"{name} is the subject key, so it must be pii: true",
+                b.src.at((*path, "subject")),
+            )
         if spec.default is not None:
             typed, problem = coerce(decl, spec.default)
             if problem:

@@ -32,6 +32,7 @@ class InputSpec(Strict):
     required: bool = True
     default: Any = None
     pii: bool = False
+    subject: bool = False  # the key naming whose personal data a record holds (must be pii)
     protected: bool = False
     description: str | None = None
 

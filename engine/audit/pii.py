@@ -1,0 +1,426 @@
+"""Personal data in decision records: every `pii: true` value is sealed (AES-GCM) under its subject's
+data key before the record is hashed, so the chain covers the ciphertext; revealed with the key.
+
+A sealed value is `{"$pii": base64(nonce + ciphertext)}`, its associated data the decision_id and
+the value's path, so a ciphertext cannot be moved to another record or field. The record's
+`extra.pii` says whose data it holds (`subject`, a keyed hash: an HMAC under the store's lookup key)
+and which paths are sealed. Which values are personal: the policy's pii inputs, the derived values
+computed from one, and the same values copied into model features and stage values.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from engine.audit.canonical import canonical_json
+from engine.audit.pii_keys import LOOKUP_SUBJECT, KeyTable, MasterKey
+from engine.audit.record import DecisionRecord
+from engine.audit.sqlite import SqliteStore, sqlite_path
+from engine.audit.store import AuditStore
+from engine.errors import PiiKeyError
+from engine.policy import Policy
+from engine.policy.builder import mentioned_names
+
+__all__ = [
+    "KEY_ENV",
+    "KEY_FILE_ENV",
+    "MASK",
+    "PLAINTEXT_ENV",
+    "SEALED",
+    "PiiFields",
+    "PiiVault",
+    "Revealed",
+    "open_vault",
+    "pii_fields",
+]
+
+log = logging.getLogger(__name__)
+
+SEALED = "$pii"
+MASK = "***"
+KEY_FILE_ENV = "CREDO_PII_KEY_FILE"
+KEY_ENV = "CREDO_PII_KEY"  # the master key itself, base64
+PLAINTEXT_ENV = "CREDO_ALLOW_PLAINTEXT_PII"  # "1": development only, personal data stored in clear
+_CACHE = 10_000  # unwrapped data keys kept per process
+
+
+@dataclass(frozen=True)
+class PiiFields:
+    """Where one policy's personal data sits: flat input names, the derived names computed from
+    them, and the input (if any) whose value names the data subject."""
+
+    inputs: frozenset[str]
+    derived: frozenset[str]
+    subject: str | None
+
+    @property
+    def names(self) -> frozenset[str]:
+        return self.inputs | self.derived
+
+
+def pii_fields(policy: Policy) -> PiiFields:
+    inputs = {name for name, decl in policy.inputs.items() if decl.pii}
+    tainted = set(inputs)
+    for name, formula in policy.derived.items():  # in dependency order: one pass sees every chain
+        if any(ref in tainted for ref, _, _ in mentioned_names(formula.source)):
+            tainted.add(name)
+    subject = next((name for name, decl in policy.inputs.items() if decl.subject), None)
+    return PiiFields(frozenset(inputs), frozenset(tainted - inputs), subject)
+
+
+@dataclass(frozen=True)
+class Revealed:
+    """A record with its sealed values opened where possible; `unrestored` maps each path that
+    could not be opened to why ("no key" or "erased")."""
+
+    record: DecisionRecord
+    unrestored: dict[str, str]
+
+
+class PiiVault:
+    """Seals and opens personal data in records of one store. `master` None: no key (reading only:
+    values stay sealed); `plaintext`: development mode, nothing is sealed."""
+
+    def __init__(self, store: AuditStore, master: MasterKey | None, *, plaintext: bool = False):
+        self.store = store
+        self.master = master
+        self.plaintext = plaintext
+        self.default_key_file: Path | None = None  # set when the key is the one beside a SQLite store
+        self._table: KeyTable | None = None
+        self._lookup: bytes | None = None
+        self._keys: dict[str, bytes] = {}
+        self._fields: dict[str, PiiFields] = {}
+
+    @property
+    def table(self) -> KeyTable:
+        if self._table is None:
+            self._table = KeyTable(self.store)
+        return self._table
+
+    # -- sealing, on the decision path
+    def protect(self, record: DecisionRecord, policy: Policy) -> DecisionRecord:
+        """`record` with its personal values sealed (before it is hashed); unchanged in plaintext
+        mode or when the policy declares no pii input."""
+        fields = self._fields.get(policy.sha256)
+        if fields is None:
+            fields = self._fields[policy.sha256] = pii_fields(policy)
+        if self.plaintext or not fields.inputs:
+            return record
+        if self.master is None:
+            raise PiiKeyError("no personal-data key to seal this record with")
+        body = record.to_dict()
+        named = body["input"].get(fields.subject) if fields.subject else None
+        subject = self.subject_hash(str(named)) if named is not None else self._decision_subject(record)
+        cipher = AESGCM(self._sealing_key(subject))
+        sealed: list[str] = []
+
+        def seal(path: str, value: Any) -> Any:
+            nonce = os.urandom(12)
+            text = cipher.encrypt(nonce, canonical_json(value), _aad(record.decision_id, path))
+            sealed.append(path)
+            return {SEALED: base64.b64encode(nonce + text).decode("ascii")}
+
+        _walk(body, fields, seal)
+        if not sealed:
+            return record
+        body["extra"] = {**body["extra"], "pii": {"subject": subject, "sealed": sorted(sealed)}}
+        return DecisionRecord.from_dict(body)
+
+    # -- opening, for replay and export
+    def reveal(self, record: DecisionRecord) -> Revealed:
+        """`record` with every sealed value opened; what cannot be opened stays sealed and is listed."""
+        info = record.extra.get("pii")
+        if not isinstance(info, Mapping):
+            return Revealed(record, {})
+        cipher, why = None, "no key"
+        if self.master is not None:
+            key = self._data_key(str(info["subject"]), create=False)
+            cipher, why = (AESGCM(key), "") if key is not None else (None, "erased")
+        unrestored: dict[str, str] = {}
+
+        def open_(path: str, value: Any) -> Any:
+            if not _is_sealed(value):
+                return value
+            if cipher is not None:
+                raw = base64.b64decode(value[SEALED])
+                try:
+                    return json.loads(cipher.decrypt(raw[:12], raw[12:], _aad(record.decision_id, path)))
+                except InvalidTag:
+                    unrestored[path] = "altered"
+                    return value
+            unrestored[path] = why
+            return value
+
+        body = record.to_dict()
+        _walk_sealed(body, open_)
+        return Revealed(DecisionRecord.from_dict(body) if not _same(body, record) else record, unrestored)
+
+    def opened(self, record: DecisionRecord) -> DecisionRecord:
+        """`record` as a batch re-decision reads it: sealed values opened, those that cannot be left out."""
+        opened = self.reveal(record)
+        if not opened.unrestored:
+            return opened.record
+        body = opened.record.to_dict()
+        for path in opened.unrestored:
+            parent, leaf = _locate(body, path)
+            if parent is not None:
+                parent.pop(leaf, None)
+        return DecisionRecord.from_dict(body)
+
+    def masked(self, record: DecisionRecord) -> DecisionRecord:
+        """`record` for someone without the key: sealed values opened if this vault can, else MASK."""
+        opened = self.reveal(record)
+        if not opened.unrestored:
+            return opened.record
+        body = opened.record.to_dict()
+        _walk_sealed(body, lambda path, value: MASK if _is_sealed(value) else value)
+        return DecisionRecord.from_dict(body)
+
+    # -- subjects and keys
+    def subject_hash(self, value: str) -> str:
+        """The keyed hash a record stores for the subject `value` (HMAC-SHA256, hex)."""
+        return hmac.new(self._lookup_key(), b"subject\0" + value.encode(), hashlib.sha256).hexdigest()
+
+    def keyed(self, digest: str) -> str:
+        """A request fingerprint (a sha256 of the request, personal data included) keyed with the
+        lookup key, so nobody without it can test guesses of the personal values against it."""
+        if self.plaintext:
+            return digest
+        return hmac.new(self._lookup_key(), b"fingerprint\0" + digest.encode(), hashlib.sha256).hexdigest()
+
+    def _decision_subject(self, record: DecisionRecord) -> str:
+        # no subject key declared or given: the decision is its own subject
+        return hmac.new(
+            self._lookup_key(), b"decision\0" + record.decision_id.encode(), hashlib.sha256
+        ).hexdigest()
+
+    def _lookup_key(self) -> bytes:
+        if self._lookup is None:
+            self._lookup = self._sealing_key(LOOKUP_SUBJECT)
+        return self._lookup
+
+    def _sealing_key(self, subject: str) -> bytes:
+        key = self._data_key(subject, create=True)
+        assert key is not None  # created if absent
+        return key
+
+    def _data_key(self, subject: str, *, create: bool) -> bytes | None:
+        key = self._keys.get(subject)
+        if key is not None:
+            return key
+        master = self._require_master()
+        stored = self.table.get(subject)
+        if stored is None:
+            if not create:
+                return None
+            stored = self.table.add(subject, master.key_id, master.wrap(os.urandom(32), subject))
+        key_id, wrapped = stored
+        if key_id != master.key_id:
+            raise PiiKeyError(
+                f"the store's personal data is wrapped under master key {key_id}, not {master.key_id}:"
+                " use that key file (or `credo audit rotate-key` with it)"
+            )
+        key = master.unwrap(wrapped, subject)
+        if len(self._keys) >= _CACHE:
+            self._keys.clear()
+        self._keys[subject] = key
+        return key
+
+    def _require_master(self) -> MasterKey:
+        if self.master is None:
+            raise PiiKeyError("this command needs the personal-data key: --pii-key-file or $CREDO_PII_KEY")
+        return self.master
+
+    def forget(self, subject_value: str) -> dict[str, Any]:
+        """Crypto-shred the subject's data key and chain the erasure; the erasure record."""
+        subject = self.subject_hash(subject_value)
+        decisions = sum(1 for _ in self.find(subject_value))
+        if self.table.get(subject) is None:
+            raise PiiKeyError("no personal data is kept for that subject (never recorded, or already erased)")
+        self._keys.pop(subject, None)
+        return self.table.erase(subject, decisions)
+
+    def find(self, subject_value: str) -> list[DecisionRecord]:
+        """The records of one subject: found by its keyed hash, so only a key holder can look."""
+        subject = self.subject_hash(subject_value)
+        return [r for r in self.store.iter_records() if (r.extra.get("pii") or {}).get("subject") == subject]
+
+    def rotate(self, new: MasterKey) -> int:
+        """Re-wrap every data key under `new` (record hashes are untouched); the number re-wrapped."""
+        old = self._require_master()
+        rows = []
+        for subject, key_id, wrapped in self.table.all():
+            if key_id != old.key_id:
+                raise PiiKeyError(
+                    f"data key of {subject[:12]} is wrapped under {key_id}, not the old key {old.key_id}"
+                )
+            rows.append((subject, new.key_id, new.wrap(old.unwrap(wrapped, subject), subject)))
+        self.table.rewrap(rows)
+        self.master, self._keys = new, {}
+        return len(rows)
+
+
+def _aad(decision_id: str, path: str) -> bytes:
+    return f"{decision_id}\0{path}".encode()
+
+
+def _is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and SEALED in value
+
+
+def _same(body: dict[str, Any], record: DecisionRecord) -> bool:
+    return body == record.to_dict()
+
+
+def _walk(body: dict[str, Any], fields: PiiFields, fn: Callable[[str, Any], Any]) -> None:
+    """Apply `fn(path, value)` to every personal value of a record body, in place."""
+    names = fields.names
+    for key in list(body["input"]):
+        if key in fields.inputs and body["input"][key] is not None:
+            body["input"][key] = fn(f"input.{key}", body["input"][key])
+    for key in list(body["derived"]):
+        if key in fields.derived and body["derived"][key] is not None:
+            body["derived"][key] = fn(f"derived.{key}", body["derived"][key])
+    application = body.get("application")  # the request as received, where the record keeps it
+    if isinstance(application, dict):
+        for name in fields.inputs:
+            *parents, leaf = name.split(".")
+            node: Any = application
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and node.get(leaf) is not None:
+                node[leaf] = fn(f"application.{name}", node[leaf])
+    for model, outputs in body["model_outputs"].items():
+        features = outputs.get("features") if isinstance(outputs, dict) else None
+        if isinstance(features, dict):
+            for key in list(features):
+                if key in names and features[key] is not None:
+                    features[key] = fn(f"model_outputs.{model}.features.{key}", features[key])
+    for i, stage in enumerate(body["stages"]):
+        values = stage.get("values") if isinstance(stage, dict) else None
+        if isinstance(values, dict):
+            for key in list(values):
+                if key in names and values[key] is not None:
+                    values[key] = fn(f"stages[{i}].values.{key}", values[key])
+
+
+def _walk_sealed(body: dict[str, Any], fn: Callable[[str, Any], Any]) -> None:
+    """Apply `fn(path, value)` to every sealed value of a record body, at the paths `_walk` names."""
+    paths = (body.get("extra") or {}).get("pii", {}).get("sealed", [])
+    for path in paths:
+        parent, leaf = _locate(body, path)
+        if parent is not None and leaf in parent:
+            parent[leaf] = fn(path, parent[leaf])
+
+
+def _locate(body: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str]:
+    """(the dict holding the value at `path`, its key); a path's last segment may hold dots."""
+    head, _, rest = path.partition(".")
+    node: Any = body
+    if "[" in head:  # stages[3]
+        name, index = head[:-1].split("[")
+        node = body.get(name, [])[int(index)]
+    else:
+        node = body.get(head)
+    if head.startswith("stages["):
+        _, _, leaf = rest.partition(".")  # values.<name>
+        return (node.get("values") if isinstance(node, dict) else None), leaf
+    if head == "model_outputs":
+        model, _, leaf = rest.partition(".features.")
+        outputs = node.get(model) if isinstance(node, dict) else None
+        return (outputs.get("features") if isinstance(outputs, dict) else None), leaf
+    if head == "application":
+        *parents, leaf = rest.split(".")
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        return node, leaf
+    return node, rest
+
+
+def open_vault(
+    store: AuditStore,
+    key_file: str | Path | None = None,
+    *,
+    writer: bool = False,
+    allow_plaintext: bool | None = None,
+) -> PiiVault:
+    """The vault of `store`: the master key from `key_file`, $CREDO_PII_KEY_FILE or $CREDO_PII_KEY;
+    else, for SQLite, the key file beside the database (a writer creates it, 0600, and logs its
+    path). A PostgreSQL writer without a key is refused unless plaintext is allowed (development)."""
+    if allow_plaintext is None:
+        allow_plaintext = os.environ.get(PLAINTEXT_ENV, "") == "1"
+    key_file = key_file or os.environ.get(KEY_FILE_ENV) or None
+    if key_file:
+        return PiiVault(store, MasterKey.read(key_file))
+    if os.environ.get(KEY_ENV):
+        return PiiVault(store, MasterKey.from_text(os.environ[KEY_ENV], f"${KEY_ENV}"))
+    if writer and allow_plaintext:
+        log.warning("personal data is stored in plaintext (--allow-plaintext-pii: development only)")
+        return PiiVault(store, None, plaintext=True)
+    if isinstance(store, SqliteStore):
+        beside = default_key_file(store.path)
+        if writer and not beside.exists():
+            try:
+                MasterKey.create(beside)
+                log.warning(
+                    "created the personal-data key file %s: keep it safe, replay and export need it", beside
+                )
+            except FileExistsError:  # another process of this store made it first
+                pass
+        if not beside.exists():
+            return PiiVault(store, None)
+        vault = PiiVault(store, MasterKey.read(beside))
+        vault.default_key_file = beside
+        return vault
+    if writer:
+        raise PiiKeyError(
+            "a PostgreSQL audit store needs the personal-data key: --pii-key-file, $CREDO_PII_KEY_FILE"
+            " or $CREDO_PII_KEY (or --allow-plaintext-pii for development)"
+        )
+    return PiiVault(store, None)
+
+
+def prepare_writer(url: str, key_file: str | None, allow_plaintext: bool) -> str:
+    """Check at start, without opening the store, that a writer of `url` has a personal-data key
+    (creating the one beside a SQLite database), export its place to the environment every worker
+    inherits, and say where it is. PiiKeyError when a PostgreSQL store has none."""
+    if allow_plaintext:
+        os.environ[PLAINTEXT_ENV] = "1"
+        return "personal data is stored in PLAINTEXT (--allow-plaintext-pii: for development only)"
+    if key_file:
+        os.environ[KEY_FILE_ENV] = str(Path(key_file).resolve())
+    if os.environ.get(KEY_FILE_ENV):
+        master = MasterKey.read(os.environ[KEY_FILE_ENV])
+        return f"personal data sealed under key {master.key_id} from {os.environ[KEY_FILE_ENV]}"
+    if os.environ.get(KEY_ENV):
+        master = MasterKey.from_text(os.environ[KEY_ENV], f"${KEY_ENV}")
+        return f"personal data sealed under key {master.key_id} from ${KEY_ENV}"
+    if not url.startswith("sqlite:"):
+        raise PiiKeyError(
+            "a PostgreSQL audit store needs the personal-data key: --pii-key-file, $CREDO_PII_KEY_FILE"
+            " or $CREDO_PII_KEY (or --allow-plaintext-pii for development)"
+        )
+    beside = default_key_file(sqlite_path(url)).resolve()
+    if not beside.exists():
+        beside.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            MasterKey.create(beside)
+    master = MasterKey.read(beside)
+    return f"personal data sealed under key {master.key_id} from {beside} (beside the store: keep it safe)"
+
+
+def default_key_file(database: Path) -> Path:
+    return database.with_name(database.name + ".pii-key")
