@@ -17,6 +17,7 @@ import hmac
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,9 @@ KEY_FILE_ENV = "CREDO_PII_KEY_FILE"
 KEY_ENV = "CREDO_PII_KEY"  # the master key itself, base64
 PLAINTEXT_ENV = "CREDO_ALLOW_PLAINTEXT_PII"  # "1": development only, personal data stored in clear
 _CACHE = 10_000  # unwrapped data keys kept per process
+# How long a sealing process trusts a data key read earlier: after `forget`, another process may
+# seal that subject's new records under the destroyed key for this long (they are then erased too).
+_CACHE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class PiiVault:
         self.default_key_file: Path | None = None  # set when the key is the one beside a SQLite store
         self._table: KeyTable | None = None
         self._lookup: bytes | None = None
-        self._keys: dict[str, bytes] = {}
+        self._keys: dict[str, tuple[bytes, float]] = {}  # subject -> (data key, when read)
         self._fields: dict[str, PiiFields] = {}
 
     @property
@@ -147,7 +151,7 @@ class PiiVault:
             return Revealed(record, {})
         cipher, why = None, "no key"
         if self.master is not None:
-            key = self._data_key(str(info["subject"]), create=False)
+            key = self._data_key(str(info["subject"]), create=False, cached=False)
             cipher, why = (AESGCM(key), "") if key is not None else (None, "erased")
         unrestored: dict[str, str] = {}
 
@@ -217,10 +221,13 @@ class PiiVault:
         assert key is not None  # created if absent
         return key
 
-    def _data_key(self, subject: str, *, create: bool) -> bytes | None:
-        key = self._keys.get(subject)
-        if key is not None:
-            return key
+    def _data_key(self, subject: str, *, create: bool, cached: bool = True) -> bytes | None:
+        """`subject`'s data key, unwrapped; created if absent and `create`. Sealing uses keys cached
+        for up to _CACHE_SECONDS; opening always reads the store, so an erased key never opens."""
+        now = time.monotonic()
+        hit = self._keys.get(subject) if cached else None
+        if hit is not None and now - hit[1] < _CACHE_SECONDS:
+            return hit[0]
         master = self._require_master()
         stored = self.table.get(subject)
         if stored is None:
@@ -236,7 +243,7 @@ class PiiVault:
         key = master.unwrap(wrapped, subject)
         if len(self._keys) >= _CACHE:
             self._keys.clear()
-        self._keys[subject] = key
+        self._keys[subject] = (key, now)
         return key
 
     def _require_master(self) -> MasterKey:

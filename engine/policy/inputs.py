@@ -190,6 +190,8 @@ def validate_application(inputs: Mapping[str, InputDecl], application: Any) -> F
                 fact[name] = None
             continue
         typed, problem = coerce(decl, value)
+        if problem and decl.pii:  # an error message (and the log line quoting it) never echoes personal data
+            problem = f"expected a valid {decl.type.kind}; the value of a personal field is not repeated"
         if problem:
             violations.append(FieldViolation(name, problem))
         else:

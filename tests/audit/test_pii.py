@@ -1,0 +1,265 @@
+"""Personal data in the decision log: sealed at rest (raw SQLite file and PostgreSQL dump scanned),
+opened only with the key, masked or reported without it, erasable and re-keyable without breaking
+the chain."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audit_helpers import find_pg_bindir
+
+from engine.audit import DecisionLog
+from engine.audit.connect import open_store
+from engine.audit.pii import KEY_FILE_ENV, MASK, PiiVault, open_vault, prepare_writer
+from engine.audit.pii_keys import KeyTable, MasterKey, verify_erasures
+from engine.audit.verify import verify_store
+from engine.cli import main
+from engine.errors import InvalidInput, PiiKeyError
+from engine.replay import Replayer
+from engine.service import DecisionService, default_evaluator
+
+ROOT = Path(__file__).resolve().parents[2]
+# names and ID numbers that appear nowhere in the shipped policies (their tests quote other names)
+PEOPLE = {
+    "李秀英": "11010519491231002X",
+    "Zhang Jianguo": "440305198807154718",
+    "陈静怡": "310115199502142321",
+}
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    """The shipped policies, consumer_loan declaring its ID number as the data subject's key."""
+    dest = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", dest)
+    path = dest / "consumer_loan" / "policy.yaml"
+    declared = "applicant.id_number: {type: string, pii: true, required: false}"
+    text = path.read_text(encoding="utf-8")
+    assert declared in text
+    path.write_text(
+        text.replace(declared, declared.replace("pii: true", "pii: true, subject: true")), "utf-8"
+    )
+    return dest
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "master.key"
+    MasterKey.create(path)
+    return path
+
+
+def service_on(policies: Path, url: str, key: Path) -> DecisionService:
+    log = DecisionLog(open_store(url))
+    return DecisionService(policies, ROOT / "models", store=log, pii=PiiVault(log.store, MasterKey.read(key)))
+
+
+def application(policies: Path, name: str | None = None, id_number: str | None = None) -> dict[str, Any]:
+    app = dict(DecisionService(policies, ROOT / "models").policy("consumer_loan").tests[0].input)
+    person = {"name": name, "id_number": id_number}
+    app["applicant"] = {**app["applicant"], **{k: v for k, v in person.items() if v is not None}}
+    return app
+
+
+@pytest.fixture
+def recorded(
+    policies: Path, store_url: str, key_file: Path
+) -> Iterator[tuple[DecisionService, dict[str, str]]]:
+    """Decisions for every person in PEOPLE (the first one twice): decision_id -> ID number."""
+    service = service_on(policies, store_url, key_file)
+    ids: dict[str, str] = {}
+    for i, (name, id_number) in enumerate([*PEOPLE.items(), next(iter(PEOPLE.items()))]):
+        decision = service.decide("consumer_loan", application(policies, name, id_number), f"req-{i}")
+        ids[decision.decision_id] = id_number
+    yield service, ids
+    assert service.log is not None
+    service.log.close()
+
+
+def raw_bytes(url: str) -> bytes:
+    """Everything the store holds on disk: the SQLite files (WAL included), or a pg_dump."""
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///") :])
+        return b"".join(
+            p.read_bytes() for p in db.parent.glob(db.name + "*") if not p.name.endswith(".pii-key")
+        )
+    base, _, query = url.partition("?")
+    schema = urllib.parse.unquote(query).split("search_path=")[1]
+    bindir = find_pg_bindir()
+    dump = shutil.which("pg_dump") or str(bindir / "pg_dump" if bindir else "pg_dump")
+    return subprocess.run(
+        [dump, f"--dbname={base}", f"--schema={schema}"], capture_output=True, check=True, timeout=120
+    ).stdout
+
+
+def test_no_name_or_id_number_in_plaintext_in_the_raw_store(
+    recorded: tuple[DecisionService, dict[str, str]], store_url: str
+) -> None:
+    service, ids = recorded
+    assert service.log is not None
+    service.log.close()
+    raw = raw_bytes(store_url)
+    assert next(iter(ids)).encode() in raw  # the scan sees the records: a decision_id is there
+    for name, id_number in PEOPLE.items():
+        assert name.encode() not in raw
+        assert id_number.encode() not in raw
+
+
+def test_replay_with_the_key_matches_and_without_it_is_partial(
+    recorded: tuple[DecisionService, dict[str, str]],
+) -> None:
+    service, ids = recorded
+    assert service.log is not None
+    store = service.log.store
+    for decision_id in ids:
+        assert service.replay(decision_id).result == "MATCH"
+        with Replayer(store, default_evaluator(), vault=PiiVault(store, None)) as keyless:
+            partial = keyless.replay(decision_id)
+        assert partial.result == "PARTIAL" and partial.diffs == ()
+        assert {"input.applicant.name", "input.applicant.id_number"} <= set(partial.unrestored)
+        assert set(partial.unrestored.values()) == {"no key"}
+
+
+def test_every_shipped_test_input_replays_match_with_the_key(
+    policies: Path, sqlite_url: str, key_file: Path
+) -> None:
+    service = service_on(policies, sqlite_url, key_file)
+    decided = []
+    for policy_name in ("consumer_loan", "german_credit"):
+        for i, case in enumerate(service.policy(policy_name).tests):
+            try:
+                decided.append(service.decide(policy_name, case.input, f"{policy_name}-{i}").decision_id)
+            except InvalidInput:  # a test that expects its input refused: nothing recorded
+                continue
+    assert len(decided) > 10
+    assert [service.replay(d).result for d in decided] == ["MATCH"] * len(decided)
+
+
+def test_forget_erases_one_subject_and_the_chain_still_verifies(
+    recorded: tuple[DecisionService, dict[str, str]], store_url: str, key_file: Path
+) -> None:
+    service, ids = recorded
+    assert service.log is not None
+    store = service.log.store
+    vault = PiiVault(store, MasterKey.read(key_file))
+    gone = next(iter(PEOPLE.values()))
+    subject = vault.subject_hash(gone)
+    key_row = KeyTable(store).get(subject)
+    assert key_row is not None
+    erasure = vault.forget(gone)
+    assert erasure["decisions"] == 2 and erasure["subject"] == subject
+
+    assert verify_store(store).ok
+    assert verify_erasures(store) == (1, None)
+    for decision_id, id_number in ids.items():
+        result = service.replay(decision_id)
+        if id_number == gone:
+            assert result.result == "PARTIAL" and result.diffs == ()
+            assert result.unrestored["input.applicant.id_number"] == "erased"
+        else:
+            assert result.result == "MATCH"
+    with pytest.raises(PiiKeyError):
+        vault.forget(gone)  # nothing left to erase
+    service.log.close()
+    raw = raw_bytes(store_url)
+    assert key_row[1].encode() not in raw  # the wrapped data key is gone from the files, not just unlinked
+
+
+def test_rotate_key_rewraps_without_touching_record_hashes(
+    recorded: tuple[DecisionService, dict[str, str]], tmp_path: Path, key_file: Path
+) -> None:
+    service, ids = recorded
+    assert service.log is not None
+    store = service.log.store
+    before = {d: store.get(d).hash for d in ids}  # type: ignore[union-attr]
+    new = MasterKey.create(tmp_path / "new.key")
+    assert PiiVault(store, MasterKey.read(key_file)).rotate(new) == len(PEOPLE) + 1  # + the lookup key
+    assert {d: store.get(d).hash for d in ids} == before  # type: ignore[union-attr]
+    assert verify_store(store).ok
+    with pytest.raises(PiiKeyError, match="wrapped under master key"):
+        PiiVault(store, MasterKey.read(key_file)).reveal(store.get(next(iter(ids))))  # type: ignore[arg-type]
+    with Replayer(store, default_evaluator(), vault=PiiVault(store, new)) as replayer:
+        assert {replayer.replay(d).result for d in ids} == {"MATCH"}
+
+
+def test_only_a_key_holder_can_find_a_subjects_decisions(
+    recorded: tuple[DecisionService, dict[str, str]], key_file: Path
+) -> None:
+    service, ids = recorded
+    assert service.log is not None
+    store = service.log.store
+    first = next(iter(PEOPLE.values()))
+    found = PiiVault(store, MasterKey.read(key_file)).find(first)
+    assert sorted(r.decision_id for r in found) == sorted(d for d, n in ids.items() if n == first)
+    assert first.encode() not in found[0].canonical()  # the stored subject is a keyed hash
+    with pytest.raises(PiiKeyError):
+        PiiVault(store, None).find(first)
+
+
+def test_cli_export_masks_without_the_key_and_replay_says_partial(
+    policies: Path, tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli' / 'audit.db'}"
+    service = DecisionService(policies, ROOT / "models", store=url)  # the key is made beside the store
+    decision = service.decide("consumer_loan", application(policies, "李秀英", "11010519491231002X"), "r-1")
+    assert service.log is not None
+    service.log.close()
+    beside = tmp_path / "cli" / "audit.db.pii-key"
+    assert stat.S_IMODE(beside.stat().st_mode) == 0o600
+
+    assert main(["audit", "export", "--store", url]) == 0
+    assert "李秀英".encode() in capsysbinary.readouterr().out  # every command finds the key beside it
+    assert main(["replay", decision.decision_id, "--store", url]) == 0
+
+    beside.rename(tmp_path / "elsewhere.key")
+    assert main(["audit", "export", "--store", url]) == 0
+    out = capsysbinary.readouterr().out
+    assert "李秀英".encode() not in out and f'"{MASK}"'.encode() in out
+    assert main(["replay", decision.decision_id, "--store", url]) == 3
+    assert b"PARTIAL" in capsysbinary.readouterr().out
+    assert main(["audit", "verify", "--store", url]) == 0  # verify needs no key
+
+    key = str(tmp_path / "elsewhere.key")
+    assert (
+        main(["audit", "forget", "--store", url, "--pii-key-file", key, "--subject", "11010519491231002X"])
+        == 0
+    )
+    capsysbinary.readouterr()
+    assert main(["audit", "verify", "--store", url]) == 0
+    assert b"1 erasure record(s)" in capsysbinary.readouterr().out
+    assert main(["replay", decision.decision_id, "--store", url, "--pii-key-file", key]) == 3
+
+
+def test_a_postgresql_writer_needs_a_key_and_sqlite_gets_one_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    monkeypatch.delenv("CREDO_PII_KEY", raising=False)
+    with pytest.raises(PiiKeyError, match="PostgreSQL audit store needs the personal-data key"):
+        prepare_writer("postgresql://credo@127.0.0.1:1/x", None, False)
+    assert "PLAINTEXT" in prepare_writer("postgresql://credo@127.0.0.1:1/x", None, True)
+    monkeypatch.delenv("CREDO_ALLOW_PLAINTEXT_PII")
+    said = prepare_writer(f"sqlite:///{tmp_path / 'a.db'}", None, False)
+    assert str(tmp_path / "a.db.pii-key") in said
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        assert open_vault(store).master == MasterKey.read(tmp_path / "a.db.pii-key")
+    finally:
+        store.close()
+
+
+def test_a_refused_personal_value_is_not_repeated_in_the_error(policies: Path) -> None:
+    service = DecisionService(policies, ROOT / "models")
+    app = application(policies, name="李秀英")
+    app["applicant"]["id_number"] = 440305198807154718  # a number where text is declared
+    with pytest.raises(InvalidInput) as refused:
+        service.decide("consumer_loan", app, "r-1")
+    assert [v.field for v in refused.value.violations] == ["applicant.id_number"]
+    assert "440305198807154718" not in str(refused.value)
