@@ -1,18 +1,19 @@
 """Personal data in decision records: every `pii: true` value is sealed (AES-GCM) under its subject's
 data key before the record is hashed, so the chain covers the ciphertext; revealed with the key.
 
-A sealed value is `{"$pii": base64(nonce + ciphertext)}`, its associated data the decision_id and
-the value's path, so a ciphertext cannot be moved to another record or field. The record's
-`extra.pii` says whose data it holds (`subject`, a keyed hash: an HMAC under the store's lookup key)
-and which paths are sealed. Which values are personal: the policy's pii inputs, the derived values
-computed from one, and the same values copied into model features and stage values.
+A sealed value is replaced by `{"$pii": its path}`; the record's `extra.pii` holds one AES-GCM
+`ciphertext` of {path: value} for all of them (associated data: the decision_id, so it cannot be
+moved to another record), whose data it is (`subject`, a keyed hash: an HMAC under the store's
+lookup key) and which paths are `sealed`. Which values are personal: the policy's pii inputs, the
+derived values computed from one, and the same values copied into model features and stage values.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
+import copy
+import dataclasses
 import hmac
 import json
 import logging
@@ -26,7 +27,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from engine.audit.canonical import canonical_json
+from engine.audit.canonical import dumps_plain
 from engine.audit.pii_keys import LOOKUP_SUBJECT, KeyTable, MasterKey
 from engine.audit.record import DecisionRecord
 from engine.audit.sqlite import SqliteStore, sqlite_path
@@ -55,6 +56,7 @@ MASK = "***"
 KEY_FILE_ENV = "CREDO_PII_KEY_FILE"
 KEY_ENV = "CREDO_PII_KEY"  # the master key itself, base64
 PLAINTEXT_ENV = "CREDO_ALLOW_PLAINTEXT_PII"  # "1": development only, personal data stored in clear
+_FIELDS = tuple(f.name for f in dataclasses.fields(DecisionRecord))
 _CACHE = 10_000  # unwrapped data keys kept per process
 # How long a sealing process trusts a data key read earlier: after `forget`, another process may
 # seal that subject's new records under the destroyed key for this long (they are then erased too).
@@ -125,23 +127,32 @@ class PiiVault:
             return record
         if self.master is None:
             raise PiiKeyError("no personal-data key to seal this record with")
-        body = record.to_dict()
+        body = {name: getattr(record, name) for name in _FIELDS}
         named = body["input"].get(fields.subject) if fields.subject else None
-        subject = self.subject_hash(str(named)) if named is not None else self._decision_subject(record)
-        cipher = AESGCM(self._sealing_key(subject))
-        sealed: list[str] = []
+        subject = self.subject_hash(str(named)) if named is not None else self._day_subject(record)
+        values: dict[str, Any] = {}
 
         def seal(path: str, value: Any) -> Any:
-            nonce = os.urandom(12)
-            text = cipher.encrypt(nonce, canonical_json(value), _aad(record.decision_id, path))
-            sealed.append(path)
-            return {SEALED: base64.b64encode(nonce + text).decode("ascii")}
+            values[path] = value
+            return {SEALED: path}
 
         _walk(body, fields, seal)
-        if not sealed:
+        if not values:
             return record
-        body["extra"] = {**body["extra"], "pii": {"subject": subject, "sealed": sorted(sealed)}}
-        return DecisionRecord.from_dict(body)
+        # one AES-GCM message per record, bound to its decision_id: {path: value} of every sealed value
+        nonce = os.urandom(12)
+        text = AESGCM(self._sealing_key(subject)).encrypt(
+            nonce, dumps_plain(values), record.decision_id.encode()
+        )
+        body["extra"] = {
+            **body["extra"],
+            "pii": {
+                "subject": subject,
+                "sealed": sorted(values),
+                "ciphertext": base64.b64encode(nonce + text).decode("ascii"),
+            },
+        }
+        return DecisionRecord(**body)
 
     # -- opening, for replay and export
     def reveal(self, record: DecisionRecord) -> Revealed:
@@ -149,35 +160,37 @@ class PiiVault:
         info = record.extra.get("pii")
         if not isinstance(info, Mapping):
             return Revealed(record, {})
-        cipher, why = None, "no key"
+        values: dict[str, Any] | None = None
+        why = "no key"
         if self.master is not None:
             key = self._data_key(str(info["subject"]), create=False, cached=False)
-            cipher, why = (AESGCM(key), "") if key is not None else (None, "erased")
+            why = "erased"
+            if key is not None:
+                raw = base64.b64decode(str(info["ciphertext"]))
+                try:
+                    values = json.loads(AESGCM(key).decrypt(raw[:12], raw[12:], record.decision_id.encode()))
+                except InvalidTag:
+                    why = "altered"
         unrestored: dict[str, str] = {}
 
         def open_(path: str, value: Any) -> Any:
             if not _is_sealed(value):
                 return value
-            if cipher is not None:
-                raw = base64.b64decode(value[SEALED])
-                try:
-                    return json.loads(cipher.decrypt(raw[:12], raw[12:], _aad(record.decision_id, path)))
-                except InvalidTag:
-                    unrestored[path] = "altered"
-                    return value
+            if values is not None and path in values:
+                return values[path]
             unrestored[path] = why
             return value
 
-        body = record.to_dict()
+        body = copy.deepcopy(record.to_dict())  # opened values go into copies, never the record given
         _walk_sealed(body, open_)
-        return Revealed(DecisionRecord.from_dict(body) if not _same(body, record) else record, unrestored)
+        return Revealed(DecisionRecord.from_dict(body), unrestored)
 
     def opened(self, record: DecisionRecord) -> DecisionRecord:
         """`record` as a batch re-decision reads it: sealed values opened, those that cannot be left out."""
         opened = self.reveal(record)
         if not opened.unrestored:
             return opened.record
-        body = opened.record.to_dict()
+        body = copy.deepcopy(opened.record.to_dict())
         for path in opened.unrestored:
             parent, leaf = _locate(body, path)
             if parent is not None:
@@ -189,27 +202,26 @@ class PiiVault:
         opened = self.reveal(record)
         if not opened.unrestored:
             return opened.record
-        body = opened.record.to_dict()
+        body = copy.deepcopy(opened.record.to_dict())
         _walk_sealed(body, lambda path, value: MASK if _is_sealed(value) else value)
         return DecisionRecord.from_dict(body)
 
     # -- subjects and keys
     def subject_hash(self, value: str) -> str:
         """The keyed hash a record stores for the subject `value` (HMAC-SHA256, hex)."""
-        return hmac.new(self._lookup_key(), b"subject\0" + value.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._lookup_key(), b"subject\0" + value.encode(), "sha256").hex()
 
     def keyed(self, digest: str) -> str:
         """A request fingerprint (a sha256 of the request, personal data included) keyed with the
         lookup key, so nobody without it can test guesses of the personal values against it."""
         if self.plaintext:
             return digest
-        return hmac.new(self._lookup_key(), b"fingerprint\0" + digest.encode(), hashlib.sha256).hexdigest()
+        return hmac.digest(self._lookup_key(), b"fingerprint\0" + digest.encode(), "sha256").hex()
 
-    def _decision_subject(self, record: DecisionRecord) -> str:
-        # no subject key declared or given: the decision is its own subject
-        return hmac.new(
-            self._lookup_key(), b"decision\0" + record.decision_id.encode(), hashlib.sha256
-        ).hexdigest()
+    def _day_subject(self, record: DecisionRecord) -> str:
+        # No subject key declared or given: the records of one day share a data key, so a new key is
+        # written once a day rather than once a decision (erasable by day, not by person).
+        return hmac.digest(self._lookup_key(), b"day\0" + record.received_at[:10].encode(), "sha256").hex()
 
     def _lookup_key(self) -> bytes:
         if self._lookup is None:
@@ -280,48 +292,54 @@ class PiiVault:
         return len(rows)
 
 
-def _aad(decision_id: str, path: str) -> bytes:
-    return f"{decision_id}\0{path}".encode()
-
-
 def _is_sealed(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and SEALED in value
 
 
-def _same(body: dict[str, Any], record: DecisionRecord) -> bool:
-    return body == record.to_dict()
-
-
 def _walk(body: dict[str, Any], fields: PiiFields, fn: Callable[[str, Any], Any]) -> None:
-    """Apply `fn(path, value)` to every personal value of a record body, in place."""
+    """Replace every personal value of a record body by `fn(path, value)`; each container changed is
+    copied first, so the record the body came from is left as it was."""
     names = fields.names
-    for key in list(body["input"]):
-        if key in fields.inputs and body["input"][key] is not None:
-            body["input"][key] = fn(f"input.{key}", body["input"][key])
-    for key in list(body["derived"]):
-        if key in fields.derived and body["derived"][key] is not None:
-            body["derived"][key] = fn(f"derived.{key}", body["derived"][key])
-    application = body.get("application")  # the request as received, where the record keeps it
-    if isinstance(application, dict):
-        for name in fields.inputs:
+    for part, wanted in (("input", fields.inputs), ("derived", fields.derived)):
+        hits = [key for key in body[part].keys() & wanted if body[part][key] is not None]
+        if hits:
+            body[part] = values = dict(body[part])
+            for key in sorted(hits):
+                values[key] = fn(f"{part}.{key}", values[key])
+    if isinstance(body.get("application"), dict):  # the request as received, where the record keeps it
+        for name in sorted(fields.inputs):
             *parents, leaf = name.split(".")
-            node: Any = application
+            node: Any = body["application"]
+            trail = [node]
             for part in parents:
                 node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, dict) and node.get(leaf) is not None:
-                node[leaf] = fn(f"application.{name}", node[leaf])
-    for model, outputs in body["model_outputs"].items():
+                trail.append(node)
+            if not isinstance(node, dict) or node.get(leaf) is None:
+                continue
+            copies = [dict(n) for n in trail]  # the path's containers, copied
+            for outer, inner, part in zip(copies, copies[1:], parents, strict=False):
+                outer[part] = inner
+            copies[-1][leaf] = fn(f"application.{name}", node[leaf])
+            body["application"] = copies[0]
+    for model, outputs in list(body["model_outputs"].items()):
         features = outputs.get("features") if isinstance(outputs, dict) else None
-        if isinstance(features, dict):
-            for key in list(features):
-                if key in names and features[key] is not None:
-                    features[key] = fn(f"model_outputs.{model}.features.{key}", features[key])
-    for i, stage in enumerate(body["stages"]):
-        values = stage.get("values") if isinstance(stage, dict) else None
-        if isinstance(values, dict):
-            for key in list(values):
-                if key in names and values[key] is not None:
-                    values[key] = fn(f"stages[{i}].values.{key}", values[key])
+        if isinstance(features, dict) and not features.keys().isdisjoint(names):
+            copied = dict(features)
+            for key in sorted(features.keys() & names):
+                if copied[key] is not None:
+                    copied[key] = fn(f"model_outputs.{model}.features.{key}", copied[key])
+            body["model_outputs"] = {**body["model_outputs"], model: {**outputs, "features": copied}}
+    stages = body["stages"]
+    for i, stage in enumerate(stages):
+        recorded = stage.get("values") if isinstance(stage, dict) else None
+        if isinstance(recorded, dict) and not recorded.keys().isdisjoint(names):
+            changed = dict(recorded)
+            for key in sorted(recorded.keys() & names):
+                if changed[key] is not None:
+                    changed[key] = fn(f"stages[{i}].values.{key}", changed[key])
+            if stages is body["stages"]:
+                body["stages"] = list(stages)
+            body["stages"][i] = {**stage, "values": changed}
 
 
 def _walk_sealed(body: dict[str, Any], fn: Callable[[str, Any], Any]) -> None:

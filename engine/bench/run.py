@@ -128,6 +128,12 @@ def _monitor(sizes: Sizes, paths: Paths) -> dict[str, Any]:
     return bench_monitor(sizes.mode, paths.policies, sizes.repeats)
 
 
+def _pii(sizes: Sizes, paths: Paths) -> dict[str, Any]:
+    from engine.bench.pii import bench_pii
+
+    return bench_pii(paths.policies, paths.models, sizes.pipeline_rounds)
+
+
 SECTIONS: dict[str, Callable[[Sizes, Paths], dict[str, Any]]] = {
     "rules": _rules,
     "peer": _peer,
@@ -139,6 +145,7 @@ SECTIONS: dict[str, Callable[[Sizes, Paths], dict[str, Any]]] = {
     "records": _records,
     "memory": _memory,
     "monitor": _monitor,
+    "pii": _pii,
 }
 
 

@@ -20,6 +20,7 @@ SECTION_NAMES = (
     "records",
     "memory",
     "monitor",
+    "pii",
 )
 
 

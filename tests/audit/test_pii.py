@@ -9,6 +9,7 @@ import stat
 import subprocess
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +264,41 @@ def test_a_refused_personal_value_is_not_repeated_in_the_error(policies: Path) -
         service.decide("consumer_loan", app, "r-1")
     assert [v.field for v in refused.value.violations] == ["applicant.id_number"]
     assert "440305198807154718" not in str(refused.value)
+
+
+def test_sealing_leaves_the_record_it_was_given_unchanged(
+    recorded: tuple[DecisionService, dict[str, str]], policies: Path, key_file: Path
+) -> None:
+    service, ids = recorded
+    assert service.log is not None
+    store = service.log.store
+    vault = PiiVault(store, MasterKey.read(key_file))
+    opened = vault.reveal(store.get(next(iter(ids)))).record  # type: ignore[arg-type]
+    before = opened.canonical()
+    vault.protect(opened, service.policy("consumer_loan"))
+    assert opened.canonical() == before
+
+
+def test_a_ciphertext_moved_to_another_record_does_not_open(
+    recorded: tuple[DecisionService, dict[str, str]], key_file: Path
+) -> None:
+    service, ids = recorded
+    assert service.log is not None
+    store = service.log.store
+    first, second = (store.get(d) for d in list(ids)[:2])
+    assert first is not None and second is not None
+    vault = PiiVault(store, MasterKey.read(key_file))
+    moved = replace(
+        second, extra={**second.extra, "pii": {**first.extra["pii"], "sealed": second.extra["pii"]["sealed"]}}
+    )
+    assert set(vault.reveal(moved).unrestored.values()) == {"altered"}
+
+
+def test_records_without_a_subject_key_share_one_data_key_a_day(sqlite_url: str, key_file: Path) -> None:
+    service = service_on(ROOT / "policies", sqlite_url, key_file)  # shipped: no subject key declared
+    for i, name in enumerate(PEOPLE):
+        service.decide("consumer_loan", application(ROOT / "policies", name), f"r-{i}")
+    assert service.log is not None
+    assert (
+        len(KeyTable(service.log.store).all()) == 2
+    )  # the lookup key and today's key: no write per decision

@@ -51,6 +51,7 @@ SECTIONS: dict[str, Any] = {
         "memory": {"events": 100000, "rss_before": 100 * 2**20, "rss_after": 101 * 2**20},
     },
     "records": {"records": 36, "record_bytes": 3981.5},
+    "pii": {"seal_p50_ms": 0.02, "decide_p50_ms": 1.0, "first_subject_ms": 5.0, "sealed_fields": 4},
 }
 
 
@@ -72,6 +73,7 @@ def test_every_ratio_is_the_quotient_of_its_two_side_by_side_figures() -> None:
     assert ratios["monitor_vs_handwritten"] == pytest.approx(7.5)
     assert ratios["monitor_rss_growth"] == pytest.approx(1.01)
     assert ratios["record_bytes"] == 3981.5  # a mean size, not a ratio
+    assert ratios["pii_encryption_cost"] == pytest.approx(0.02)
     assert "ZenEngine.evaluate 50.0 µs" in made["rules_vs_zen"]
     assert "compiled evaluator 6.0 µs" in made["rules_vs_handwritten"]
     assert TARGETS["batch_vs_floor"].met(0.5) and not TARGETS["rules_vs_zen"].met(6.0)
