@@ -302,3 +302,18 @@ def test_records_without_a_subject_key_share_one_data_key_a_day(sqlite_url: str,
     assert (
         len(KeyTable(service.log.store).all()) == 2
     )  # the lookup key and today's key: no write per decision
+
+
+def test_cli_rotate_key_replaces_the_key_beside_a_sqlite_store(policies: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'rot' / 'audit.db'}"
+    service = DecisionService(policies, ROOT / "models", store=url)
+    decision = service.decide("consumer_loan", application(policies, "陈静怡", "310115199502142321"), "r-1")
+    assert service.log is not None
+    service.log.close()
+    beside = tmp_path / "rot" / "audit.db.pii-key"
+    old = MasterKey.read(beside)
+    assert main(["audit", "rotate-key", "--store", url, "--new-key-file", str(tmp_path / "new.key")]) == 0
+    assert MasterKey.read(beside) == MasterKey.read(tmp_path / "new.key") != old
+    assert stat.S_IMODE(beside.stat().st_mode) == 0o600
+    assert main(["replay", decision.decision_id, "--store", url]) == 0
+    assert main(["audit", "verify", "--store", url]) == 0
