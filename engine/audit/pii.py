@@ -71,6 +71,7 @@ class PiiFields:
     inputs: frozenset[str]
     derived: frozenset[str]
     subject: str | None
+    features: frozenset[str] = frozenset()  # model features computed from a personal value
 
     @property
     def names(self) -> frozenset[str]:
@@ -84,7 +85,13 @@ def pii_fields(policy: Policy) -> PiiFields:
         if any(ref in tainted for ref, _, _ in mentioned_names(formula.source)):
             tainted.add(name)
     subject = next((name for name, decl in policy.inputs.items() if decl.subject), None)
-    return PiiFields(frozenset(inputs), frozenset(tainted - inputs), subject)
+    formulas = policy.score.feature_formulas if policy.score is not None else {}
+    features = {
+        name
+        for name, formula in formulas.items()
+        if any(ref in tainted for ref, _, _ in mentioned_names(formula.source))
+    }
+    return PiiFields(frozenset(inputs), frozenset(tainted - inputs), subject, frozenset(features))
 
 
 @dataclass(frozen=True)
@@ -321,11 +328,12 @@ def _walk(body: dict[str, Any], fields: PiiFields, fn: Callable[[str, Any], Any]
                 outer[part] = inner
             copies[-1][leaf] = fn(f"application.{name}", node[leaf])
             body["application"] = copies[0]
+    scored = fields.features
     for model, outputs in list(body["model_outputs"].items()):
         features = outputs.get("features") if isinstance(outputs, dict) else None
-        if isinstance(features, dict) and not features.keys().isdisjoint(names):
+        if isinstance(features, dict) and not features.keys().isdisjoint(scored):
             copied = dict(features)
-            for key in sorted(features.keys() & names):
+            for key in sorted(features.keys() & scored):
                 if copied[key] is not None:
                     copied[key] = fn(f"model_outputs.{model}.features.{key}", copied[key])
             body["model_outputs"] = {**body["model_outputs"], model: {**outputs, "features": copied}}

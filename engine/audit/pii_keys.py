@@ -119,19 +119,29 @@ class KeyTable:
             raise UsageError("personal-data keys need an SQL audit store", code=BAD_URL)
         self.store = store
         self.sqlite = store.placeholder == "?"
+        self._ready = _has_table(store, "pii_keys")  # created by the first write: readers never write
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        store = self.store
         with store._errors(), store._write_lock, store._transaction() as cur:
             if not self.sqlite:
                 cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK})")
             for statement in _SCHEMA:
                 cur.execute(statement)
+        self._ready = True
 
     def get(self, subject: str) -> tuple[str, str] | None:
         """(key_id, wrapped) of `subject`'s data key, None if it has none (never had, or erased)."""
+        if not self._ready:
+            return None
         rows = self.store._query("SELECT key_id, wrapped FROM pii_keys WHERE subject = ?", (subject,))
         return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
     def add(self, subject: str, key_id: str, wrapped: str) -> tuple[str, str]:
         """Store a new data key unless another writer stored one first; the one that is stored."""
+        self._ensure()
         now = utc_text(dt.datetime.now(dt.UTC))
         store = self.store
         with store._errors(), store._write_lock, store._transaction() as cur:
@@ -143,11 +153,13 @@ class KeyTable:
                 (subject, key_id, wrapped, now),
             )
         stored = self.get(subject)
-        if stored is None:  # erased between our insert and the read: the caller asks again
+        if stored is None:  # a forget raced the subject's first record: refuse it, never seal under no key
             raise PiiKeyError(f"the data key of subject {subject[:12]}... was erased while it was created")
         return stored
 
     def all(self) -> list[tuple[str, str, str]]:
+        if not self._ready:
+            return []
         return [
             (str(s), str(k), str(w))
             for s, k, w in self.store._query("SELECT subject, key_id, wrapped FROM pii_keys")
@@ -155,6 +167,7 @@ class KeyTable:
 
     def rewrap(self, rows: list[tuple[str, str, str]]) -> None:
         """Replace the wrapped form of each (subject, key_id, wrapped) in one transaction."""
+        self._ensure()
         store = self.store
         with store._errors(), store._write_lock, store._transaction() as cur:
             for subject, key_id, wrapped in rows:
@@ -166,6 +179,7 @@ class KeyTable:
 
     def erase(self, subject: str, decisions: int) -> dict[str, Any]:
         """Delete `subject`'s data key and chain an erasure record, in one transaction; the record."""
+        self._ensure()
         store = self.store
         now = utc_text(dt.datetime.now(dt.UTC))
         with store._errors(), store._write_lock, store._transaction() as cur:
@@ -194,11 +208,6 @@ class KeyTable:
         self._scrub()
         return {**body, "hash": digest}
 
-    def erasures(self) -> list[tuple[str, str]]:
-        return [
-            (str(b), str(h)) for b, h in self.store._query("SELECT body, hash FROM pii_erasures ORDER BY seq")
-        ]
-
     def _scrub(self) -> None:
         """Leave no old copy of a deleted or re-wrapped key in the store's files."""
         store = self.store
@@ -214,7 +223,7 @@ class KeyTable:
 
 def verify_erasures(store: AuditStore) -> tuple[int, str | None]:
     """(records, first problem or None) of the erasure chain; (0, None) when there is none."""
-    if not isinstance(store, SqlStore) or not _has_table(store):
+    if not isinstance(store, SqlStore) or not _has_table(store, "pii_erasures"):
         return 0, None
     prev = GENESIS_HASH
     count = 0
@@ -229,10 +238,9 @@ def verify_erasures(store: AuditStore) -> tuple[int, str | None]:
     return count, None
 
 
-def _has_table(store: SqlStore) -> bool:
+def _has_table(store: SqlStore, name: str) -> bool:
     if store.placeholder == "?":
-        rows = store._query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'pii_erasures'")
+        rows = store._query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     else:
-        rows = store._query("SELECT to_regclass('pii_erasures')")
-        rows = [r for r in rows if r[0] is not None]
+        rows = [r for r in store._query("SELECT to_regclass(?)", (name,)) if r[0] is not None]
     return bool(rows)

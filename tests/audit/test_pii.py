@@ -18,7 +18,7 @@ from audit_helpers import find_pg_bindir
 
 from engine.audit import DecisionLog
 from engine.audit.connect import open_store
-from engine.audit.pii import KEY_FILE_ENV, MASK, PiiVault, open_vault, prepare_writer
+from engine.audit.pii import KEY_ENV, KEY_FILE_ENV, MASK, PLAINTEXT_ENV, PiiVault, open_vault, prepare_writer
 from engine.audit.pii_keys import KeyTable, MasterKey, verify_erasures
 from engine.audit.verify import verify_store
 from engine.cli import main
@@ -241,12 +241,13 @@ def test_cli_export_masks_without_the_key_and_replay_says_partial(
 def test_a_postgresql_writer_needs_a_key_and_sqlite_gets_one_beside_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
-    monkeypatch.delenv("CREDO_PII_KEY", raising=False)
+    # prepare_writer exports what the workers inherit: registered here so the test leaves no trace
+    for name in (KEY_FILE_ENV, KEY_ENV, PLAINTEXT_ENV):
+        monkeypatch.setenv(name, "")
     with pytest.raises(PiiKeyError, match="PostgreSQL audit store needs the personal-data key"):
         prepare_writer("postgresql://credo@127.0.0.1:1/x", None, False)
     assert "PLAINTEXT" in prepare_writer("postgresql://credo@127.0.0.1:1/x", None, True)
-    monkeypatch.delenv("CREDO_ALLOW_PLAINTEXT_PII")
+    monkeypatch.setenv(PLAINTEXT_ENV, "")
     said = prepare_writer(f"sqlite:///{tmp_path / 'a.db'}", None, False)
     assert str(tmp_path / "a.db.pii-key") in said
     store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
@@ -317,3 +318,34 @@ def test_cli_rotate_key_replaces_the_key_beside_a_sqlite_store(policies: Path, t
     assert stat.S_IMODE(beside.stat().st_mode) == 0o600
     assert main(["replay", decision.decision_id, "--store", url]) == 0
     assert main(["audit", "verify", "--store", url]) == 0
+
+
+def test_values_computed_from_a_personal_input_are_sealed_wherever_the_record_copies_them(
+    policies: Path, sqlite_url: str, key_file: Path
+) -> None:
+    path = policies / "consumer_loan" / "policy.yaml"
+    declared = "applicant.income_monthly: {type: decimal, min: 0,"
+    text = path.read_text(encoding="utf-8")
+    assert declared in text
+    path.write_text(
+        text.replace(declared, "applicant.income_monthly: {type: decimal, min: 0, pii: true,"), "utf-8"
+    )
+    service = service_on(policies, sqlite_url, key_file)
+    decision = service.decide("consumer_loan", application(policies, "李秀英", "11010519491231002X"), "r-1")
+    assert service.log is not None
+    record = service.log.store.get(decision.decision_id)
+    assert record is not None
+    sealed = set(record.extra["pii"]["sealed"])
+    assert {
+        "input.applicant.income_monthly",
+        "derived.dti",  # debt / income
+        "model_outputs.consumer_pd.features.income_monthly",
+        "model_outputs.consumer_pd.features.dti",
+    } <= sealed
+    assert any(p.startswith("stages[") and p.endswith(".values.dti") for p in sealed)
+    assert record.derived["dti"] == {"$pii": "derived.dti"}
+    assert service.replay(decision.decision_id).result == "MATCH"
+    with Replayer(service.log.store, default_evaluator(), vault=PiiVault(service.log.store, None)) as keyless:
+        blind = keyless.replay(decision.decision_id)
+    # a required input that cannot be restored cannot be decided again: said, not hidden
+    assert blind.result == "DIFF" and "input.applicant.income_monthly" in blind.unrestored
