@@ -210,8 +210,7 @@ def compute_ratios(sections: Mapping[str, Any]) -> tuple[dict[str, float], dict[
         f"sealing {pii.get('sealed_fields', '?')} personal fields of a record p50 "
         f"{_ms(pii.get('seal_p50_ms'))} / "
         f"decide() p50 with its SQLite audit record {_ms(pii.get('decide_p50_ms'))} "
-        f"(a new subject's data key, once: "
-        f"{_ms(pii.get('first_subject_ms'))})"
+        f"(for a subject seen the first time, its data key written: {_ms(pii.get('new_subject_p50_ms'))})"
         if pii
         else "",
     )
