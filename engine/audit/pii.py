@@ -4,8 +4,7 @@ data key before the record is hashed, so the chain covers the ciphertext; reveal
 A sealed value is replaced by `{"$pii": its path}`; the record's `extra.pii` holds one AES-GCM
 `ciphertext` of {path: value} for all of them (associated data: the decision_id, so it cannot be
 moved to another record), whose data it is (`subject`, a keyed hash: an HMAC under the store's
-lookup key) and which paths are `sealed`. Which values are personal: the policy's pii inputs, the
-derived values computed from one, and the same values copied into model features and stage values.
+lookup key) and which paths are `sealed` (engine.audit.pii_fields says which values are personal).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,30 +27,28 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from engine.audit.canonical import dumps_plain
+from engine.audit.pii_fields import SEALED, PiiFields, is_sealed, locate, pii_fields, walk, walk_sealed
 from engine.audit.pii_keys import LOOKUP_SUBJECT, KeyTable, MasterKey
 from engine.audit.record import DecisionRecord
 from engine.audit.sqlite import SqliteStore, sqlite_path
 from engine.audit.store import AuditStore
 from engine.errors import PiiKeyError
 from engine.policy import Policy
-from engine.policy.builder import mentioned_names
 
 __all__ = [
     "KEY_ENV",
     "KEY_FILE_ENV",
     "MASK",
     "PLAINTEXT_ENV",
-    "SEALED",
-    "PiiFields",
     "PiiVault",
     "Revealed",
+    "default_key_file",
     "open_vault",
-    "pii_fields",
+    "prepare_writer",
 ]
 
 log = logging.getLogger(__name__)
 
-SEALED = "$pii"
 MASK = "***"
 KEY_FILE_ENV = "CREDO_PII_KEY_FILE"
 KEY_ENV = "CREDO_PII_KEY"  # the master key itself, base64
@@ -61,37 +58,6 @@ _CACHE = 10_000  # unwrapped data keys kept per process
 # How long a sealing process trusts a data key read earlier: after `forget`, another process may
 # seal that subject's new records under the destroyed key for this long (they are then erased too).
 _CACHE_SECONDS = 60.0
-
-
-@dataclass(frozen=True)
-class PiiFields:
-    """Where one policy's personal data sits: flat input names, the derived names computed from
-    them, and the input (if any) whose value names the data subject."""
-
-    inputs: frozenset[str]
-    derived: frozenset[str]
-    subject: str | None
-    features: frozenset[str] = frozenset()  # model features computed from a personal value
-
-    @property
-    def names(self) -> frozenset[str]:
-        return self.inputs | self.derived
-
-
-def pii_fields(policy: Policy) -> PiiFields:
-    inputs = {name for name, decl in policy.inputs.items() if decl.pii}
-    tainted = set(inputs)
-    for name, formula in policy.derived.items():  # in dependency order: one pass sees every chain
-        if any(ref in tainted for ref, _, _ in mentioned_names(formula.source)):
-            tainted.add(name)
-    subject = next((name for name, decl in policy.inputs.items() if decl.subject), None)
-    formulas = policy.score.feature_formulas if policy.score is not None else {}
-    features = {
-        name
-        for name, formula in formulas.items()
-        if any(ref in tainted for ref, _, _ in mentioned_names(formula.source))
-    }
-    return PiiFields(frozenset(inputs), frozenset(tainted - inputs), subject, frozenset(features))
 
 
 @dataclass(frozen=True)
@@ -143,7 +109,7 @@ class PiiVault:
             values[path] = value
             return {SEALED: path}
 
-        _walk(body, fields, seal)
+        walk(body, fields, seal)
         if not values:
             return record
         # one AES-GCM message per record, bound to its decision_id: {path: value} of every sealed value
@@ -181,7 +147,7 @@ class PiiVault:
         unrestored: dict[str, str] = {}
 
         def open_(path: str, value: Any) -> Any:
-            if not _is_sealed(value):
+            if not is_sealed(value):
                 return value
             if values is not None and path in values:
                 return values[path]
@@ -189,7 +155,7 @@ class PiiVault:
             return value
 
         body = copy.deepcopy(record.to_dict())  # opened values go into copies, never the record given
-        _walk_sealed(body, open_)
+        walk_sealed(body, open_)
         return Revealed(DecisionRecord.from_dict(body), unrestored)
 
     def opened(self, record: DecisionRecord) -> DecisionRecord:
@@ -199,7 +165,7 @@ class PiiVault:
             return opened.record
         body = copy.deepcopy(opened.record.to_dict())
         for path in opened.unrestored:
-            parent, leaf = _locate(body, path)
+            parent, leaf = locate(body, path)
             if parent is not None:
                 parent.pop(leaf, None)
         return DecisionRecord.from_dict(body)
@@ -210,7 +176,7 @@ class PiiVault:
         if not opened.unrestored:
             return opened.record
         body = copy.deepcopy(opened.record.to_dict())
-        _walk_sealed(body, lambda path, value: MASK if _is_sealed(value) else value)
+        walk_sealed(body, lambda path, value: MASK if is_sealed(value) else value)
         return DecisionRecord.from_dict(body)
 
     # -- subjects and keys
@@ -297,90 +263,6 @@ class PiiVault:
         self.table.rewrap(rows)
         self.master, self._keys = new, {}
         return len(rows)
-
-
-def _is_sealed(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and SEALED in value
-
-
-def _walk(body: dict[str, Any], fields: PiiFields, fn: Callable[[str, Any], Any]) -> None:
-    """Replace every personal value of a record body by `fn(path, value)`; each container changed is
-    copied first, so the record the body came from is left as it was."""
-    names = fields.names
-    for part, wanted in (("input", fields.inputs), ("derived", fields.derived)):
-        hits = [key for key in body[part].keys() & wanted if body[part][key] is not None]
-        if hits:
-            body[part] = values = dict(body[part])
-            for key in sorted(hits):
-                values[key] = fn(f"{part}.{key}", values[key])
-    if isinstance(body.get("application"), dict):  # the request as received, where the record keeps it
-        for name in sorted(fields.inputs):
-            *parents, leaf = name.split(".")
-            node: Any = body["application"]
-            trail = [node]
-            for part in parents:
-                node = node.get(part) if isinstance(node, dict) else None
-                trail.append(node)
-            if not isinstance(node, dict) or node.get(leaf) is None:
-                continue
-            copies = [dict(n) for n in trail]  # the path's containers, copied
-            for outer, inner, part in zip(copies, copies[1:], parents, strict=False):
-                outer[part] = inner
-            copies[-1][leaf] = fn(f"application.{name}", node[leaf])
-            body["application"] = copies[0]
-    scored = fields.features
-    for model, outputs in list(body["model_outputs"].items()):
-        features = outputs.get("features") if isinstance(outputs, dict) else None
-        if isinstance(features, dict) and not features.keys().isdisjoint(scored):
-            copied = dict(features)
-            for key in sorted(features.keys() & scored):
-                if copied[key] is not None:
-                    copied[key] = fn(f"model_outputs.{model}.features.{key}", copied[key])
-            body["model_outputs"] = {**body["model_outputs"], model: {**outputs, "features": copied}}
-    stages = body["stages"]
-    for i, stage in enumerate(stages):
-        recorded = stage.get("values") if isinstance(stage, dict) else None
-        if isinstance(recorded, dict) and not recorded.keys().isdisjoint(names):
-            changed = dict(recorded)
-            for key in sorted(recorded.keys() & names):
-                if changed[key] is not None:
-                    changed[key] = fn(f"stages[{i}].values.{key}", changed[key])
-            if stages is body["stages"]:
-                body["stages"] = list(stages)
-            body["stages"][i] = {**stage, "values": changed}
-
-
-def _walk_sealed(body: dict[str, Any], fn: Callable[[str, Any], Any]) -> None:
-    """Apply `fn(path, value)` to every sealed value of a record body, at the paths `_walk` names."""
-    paths = (body.get("extra") or {}).get("pii", {}).get("sealed", [])
-    for path in paths:
-        parent, leaf = _locate(body, path)
-        if parent is not None and leaf in parent:
-            parent[leaf] = fn(path, parent[leaf])
-
-
-def _locate(body: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str]:
-    """(the dict holding the value at `path`, its key); a path's last segment may hold dots."""
-    head, _, rest = path.partition(".")
-    node: Any = body
-    if "[" in head:  # stages[3]
-        name, index = head[:-1].split("[")
-        node = body.get(name, [])[int(index)]
-    else:
-        node = body.get(head)
-    if head.startswith("stages["):
-        _, _, leaf = rest.partition(".")  # values.<name>
-        return (node.get("values") if isinstance(node, dict) else None), leaf
-    if head == "model_outputs":
-        model, _, leaf = rest.partition(".features.")
-        outputs = node.get(model) if isinstance(node, dict) else None
-        return (outputs.get("features") if isinstance(outputs, dict) else None), leaf
-    if head == "application":
-        *parents, leaf = rest.split(".")
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        return node, leaf
-    return node, rest
 
 
 def open_vault(
