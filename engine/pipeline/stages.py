@@ -92,9 +92,12 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     try:
         raw_pd = float(scorer.pd(features))
     except FeatureRefused as exc:  # the caller's values made it: INVALID_ARGUMENT naming the input
-        raise InvalidInput(
-            [FieldViolation(_fed_by(spec, ctx.policy.inputs, exc.feature), exc.message)]
-        ) from None
+        field = _fed_by(spec, ctx.policy.inputs, exc.feature)
+        decl = ctx.policy.inputs.get(field)
+        message = exc.message
+        if decl is not None and decl.pii:  # never echo personal data into an error or a log line
+            message = f"refused by model feature {exc.feature!r} (a personal value: not repeated here)"
+        raise InvalidInput([FieldViolation(field, message)]) from None
     scaling = spec.scaling
     points = scale_points(raw_pd, scaling.base_points, scaling.base_odds, scaling.pdo)
     pd = Decimal(repr(raw_pd)).quantize(PD_PLACES, rounding=ROUND_HALF_EVEN)

@@ -343,3 +343,22 @@ def test_values_computed_from_a_personal_input_are_sealed_wherever_the_record_co
         blind = keyless.replay(decision.decision_id)
     # a required input that cannot be restored cannot be decided again: said, not hidden
     assert blind.result == "DIFF" and "input.applicant.income_monthly" in blind.unrestored
+
+
+def test_a_personal_value_the_model_refuses_is_not_repeated_in_the_error(policies: Path) -> None:
+    app = application(policies)
+    app["bureau"] = {**app["bureau"], "inquiries_6m": 987654}  # far outside what the model was trained on
+    with pytest.raises(InvalidInput) as plain:
+        DecisionService(policies, ROOT / "models").decide("consumer_loan", app, "r-1")
+    assert "987654" in str(plain.value)  # an ordinary input is quoted back to the caller
+    path = policies / "consumer_loan" / "policy.yaml"
+    declared = "bureau.inquiries_6m: {type: integer, min: 0}"
+    text = path.read_text(encoding="utf-8")
+    assert declared in text
+    path.write_text(
+        text.replace(declared, "bureau.inquiries_6m: {type: integer, min: 0, pii: true}"), "utf-8"
+    )
+    with pytest.raises(InvalidInput) as personal:
+        DecisionService(policies, ROOT / "models").decide("consumer_loan", app, "r-1")
+    assert [v.field for v in personal.value.violations] == ["bureau.inquiries_6m"]
+    assert "987654" not in str(personal.value)
