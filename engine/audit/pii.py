@@ -287,6 +287,11 @@ def open_vault(
         return PiiVault(store, None, plaintext=True)
     if isinstance(store, SqliteStore):
         beside = default_key_file(store.path)
+        if writer and not beside.exists() and KeyTable(store).all():
+            raise PiiKeyError(
+                f"the personal data in {store.path} is sealed under a key that is not beside it ({beside}):"
+                " give its key file with --pii-key-file or $CREDO_PII_KEY_FILE"
+            )
         if writer and not beside.exists():
             try:
                 MasterKey.create(beside)

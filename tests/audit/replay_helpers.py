@@ -14,11 +14,14 @@ from typing import Any
 import yaml
 
 from engine.audit.log import DecisionLog
+from engine.audit.pii import PiiVault
+from engine.audit.pii_keys import MasterKey
 from engine.service import DecisionService
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 START = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
+TEST_KEY = MasterKey(bytes(range(32)))  # the personal-data master key of the tests' stores
 
 
 def copy_policies(dest: Path) -> Path:
@@ -49,9 +52,12 @@ def service_with_log(
     policies: Path, url: str, clock: Callable[[], dt.datetime] | None = None
 ) -> DecisionService:
     log = DecisionLog(url)
+    # SQLite: the key file made beside the store, which every later service and command finds;
+    # PostgreSQL has no such default (an operator passes --pii-key-file): the tests' key
+    vault = None if url.startswith("sqlite:") else PiiVault(log.store, TEST_KEY)
     if clock is None:
-        return DecisionService(policies, MODELS, store=log)
-    return DecisionService(policies, MODELS, store=log, clock=clock)
+        return DecisionService(policies, MODELS, store=log, pii=vault)
+    return DecisionService(policies, MODELS, store=log, clock=clock, pii=vault)
 
 
 def synthetic_applications(n: int, seed: int = 7) -> list[dict[str, Any]]:

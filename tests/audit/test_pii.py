@@ -362,3 +362,14 @@ def test_a_personal_value_the_model_refuses_is_not_repeated_in_the_error(policie
         DecisionService(policies, ROOT / "models").decide("consumer_loan", app, "r-1")
     assert [v.field for v in personal.value.violations] == ["bureau.inquiries_6m"]
     assert "987654" not in str(personal.value)
+
+
+def test_a_writer_never_makes_a_second_key_for_a_store_sealed_under_another(
+    policies: Path, sqlite_url: str, key_file: Path
+) -> None:
+    service = service_on(policies, sqlite_url, key_file)  # sealed under a key kept elsewhere
+    service.decide("consumer_loan", application(policies, "李秀英", "11010519491231002X"), "r-1")
+    assert service.log is not None
+    with pytest.raises(PiiKeyError, match="give its key file"):
+        open_vault(service.log.store, writer=True)
+    assert not (Path(sqlite_url[len("sqlite:///") :]).with_suffix(".db.pii-key")).exists()
