@@ -196,6 +196,13 @@ class PiiVault:
         # written once a day rather than once a decision (erasable by day, not by person).
         return hmac.digest(self._lookup_key(), b"day\0" + record.received_at[:10].encode(), "sha256").hex()
 
+    def _recorded_subject(self, value: str) -> str | None:
+        """subject_hash(value) without creating the store's lookup key (a reader writes nothing):
+        None when the store has none, so holds no subject's records."""
+        if self._lookup is None and self._data_key(LOOKUP_SUBJECT, create=False, cached=False) is None:
+            return None
+        return self.subject_hash(value)
+
     def _lookup_key(self) -> bytes:
         if self._lookup is None:
             self._lookup = self._sealing_key(LOOKUP_SUBJECT)
@@ -238,16 +245,18 @@ class PiiVault:
 
     def forget(self, subject_value: str) -> dict[str, Any]:
         """Crypto-shred the subject's data key and chain the erasure; the erasure record."""
-        subject = self.subject_hash(subject_value)
-        decisions = sum(1 for _ in self.find(subject_value))
-        if self.table.get(subject) is None:
+        decisions = len(self.find(subject_value))
+        subject = self._recorded_subject(subject_value)
+        if subject is None or self.table.get(subject) is None:
             raise PiiKeyError("no personal data is kept for that subject (never recorded, or already erased)")
         self._keys.pop(subject, None)
         return self.table.erase(subject, decisions)
 
     def find(self, subject_value: str) -> list[DecisionRecord]:
         """The records of one subject: found by its keyed hash, so only a key holder can look."""
-        subject = self.subject_hash(subject_value)
+        subject = self._recorded_subject(subject_value)
+        if subject is None:
+            return []
         return [r for r in self.store.iter_records() if (r.extra.get("pii") or {}).get("subject") == subject]
 
     def rotate(self, new: MasterKey) -> int:

@@ -224,7 +224,7 @@ def run_find(args: argparse.Namespace) -> int:
     from engine.audit.pii import open_vault
 
     try:
-        store = open_store(args.store, create=False)
+        store = open_store(args.store, create=False, readonly=True)
         try:
             records = open_vault(store, args.pii_key_file).find(args.subject)
         finally:

@@ -212,6 +212,9 @@ def test_cli_export_masks_without_the_key_and_replay_says_partial(
     assert main(["audit", "export", "--store", url]) == 0
     assert "李秀英".encode() in capsysbinary.readouterr().out  # every command finds the key beside it
     assert main(["replay", decision.decision_id, "--store", url]) == 0
+    capsysbinary.readouterr()
+    assert main(["audit", "find", "--store", url, "--subject", "11010519491231002X"]) == 0
+    assert capsysbinary.readouterr().out.startswith(decision.decision_id.encode())
 
     beside.rename(tmp_path / "elsewhere.key")
     assert main(["audit", "export", "--store", url]) == 0
