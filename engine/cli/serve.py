@@ -140,11 +140,9 @@ def run(args: argparse.Namespace) -> int:
     if args.store and not args.echo:
         from engine.audit.pii import prepare_writer
 
-        try:  # the workers inherit the key's place through the environment
-            print(
-                f"credo serve: {prepare_writer(args.store, args.pii_key_file, args.allow_plaintext_pii)}",
-                file=sys.stderr,
-            )
+        try:  # the workers inherit the key's place through the environment; said as a JSON log line
+            said = prepare_writer(args.store, args.pii_key_file, args.allow_plaintext_pii)
+            logging.getLogger("credo.serve").warning(said)
         except CredoError as exc:
             print(f"credo serve: {exc}", file=sys.stderr)
             return 2
