@@ -1,21 +1,38 @@
 """The offers stage: every eligible product x term x repayment method priced into a schedule,
-checked for affordability, ranked by expected profit (margin - PD x LGD x EAD), APR-capped, top N."""
+checked for affordability, ranked by the policy's objective, APR-capped, top N.
+
+Two rankings. The 1.x `expected_profit` (margin - 12-month PD x LGD x amount, affordability on the
+first instalment) is kept unchanged so old policy versions replay exactly. The lifetime objectives
+(`expected_profit_npv`, `lowest_instalment`, `lowest_total_cost`) price each candidate with
+engine/finance/lifetime.py and check every month's payment, the interest-only balloon included."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
-from engine.decision import Instalment, Offer, Reason
-from engine.finance import apr, build_schedule, money, quantize, to_decimal
-from engine.finance.schedule import METHODS, Schedule
+from engine.decision import Fee, Instalment, Offer, Reason
+from engine.errors import PolicyRuntimeError
+from engine.finance import annuity_payment, apr, build_schedule, money, quantize, to_decimal
+from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime
+from engine.finance.schedule import INTEREST_ONLY, METHODS, Schedule
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.runner import StageResult
 
-__all__ = ["NO_OFFER_CODE", "Candidate", "OfferTerms", "offer_schedule", "offers_stage", "rank_offers"]
+__all__ = [
+    "LEGACY_OBJECTIVE",
+    "NO_OFFER_CODE",
+    "Candidate",
+    "OfferTerms",
+    "offer_schedule",
+    "offers_stage",
+    "rank_offers",
+]
+
+LEGACY_OBJECTIVE = "expected_profit"
 
 NO_OFFER_CODE = "NO_AFFORDABLE_OFFER"
 NO_OFFER_TEXT = {
@@ -37,6 +54,9 @@ class OfferTerms:
     apr_cap: Decimal | None
     top: int
     rounding: str = "half_even"
+    objective: str = LEGACY_OBJECTIVE
+    lifetime: LifetimeTerms | None = None  # set for the lifetime objectives
+    refinance_months: int | None = None  # None: an interest-only balloon is budgeted in full
 
 
 @dataclass(frozen=True)
@@ -52,16 +72,36 @@ class Candidate:
     expected_profit: Decimal
     affordable: bool
     rounding: str = "half_even"
+    objective: str = LEGACY_OBJECTIVE
+    monthly_fee: Decimal = Decimal(0)
+    lifetime: Lifetime | None = None
+    unaffordable: str = ""  # why not, for the trace (lifetime objectives)
+    product_name: str = ""
 
     @property
-    def sort_key(self) -> tuple[Decimal, int, int, int]:
-        # highest expected profit first; ties in policy order: product, shorter term, method order
+    def total_cost(self) -> Decimal:
+        """What the borrower pays beyond the amount: interest and every fee."""
+        return self.schedule.total_interest + self.fee + self.monthly_fee * self.schedule.term_months
+
+    @property
+    def sort_key(self) -> tuple[Decimal, Decimal, int, int, int]:
+        # by the objective, then highest expected profit; ties in policy order: product, shorter
+        # term, method order
+        first = Decimal(0)
+        if self.objective == "lowest_instalment":
+            first = self.schedule.max_payment + self.monthly_fee
+        elif self.objective == "lowest_total_cost":
+            first = self.total_cost
         return (
+            first,
             -self.expected_profit,
             self.product_index,
             self.schedule.term_months,
             METHODS.index(self.schedule.method),
         )
+
+    def label(self) -> str:
+        return f"{self.product}/{self.schedule.term_months}/{self.schedule.method}"
 
 
 def candidate(
@@ -89,7 +129,18 @@ class _ProductPricing:
     """What every term x method of one product shares (fee, expected loss, cache keys), worked out
     once per product instead of once per candidate; the figures are the same expressions as before."""
 
-    __slots__ = ("amount", "annual_rate", "fee", "index", "key", "loss", "product", "terms")
+    __slots__ = (
+        "amount",
+        "annual_rate",
+        "fee",
+        "index",
+        "key",
+        "loss",
+        "monthly_fee",
+        "name",
+        "product",
+        "terms",
+    )
 
     def __init__(
         self,
@@ -99,8 +150,12 @@ class _ProductPricing:
         annual_rate: Decimal,
         upfront_rate: Decimal,
         terms: OfferTerms,
+        monthly_rate: Decimal = Decimal(0),
+        name: str = "",
     ) -> None:
         self.product = product
+        self.name = name
+        self.monthly_fee = money(amount * monthly_rate, terms.rounding)
         self.index = product_index
         self.amount = amount
         self.annual_rate = annual_rate
@@ -112,6 +167,8 @@ class _ProductPricing:
     def candidate(self, term_months: int, method: str) -> Candidate:
         terms = self.terms
         schedule = _schedule(self.key[0], self.key[1], term_months, method, terms.rounding)
+        if terms.lifetime is not None:
+            return self.lifetime_candidate(schedule)
         burden = schedule.first_payment + terms.existing_payments
         affordable = terms.income > 0 and burden <= terms.affordability_cap * terms.income
         profit = money(schedule.total_interest + self.fee - self.loss, terms.rounding)
@@ -125,6 +182,40 @@ class _ProductPricing:
             profit,
             affordable,
             terms.rounding,
+        )
+
+    def lifetime_candidate(self, schedule: Schedule) -> Candidate:
+        """Every month's payment (fee included) must fit the affordability cap; the interest-only
+        balloon too, or, when the policy states a refinancing term, the instalment refinancing it
+        at the same rate. Profit and loss are the lifetime NPVs."""
+        terms = self.terms
+        assert terms.lifetime is not None
+        allowed = terms.affordability_cap * terms.income - terms.existing_payments
+        budget = list(schedule.payments)
+        if schedule.method == INTEREST_ONLY and terms.refinance_months is not None:
+            balloon = schedule.table[-1]
+            refinanced = annuity_payment(balloon[2], self.annual_rate, terms.refinance_months, terms.rounding)
+            budget[-1] = balloon[3] + refinanced
+        worst = max(range(len(budget)), key=lambda i: (budget[i], -i))
+        needed = budget[worst] + self.monthly_fee
+        affordable = terms.income > 0 and needed <= allowed
+        why = "" if affordable else f"month {worst + 1} needs {needed}, {max(allowed, Decimal(0))} affordable"
+        figures = lifetime(schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding)
+        return Candidate(
+            self.product,
+            self.index,
+            self.amount,
+            self.annual_rate,
+            self.fee,
+            schedule,
+            figures.expected_profit,
+            affordable,
+            terms.rounding,
+            terms.objective,
+            self.monthly_fee,
+            figures,
+            why,
+            self.name,
         )
 
 
@@ -147,10 +238,19 @@ def offer_schedule(
 
 @lru_cache(maxsize=2048)
 def _disclosed_apr(
-    amount: str, fee: str, annual_rate: str, term_months: int, method: str, rounding: str
+    amount: str,
+    fee: str,
+    annual_rate: str,
+    term_months: int,
+    method: str,
+    rounding: str,
+    monthly_fee: str = "0",
 ) -> Decimal:
     schedule = _schedule(amount, annual_rate, term_months, method, rounding)
-    exact = apr(Decimal(amount), Decimal(fee), schedule.payments, guess=Decimal(annual_rate))
+    payments = schedule.payments
+    if Decimal(monthly_fee):
+        payments = tuple(p + Decimal(monthly_fee) for p in payments)
+    exact = apr(Decimal(amount), Decimal(fee), payments, guess=Decimal(annual_rate))
     return quantize(exact, APR_PLACES)
 
 
@@ -172,24 +272,12 @@ def rank_offers(candidates: Sequence[Candidate], terms: OfferTerms) -> tuple[lis
             c.schedule.term_months,
             c.schedule.method,
             c.rounding,
+            str(c.monthly_fee),
         )
         if terms.apr_cap is not None and rate > terms.apr_cap:
             over_cap += 1
             continue
-        offers.append(
-            Offer(
-                product=c.product,
-                amount=c.amount,
-                term_months=c.schedule.term_months,
-                repayment_method=c.schedule.method,
-                annual_rate=c.annual_rate,
-                apr=rate,
-                instalment=c.schedule.first_payment,
-                total_interest=c.schedule.total_interest,
-                expected_profit=c.expected_profit,
-                schedule=c.schedule.rows,
-            )
-        )
+        offers.append(_offer(c, rate))
     counts = {
         "candidates": len(candidates),
         "affordable": len(ranked),
@@ -199,23 +287,57 @@ def rank_offers(candidates: Sequence[Candidate], terms: OfferTerms) -> tuple[lis
     return offers, counts
 
 
+def _offer(c: Candidate, rate: Decimal) -> Offer:
+    offer = Offer(
+        product=c.product,
+        amount=c.amount,
+        term_months=c.schedule.term_months,
+        repayment_method=c.schedule.method,
+        annual_rate=c.annual_rate,
+        apr=rate,
+        instalment=c.schedule.first_payment,
+        total_interest=c.schedule.total_interest,
+        expected_profit=c.expected_profit,
+        schedule=c.schedule.rows,
+    )
+    if c.lifetime is None:
+        return offer
+    fees = (Fee("upfront", c.fee), Fee("monthly", c.monthly_fee))
+    return replace(
+        offer,
+        expected_loss=c.lifetime.expected_loss,
+        product_name=c.product_name,
+        fees=tuple(f for f in fees if f.amount),
+    )
+
+
 def offers_stage(ctx: DecisionContext) -> StageResult:
     """Build, rank and cut the offers; no offer at all is a decline (NO_AFFORDABLE_OFFER). A
     product lends the amount requested (when the policy names it), capped by the product's maximum
-    and by the limit; below the product's minimum it is skipped."""
+    and by the limit; below the product's minimum it is skipped. Under the lifetime objectives a
+    decline for no offer keeps every referral reason raised before it."""
     policy = ctx.policy
     spec, products, price = policy.offers, policy.products, policy.price
     if spec is None or products is None or not products.items or ctx.annual_rate is None:
         return StageResult(values={"skipped": "policy declares no products, offers or price"})
+    pd = _pd(ctx)
+    life = spec.lifetime
     terms = OfferTerms(
         income=_number(spec.income(ctx.fact)),
         existing_payments=_number(spec.existing_payments(ctx.fact)),
         affordability_cap=spec.affordability_cap,
         lgd=spec.lgd,
-        pd=ctx.score.pd if ctx.score is not None else Decimal(0),
+        pd=pd,
         apr_cap=price.cap if price is not None else None,
         top=spec.top,
         rounding=ctx.rounding,
+        objective=spec.objective,
+        lifetime=None
+        if life is None
+        else LifetimeTerms(
+            pd, spec.lgd, life.cost_of_funds, life.operating_per_loan, life.operating_per_month, life.pd_curve
+        ),
+        refinance_months=spec.refinance_months,
     )
     requested = _number(spec.requested(ctx.fact)) if spec.requested is not None else None
     wanted = set(products.stage.fire(ctx.evaluator, ctx.fact))
@@ -236,15 +358,46 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
             rate = max(rate, price.floor)
         if price is not None and price.cap is not None:
             rate = min(rate, price.cap)
-        pricing = _ProductPricing(product.id, index, amount, rate, product.upfront_fee_rate, terms)
+        pricing = _ProductPricing(
+            product.id,
+            index,
+            amount,
+            rate,
+            product.upfront_fee_rate,
+            terms,
+            product.monthly_fee_rate,
+            ctx.text(product.names) if life is not None else "",
+        )
         for term in product.terms:
             for method in product.methods:
                 candidates.append(pricing.candidate(term, method))
     offers, counts = rank_offers(candidates, terms)
     ctx.offers = offers
+    values: dict[str, Any] = {"eligible_products": eligible, **counts}
+    if life is not None:
+        ctx.objective = spec.objective
+        values["objective"] = spec.objective
+        values["pd_12m"] = str(pd)
+        values["not_affordable"] = [f"{c.label()}: {c.unaffordable}" for c in candidates if not c.affordable]
     if not offers:
         ctx.declines.append(Reason(NO_OFFER_CODE, ctx.text(NO_OFFER_TEXT), "offers", ""))
-    return StageResult(tuple(eligible), {"eligible_products": eligible, **counts})
+        if life is not None:
+            ctx.declines.extend(ctx.refers)  # the referrals still explain the file
+    return StageResult(tuple(eligible), values)
+
+
+def _pd(ctx: DecisionContext) -> Decimal:
+    """The 12-month PD: the policy's own `offers.pd` (a scorecard) when given, else the model's.
+    The loader refuses a policy with neither, so this zero is only reached on a decline path."""
+    spec = ctx.policy.offers
+    if spec.pd is not None:
+        value = to_decimal(spec.pd(ctx.fact))
+        if not Decimal(0) <= value <= Decimal(1):
+            raise PolicyRuntimeError(
+                f"offers.pd gave {value}, not a probability in [0, 1]", location=spec.pd.location
+            )
+        return value
+    return ctx.score.pd if ctx.score is not None else Decimal(0)
 
 
 def _number(value: Any) -> Decimal:

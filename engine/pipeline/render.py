@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.decision import (
     Decision,
+    Fee,
     Instalment,
     ModelRef,
     Offer,
@@ -95,6 +96,7 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
                 Decimal(r["principal"]),
                 Decimal(r["interest"]),
                 Decimal(r["balance"]),
+                r.get("due_date", ""),
             )
             for r in o.get("schedule", [])
         )
@@ -109,6 +111,11 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
             Decimal(o["total_interest"]),
             Decimal(o["expected_profit"]),
             rows,
+            dec(o.get("expected_loss")),
+            o.get("offer_id", ""),
+            o.get("valid_until", ""),
+            o.get("product_name", ""),
+            tuple(Fee(f["kind"], Decimal(f["amount"])) for f in o.get("fees", [])),
         )
 
     score = body.get("score")
@@ -132,4 +139,5 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
         ),
         decided_at=body["decided_at"],
         currency=body.get("currency", "CNY"),
+        objective=body.get("objective", ""),
     )

@@ -184,6 +184,7 @@ class Product:
     upfront_fee_rate: Decimal
     rate_adjustment: Decimal
     location: Location
+    monthly_fee_rate: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,22 @@ class OffersSpec:
     lgd: Decimal
     objective: str
     requested: Formula | None = None
+    pd: Formula | None = None  # the 12-month PD from the policy itself, when no model scores it
+    lifetime: Lifetime | None = None  # the lifetime economics; None for the 1.x `expected_profit`
+    refinance_months: int | None = None  # None: an interest-only balloon is budgeted in full
+    validity_days: int = 30
+    due_day: str | int = "same"  # "same" day of month as the decision date, or a fixed day 1-28
+    due_min_days: int = 0
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """How a 12-month PD extends over a term and what lending costs (see engine/finance/lifetime.py)."""
+
+    pd_curve: str | tuple[Decimal, ...]
+    cost_of_funds: Decimal
+    operating_per_loan: Decimal
+    operating_per_month: Decimal
 
 
 @dataclass(frozen=True)

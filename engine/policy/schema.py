@@ -146,6 +146,7 @@ class AmountRange(Strict):
 
 class FeeSpec(Strict):
     upfront_rate: Num = 0
+    monthly_rate: Num = 0  # of the amount lent, charged with every instalment (lifetime objectives only)
 
 
 class ProductSpec(Strict):
@@ -159,6 +160,26 @@ class ProductSpec(Strict):
     rate_adjustment: Num = 0
 
 
+class OperatingCostSpec(Strict):
+    per_loan: Num = 0
+    per_month: Num = 0
+
+
+class LifetimeSpec(Strict):
+    pd_curve: Literal["constant_hazard"] | Annotated[list[Num], Field(min_length=1)] = "constant_hazard"
+    cost_of_funds: Num
+    operating_cost: OperatingCostSpec = OperatingCostSpec()
+
+
+class BalloonSpec(Strict):
+    refinance_months: int = Field(ge=1)  # budget the balloon as an equal-instalment loan of this term
+
+
+class FirstDueSpec(Strict):
+    day: Literal["same"] | Annotated[int, Field(ge=1, le=28)] = "same"
+    min_days: int = Field(default=0, ge=0, le=45)  # a fixed day falls a month later if sooner than this
+
+
 class OffersSpec(Strict):
     top: int = Field(default=3, ge=1)
     affordability_cap: Num
@@ -166,7 +187,16 @@ class OffersSpec(Strict):
     existing_payments: ExprSrc
     requested: ExprSrc | None = None  # the amount asked for: offers lend min(requested, limit, product max)
     lgd: Num
-    objective: Literal["expected_profit"] = "expected_profit"
+    # expected_profit: the 1.x ranking (12-month PD x LGD x amount, first-instalment affordability),
+    # kept so old policy versions decide as they did; the others need `lifetime`.
+    objective: Literal["expected_profit", "expected_profit_npv", "lowest_instalment", "lowest_total_cost"] = (
+        "expected_profit"
+    )
+    pd: ExprSrc | None = None  # the 12-month PD when no model scores it (a scorecard's table)
+    lifetime: LifetimeSpec | None = None
+    balloon: BalloonSpec | None = None  # absent: the interest-only balloon is budgeted in full
+    validity_days: int | None = Field(default=None, ge=1)
+    first_due: FirstDueSpec | None = None
 
 
 class ExpectSpec(Strict):
