@@ -20,6 +20,7 @@ import decimal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Final
 
 from engine.finance.money import money
@@ -56,13 +57,21 @@ class Lifetime:
 
 def marginal_pds(pd_12m: Decimal, term_months: int, curve: str | Sequence[Decimal]) -> tuple[Decimal, ...]:
     """The probability of defaulting in each month 1..term (not conditional on survival)."""
+    return _marginal(str(pd_12m), term_months, curve if isinstance(curve, str) else tuple(map(str, curve)))
+
+
+# Every candidate of a decision shares its PD and most share terms: the fractional powers of the
+# constant-hazard curve are worked once per (PD, term). Keys are decimal strings, as in offers.py.
+@lru_cache(maxsize=1024)
+def _marginal(pd_text: str, term_months: int, curve: str | tuple[str, ...]) -> tuple[Decimal, ...]:
+    pd_12m = Decimal(pd_text)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         if isinstance(curve, str):  # CONSTANT_HAZARD, the only named curve
             survive = Decimal(1) - pd_12m
             alive = [Decimal(1)] + [survive ** (Decimal(t) / 12) for t in range(1, term_months + 1)]
             return tuple(alive[t - 1] - alive[t] for t in range(1, term_months + 1))
-        weights = tuple(curve)
+        weights = tuple(Decimal(w) for w in curve)
         return tuple(pd_12m * weights[min(t, len(weights)) - 1] / 12 for t in range(1, term_months + 1))
 
 

@@ -199,7 +199,8 @@ class _ProductPricing:
         worst = max(range(len(budget)), key=lambda i: (budget[i], -i))
         needed = budget[worst] + self.monthly_fee
         affordable = terms.income > 0 and needed <= allowed
-        why = "" if affordable else f"month {worst + 1} needs {needed}, {max(allowed, Decimal(0))} affordable"
+        room = money(max(allowed, Decimal(0)), terms.rounding)
+        why = "" if affordable else f"month {worst + 1} needs {needed}, {room} affordable"
         figures = lifetime(schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding)
         return Candidate(
             self.product,
