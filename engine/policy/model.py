@@ -259,6 +259,8 @@ class Policy:
     plan: list[tuple[str, str, str]] = field(default_factory=list)
     late_names: tuple[str, ...] = ()  # names the "score" phase computes
     program: Any = field(default=None, repr=False, compare=False)  # engine.policy.codegen.PolicyProgram
+    # wall time this process loaded it (ListPolicies); never part of a decision or of equality
+    loaded_at: str = field(default="", compare=False)
 
     def validate(self, application: Mapping[str, Any]) -> Fact:
         """The typed flat fact of a nested JSON application; InvalidInput lists every bad field."""

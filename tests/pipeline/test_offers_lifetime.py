@@ -4,6 +4,7 @@ the interest-only balloon in the affordability check, referral reasons kept, boo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -18,26 +19,8 @@ from engine.service import DecisionService
 D = Decimal
 CENT = D("0.01")
 
-README_APPLICANT: dict[str, Any] = {
-    "applicant": {
-        "age": 34,
-        "income_monthly": "18000.00",
-        "employment_type": "salaried",
-        "employment_months": 60,
-        "residence_type": "rent",
-    },
-    "debt": {"monthly_payments": "2500.00"},
-    "bureau": {
-        "score": 720,
-        "delinquencies_24m": 0,
-        "inquiries_6m": 1,
-        "utilisation": "0.35",
-        "months_on_file": 84,
-        "bankruptcy": False,
-    },
-    "loan": {"amount": "50000", "term_months": 24, "purpose": "consumption"},
-    "flags": {"blacklisted": False},
-}
+# the applicant of the README's "Calling it" example
+README_APPLICANT: dict[str, Any] = json.loads((Path(__file__).parent / "readme_applicant.json").read_text())
 
 
 def cents(x: Decimal) -> Decimal:
