@@ -170,6 +170,7 @@ class DecisionCore(Protocol):
         request_id: str,
         language: str | None = None,
         version: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Decision: ...
 
     def submit(
@@ -179,6 +180,7 @@ class DecisionCore(Protocol):
         request_id: str,
         language: str | None = None,
         version: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> PendingDecision: ...
 
     def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision: ...

@@ -21,6 +21,7 @@ from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime
 from engine.finance.schedule import INTEREST_ONLY, METHODS, Schedule
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.runner import StageResult
+from engine.policy.model import Formula
 
 __all__ = [
     "LEGACY_OBJECTIVE",
@@ -321,7 +322,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
     spec, products, price = policy.offers, policy.products, policy.price
     if spec is None or products is None or not products.items or ctx.annual_rate is None:
         return StageResult(values={"skipped": "policy declares no products, offers or price"})
-    pd = _pd(ctx)
+    pd = _pd(ctx, spec.pd)
     life = spec.lifetime
     terms = OfferTerms(
         income=_number(spec.income(ctx.fact)),
@@ -387,15 +388,14 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
     return StageResult(tuple(eligible), values)
 
 
-def _pd(ctx: DecisionContext) -> Decimal:
+def _pd(ctx: DecisionContext, formula: Formula | None) -> Decimal:
     """The 12-month PD: the policy's own `offers.pd` (a scorecard) when given, else the model's.
     The loader refuses a policy with neither, so this zero is only reached on a decline path."""
-    spec = ctx.policy.offers
-    if spec.pd is not None:
-        value = to_decimal(spec.pd(ctx.fact))
+    if formula is not None:
+        value = to_decimal(formula(ctx.fact))
         if not Decimal(0) <= value <= Decimal(1):
             raise PolicyRuntimeError(
-                f"offers.pd gave {value}, not a probability in [0, 1]", location=spec.pd.location
+                f"offers.pd gave {value}, not a probability in [0, 1]", location=formula.location
             )
         return value
     return ctx.score.pd if ctx.score is not None else Decimal(0)

@@ -83,8 +83,8 @@ def build_decision(ctx: DecisionContext, decision_id: str, request_id: str, deci
     policy = ctx.policy
     declined = ctx.outcome is Outcome.DECLINE
     offers = () if declined else tuple(ctx.offers)
-    if ctx.objective and offers:  # the lifetime objectives answer bookable offers
-        spec = policy.offers
+    spec = policy.offers
+    if ctx.objective and offers and spec is not None:  # the lifetime objectives answer bookable offers
         offers = book_offers(
             offers, decision_id, decided_at, spec.validity_days, spec.due_day, spec.due_min_days
         )
