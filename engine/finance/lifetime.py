@@ -75,19 +75,32 @@ def _marginal(pd_text: str, term_months: int, curve: str | tuple[str, ...]) -> t
         return tuple(pd_12m * weights[min(t, len(weights)) - 1] / 12 for t in range(1, term_months + 1))
 
 
+@lru_cache(maxsize=256)
+def _discounts(cost_of_funds: str, term_months: int) -> tuple[Decimal, ...]:
+    """(1 + cof/12)^-t for t = 1..term, at 50 digits."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        step, factor, out = 1 + Decimal(cost_of_funds) / 12, Decimal(1), []
+        for _ in range(term_months):
+            factor /= step
+            out.append(factor)
+        return tuple(out)
+
+
 def lifetime(
     schedule: Schedule, terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal, rounding: str
 ) -> Lifetime:
     """Expected loss, funding and operating cost and expected profit of `schedule`, as NPVs."""
     marginal = marginal_pds(terms.pd_12m, schedule.term_months, terms.pd_curve)
+    discounts = _discounts(str(terms.cost_of_funds), schedule.term_months)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         monthly_cof = terms.cost_of_funds / 12
-        discount = Decimal(1)
         opening = schedule.amount
         loss = funding = operating = income = Decimal(0)
-        for (_, _, _, interest, closing), pd_t in zip(schedule.table, marginal, strict=True):
-            discount /= 1 + monthly_cof
+        for (_, _, _, interest, closing), pd_t, discount in zip(
+            schedule.table, marginal, discounts, strict=True
+        ):
             loss += discount * pd_t * terms.lgd * opening
             funding += discount * opening * monthly_cof
             operating += discount * terms.operating_per_month

@@ -8,8 +8,9 @@ import calendar
 import datetime as dt
 import hashlib
 from dataclasses import replace
+from functools import lru_cache
 
-from engine.decision import Offer
+from engine.decision import Instalment, Offer
 
 __all__ = ["book_offers", "due_dates"]
 
@@ -35,7 +36,7 @@ def book_offers(
                 offer_id="of_" + hashlib.sha256(key.encode()).hexdigest()[:20],
                 valid_until=valid_until,
                 schedule=tuple(
-                    replace(row, due_date=day.isoformat())
+                    Instalment(row.period, row.payment, row.principal, row.interest, row.balance, day)
                     for row, day in zip(offer.schedule, dates, strict=True)
                 ),
             )
@@ -43,16 +44,17 @@ def book_offers(
     return tuple(booked)
 
 
-def due_dates(decided: dt.date, term_months: int, day: str | int, min_days: int) -> list[dt.date]:
+@lru_cache(maxsize=1024)
+def due_dates(decided: dt.date, term_months: int, day: str | int, min_days: int) -> tuple[str, ...]:
     """Monthly due dates. `same`: the decision's day of month, a month later and every month after
     (the 31st falls on a shorter month's last day). A fixed day 1-28: that day of the next month, or
     of the month after when that is fewer than `min_days` away, then monthly."""
     if day == "same":
-        return [_add_months(decided, k) for k in range(1, term_months + 1)]
+        return tuple(_add_months(decided, k).isoformat() for k in range(1, term_months + 1))
     first = _add_months(decided.replace(day=int(day)), 1)
     if (first - decided).days < min_days:
         first = _add_months(first, 1)
-    return [_add_months(first, k) for k in range(term_months)]
+    return tuple(_add_months(first, k).isoformat() for k in range(term_months))
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:

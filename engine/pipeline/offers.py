@@ -202,7 +202,12 @@ class _ProductPricing:
         affordable = terms.income > 0 and needed <= allowed
         room = money(max(allowed, Decimal(0)), terms.rounding)
         why = "" if affordable else f"month {worst + 1} needs {needed}, {room} affordable"
-        figures = lifetime(schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding)
+        # an offer that is not made is never ranked: its NPV is not worked out
+        figures = (
+            lifetime(schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding)
+            if affordable
+            else None
+        )
         return Candidate(
             self.product,
             self.index,
@@ -210,7 +215,7 @@ class _ProductPricing:
             self.annual_rate,
             self.fee,
             schedule,
-            figures.expected_profit,
+            Decimal(0) if figures is None else figures.expected_profit,
             affordable,
             terms.rounding,
             terms.objective,
