@@ -67,6 +67,16 @@ class Fee:
 
 
 @dataclass(frozen=True)
+class RevolvingTerms:
+    """A credit line's repayment terms, in place of a term and a schedule."""
+
+    minimum_payment_fixed: Decimal  # the minimum payment is max(fixed, rate x balance)
+    minimum_payment_rate: Decimal
+    interest_free_days: int
+    horizon_months: int  # over which expected profit, loss and total_interest are worked
+
+
+@dataclass(frozen=True)
 class Offer:
     product: str
     amount: Decimal
@@ -84,6 +94,7 @@ class Offer:
     valid_until: str = field(default="", metadata=OMIT_EMPTY)  # ISO date
     product_name: str = field(default="", metadata=OMIT_EMPTY)  # in the request's language
     fees: tuple[Fee, ...] = field(default=(), metadata=OMIT_EMPTY)
+    revolving: RevolvingTerms | None = field(default=None, metadata=OMIT_EMPTY)  # a credit line
 
 
 @dataclass(frozen=True)

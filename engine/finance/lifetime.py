@@ -11,6 +11,10 @@ Conventions (the policy reference states them too):
 - expected profit = upfront fee - per-loan operating cost
   + sum over t of d_t x (interest_t + monthly fee - funding_t - operating cost per month - EL_t),
   funding_t = opening balance x cof/12, EL_t = m_t x LGD x EAD_t.
+A revolving line is worked the same way over a horizon of months with a steady drawn balance
+D = utilisation x limit: interest D x rate/12 a month, funding D x cof/12, and exposure at default
+EAD = D + CCF x (limit - D), the credit-conversion factor CCF being the share of the undrawn limit
+expected to be drawn by the time of a default.
 Figures are worked at 50 digits and rounded to the cent once, at the end.
 """
 
@@ -26,7 +30,7 @@ from typing import Final
 from engine.finance.money import money
 from engine.finance.schedule import Schedule
 
-__all__ = ["CONSTANT_HAZARD", "Lifetime", "LifetimeTerms", "lifetime", "marginal_pds"]
+__all__ = ["CONSTANT_HAZARD", "Lifetime", "LifetimeTerms", "lifetime", "marginal_pds", "revolving_lifetime"]
 
 CONSTANT_HAZARD: Final = "constant_hazard"
 _PREC: Final = 50
@@ -115,3 +119,38 @@ def lifetime(
             operating_cost=money(operating, rounding),
             expected_profit=money(profit, rounding),
         )
+
+
+def revolving_lifetime(
+    limit: Decimal,
+    annual_rate: Decimal,
+    utilisation: Decimal,
+    ccf: Decimal,
+    horizon_months: int,
+    terms: LifetimeTerms,
+    rounding: str,
+) -> tuple[Lifetime, Decimal]:
+    """A credit line's lifetime figures over `horizon_months`, and the interest it earns (undiscounted)."""
+    marginal = marginal_pds(terms.pd_12m, horizon_months, terms.pd_curve)
+    discounts = _discounts(str(terms.cost_of_funds), horizon_months)
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        drawn = limit * utilisation
+        exposure = drawn + ccf * (limit - drawn)
+        interest = drawn * annual_rate / 12
+        funding_month = drawn * terms.cost_of_funds / 12
+        loss = funding = operating = income = Decimal(0)
+        for pd_t, discount in zip(marginal, discounts, strict=True):
+            loss += discount * pd_t * terms.lgd * exposure
+            funding += discount * funding_month
+            operating += discount * terms.operating_per_month
+            income += discount * interest
+        operating += terms.operating_per_loan
+        figures = Lifetime(
+            lifetime_pd=round(sum(marginal, Decimal(0)), 6),
+            expected_loss=money(loss, rounding),
+            funding_cost=money(funding, rounding),
+            operating_cost=money(operating, rounding),
+            expected_profit=money(income - funding - operating - loss, rounding),
+        )
+        return figures, money(interest * horizon_months, rounding)

@@ -20,6 +20,7 @@ from engine.finance import annuity_payment, apr, build_schedule, money, quantize
 from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime
 from engine.finance.schedule import INTEREST_ONLY, METHODS, Schedule
 from engine.pipeline.context import DecisionContext
+from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
 from engine.pipeline.runner import StageResult
 from engine.policy.model import Formula
 
@@ -261,7 +262,9 @@ def _disclosed_apr(
     return quantize(exact, APR_PLACES)
 
 
-def rank_offers(candidates: Sequence[Candidate], terms: OfferTerms) -> tuple[list[Offer], dict[str, int]]:
+def rank_offers(
+    candidates: Sequence[Candidate | RevolvingCandidate], terms: OfferTerms
+) -> tuple[list[Offer], dict[str, int]]:
     """The top N affordable candidates by expected profit whose APR (fees included) is within the
     cap. APR is the costliest figure, so it is computed only while walking down the ranking."""
     ranked = sorted((c for c in candidates if c.affordable), key=lambda c: c.sort_key)
@@ -270,6 +273,13 @@ def rank_offers(candidates: Sequence[Candidate], terms: OfferTerms) -> tuple[lis
     for c in ranked:
         if len(offers) >= terms.top:
             break
+        if isinstance(c, RevolvingCandidate):
+            rate = c.disclosed_apr()
+            if terms.apr_cap is not None and rate > terms.apr_cap:
+                over_cap += 1
+            else:
+                offers.append(c.offer(rate))
+            continue
         # The cap is checked on the disclosed APR: cent rounding of a fee-free loan priced exactly at
         # the cap can put its exact IRR a millionth above it, which no borrower ever sees.
         rate = _disclosed_apr(
@@ -348,13 +358,13 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
     )
     requested = _number(spec.requested(ctx.fact)) if spec.requested is not None else None
     wanted = set(products.stage.fire(ctx.evaluator, ctx.fact))
-    candidates: list[Candidate] = []
+    candidates: list[Candidate | RevolvingCandidate] = []
     eligible: list[str] = []
     for index, product in enumerate(products.items):
         if product.id not in wanted:
             continue
         amount = product.amount_max if ctx.limit is None else min(product.amount_max, ctx.limit)
-        if requested is not None:
+        if requested is not None and product.revolving is None:  # a line's limit is not the loan asked for
             amount = min(amount, requested)
         amount = quantize(amount, 2, "down")  # money in cents, however the policy wrote the maximum
         if amount < product.amount_min or amount <= 0:
@@ -365,6 +375,23 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
             rate = max(rate, price.floor)
         if price is not None and price.cap is not None:
             rate = min(rate, price.cap)
+        if product.revolving is not None and terms.lifetime is not None:
+            allowed = terms.affordability_cap * terms.income - terms.existing_payments
+            candidates.append(
+                revolving_candidate(
+                    product.id,
+                    index,
+                    amount,
+                    rate,
+                    product.revolving,
+                    terms.lifetime,
+                    allowed if terms.income > 0 else Decimal(-1),
+                    terms.rounding,
+                    ctx.text(product.names),
+                    terms.objective,
+                )
+            )
+            continue
         pricing = _ProductPricing(
             product.id,
             index,

@@ -17,6 +17,7 @@ from engine.decision import (
     Outcome,
     PolicyRef,
     Reason,
+    RevolvingTerms,
     Score,
     TraceEntry,
 )
@@ -87,6 +88,7 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
         return None if value is None else Decimal(str(value))
 
     def offer(o: Mapping[str, Any]) -> Offer:
+        line = o.get("revolving")
         rows = tuple(
             r
             if isinstance(r, Instalment)
@@ -116,6 +118,14 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
             o.get("valid_until", ""),
             o.get("product_name", ""),
             tuple(Fee(f["kind"], Decimal(f["amount"])) for f in o.get("fees", [])),
+            None
+            if line is None
+            else RevolvingTerms(
+                Decimal(line["minimum_payment_fixed"]),
+                Decimal(line["minimum_payment_rate"]),
+                int(line["interest_free_days"]),
+                int(line["horizon_months"]),
+            ),
         )
 
     score = body.get("score")

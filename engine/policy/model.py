@@ -185,6 +185,19 @@ class Product:
     rate_adjustment: Decimal
     location: Location
     monthly_fee_rate: Decimal = Decimal(0)
+    revolving: Revolving | None = None  # set for a credit line (no terms or methods)
+
+
+@dataclass(frozen=True)
+class Revolving:
+    """A credit line's terms (see engine/finance/lifetime.py for its economics)."""
+
+    minimum_fixed: Decimal
+    minimum_rate: Decimal
+    interest_free_days: int
+    ccf: Decimal
+    utilisation: Decimal
+    horizon_months: int
 
 
 @dataclass(frozen=True)

@@ -149,15 +149,52 @@ class FeeSpec(Strict):
     monthly_rate: Num = 0  # of the amount lent, charged with every instalment (lifetime objectives only)
 
 
+class MinimumPaymentSpec(Strict):
+    fixed: Num = 0  # the minimum payment is max(fixed, rate x balance), capped by the balance
+    rate: Num
+
+
+class RevolvingSpec(Strict):
+    minimum_payment: MinimumPaymentSpec
+    interest_free_days: int = Field(default=0, ge=0, le=60)  # on purchases repaid in full; disclosed
+    ccf: Num  # credit-conversion factor: the share of the undrawn limit drawn by default
+    utilisation: Num  # the expected drawn share of the limit, for the economics
+    horizon_months: int = Field(default=12, ge=1, le=120)  # the economics' horizon; the line revolves
+
+    @model_validator(mode="after")
+    def _shares(self) -> RevolvingSpec:
+        for name in ("ccf", "utilisation"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"`{name}` is a share of the limit, between 0 and 1")
+        if not 0 < self.minimum_payment.rate <= 1:
+            raise ValueError("`minimum_payment.rate` is a share of the balance, above 0 and at most 1")
+        return self
+
+
 class ProductSpec(Strict):
     id: str = Ident
     name: Text
     when: ExprSrc = True
-    amount: AmountRange
-    terms: list[int] = Field(min_length=1)
-    methods: list[Literal["equal_instalment", "equal_principal", "interest_only"]] = Field(min_length=1)
+    amount: AmountRange  # for a revolving line: its credit limit
+    type: Literal["instalment", "revolving"] = "instalment"
+    terms: list[int] = []
+    methods: list[Literal["equal_instalment", "equal_principal", "interest_only"]] = []
     fee: FeeSpec | None = None
     rate_adjustment: Num = 0
+    revolving: RevolvingSpec | None = None
+
+    @model_validator(mode="after")
+    def _shape_of_type(self) -> ProductSpec:
+        if self.type == "instalment" and not (self.terms and self.methods):
+            raise ValueError("an instalment product needs `terms` and `methods`")
+        if self.type == "revolving":
+            if self.revolving is None:
+                raise ValueError("a revolving product needs `revolving` (minimum payment, ccf, utilisation)")
+            if self.terms or self.methods or self.fee is not None:
+                raise ValueError("a revolving product has no `terms`, `methods` or `fee`")
+        elif self.revolving is not None:
+            raise ValueError("`revolving` is only for products of type revolving")
+        return self
 
 
 class OperatingCostSpec(Strict):

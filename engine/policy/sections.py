@@ -190,6 +190,7 @@ def products(b: Builder) -> None:
                 Decimal(prod.rate_adjustment),
                 b.src.at(path),
                 Decimal(monthly_fee),
+                _revolving(prod.revolving),
             )
         )
         entries.append(
@@ -202,6 +203,19 @@ def products(b: Builder) -> None:
         )
     if "products" in b.data:
         b.policy.products = m.ProductsSpec(b.rule_stage("products", entries, b.scope(True)), tuple(items))
+
+
+def _revolving(spec: s.RevolvingSpec | None) -> m.Revolving | None:
+    if spec is None:
+        return None
+    return m.Revolving(
+        Decimal(spec.minimum_payment.fixed),
+        Decimal(spec.minimum_payment.rate),
+        spec.interest_free_days,
+        Decimal(spec.ccf),
+        Decimal(spec.utilisation),
+        spec.horizon_months,
+    )
 
 
 def offers(b: Builder) -> None:
@@ -271,6 +285,13 @@ def _offers_economics_valid(b: Builder, spec: s.OffersSpec) -> bool:
                 )
                 ok = False
         for index, raw in enumerate(b.data.get("products") or []):
+            if isinstance(raw, dict) and raw.get("type") == "revolving":
+                b.sink.error(
+                    "LIFETIME_ONLY",
+                    "a revolving product is priced only under the lifetime objectives",
+                    b.src.at(("products", index, "type")),
+                )
+                ok = False
             if isinstance(raw, dict) and isinstance(raw.get("fee"), dict) and "monthly_rate" in raw["fee"]:
                 b.sink.error(
                     "LIFETIME_ONLY",

@@ -196,6 +196,16 @@ def offer_to_pb(offer: Offer, schedule: bool = True) -> pb.Offer:
     )
     if offer.expected_loss is not None:
         msg.expected_loss = str(offer.expected_loss)
+    if offer.revolving is not None:
+        line = offer.revolving
+        msg.revolving.CopyFrom(
+            pb.RevolvingTerms(
+                minimum_payment_fixed=str(line.minimum_payment_fixed),
+                minimum_payment_rate=str(line.minimum_payment_rate),
+                interest_free_days=line.interest_free_days,
+                horizon_months=line.horizon_months,
+            )
+        )
     if schedule:
         msg.MergeFromString(_schedule_bytes(offer.schedule))  # appends the `schedule` rows
     return msg

@@ -68,9 +68,15 @@ def test_a_core_system_can_book_an_offer_and_the_record_keeps_the_callers_labels
     assert answer.objective == "expected_profit_npv" and answer.offers
     for offer in answer.offers:
         assert offer.offer_id and offer.valid_until > answer.decided_at[:10]
-        assert offer.product_name == "个人消费贷" and offer.HasField("expected_loss")
+        assert offer.HasField("expected_loss")
+        if offer.repayment_method == "revolving":  # a credit line: terms instead of a schedule
+            assert offer.product_name == "循环授信额度" and not offer.schedule
+            assert offer.revolving.minimum_payment_rate == "0.03" and offer.revolving.interest_free_days == 50
+            continue
+        assert offer.product_name == "个人消费贷"
         assert [(f.kind, f.amount) for f in offer.fees] == [("upfront", "500.00")]
         assert all(row.due_date > answer.decided_at[:10] for row in offer.schedule)
+    assert "revolving" in [o.repayment_method for o in answer.offers]
     store = open_store(audit_url, create=False)
     try:
         record = store.get(answer.decision_id)

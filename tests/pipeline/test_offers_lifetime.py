@@ -48,15 +48,20 @@ def spreadsheet_rows(amount: Decimal, annual_rate: Decimal, n: int, method: str)
 
 
 def spreadsheet_npv(
-    rows: list[tuple[Decimal, ...]], pd: Decimal, upfront_fee: Decimal, monthly_fee: Decimal
+    rows: list[tuple[Decimal, ...]],
+    pd: Decimal,
+    upfront_fee: Decimal,
+    monthly_fee: Decimal,
+    exposure: Decimal | None = None,
 ) -> tuple[Decimal, Decimal]:
-    """consumer_loan 2.0.0's economics, column by column: (expected profit, expected loss)."""
+    """consumer_loan 2.0.0's economics, column by column: (expected profit, expected loss). The
+    exposure at default is the opening balance, or for a credit line drawn + CCF x undrawn."""
     cof, lgd, per_loan, per_month = D("0.035") / 12, D("0.45"), D(300), D(8)
     profit, loss = upfront_fee - per_loan, D(0)
     for t, (opening, interest, _) in enumerate(rows, start=1):
         discount = 1 / (1 + cof) ** t
         marginal_pd = (1 - pd) ** (D(t - 1) / 12) - (1 - pd) ** (D(t) / 12)
-        expected_loss = marginal_pd * lgd * opening
+        expected_loss = marginal_pd * lgd * (opening if exposure is None else exposure)
         funding = opening * cof
         profit += discount * (interest + monthly_fee - funding - per_month - expected_loss)
         loss += discount * expected_loss
@@ -89,8 +94,14 @@ def test_readme_applicant_offers_and_profits_match_a_month_by_month_spreadsheet(
                     continue  # not affordable in some month (every interest-only balloon here)
                 profit, loss = spreadsheet_npv(rows, pd, upfront, monthly)
                 sheet.append((-profit, order, term, list(names).index(method), product, names[method], loss))
+    # the credit line (limit 50,000 at 11.7% + 5%): 40% drawn for 24 months, half the rest drawn by
+    # default; its minimum payment on the full limit, max(100, 3%) = 1,500, is affordable
+    drawn, line_rate = D(20000), D("0.167")
+    line = [(drawn, drawn * line_rate / 12, D(0))] * 24
+    profit, loss = spreadsheet_npv(line, pd, D(0), D(0), exposure=drawn + D("0.5") * (amount - drawn))
+    sheet.append((-profit, 2, 0, 3, "credit_line", "revolving", loss))
     sheet.sort()
-    want = [(product, term, method, -neg, loss) for neg, _, term, _, product, method, loss in sheet[:3]]
+    want = [(product, term, method, -neg, loss) for neg, _, term, _, product, method, loss in sheet[:4]]
     got = [
         (o.product, o.term_months, o.repayment_method, o.expected_profit, o.expected_loss)
         for o in decision.offers
