@@ -79,6 +79,16 @@ class Candidate:
     lifetime: Lifetime | None = None
     unaffordable: str = ""  # why not, for the trace (lifetime objectives)
     product_name: str = ""
+    rank_value: Decimal | None = None  # an objective expression's value, lowest first
+
+    @property
+    def term_months(self) -> int:
+        return self.schedule.term_months
+
+    @property
+    def instalment(self) -> Decimal:
+        """The largest month's payment, fees included: what `lowest_instalment` compares."""
+        return self.schedule.max_payment + self.monthly_fee
 
     @property
     def total_cost(self) -> Decimal:
@@ -90,8 +100,10 @@ class Candidate:
         # by the objective, then highest expected profit; ties in policy order: product, shorter
         # term, method order
         first = Decimal(0)
-        if self.objective == "lowest_instalment":
-            first = self.schedule.max_payment + self.monthly_fee
+        if self.rank_value is not None:
+            first = self.rank_value
+        elif self.objective == "lowest_instalment":
+            first = self.instalment
         elif self.objective == "lowest_total_cost":
             first = self.total_cost
         return (
@@ -405,6 +417,10 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         for term in product.terms:
             for method in product.methods:
                 candidates.append(pricing.candidate(term, method))
+    if spec.rank_by is not None:
+        candidates = [
+            _ranked_by(c, spec.rank_by, spec.maximise, ctx.fact) if c.affordable else c for c in candidates
+        ]
     offers, counts = rank_offers(candidates, terms)
     ctx.offers = offers
     values: dict[str, Any] = {"eligible_products": eligible, **counts}
@@ -418,6 +434,23 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         if life is not None:
             ctx.declines.extend(ctx.refers)  # the referrals still explain the file
     return StageResult(tuple(eligible), values)
+
+
+def _ranked_by(
+    c: Candidate | RevolvingCandidate, formula: Formula, maximise: bool, fact: dict[str, Any]
+) -> Candidate | RevolvingCandidate:
+    """`c` with the objective expression's value over the applicant and this offer's figures."""
+    assert c.lifetime is not None
+    figures = {
+        "offer.expected_profit": c.expected_profit,
+        "offer.expected_loss": c.lifetime.expected_loss,
+        "offer.instalment": c.instalment,
+        "offer.total_cost": c.total_cost,
+        "offer.amount": c.amount,
+        "offer.term_months": c.term_months,
+    }
+    value = to_decimal(formula({**fact, **figures}))
+    return replace(c, rank_value=-value if maximise else value)
 
 
 def _pd(ctx: DecisionContext, formula: Formula | None) -> Decimal:

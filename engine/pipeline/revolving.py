@@ -32,6 +32,23 @@ class RevolvingCandidate:
     unaffordable: str
     product_name: str
     objective: str
+    rank_value: Decimal | None = None  # an objective expression's value, lowest first
+
+    @property
+    def amount(self) -> Decimal:
+        return self.limit
+
+    @property
+    def instalment(self) -> Decimal:
+        return self.minimum_at_limit
+
+    @property
+    def total_cost(self) -> Decimal:
+        return self.interest
+
+    @property
+    def term_months(self) -> int:
+        return 0
 
     @property
     def expected_profit(self) -> Decimal:
@@ -41,7 +58,9 @@ class RevolvingCandidate:
     def sort_key(self) -> tuple[Decimal, Decimal, int, int, int]:
         # ranked beside instalment offers: a line sorts after every term and method of its product
         first = Decimal(0)
-        if self.objective == "lowest_instalment":
+        if self.rank_value is not None:
+            first = self.rank_value
+        elif self.objective == "lowest_instalment":
             first = self.minimum_at_limit
         elif self.objective == "lowest_total_cost":
             first = self.interest

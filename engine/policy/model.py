@@ -221,6 +221,8 @@ class OffersSpec:
     validity_days: int = 30
     due_day: str | int = "same"  # "same" day of month as the decision date, or a fixed day 1-28
     due_min_days: int = 0
+    rank_by: Formula | None = None  # an objective expression (`objective` then names it)
+    maximise: bool = True
 
 
 @dataclass(frozen=True)

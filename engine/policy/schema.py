@@ -217,6 +217,19 @@ class FirstDueSpec(Strict):
     min_days: int = Field(default=0, ge=0, le=45)  # a fixed day falls a month later if sooner than this
 
 
+class ObjectiveExprSpec(Strict):
+    """Rank by an expression over the applicant and offer.* figures, highest or lowest first."""
+
+    maximise: ExprSrc | None = None
+    minimise: ExprSrc | None = None
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> ObjectiveExprSpec:
+        if (self.maximise is None) == (self.minimise is None):
+            raise ValueError("an objective expression needs exactly one of `maximise` or `minimise`")
+        return self
+
+
 class OffersSpec(Strict):
     top: int = Field(default=3, ge=1)
     affordability_cap: Num
@@ -226,9 +239,10 @@ class OffersSpec(Strict):
     lgd: Num
     # expected_profit: the 1.x ranking (12-month PD x LGD x amount, first-instalment affordability),
     # kept so old policy versions decide as they did; the others need `lifetime`.
-    objective: Literal["expected_profit", "expected_profit_npv", "lowest_instalment", "lowest_total_cost"] = (
-        "expected_profit"
-    )
+    objective: (
+        Literal["expected_profit", "expected_profit_npv", "lowest_instalment", "lowest_total_cost"]
+        | ObjectiveExprSpec
+    ) = "expected_profit"
     pd: ExprSrc | None = None  # the 12-month PD when no model scores it (a scorecard's table)
     lifetime: LifetimeSpec | None = None
     balloon: BalloonSpec | None = None  # absent: the interest-only balloon is budgeted in full

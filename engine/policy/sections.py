@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from engine.errors import InvalidInput, Location
-from engine.expr import DECIMAL, INTEGER, enum_type
+from engine.expr import DECIMAL, INTEGER, Scope, enum_type
 from engine.policy import model as m
 from engine.policy import schema as s
 from engine.policy.builder import BROKEN, SCORE_AFTER, Builder, RuleEntry, dec_or_none
@@ -237,6 +237,17 @@ def offers(b: Builder) -> None:
             return
     if not _offers_economics_valid(b, spec):
         return
+    objective, rank_by, maximise = spec.objective, None, True
+    if isinstance(objective, s.ObjectiveExprSpec):
+        maximise = objective.maximise is not None
+        direction = "maximise" if maximise else "minimise"
+        source = objective.maximise if maximise else objective.minimise
+        scope = b.scope(True)
+        scope = Scope({**scope.names, **OFFER_FIGURES}, scope.tables, scope.unavailable)
+        rank_by = b.formula(("offers", "objective", direction), source, scope)
+        if rank_by is None:
+            return
+        objective = f"{direction}: {source}"
     if income is not None and existing is not None:
         life = spec.lifetime
         b.policy.offers = m.OffersSpec(
@@ -245,7 +256,7 @@ def offers(b: Builder) -> None:
             income,
             existing,
             Decimal(spec.lgd),
-            spec.objective,
+            objective,
             requested,
             pd,
             None
@@ -262,8 +273,20 @@ def offers(b: Builder) -> None:
             spec.validity_days or 30,
             "same" if spec.first_due is None else spec.first_due.day,
             0 if spec.first_due is None else spec.first_due.min_days,
+            rank_by,
+            maximise,
         )
 
+
+# what an objective expression may name beside the applicant's fields (see engine/pipeline/offers.py)
+OFFER_FIGURES = {
+    "offer.expected_profit": DECIMAL,
+    "offer.expected_loss": DECIMAL,
+    "offer.instalment": DECIMAL,
+    "offer.total_cost": DECIMAL,
+    "offer.amount": DECIMAL,
+    "offer.term_months": INTEGER,
+}
 
 # keys that only the lifetime objectives read: under the 1.x `expected_profit` they would be ignored
 _LIFETIME_ONLY = ("pd", "lifetime", "balloon", "validity_days", "first_due")
@@ -302,14 +325,14 @@ def _offers_economics_valid(b: Builder, spec: s.OffersSpec) -> bool:
     elif spec.lifetime is None:
         b.sink.error(
             "NO_LIFETIME",
-            f"objective {spec.objective} needs offers.lifetime (PD curve, cost of funds, operating cost)",
+            "this objective needs offers.lifetime (PD curve, cost of funds, operating cost)",
             at,
         )
         ok = False
     if spec.pd is None and "score" not in b.data:
         b.sink.error(
             "NO_PD_SOURCE",
-            f"objective {spec.objective} prices expected loss but nothing gives a PD: add a `score`"
+            "the objective prices expected loss but nothing gives a PD: add a `score`"
             " section (a model) or offers.pd (an expression, e.g. a scorecard table's output)",
             at,
         )

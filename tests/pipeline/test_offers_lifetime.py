@@ -131,17 +131,23 @@ offers:
   existing_payments: 0
   lgd: 0.45
   pd: risk.pd_12m
-  objective: expected_profit_npv
+  objective: OBJECTIVE
   lifetime: {cost_of_funds: 0.03}
 BALLOON"""
 
 
 def demo(
-    tmp_path: Path, make: Callable[..., DecisionService], methods: str, balloon: str = ""
+    tmp_path: Path,
+    make: Callable[..., DecisionService],
+    methods: str,
+    balloon: str = "",
+    objective: str = "expected_profit_npv",
 ) -> DecisionService:
     folder = tmp_path / "policies" / "lifetime_demo"
     folder.mkdir(parents=True)
-    text = LIFETIME_DEMO.replace("METHODS", methods).replace("BALLOON", balloon)
+    text = (
+        LIFETIME_DEMO.replace("METHODS", methods).replace("BALLOON", balloon).replace("OBJECTIVE", objective)
+    )
     (folder / "policy.yaml").write_text(text, encoding="utf-8")
     return make(policies_dir=tmp_path / "policies")
 
@@ -206,3 +212,20 @@ def test_offers_are_bookable_dated_from_the_recorded_decision_time(shipped: Deci
     assert first.schedule[0].due_date[8:] == decided[8:] and first.schedule[0].due_date[:7] > decided[:7]
     again = shipped.decide("consumer_loan", README_APPLICANT, "bookable-2", language="zh")
     assert again.offers[0].offer_id != first.offer_id  # one id per decision and offer, never reused
+
+
+def test_an_objective_expression_ranks_the_offers_and_is_named_in_the_decision(
+    tmp_path: Path, make_service: Callable[..., DecisionService]
+) -> None:
+    app = {"applicant": {"income_monthly": "20000"}, "risk": {"pd_12m": "0.01"}}
+    by_profit = demo(tmp_path / "a", make_service, "equal_instalment").decide("lifetime_demo", app, "p")
+    careful = demo(
+        tmp_path / "b", make_service, "equal_instalment", objective='{minimise: "offer.expected_loss"}'
+    )
+    by_loss = careful.decide("lifetime_demo", app, "l")
+    assert [o.term_months for o in by_profit.offers] == [36, 12]
+    assert [o.term_months for o in by_loss.offers] == [12, 36]  # the same offers, the least risk first
+    assert by_loss.objective == "minimise: offer.expected_loss"
+    assert [o.expected_profit for o in by_loss.offers] == [
+        o.expected_profit for o in reversed(by_profit.offers)
+    ]
