@@ -53,10 +53,12 @@ def spreadsheet_npv(
     upfront_fee: Decimal,
     monthly_fee: Decimal,
     exposure: Decimal | None = None,
+    economics: tuple[str, int, int] = ("0.035", 300, 8),
 ) -> tuple[Decimal, Decimal]:
-    """consumer_loan 2.0.0's economics, column by column: (expected profit, expected loss). The
-    exposure at default is the opening balance, or for a credit line drawn + CCF x undrawn."""
-    cof, lgd, per_loan, per_month = D("0.035") / 12, D("0.45"), D(300), D(8)
+    """consumer_loan 2.0.0's economics (cost of funds, operating cost per loan and per month),
+    column by column: (expected profit, expected loss). The exposure at default is the opening
+    balance, or for a credit line drawn + CCF x undrawn."""
+    cof, lgd, per_loan, per_month = D(economics[0]) / 12, D("0.45"), D(economics[1]), D(economics[2])
     profit, loss = upfront_fee - per_loan, D(0)
     for t, (opening, interest, _) in enumerate(rows, start=1):
         discount = 1 / (1 + cof) ** t
@@ -229,3 +231,22 @@ def test_an_objective_expression_ranks_the_offers_and_is_named_in_the_decision(
     assert [o.expected_profit for o in by_loss.offers] == [
         o.expected_profit for o in reversed(by_profit.offers)
     ]
+
+
+def test_a_monthly_fee_is_charged_every_month_counted_in_profit_and_disclosed_in_the_apr(
+    tmp_path: Path, make_service: Callable[..., DecisionService]
+) -> None:
+    demo(tmp_path, make_service, "equal_instalment")  # writes the policy, given a fee below
+    folder = tmp_path / "policies" / "lifetime_demo" / "policy.yaml"
+    text = folder.read_text(encoding="utf-8").replace(
+        "    methods:", "    fee: {monthly_rate: 0.001}\n    methods:"
+    )
+    folder.write_text(text, encoding="utf-8")
+    service = make_service(policies_dir=tmp_path / "policies")
+    app = {"applicant": {"income_monthly": "20000"}, "risk": {"pd_12m": "0.02"}}
+    offer = next(o for o in service.decide("lifetime_demo", app, "fee").offers if o.term_months == 12)
+    assert [(f.kind, f.amount) for f in offer.fees] == [("monthly", D("20.00"))]
+    rows = spreadsheet_rows(D(20000), D("0.12"), 12, "equal_instalment")
+    profit, loss = spreadsheet_npv(rows, D("0.02"), D(0), D("20.00"), economics=("0.03", 0, 0))
+    assert (offer.expected_profit, offer.expected_loss) == (profit, loss)
+    assert D("0.14") < offer.apr < D("0.145")  # 12% nominal, plus 240 of fees a year on a falling balance
