@@ -77,6 +77,8 @@ def test_a_core_system_can_book_an_offer_and_the_record_keeps_the_callers_labels
         assert [(f.kind, f.amount) for f in offer.fees] == [("upfront", "500.00")]
         assert all(row.due_date > answer.decided_at[:10] for row in offer.schedule)
     assert "revolving" in [o.repayment_method for o in answer.offers]
+    stored = server.stub.GetDecision(pb.GetDecisionRequest(decision_id=answer.decision_id), timeout=10)
+    assert list(stored.offers) == list(answer.offers)  # read back from the store as answered
     store = open_store(audit_url, create=False)
     try:
         record = store.get(answer.decision_id)

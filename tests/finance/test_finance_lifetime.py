@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from engine.finance.dates import due_dates
 from engine.finance.lifetime import CONSTANT_HAZARD, marginal_pds
-from engine.pipeline.booking import due_dates
 
 D = Decimal
 

@@ -250,3 +250,16 @@ def test_a_monthly_fee_is_charged_every_month_counted_in_profit_and_disclosed_in
     profit, loss = spreadsheet_npv(rows, D("0.02"), D(0), D("20.00"), economics=("0.03", 0, 0))
     assert (offer.expected_profit, offer.expected_loss) == (profit, loss)
     assert D("0.14") < offer.apr < D("0.145")  # 12% nominal, plus 240 of fees a year on a falling balance
+
+
+def test_a_stored_lifetime_decision_reads_back_with_dated_schedules_and_its_credit_line(
+    tmp_path: Path, make_service: Callable[..., DecisionService]
+) -> None:
+    """The lean record keeps schedules by hash and their dating in two words; GetDecision rebuilds
+    the very offers that were answered."""
+    service = make_service(policies_dir=ROOT / "policies", store=f"sqlite:///{tmp_path / 'audit.db'}")
+    answered = service.decide("consumer_loan", README_APPLICANT, "stored", language="zh")
+    stored = service.get_decision(answered.decision_id)
+    assert stored.offers == answered.offers and stored.objective == answered.objective
+    assert "revolving" in [o.repayment_method for o in stored.offers]
+    assert all(row.due_date for o in stored.offers for row in o.schedule)
