@@ -1,13 +1,14 @@
-"""Due dates of a repayment schedule, from the decision date and the policy's first-due convention.
-Dates are ISO strings; no clock is read."""
+"""Due dates of a repayment schedule, from the decision date and the policy's first-due convention,
+and the two-word form a lean audit record keeps them in. Dates are ISO strings; no clock is read."""
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+from collections.abc import Sequence
 from functools import lru_cache
 
-__all__ = ["SAME_DAY", "add_months", "due_dates", "utc_date"]
+__all__ = ["SAME_DAY", "add_months", "dated_as", "dates_again", "due_dates", "utc_date"]
 
 SAME_DAY = "same"
 
@@ -23,6 +24,24 @@ def due_dates(decided: dt.date, term_months: int, day: str | int, min_days: int)
     if (first - decided).days < min_days:
         first = add_months(first, 1)
     return _monthly(first, range(term_months))
+
+
+def dated_as(decided_at: str, dates: Sequence[str]) -> str:
+    """How a record keeps `dates`: "same" when they are the decision's own day month by month,
+    else the first date (a fixed day of month, 1-28, never clamped), from which the rest follow."""
+    if tuple(dates) == due_dates(utc_date(decided_at), len(dates), SAME_DAY, 0):
+        return SAME_DAY
+    rebuilt = _monthly(dt.date.fromisoformat(dates[0]), range(len(dates)))
+    if rebuilt != tuple(dates):
+        raise ValueError(f"due dates {dates[0]}... follow neither convention")
+    return dates[0]
+
+
+def dates_again(decided_at: str, dated: str, count: int) -> tuple[str, ...]:
+    """The due dates `dated_as` described."""
+    if dated == SAME_DAY:
+        return due_dates(utc_date(decided_at), count, SAME_DAY, 0)
+    return _monthly(dt.date.fromisoformat(dated), range(count))
 
 
 def add_months(day: dt.date, months: int) -> dt.date:

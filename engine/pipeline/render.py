@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,7 @@ from engine.decision import (
     TraceEntry,
 )
 from engine.errors import ArchiveMissing
+from engine.finance.dates import dates_again
 from engine.finance.schedule import schedule_sha256
 from engine.pipeline.offers import offer_schedule
 
@@ -57,14 +59,18 @@ def decision_from_record(summary: Mapping[str, Any], stages: Sequence[Mapping[st
     offers = []
     for offer in summary.get("offers", []):
         recipe = offer["schedule"]
-        rows = _recomputed_schedule(offer, recipe)
+        rows = _recomputed_schedule(offer, recipe, str(summary["decided_at"]))
         offers.append({**offer, "schedule": rows})
     body["offers"] = offers
     body["trace"] = list(stages)
     return decision_from_dict(body)
 
 
-def _recomputed_schedule(offer: Mapping[str, Any], recipe: Mapping[str, Any]) -> tuple[Instalment, ...]:
+def _recomputed_schedule(
+    offer: Mapping[str, Any], recipe: Mapping[str, Any], decided_at: str
+) -> tuple[Instalment, ...]:
+    if not recipe["rows"]:  # a revolving line has no schedule
+        return ()
     rows = offer_schedule(
         Decimal(offer["amount"]),
         Decimal(offer["annual_rate"]),
@@ -77,6 +83,9 @@ def _recomputed_schedule(offer: Mapping[str, Any], recipe: Mapping[str, Any]) ->
             f"the {offer['term_months']}-month {offer['repayment_method']} schedule of {offer['product']}"
             f" recomputes to another sha256 than recorded ({recipe['sha256']})"
         )
+    if "due" in recipe:
+        dates = dates_again(decided_at, str(recipe["due"]), len(rows))
+        rows = tuple(replace(row, due_date=day) for row, day in zip(rows, dates, strict=True))
     return rows
 
 

@@ -63,7 +63,8 @@ def test_a_core_system_can_book_an_offer_and_the_record_keeps_the_callers_labels
     )
     labels = {"channel": "mobile", "branch": "sh-021"}
     answer = server.stub.Decide(
-        request("e2e-book", "consumer_loan", readme, language="zh", labels=labels), timeout=30
+        request("e2e-book", "consumer_loan", readme, language="zh", labels=labels, include_schedules=True),
+        timeout=30,
     )
     assert answer.objective == "expected_profit_npv" and answer.offers
     for offer in answer.offers:
@@ -78,7 +79,7 @@ def test_a_core_system_can_book_an_offer_and_the_record_keeps_the_callers_labels
         assert all(row.due_date > answer.decided_at[:10] for row in offer.schedule)
     assert "revolving" in [o.repayment_method for o in answer.offers]
     stored = server.stub.GetDecision(pb.GetDecisionRequest(decision_id=answer.decision_id), timeout=10)
-    assert list(stored.offers) == list(answer.offers)  # read back from the store as answered
+    assert list(stored.offers) == list(answer.offers)  # rebuilt from the lean record, dates and all
     store = open_store(audit_url, create=False)
     try:
         record = store.get(answer.decision_id)

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.finance.dates import due_dates
+from engine.finance.dates import dated_as, dates_again, due_dates
 from engine.finance.lifetime import CONSTANT_HAZARD, marginal_pds
 
 D = Decimal
@@ -35,3 +35,20 @@ def test_same_day_due_dates_fall_on_a_short_months_last_day() -> None:
 def test_a_fixed_due_day_too_close_to_the_decision_moves_a_month_later() -> None:
     assert due_dates(dt.date(2026, 3, 28), 2, 5, 0) == ("2026-04-05", "2026-05-05")
     assert due_dates(dt.date(2026, 3, 28), 2, 5, 15) == ("2026-05-05", "2026-06-05")  # 8 days is too soon
+
+
+@pytest.mark.parametrize(
+    ("decided", "day", "min_days", "kept"),
+    [
+        ("2026-01-31", "same", 0, "same"),
+        ("2026-01-30", 28, 0, "2026-02-28"),
+        ("2026-03-28", 5, 15, "2026-05-05"),
+    ],
+)
+def test_a_record_keeps_due_dates_in_one_word_and_gets_the_same_dates_back(
+    decided: str, day: str | int, min_days: int, kept: str
+) -> None:
+    dates = due_dates(dt.date.fromisoformat(decided), 13, day, min_days)
+    stamp = f"{decided}T23:59:59.000000+00:00"
+    assert dated_as(stamp, dates) == kept
+    assert dates_again(stamp, kept, 13) == dates
