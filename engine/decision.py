@@ -13,6 +13,19 @@ from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any, Literal
 
+# Metadata of fields added after records were first written: left out of to_dict() (and so of the
+# audit record) while empty, so a record made before them replays to the very same body.
+OMIT_EMPTY = {"omit_empty": True}
+
+
+def recorded_fields(value: Any) -> list[tuple[str, Any]]:
+    """(name, value) of a dataclass's fields as recorded: OMIT_EMPTY fields only when set."""
+    return [
+        (name, getattr(value, name))
+        for name, f in value.__dataclass_fields__.items()
+        if not (f.metadata.get("omit_empty") and getattr(value, name) in (None, "", ()))
+    ]
+
 
 class Outcome(StrEnum):
     APPROVE = "APPROVE"
@@ -44,6 +57,23 @@ class Instalment:
     principal: Decimal
     interest: Decimal
     balance: Decimal
+    due_date: str = field(default="", metadata=OMIT_EMPTY)  # ISO date, when the policy dates schedules
+
+
+@dataclass(frozen=True)
+class Fee:
+    kind: str  # upfront (once, at drawdown) | monthly (with every instalment)
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class RevolvingTerms:
+    """A credit line's repayment terms, in place of a term and a schedule."""
+
+    minimum_payment_fixed: Decimal  # the minimum payment is max(fixed, rate x balance)
+    minimum_payment_rate: Decimal
+    interest_free_days: int
+    horizon_months: int  # over which expected profit, loss and total_interest are worked
 
 
 @dataclass(frozen=True)
@@ -58,6 +88,13 @@ class Offer:
     total_interest: Decimal
     expected_profit: Decimal
     schedule: tuple[Instalment, ...] = ()
+    # Set under the lifetime objectives (policy offers.lifetime): what a core system books.
+    expected_loss: Decimal | None = field(default=None, metadata=OMIT_EMPTY)  # lifetime, discounted
+    offer_id: str = field(default="", metadata=OMIT_EMPTY)
+    valid_until: str = field(default="", metadata=OMIT_EMPTY)  # ISO date
+    product_name: str = field(default="", metadata=OMIT_EMPTY)  # in the request's language
+    fees: tuple[Fee, ...] = field(default=(), metadata=OMIT_EMPTY)
+    revolving: RevolvingTerms | None = field(default=None, metadata=OMIT_EMPTY)  # a credit line
 
 
 @dataclass(frozen=True)
@@ -98,6 +135,7 @@ class Decision:
     trace: tuple[TraceEntry, ...]
     decided_at: str
     currency: str = "CNY"
+    objective: str = field(default="", metadata=OMIT_EMPTY)  # what ranked the offers (lifetime policies)
     # The hash of the audit record that holds this decision; set once the record is committed. It
     # cannot be part of the record it hashes, so to_dict() (the record body, the CLI JSON) omits it.
     record_hash: str = field(default="", compare=False)
@@ -149,9 +187,8 @@ def plain(value: Any, floats: FloatRule = "refuse") -> Any:
         return out
     if kind is list or kind is tuple:
         return [plain(item, floats) for item in value]
-    fields = getattr(kind, "__dataclass_fields__", None)
-    if fields is not None and not isinstance(value, type):
-        return {name: plain(getattr(value, name), floats) for name in fields}
+    if hasattr(kind, "__dataclass_fields__") and not isinstance(value, type):
+        return {name: plain(item, floats) for name, item in recorded_fields(value)}
     if isinstance(value, Enum):  # before str and int: a StrEnum member becomes its plain value
         return plain(value.value, floats)
     if isinstance(value, bool):

@@ -171,6 +171,7 @@ class DecisionCore(Protocol):
         request_id: str,
         language: str | None = None,
         version: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Decision: ...
 
     def submit(
@@ -180,6 +181,7 @@ class DecisionCore(Protocol):
         request_id: str,
         language: str | None = None,
         version: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> PendingDecision: ...
 
     def get_decision(self, decision_id: str | None = None, request_id: str | None = None) -> Decision: ...
@@ -279,6 +281,7 @@ class DecisionService:
                     "name": policy.name,
                     "version": policy.version,
                     "sha256": policy.sha256,
+                    "loaded_at": policy.loaded_at,
                     "models": models,
                     "status": "SERVING",
                     "errors": [],
@@ -313,10 +316,11 @@ class DecisionService:
         request_id: str,
         language: str | None = None,
         version: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Decision:
         """Decide one application. With a decision log, a retried request_id returns the stored
         decision (never decides twice) and a new decision is durable before it is returned."""
-        return self.submit(policy, application, request_id, language, version).result()
+        return self.submit(policy, application, request_id, language, version, labels).result()
 
     def submit(
         self,
@@ -325,6 +329,7 @@ class DecisionService:
         request_id: str,
         language: str | None = None,
         version: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> PendingDecision:
         """Decide one application and hand its record to the log without waiting for the commit:
         the caller waits with `.result()`. A server holds its decision lock only for this part, so
@@ -359,7 +364,12 @@ class DecisionService:
             model_outputs=ctx.model_outputs,
             rounding=ctx.rounding,
             archive=archive.index,
-            extra={"language": language, "rule_engine": self.evaluator.name},
+            # the caller's labels (channel, branch) are kept, outside the idempotency fingerprint
+            extra={
+                "language": language,
+                "rule_engine": self.evaluator.name,
+                **({"labels": dict(labels)} if labels else {}),
+            },
         )
         record = self.pii.protect(record, loaded)  # personal values sealed before the log hashes them
         committed = self.log.submit(record, archive.blobs)

@@ -15,6 +15,7 @@ from typing import Any
 import engine
 from engine.audit.canonical import canonical_json, dumps_plain, plain_text_floats, sha256_hex
 from engine.decision import Decision
+from engine.finance.dates import dated_as
 from engine.finance.schedule import schedule_sha256
 
 __all__ = [
@@ -156,7 +157,8 @@ def utc_text(when: dt.datetime | str) -> str:
 def decision_summary(decision: Decision, rounding: str) -> dict[str, Any]:
     """The Decision as its record keeps it: every field but the trace (the record's `stages`) and
     record_hash; each offer's schedule rows replaced by {"sha256", "rows", "rounding"}, enough to
-    recompute them (engine.pipeline.offers.offer_schedule) and prove them equal."""
+    recompute them (engine.pipeline.offers.offer_schedule) and prove them equal, plus "due" when
+    the rows are dated (engine.finance.dates.dated_as: "same" or the first due date)."""
     body: dict[str, Any] = plain_text_floats(replace(decision, trace=(), offers=()))
     del body["trace"], body["record_hash"]
     offers = []
@@ -167,6 +169,9 @@ def decision_summary(decision: Decision, rounding: str) -> dict[str, Any]:
             "rows": len(offer.schedule),
             "rounding": rounding,
         }
+        if offer.schedule and offer.schedule[0].due_date:
+            dates = [row.due_date for row in offer.schedule]
+            terms["schedule"]["due"] = dated_as(decision.decided_at, dates)
         offers.append(terms)
     body["offers"] = offers
     return body

@@ -42,6 +42,7 @@ class DecisionContext:
     limit: Decimal | None = None
     annual_rate: Decimal | None = None
     offers: list[Offer] = field(default_factory=list)
+    objective: str = ""  # what ranked the offers, under the lifetime objectives
     outcome: Outcome | None = None
     reasons: list[Reason] = field(default_factory=list)
     trace: list[TraceEntry] = field(default_factory=list)

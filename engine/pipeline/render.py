@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from engine.decision import (
     Decision,
+    Fee,
     Instalment,
     ModelRef,
     Offer,
     Outcome,
     PolicyRef,
     Reason,
+    RevolvingTerms,
     Score,
     TraceEntry,
 )
 from engine.errors import ArchiveMissing
+from engine.finance.dates import dates_again
 from engine.finance.schedule import schedule_sha256
 from engine.pipeline.offers import offer_schedule
 
@@ -55,14 +59,18 @@ def decision_from_record(summary: Mapping[str, Any], stages: Sequence[Mapping[st
     offers = []
     for offer in summary.get("offers", []):
         recipe = offer["schedule"]
-        rows = _recomputed_schedule(offer, recipe)
+        rows = _recomputed_schedule(offer, recipe, str(summary["decided_at"]))
         offers.append({**offer, "schedule": rows})
     body["offers"] = offers
     body["trace"] = list(stages)
     return decision_from_dict(body)
 
 
-def _recomputed_schedule(offer: Mapping[str, Any], recipe: Mapping[str, Any]) -> tuple[Instalment, ...]:
+def _recomputed_schedule(
+    offer: Mapping[str, Any], recipe: Mapping[str, Any], decided_at: str
+) -> tuple[Instalment, ...]:
+    if not recipe["rows"]:  # a revolving line has no schedule
+        return ()
     rows = offer_schedule(
         Decimal(offer["amount"]),
         Decimal(offer["annual_rate"]),
@@ -75,6 +83,9 @@ def _recomputed_schedule(offer: Mapping[str, Any], recipe: Mapping[str, Any]) ->
             f"the {offer['term_months']}-month {offer['repayment_method']} schedule of {offer['product']}"
             f" recomputes to another sha256 than recorded ({recipe['sha256']})"
         )
+    if "due" in recipe:
+        dates = dates_again(decided_at, str(recipe["due"]), len(rows))
+        rows = tuple(replace(row, due_date=day) for row, day in zip(rows, dates, strict=True))
     return rows
 
 
@@ -86,6 +97,7 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
         return None if value is None else Decimal(str(value))
 
     def offer(o: Mapping[str, Any]) -> Offer:
+        line = o.get("revolving")
         rows = tuple(
             r
             if isinstance(r, Instalment)
@@ -95,6 +107,7 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
                 Decimal(r["principal"]),
                 Decimal(r["interest"]),
                 Decimal(r["balance"]),
+                r.get("due_date", ""),
             )
             for r in o.get("schedule", [])
         )
@@ -109,6 +122,19 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
             Decimal(o["total_interest"]),
             Decimal(o["expected_profit"]),
             rows,
+            dec(o.get("expected_loss")),
+            o.get("offer_id", ""),
+            o.get("valid_until", ""),
+            o.get("product_name", ""),
+            tuple(Fee(f["kind"], Decimal(f["amount"])) for f in o.get("fees", [])),
+            None
+            if line is None
+            else RevolvingTerms(
+                Decimal(line["minimum_payment_fixed"]),
+                Decimal(line["minimum_payment_rate"]),
+                int(line["interest_free_days"]),
+                int(line["horizon_months"]),
+            ),
         )
 
     score = body.get("score")
@@ -132,4 +158,5 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
         ),
         decided_at=body["decided_at"],
         currency=body.get("currency", "CNY"),
+        objective=body.get("objective", ""),
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.decision import Decision, Outcome, PolicyRef
+from engine.pipeline.booking import book_offers
 from engine.pipeline.context import DecisionContext, ModelProvider
 from engine.pipeline.offers import offers_stage
 from engine.pipeline.outcome import outcome_stage
@@ -81,6 +82,12 @@ def build_decision(ctx: DecisionContext, decision_id: str, request_id: str, deci
     or offers: nothing is offered to a declined applicant."""
     policy = ctx.policy
     declined = ctx.outcome is Outcome.DECLINE
+    offers = () if declined else tuple(ctx.offers)
+    spec = policy.offers
+    if ctx.objective and offers and spec is not None:  # the lifetime objectives answer bookable offers
+        offers = book_offers(
+            offers, decision_id, decided_at, spec.validity_days, spec.due_day, spec.due_min_days
+        )
     return Decision(
         decision_id=decision_id,
         request_id=request_id,
@@ -90,10 +97,11 @@ def build_decision(ctx: DecisionContext, decision_id: str, request_id: str, deci
         segments=tuple(ctx.segments),
         limit=None if declined else ctx.limit,
         annual_rate=None if declined else ctx.annual_rate,
-        offers=() if declined else tuple(ctx.offers),
+        offers=offers,
         policy=PolicyRef(policy.name, policy.version, policy.sha256),
         models=tuple(ctx.model_refs),
         trace=tuple(ctx.trace),
         decided_at=decided_at,
         currency=policy.currency,
+        objective=ctx.objective,
     )

@@ -3,6 +3,7 @@ Every problem becomes a located Diagnostic; loading raises PolicyError carrying 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +25,7 @@ def _finish(policy: Policy | None, sink: DiagnosticSink) -> Policy:
         raise PolicyError(sink.items)
     policy.diagnostics = sink.sorted()
     policy.program = compile_policy(policy)  # the generated module: once per policy version
+    policy.loaded_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
     return policy
 
 

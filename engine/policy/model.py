@@ -184,6 +184,20 @@ class Product:
     upfront_fee_rate: Decimal
     rate_adjustment: Decimal
     location: Location
+    monthly_fee_rate: Decimal = Decimal(0)
+    revolving: Revolving | None = None  # set for a credit line (no terms or methods)
+
+
+@dataclass(frozen=True)
+class Revolving:
+    """A credit line's terms (see engine/finance/lifetime.py for its economics)."""
+
+    minimum_fixed: Decimal
+    minimum_rate: Decimal
+    interest_free_days: int
+    ccf: Decimal
+    utilisation: Decimal
+    horizon_months: int
 
 
 @dataclass(frozen=True)
@@ -201,6 +215,24 @@ class OffersSpec:
     lgd: Decimal
     objective: str
     requested: Formula | None = None
+    pd: Formula | None = None  # the 12-month PD from the policy itself, when no model scores it
+    lifetime: Lifetime | None = None  # the lifetime economics; None for the 1.x `expected_profit`
+    refinance_months: int | None = None  # None: an interest-only balloon is budgeted in full
+    validity_days: int = 30
+    due_day: str | int = "same"  # "same" day of month as the decision date, or a fixed day 1-28
+    due_min_days: int = 0
+    rank_by: Formula | None = None  # an objective expression (`objective` then names it)
+    maximise: bool = True
+
+
+@dataclass(frozen=True)
+class Lifetime:
+    """How a 12-month PD extends over a term and what lending costs (see engine/finance/lifetime.py)."""
+
+    pd_curve: str | tuple[Decimal, ...]
+    cost_of_funds: Decimal
+    operating_per_loan: Decimal
+    operating_per_month: Decimal
 
 
 @dataclass(frozen=True)
@@ -242,6 +274,8 @@ class Policy:
     plan: list[tuple[str, str, str]] = field(default_factory=list)
     late_names: tuple[str, ...] = ()  # names the "score" phase computes
     program: Any = field(default=None, repr=False, compare=False)  # engine.policy.codegen.PolicyProgram
+    # wall time this process loaded it (ListPolicies); never part of a decision or of equality
+    loaded_at: str = field(default="", compare=False)
 
     def validate(self, application: Mapping[str, Any]) -> Fact:
         """The typed flat fact of a nested JSON application; InvalidInput lists every bad field."""

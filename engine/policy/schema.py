@@ -147,17 +147,88 @@ class AmountRange(Strict):
 
 class FeeSpec(Strict):
     upfront_rate: Num = 0
+    monthly_rate: Num = 0  # of the amount lent, charged with every instalment (lifetime objectives only)
+
+
+class MinimumPaymentSpec(Strict):
+    fixed: Num = 0  # the minimum payment is max(fixed, rate x balance), capped by the balance
+    rate: Num
+
+
+class RevolvingSpec(Strict):
+    minimum_payment: MinimumPaymentSpec
+    interest_free_days: int = Field(default=0, ge=0, le=60)  # on purchases repaid in full; disclosed
+    ccf: Num  # credit-conversion factor: the share of the undrawn limit drawn by default
+    utilisation: Num  # the expected drawn share of the limit, for the economics
+    horizon_months: int = Field(default=12, ge=1, le=120)  # the economics' horizon; the line revolves
+
+    @model_validator(mode="after")
+    def _shares(self) -> RevolvingSpec:
+        for name in ("ccf", "utilisation"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"`{name}` is a share of the limit, between 0 and 1")
+        if not 0 < self.minimum_payment.rate <= 1:
+            raise ValueError("`minimum_payment.rate` is a share of the balance, above 0 and at most 1")
+        return self
 
 
 class ProductSpec(Strict):
     id: str = Ident
     name: Text
     when: ExprSrc = True
-    amount: AmountRange
-    terms: list[int] = Field(min_length=1)
-    methods: list[Literal["equal_instalment", "equal_principal", "interest_only"]] = Field(min_length=1)
+    amount: AmountRange  # for a revolving line: its credit limit
+    type: Literal["instalment", "revolving"] = "instalment"
+    terms: list[int] = []
+    methods: list[Literal["equal_instalment", "equal_principal", "interest_only"]] = []
     fee: FeeSpec | None = None
     rate_adjustment: Num = 0
+    revolving: RevolvingSpec | None = None
+
+    @model_validator(mode="after")
+    def _shape_of_type(self) -> ProductSpec:
+        if self.type == "instalment" and not (self.terms and self.methods):
+            raise ValueError("an instalment product needs `terms` and `methods`")
+        if self.type == "revolving":
+            if self.revolving is None:
+                raise ValueError("a revolving product needs `revolving` (minimum payment, ccf, utilisation)")
+            if self.terms or self.methods or self.fee is not None:
+                raise ValueError("a revolving product has no `terms`, `methods` or `fee`")
+        elif self.revolving is not None:
+            raise ValueError("`revolving` is only for products of type revolving")
+        return self
+
+
+class OperatingCostSpec(Strict):
+    per_loan: Num = 0
+    per_month: Num = 0
+
+
+class LifetimeSpec(Strict):
+    pd_curve: Literal["constant_hazard"] | Annotated[list[Num], Field(min_length=1)] = "constant_hazard"
+    cost_of_funds: Num
+    operating_cost: OperatingCostSpec = OperatingCostSpec()
+
+
+class BalloonSpec(Strict):
+    refinance_months: int = Field(ge=1)  # budget the balloon as an equal-instalment loan of this term
+
+
+class FirstDueSpec(Strict):
+    day: Literal["same"] | Annotated[int, Field(ge=1, le=28)] = "same"
+    min_days: int = Field(default=0, ge=0, le=45)  # a fixed day falls a month later if sooner than this
+
+
+class ObjectiveExprSpec(Strict):
+    """Rank by an expression over the applicant and offer.* figures, highest or lowest first."""
+
+    maximise: ExprSrc | None = None
+    minimise: ExprSrc | None = None
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> ObjectiveExprSpec:
+        if (self.maximise is None) == (self.minimise is None):
+            raise ValueError("an objective expression needs exactly one of `maximise` or `minimise`")
+        return self
 
 
 class OffersSpec(Strict):
@@ -167,7 +238,17 @@ class OffersSpec(Strict):
     existing_payments: ExprSrc
     requested: ExprSrc | None = None  # the amount asked for: offers lend min(requested, limit, product max)
     lgd: Num
-    objective: Literal["expected_profit"] = "expected_profit"
+    # expected_profit: the 1.x ranking (12-month PD x LGD x amount, first-instalment affordability),
+    # kept so old policy versions decide as they did; the others need `lifetime`.
+    objective: (
+        Literal["expected_profit", "expected_profit_npv", "lowest_instalment", "lowest_total_cost"]
+        | ObjectiveExprSpec
+    ) = "expected_profit"
+    pd: ExprSrc | None = None  # the 12-month PD when no model scores it (a scorecard's table)
+    lifetime: LifetimeSpec | None = None
+    balloon: BalloonSpec | None = None  # absent: the interest-only balloon is budgeted in full
+    validity_days: int | None = Field(default=None, ge=1)
+    first_due: FirstDueSpec | None = None
 
 
 class ExpectSpec(Strict):

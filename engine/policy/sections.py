@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from engine.errors import InvalidInput, Location
-from engine.expr import DECIMAL, INTEGER, enum_type
+from engine.expr import DECIMAL, INTEGER, Scope, enum_type
 from engine.policy import model as m
 from engine.policy import schema as s
 from engine.policy.builder import BROKEN, SCORE_AFTER, Builder, RuleEntry, dec_or_none
@@ -177,6 +177,7 @@ def products(b: Builder) -> None:
         if prod.amount.min > prod.amount.max:
             b.sink.error("BAD_VALUE", "amount.min is above amount.max", b.src.at((*path, "amount")))
         fee = prod.fee.upfront_rate if prod.fee else 0
+        monthly_fee = prod.fee.monthly_rate if prod.fee else 0
         items.append(
             m.Product(
                 prod.id,
@@ -188,6 +189,8 @@ def products(b: Builder) -> None:
                 Decimal(fee),
                 Decimal(prod.rate_adjustment),
                 b.src.at(path),
+                Decimal(monthly_fee),
+                _revolving(prod.revolving),
             )
         )
         entries.append(
@@ -202,6 +205,19 @@ def products(b: Builder) -> None:
         b.policy.products = m.ProductsSpec(b.rule_stage("products", entries, b.scope(True)), tuple(items))
 
 
+def _revolving(spec: s.RevolvingSpec | None) -> m.Revolving | None:
+    if spec is None:
+        return None
+    return m.Revolving(
+        Decimal(spec.minimum_payment.fixed),
+        Decimal(spec.minimum_payment.rate),
+        spec.interest_free_days,
+        Decimal(spec.ccf),
+        Decimal(spec.utilisation),
+        spec.horizon_months,
+    )
+
+
 def offers(b: Builder) -> None:
     if "offers" not in b.data:
         return
@@ -210,21 +226,118 @@ def offers(b: Builder) -> None:
         return
     income = b.formula(("offers", "income"), spec.income, b.scope(True))
     existing = b.formula(("offers", "existing_payments"), spec.existing_payments, b.scope(True))
-    requested = None
+    requested = pd = None
     if spec.requested is not None:
         requested = b.formula(("offers", "requested"), spec.requested, b.scope(True))
         if requested is None:
             return
+    if spec.pd is not None:
+        pd = b.formula(("offers", "pd"), spec.pd, b.scope(True))
+        if pd is None:
+            return
+    if not _offers_economics_valid(b, spec):
+        return
+    objective, rank_by, maximise = spec.objective, None, True
+    if isinstance(objective, s.ObjectiveExprSpec):
+        maximise = objective.maximise is not None
+        direction = "maximise" if maximise else "minimise"
+        source = objective.maximise if maximise else objective.minimise
+        scope = b.scope(True)
+        scope = Scope({**scope.names, **OFFER_FIGURES}, scope.tables, scope.unavailable)
+        rank_by = b.formula(("offers", "objective", direction), source, scope)
+        if rank_by is None:
+            return
+        objective = f"{direction}: {source}"
     if income is not None and existing is not None:
+        life = spec.lifetime
         b.policy.offers = m.OffersSpec(
             spec.top,
             Decimal(spec.affordability_cap),
             income,
             existing,
             Decimal(spec.lgd),
-            spec.objective,
+            objective,
             requested,
+            pd,
+            None
+            if life is None
+            else m.Lifetime(
+                "constant_hazard"
+                if isinstance(life.pd_curve, str)
+                else tuple(Decimal(w) for w in life.pd_curve),
+                Decimal(life.cost_of_funds),
+                Decimal(life.operating_cost.per_loan),
+                Decimal(life.operating_cost.per_month),
+            ),
+            None if spec.balloon is None else spec.balloon.refinance_months,
+            spec.validity_days or 30,
+            "same" if spec.first_due is None else spec.first_due.day,
+            0 if spec.first_due is None else spec.first_due.min_days,
+            rank_by,
+            maximise,
         )
+
+
+# what an objective expression may name beside the applicant's fields (see engine/pipeline/offers.py)
+OFFER_FIGURES = {
+    "offer.expected_profit": DECIMAL,
+    "offer.expected_loss": DECIMAL,
+    "offer.instalment": DECIMAL,
+    "offer.total_cost": DECIMAL,
+    "offer.amount": DECIMAL,
+    "offer.term_months": INTEGER,
+}
+
+# keys that only the lifetime objectives read: under the 1.x `expected_profit` they would be ignored
+_LIFETIME_ONLY = ("pd", "lifetime", "balloon", "validity_days", "first_due")
+
+
+def _offers_economics_valid(b: Builder, spec: s.OffersSpec) -> bool:
+    """The objective and its inputs agree: every objective needs a PD source (a model's score or
+    `offers.pd`) so expected loss is never a silent zero; the lifetime objectives need `lifetime`."""
+    ok = True
+    at = b.src.at(("offers", "objective")) if "objective" in b.data["offers"] else b.src.at(("offers",))
+    if spec.objective == "expected_profit":
+        for key in _LIFETIME_ONLY:
+            if key in b.data["offers"]:
+                b.sink.error(
+                    "LIFETIME_ONLY",
+                    f"offers.{key} is read only by the lifetime objectives (expected_profit_npv,"
+                    " lowest_instalment, lowest_total_cost); `expected_profit` keeps the 1.x ranking",
+                    b.src.at(("offers", key)),
+                )
+                ok = False
+        for index, raw in enumerate(b.data.get("products") or []):
+            if isinstance(raw, dict) and raw.get("type") == "revolving":
+                b.sink.error(
+                    "LIFETIME_ONLY",
+                    "a revolving product is priced only under the lifetime objectives",
+                    b.src.at(("products", index, "type")),
+                )
+                ok = False
+            if isinstance(raw, dict) and isinstance(raw.get("fee"), dict) and "monthly_rate" in raw["fee"]:
+                b.sink.error(
+                    "LIFETIME_ONLY",
+                    "fee.monthly_rate is charged only under the lifetime objectives",
+                    b.src.at(("products", index, "fee", "monthly_rate")),
+                )
+                ok = False
+    elif spec.lifetime is None:
+        b.sink.error(
+            "NO_LIFETIME",
+            "this objective needs offers.lifetime (PD curve, cost of funds, operating cost)",
+            at,
+        )
+        ok = False
+    if spec.pd is None and "score" not in b.data:
+        b.sink.error(
+            "NO_PD_SOURCE",
+            "the objective prices expected loss but nothing gives a PD: add a `score`"
+            " section (a model) or offers.pd (an expression, e.g. a scorecard table's output)",
+            at,
+        )
+        ok = False
+    return ok
 
 
 def tests(b: Builder) -> None:

@@ -113,6 +113,7 @@ def request_to_call(request: pb.DecideRequest) -> dict[str, Any]:
         "request_id": request.request_id,
         "language": request.language or None,  # none: the policy's own first language
         "version": version or None,
+        "labels": dict(request.labels),
     }
 
 
@@ -152,6 +153,7 @@ def decision_to_pb(
         decided_at=str(decision.decided_at),
         currency=decision.currency,
         record_hash=record_hash or decision.record_hash,
+        objective=decision.objective,
         policy=pb.PolicyRef(
             name=decision.policy.name, version=decision.policy.version, sha256=decision.policy.sha256
         ),
@@ -187,7 +189,23 @@ def offer_to_pb(offer: Offer, schedule: bool = True) -> pb.Offer:
         instalment=str(offer.instalment),
         total_interest=str(offer.total_interest),
         expected_profit=str(offer.expected_profit),
+        offer_id=offer.offer_id,
+        valid_until=offer.valid_until,
+        product_name=offer.product_name,
+        fees=[pb.Fee(kind=f.kind, amount=str(f.amount)) for f in offer.fees],
     )
+    if offer.expected_loss is not None:
+        msg.expected_loss = str(offer.expected_loss)
+    if offer.revolving is not None:
+        line = offer.revolving
+        msg.revolving.CopyFrom(
+            pb.RevolvingTerms(
+                minimum_payment_fixed=str(line.minimum_payment_fixed),
+                minimum_payment_rate=str(line.minimum_payment_rate),
+                interest_free_days=line.interest_free_days,
+                horizon_months=line.horizon_months,
+            )
+        )
     if schedule:
         msg.MergeFromString(_schedule_bytes(offer.schedule))  # appends the `schedule` rows
     return msg
@@ -219,6 +237,7 @@ def _schedule_bytes(rows: tuple[Instalment, ...]) -> bytes:
                 principal=str(row.principal),
                 interest=str(row.interest),
                 balance=str(row.balance),
+                due_date=row.due_date,
             )
             for row in rows
         ]

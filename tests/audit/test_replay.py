@@ -5,11 +5,12 @@ an archived file is missing or altered — never a false MATCH."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
-from replay_helpers import MODELS, copy_policies, service_with_log, shipped_inputs
+from replay_helpers import MODELS, ROOT, copy_policies, service_with_log, shipped_inputs
 
 import engine.replay as replay_module
 from engine.audit.canonical import canonical_json
@@ -208,3 +209,23 @@ def test_the_record_names_its_rule_engine_and_replay_decides_on_it(
     assert service.replay(decision_id).result == "MATCH"
     assert asked == [name]
     log.close()
+
+
+def test_a_consumer_loan_1_0_0_record_still_matches_after_the_upgrade_to_2_0_0(tmp_path: Path) -> None:
+    """Records decided on 1.0.0 (12-month margin ranking) replay on their archived text once 2.0.0
+    (lifetime NPV ranking) is what serves: the new economics are a new version, not a new meaning.
+    (That today's engine decides the 1.0.0 text exactly as the engine of its time did is proven
+    against the old golden files in tests/pipeline/test_pipeline_golden.py.)"""
+    legacy = tmp_path / "legacy"
+    shutil.copytree(ROOT / "tests" / "pipeline" / "legacy", legacy)
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    old = service_with_log(legacy, url)
+    inputs = [a for p, _, a in shipped_inputs(legacy) if p == "consumer_loan"]
+    ids = [old.decide("consumer_loan", app, f"old-{i}").decision_id for i, app in enumerate(inputs)]
+    first = old.log.get(ids[0])
+    assert first.policy["version"] == "1.0.0" and "objective" not in first.decision
+    old.log.close()
+    upgraded = service_with_log(copy_policies(tmp_path), url)
+    assert upgraded.policy("consumer_loan").version == "2.0.0"
+    assert [upgraded.replay(i).result for i in ids] == ["MATCH"] * len(ids)
+    upgraded.log.close()

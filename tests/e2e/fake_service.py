@@ -47,6 +47,7 @@ class FakeService:
         request_id: str,
         language: str = "en",
         version: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Decision:
         ref = self.policies.get(policy)
         if ref is None:

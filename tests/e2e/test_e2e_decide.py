@@ -15,17 +15,23 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from engine.audit import open_store
 from engine.server.errors import violations_from_status
 
 CASES = shipped_cases()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def audit_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'audit.db'}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, audit_url: str) -> Iterator[Server]:
     # with the audit store, as `make run` serves: a retry is recognised whichever worker it reaches
     # (without one, only the worker that answered knows the request_id)
     tmp = tmp_path_factory.mktemp("serve")
-    store = ["--store", f"sqlite:///{tmp / 'audit.db'}"]
+    store = ["--store", audit_url]
     with serve(tmp, policies=POLICIES, workers=2, extra=store) as running:
         yield running
 
@@ -46,6 +52,40 @@ def test_list_policies_names_every_shipped_policy(server: Server) -> None:
     listed = server.stub.ListPolicies(pb.ListPoliciesRequest(), timeout=5).policies
     assert {p.name for p in listed} >= {name for name, _, _ in shipped_policies()}
     assert all(p.version and len(p.sha256) == 64 for p in listed)
+    assert all(p.loaded_at.startswith("20") for p in listed)  # was always empty
+
+
+def test_a_core_system_can_book_an_offer_and_the_record_keeps_the_callers_labels(
+    server: Server, audit_url: str
+) -> None:
+    readme = json.loads(
+        (Path(__file__).resolve().parents[1] / "pipeline" / "readme_applicant.json").read_text()
+    )
+    labels = {"channel": "mobile", "branch": "sh-021"}
+    answer = server.stub.Decide(
+        request("e2e-book", "consumer_loan", readme, language="zh", labels=labels, include_schedules=True),
+        timeout=30,
+    )
+    assert answer.objective == "expected_profit_npv" and answer.offers
+    for offer in answer.offers:
+        assert offer.offer_id and offer.valid_until > answer.decided_at[:10]
+        assert offer.HasField("expected_loss")
+        if offer.repayment_method == "revolving":  # a credit line: terms instead of a schedule
+            assert offer.product_name == "循环授信额度" and not offer.schedule
+            assert offer.revolving.minimum_payment_rate == "0.03" and offer.revolving.interest_free_days == 50
+            continue
+        assert offer.product_name == "个人消费贷"
+        assert [(f.kind, f.amount) for f in offer.fees] == [("upfront", "500.00")]
+        assert all(row.due_date > answer.decided_at[:10] for row in offer.schedule)
+    assert "revolving" in [o.repayment_method for o in answer.offers]
+    stored = server.stub.GetDecision(pb.GetDecisionRequest(decision_id=answer.decision_id), timeout=10)
+    assert list(stored.offers) == list(answer.offers)  # rebuilt from the lean record, dates and all
+    store = open_store(audit_url, create=False)
+    try:
+        record = store.get(answer.decision_id)
+        assert record is not None and record.extra["labels"] == labels
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("policy", [name for name, _, _ in shipped_policies()])

@@ -64,6 +64,10 @@ def _shipped_cases() -> list[tuple[str, str, dict[str, Any]]]:
 
 SHIPPED = Path(__file__).resolve().parents[2] / "policies"
 SHIPPED_CASES = _shipped_cases()
+# consumer_loan 1.0.0 exactly as shipped before the lifetime objectives (2.0.0), with the golden
+# files the engine of that time wrote for it: replay of a 1.0.0 record re-runs this text.
+LEGACY = Path(__file__).resolve().parent / "legacy"
+LEGACY_CASES = [case for case in SHIPPED_CASES if case[0] == "consumer_loan"]
 
 
 @pytest.mark.parametrize("rule_engine", ENGINES)
@@ -87,3 +91,15 @@ def test_shipped_policy_decision_matches_its_golden_file(
         path.write_text(got, encoding="utf-8")
     assert path.is_file(), f"missing golden file {path}; run with CREDO_UPDATE_GOLDEN=1"
     assert got == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("policy", "slug", "app"), LEGACY_CASES, ids=[s for _, s, _ in LEGACY_CASES])
+def test_consumer_loan_1_0_0_still_decides_byte_for_byte_as_before_lifetime_pricing(
+    policy: str, slug: str, app: dict[str, Any], make_service: Callable[..., DecisionService]
+) -> None:
+    """The golden files under consumer_loan_1_0_0/ were written before the lifetime objectives
+    existed and are never regenerated: an old policy text must keep computing what it did, or the
+    replay of its records would stop matching."""
+    service = make_service(policies_dir=LEGACY)
+    got = decision_json(service.decide(policy, app, f"golden-{slug}", language="zh")) + "\n"
+    assert got == (GOLDEN / "consumer_loan_1_0_0" / f"{slug}.json").read_text(encoding="utf-8")

@@ -43,7 +43,7 @@ def test_limit_price_segments_products() -> None:
     assert policy.segments is not None
     assert evaluator.fire(policy.segments.stage.ruleset, policy.segments.stage.prepare(fact)) == ["prime"]
     assert policy.products is not None
-    assert [p.id for p in policy.products.items] == ["personal_std", "personal_flex"]
+    assert [p.id for p in policy.products.items] == ["personal_std", "personal_flex", "credit_line"]
     eligible = evaluator.fire(policy.products.stage.ruleset, policy.products.stage.prepare(fact))
-    assert eligible == ["personal_std", "personal_flex"]
+    assert eligible == ["personal_std", "personal_flex", "credit_line"]
     assert policy.offers is not None and policy.offers.income(fact) == Decimal("25000")

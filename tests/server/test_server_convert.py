@@ -66,6 +66,7 @@ def test_request_to_call_leaves_language_and_version_to_the_policy() -> None:
         "request_id": "r",
         "language": None,  # the policy's first declared language, not a hard-coded "en"
         "version": None,
+        "labels": {},
     }
     pinned = convert.request_to_call(
         pb.DecideRequest(request_id="r", policy="p", policy_version="1.2.0", language="zh")

@@ -1,0 +1,128 @@
+"""Revolving credit lines as offers: a credit limit, a rate, a minimum-payment rule and interest-free
+days instead of a term and a schedule. Affordable when the minimum payment on the full limit fits
+the budget; priced by engine/finance/lifetime.py's revolving_lifetime (EAD through the CCF)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from engine.decision import Offer, RevolvingTerms
+from engine.finance import money, quantize
+from engine.finance.lifetime import Lifetime, LifetimeTerms, revolving_lifetime
+from engine.finance.schedule import METHODS
+from engine.policy.model import Revolving
+
+__all__ = ["REVOLVING", "RevolvingCandidate", "revolving_candidate"]
+
+REVOLVING = "revolving"  # an Offer's repayment_method for a credit line
+
+
+@dataclass(frozen=True)
+class RevolvingCandidate:
+    product: str
+    product_index: int
+    limit: Decimal
+    annual_rate: Decimal
+    terms: Revolving
+    lifetime: Lifetime
+    interest: Decimal  # over the horizon, undiscounted
+    minimum_at_limit: Decimal
+    affordable: bool
+    unaffordable: str
+    product_name: str
+    objective: str
+    rank_value: Decimal | None = None  # an objective expression's value, lowest first
+
+    @property
+    def amount(self) -> Decimal:
+        return self.limit
+
+    @property
+    def instalment(self) -> Decimal:
+        return self.minimum_at_limit
+
+    @property
+    def total_cost(self) -> Decimal:
+        return self.interest
+
+    @property
+    def term_months(self) -> int:
+        return 0
+
+    @property
+    def expected_profit(self) -> Decimal:
+        return self.lifetime.expected_profit
+
+    @property
+    def sort_key(self) -> tuple[Decimal, Decimal, int, int, int]:
+        # ranked beside instalment offers: a line sorts after every term and method of its product
+        first = Decimal(0)
+        if self.rank_value is not None:
+            first = self.rank_value
+        elif self.objective == "lowest_instalment":
+            first = self.minimum_at_limit
+        elif self.objective == "lowest_total_cost":
+            first = self.interest
+        return (first, -self.expected_profit, self.product_index, 0, len(METHODS))
+
+    def label(self) -> str:
+        return f"{self.product}/{REVOLVING}"
+
+    def offer(self, apr: Decimal) -> Offer:
+        t = self.terms
+        return Offer(
+            product=self.product,
+            amount=self.limit,
+            term_months=0,
+            repayment_method=REVOLVING,
+            annual_rate=self.annual_rate,
+            apr=apr,
+            instalment=self.minimum_at_limit,
+            total_interest=self.interest,
+            expected_profit=self.expected_profit,
+            expected_loss=self.lifetime.expected_loss,
+            product_name=self.product_name,
+            revolving=RevolvingTerms(t.minimum_fixed, t.minimum_rate, t.interest_free_days, t.horizon_months),
+        )
+
+    def disclosed_apr(self) -> Decimal:
+        """No fees on a line: its APR is the nominal rate, to the disclosed places."""
+        return quantize(self.annual_rate, 4)
+
+
+def revolving_candidate(
+    product: str,
+    product_index: int,
+    limit: Decimal,
+    annual_rate: Decimal,
+    terms: Revolving,
+    economics: LifetimeTerms,
+    allowed: Decimal,
+    rounding: str,
+    product_name: str,
+    objective: str,
+) -> RevolvingCandidate:
+    """The line at `limit`: its minimum payment with the limit fully drawn must fit `allowed` (the
+    monthly budget left after existing payments)."""
+    minimum = min(limit, max(terms.minimum_fixed, money(terms.minimum_rate * limit, rounding)))
+    affordable = minimum <= allowed
+    room = money(max(allowed, Decimal(0)), rounding)
+    why = "" if affordable else f"minimum payment {minimum} on the full limit, {room} affordable"
+    figures, interest = revolving_lifetime(
+        limit, annual_rate, terms.utilisation, terms.ccf, terms.horizon_months, economics, rounding
+    )
+    return RevolvingCandidate(
+        product,
+        product_index,
+        limit,
+        annual_rate,
+        terms,
+        figures,
+        interest,
+        minimum,
+        affordable,
+        why,
+        product_name,
+        objective,
+    )

@@ -1,0 +1,54 @@
+"""Lifetime PD curves and due-date conventions: the properties a credit-risk manager checks first."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from engine.finance.dates import dated_as, dates_again, due_dates
+from engine.finance.lifetime import CONSTANT_HAZARD, marginal_pds
+
+D = Decimal
+
+
+@pytest.mark.parametrize(("pd", "term"), [("0.02", 36), ("0.3", 7), ("0", 12), ("1", 24)])
+def test_constant_hazard_marginal_pds_add_up_to_the_lifetime_pd(pd: str, term: int) -> None:
+    marginal = marginal_pds(D(pd), term, CONSTANT_HAZARD)
+    lifetime = 1 - (1 - D(pd)) ** (D(term) / 12)
+    assert len(marginal) == term and all(m >= 0 for m in marginal)
+    assert abs(sum(marginal) - lifetime) < D("1e-25")
+    if term >= 12:
+        assert abs(sum(marginal[:12]) - D(pd)) < D("1e-25")  # the first year is the 12-month PD
+
+
+def test_a_marginal_pd_table_scales_the_12_month_pd_and_repeats_its_last_multiplier() -> None:
+    marginal = marginal_pds(D("0.024"), 5, [D("0.5"), D("1.5")])
+    assert marginal == (D("0.001"), D("0.003"), D("0.003"), D("0.003"), D("0.003"))
+
+
+def test_same_day_due_dates_fall_on_a_short_months_last_day() -> None:
+    assert due_dates(dt.date(2026, 1, 31), 3, "same", 0) == ("2026-02-28", "2026-03-31", "2026-04-30")
+
+
+def test_a_fixed_due_day_too_close_to_the_decision_moves_a_month_later() -> None:
+    assert due_dates(dt.date(2026, 3, 28), 2, 5, 0) == ("2026-04-05", "2026-05-05")
+    assert due_dates(dt.date(2026, 3, 28), 2, 5, 15) == ("2026-05-05", "2026-06-05")  # 8 days is too soon
+
+
+@pytest.mark.parametrize(
+    ("decided", "day", "min_days", "kept"),
+    [
+        ("2026-01-31", "same", 0, "same"),
+        ("2026-01-30", 28, 0, "2026-02-28"),
+        ("2026-03-28", 5, 15, "2026-05-05"),
+    ],
+)
+def test_a_record_keeps_due_dates_in_one_word_and_gets_the_same_dates_back(
+    decided: str, day: str | int, min_days: int, kept: str
+) -> None:
+    dates = due_dates(dt.date.fromisoformat(decided), 13, day, min_days)
+    stamp = f"{decided}T23:59:59.000000+00:00"
+    assert dated_as(stamp, dates) == kept
+    assert dates_again(stamp, kept, 13) == dates
