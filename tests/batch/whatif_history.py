@@ -9,7 +9,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "audit"))
 
-from replay_helpers import (  # noqa: E402
+from replay_helpers import (
     copy_policies,
     minute_clock,
     service_with_log,
@@ -17,7 +17,7 @@ from replay_helpers import (  # noqa: E402
     synthetic_applications,
 )
 
-from engine.errors import CredoError  # noqa: E402
+from engine.errors import CredoError
 
 STRICT_AGE = 30
 UNSTABLE = ("seconds", "decisions_per_second")
