@@ -168,3 +168,34 @@ def bench_batch(
         "credo_seconds": timings["credo"],
         "floor_seconds": timings["floor"],
     }
+
+
+def bench_scaling(
+    policy_path: Path | str, models_dir: Path | str, rows: int, chunk: int = 250
+) -> dict[str, Any]:
+    """Simulation rows/s of the same synthetic file on 1 and on 2 local worker processes (each pool
+    warmed up first, so both workers have loaded the policy and model before the clock starts)."""
+    import tempfile
+
+    from engine.batch.pool import LocalPool
+    from engine.batch.simulate import SimulationOptions, simulate
+    from engine.models.synthetic import write
+
+    with tempfile.TemporaryDirectory(prefix="credo-bench-") as tmp:
+        data, warm = Path(tmp) / "apps.parquet", Path(tmp) / "warm.parquet"
+        write(rows, 41, data, applications=True)
+        write(chunk * 4, 43, warm, applications=True)
+        out: dict[str, Any] = {"rows": rows, "chunk": chunk}
+        for workers in (1, 2):
+            pool = LocalPool(workers)
+            try:
+                for path in (warm, data):
+                    start = time.perf_counter()
+                    simulate(
+                        SimulationOptions(Path(policy_path), path, models_dir=Path(models_dir), chunk=chunk),
+                        pool,
+                    )
+                out[f"workers_{workers}_per_s"] = rows / (time.perf_counter() - start)
+            finally:
+                pool.close()
+    return out
