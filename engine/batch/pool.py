@@ -90,7 +90,10 @@ class DaskPool:
             )
             self._client = Client(self._cluster)
         else:
-            self._client = Client(address, timeout=30)
+            try:
+                self._client = Client(address, timeout=30)
+            except (OSError, TimeoutError) as exc:
+                raise UsageError(f"--cluster {address}: cannot reach the Dask scheduler ({exc})") from None
         self.width = max(1, len(self._client.scheduler_info().get("workers", {})))
         self.description = f"dask {address} ({self.width} workers)"
 

@@ -177,3 +177,17 @@ def test_preapproval_lists_each_customers_best_offer(
     assert Decimal(campaign["credit_offered"]) == sum(r["amount"] for r in offered)
     assert sum(p["customers"] for p in campaign["by_product"].values()) == len(offered)
     assert (report / "report.html").read_text(encoding="utf-8").count("<svg") >= 2
+
+
+def test_the_cli_refuses_a_bad_scenario_and_unknown_data_with_exit_2(
+    small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenarios:\n  slump:\n    model: {pd_multiplier: -1}\n", encoding="utf-8")
+    base = ["simulate", str(POLICY), "--models", str(MODELS), "--workers", "1"]
+    assert main([*base, "--data", str(small), "--scenario", str(bad)]) == 2
+    assert f"{bad}:3:" in capsys.readouterr().err
+    assert main([*base, "--data", str(tmp_path / "apps.xlsx")]) == 2
+    assert "unknown data format" in capsys.readouterr().err
+    assert main([*base, "--data", str(small), "--cluster", "local:0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
