@@ -192,7 +192,3 @@ def _group(groups: dict[str, Tally], key: str) -> Tally:
 def swap_matrix(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[str, int]]:
     """Rows: the reference outcome; columns: the other arm's outcome for the same application."""
     return {a: {b: counts.get((a, b), 0) for b in OUTCOMES} for a in OUTCOMES}
-
-
-def matrix_total(matrix: Mapping[str, Mapping[str, int]]) -> int:
-    return sum(n for row in matrix.values() for n in row.values())

@@ -61,7 +61,6 @@ class Scenario:
     pd_multiplier: Decimal = Decimal(1)
     cost_of_funds_bp: Decimal = Decimal(0)
     lgd_points: Decimal = Decimal(0)
-    location: str = ""
 
     @property
     def funding_shift(self) -> Decimal:
@@ -227,7 +226,6 @@ class _Reader:
                 low=Decimal(-100),
                 high=Decimal(100),
             ),
-            location=str(self.src.key_at(where)),
         )
 
     def _section(

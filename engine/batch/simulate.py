@@ -258,14 +258,14 @@ def plan(options: SimulationOptions) -> tuple[list[Arm], dict[str, dict[str, Any
     if options.chunk < 1:
         raise UsageError("--chunk must be at least 1")
     champion = load_policy(options.policy)
-    policies = {"champion": _describe(champion, options)}
+    policies = {"champion": _describe(champion)}
     package = package_for(champion, options.models_dir)
     arms = [Arm("baseline", str(options.policy), _path(package), options.scorer)]
     scenarios = load_scenarios(options.scenarios, champion) if options.scenarios else []
     arms += [Arm(s.name, str(options.policy), _path(package), options.scorer, s) for s in scenarios]
     if options.challenger is not None:
         challenger = load_policy(options.challenger)
-        policies["challenger"] = _describe(challenger, options)
+        policies["challenger"] = _describe(challenger)
         arms.append(
             Arm(
                 "challenger",
@@ -277,7 +277,7 @@ def plan(options: SimulationOptions) -> tuple[list[Arm], dict[str, dict[str, Any
     return arms, policies, scenarios
 
 
-def _describe(policy: Policy, options: SimulationOptions) -> dict[str, Any]:
+def _describe(policy: Policy) -> dict[str, Any]:
     out: dict[str, Any] = {"name": policy.name, "version": policy.version, "sha256": policy.sha256}
     if policy.score is not None:
         out["model"] = {"name": policy.score.model_name, "version": policy.score.model_version}
