@@ -188,8 +188,13 @@ def svg_bars(groups: Mapping[str, tuple[float, float]], percent: bool = False) -
     return "".join(out)
 
 
-def svg_histogram(old: Mapping[int, int], new: Mapping[int, int], bins: int = 30) -> str:
-    """Score points histograms, recorded (grey) and new (blue), on shared bins."""
+def svg_histogram(
+    old: Mapping[int, int],
+    new: Mapping[int, int],
+    bins: int = 30,
+    labels: tuple[str, str] = ("recorded", "new policy"),
+) -> str:
+    """Score points histograms, old (grey) and new (blue), on shared bins."""
     values = list(old) + list(new)
     width, height, left, bottom = 520, 236, 44, 30
     out = [svg_open(width, height, "score distribution")]
@@ -224,7 +229,7 @@ def svg_histogram(old: Mapping[int, int], new: Mapping[int, int], bins: int = 30
     for i in range(0, count + 1, max(1, count // 6)):
         x = left + i * bar
         out.append(f"<text x='{x:.1f}' y='{height - 12}' text-anchor='middle' {FONT}>{low + i * step}</text>")
-    out.append(_legend(width - 120, 8))
+    out.append(_legend(width - 120, 8, labels))
     out.append("</svg>")
     return "".join(out)
 
@@ -247,8 +252,8 @@ def svg_axis(left: float, top: float, plot_h: float, right: float, peak: float, 
     return "".join(lines)
 
 
-def _legend(x: float, y: float) -> str:
-    items: Sequence[tuple[str, str]] = (("recorded", OLD_COLOUR), ("new policy", NEW_COLOUR))
+def _legend(x: float, y: float, labels: tuple[str, str] = ("recorded", "new policy")) -> str:
+    items: Sequence[tuple[str, str]] = ((labels[0], OLD_COLOUR), (labels[1], NEW_COLOUR))
     out = []
     for i, (label, colour) in enumerate(items):
         out.append(f"<rect x='{x}' y='{y + i * 14}' width='10' height='10' fill='{colour}'/>")

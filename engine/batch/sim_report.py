@@ -45,6 +45,7 @@ def render_simulation(summary: Mapping[str, Any], timing: Mapping[str, Any]) -> 
     champion = summary["policies"]["champion"]
     arms = [a["name"] for a in summary["arms"]]
     results = summary["results"]
+    currency = str(summary.get("currency") or "")
     mode = "Pre-approval" if summary["mode"] == "preapproval" else "Simulation"
     title = f"{mode}: {champion['name']} {champion['version']}"
     parts = [
@@ -67,8 +68,8 @@ def render_simulation(summary: Mapping[str, Any], timing: Mapping[str, Any]) -> 
     approval = {
         g: {a: _float(results[a]["by_grade"].get(g, {}).get("approval_rate")) for a in arms} for g in grades
     }
-    money = {
-        figure: {a: _float(results[a]["overall"][figure]) for a in arms}
+    money = {  # in millions, so the axis labels stay short at portfolio scale
+        figure: {a: _float(results[a]["overall"][figure]) / 1e6 for a in arms}
         for figure in ("expected_loss", "expected_profit", "booked_volume")
     }
     parts += [
@@ -76,7 +77,8 @@ def render_simulation(summary: Mapping[str, Any], timing: Mapping[str, Any]) -> 
         "<figure><figcaption>Approval rate by grade</figcaption>",
         svg_series(approval, arms, percent=True, label="approval by grade"),
         "</figure>",
-        "<figure><figcaption>Booked volume, expected loss and expected profit</figcaption>",
+        f"<figure><figcaption>Booked volume, expected loss and expected profit ({escape(currency)} millions)"
+        "</figcaption>",
         svg_series(money, arms, percent=False, label="economics by arm"),
         "</figure>",
     ]
@@ -84,9 +86,10 @@ def render_simulation(summary: Mapping[str, Any], timing: Mapping[str, Any]) -> 
     if len(arms) > 1 and points:
         other = arms[-1]
         parts += [
-            f"<figure><figcaption>Score points: {escape(arms[0])} (grey) vs {escape(other)} (blue)"
-            "</figcaption>",
-            svg_histogram(_ints(points.get(arms[0], {})), _ints(points.get(other, {}))),
+            f"<figure><figcaption>Score points: {escape(arms[0])} vs {escape(other)}</figcaption>",
+            svg_histogram(
+                _ints(points.get(arms[0], {})), _ints(points.get(other, {})), labels=(arms[0], other)
+            ),
             "</figure>",
         ]
     for name, swap in (summary.get("swap_matrices") or {}).items():

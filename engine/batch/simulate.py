@@ -143,6 +143,7 @@ class Simulation:
     swaps: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     points: dict[str, dict[int, int]] = field(default_factory=dict)
     scorers: set[str] = field(default_factory=set)
+    currency: str = ""
     rows: int = 0
     seconds: float = 0.0
 
@@ -164,6 +165,7 @@ class Simulation:
         out: dict[str, Any] = {
             "mode": self.options.mode,
             "data": {"file": self.options.data.name, "rows": self.rows},
+            "currency": self.currency,
             "policies": self.policies,
             "arms": [
                 {
@@ -279,6 +281,7 @@ def plan(options: SimulationOptions) -> tuple[list[Arm], dict[str, dict[str, Any
 
 def _describe(policy: Policy) -> dict[str, Any]:
     out: dict[str, Any] = {"name": policy.name, "version": policy.version, "sha256": policy.sha256}
+    out["currency"] = policy.currency
     if policy.score is not None:
         out["model"] = {"name": policy.score.model_name, "version": policy.score.model_version}
     return out
@@ -299,6 +302,7 @@ def simulate(
     started = time.perf_counter()
     arms, policies, scenarios = plan(options)
     result = Simulation(options, arms, policies, scenarios, pool=pool.description)
+    result.currency = policies["champion"]["currency"]
     arms_tuple = tuple(arms)
 
     def jobs() -> Iterator[tuple[Any, ...]]:
