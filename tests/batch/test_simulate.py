@@ -191,3 +191,20 @@ def test_the_cli_refuses_a_bad_scenario_and_unknown_data_with_exit_2(
     assert "unknown data format" in capsys.readouterr().err
     assert main([*base, "--data", str(small), "--cluster", "local:0"]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_parquet_csv_and_json_lines_of_the_same_rows_give_the_same_figures(tmp_path: Path) -> None:
+    parquet, csv = tmp_path / "apps.parquet", tmp_path / "apps.csv"
+    write(200, 5, parquet, applications=True)
+    write(200, 5, csv, applications=True)
+    jsonl = tmp_path / "apps.jsonl"
+    with jsonl.open("w", encoding="utf-8") as out:
+        for chunk in iter_chunks(parquet, 64):  # nested JSON, as a caller would send it
+            out.writelines(json.dumps(application) + "\n" for application in chunk)
+    summaries = [
+        simulate(options(path, chunk=64), InProcessPool()).summary()["results"]
+        for path in (parquet, csv, jsonl)
+    ]
+    assert summaries[0] == summaries[1] == summaries[2]
+    assert summaries[0]["baseline"]["overall"]["count"] == 200
+    assert summaries[0]["baseline"]["errors"] == {}
