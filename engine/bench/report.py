@@ -161,7 +161,7 @@ def compute_ratios(sections: Mapping[str, Any]) -> tuple[dict[str, float], dict[
         "batch_vs_floor",
         batch.get("credo_per_s"),
         batch.get("floor_per_s"),
-        f"what-if batch {_rate(batch.get('credo_per_s'), 'decisions/s')} / hand-written + native CatBoost "
+        f"batch decider {_rate(batch.get('credo_per_s'), 'decisions/s')} / hand-written + native CatBoost "
         f"{_rate(batch.get('floor_per_s'), 'decisions/s')}, {batch.get('applications', '?')} applications",
     )
     scaling = batch.get("scaling") or {}
