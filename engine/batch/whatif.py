@@ -21,6 +21,7 @@ from typing import Any
 from engine.audit.store import AuditStore
 from engine.batch.decider import BatchDecider, Undecided, package_for
 from engine.batch.pool import Pool, open_pool, run_in_order
+from engine.batch.portfolio import NONE, OUTCOMES
 from engine.decision import Decision
 from engine.errors import CredoError
 from engine.models.store import load_package
@@ -30,9 +31,7 @@ from engine.rules import evaluator as rule_evaluator
 
 __all__ = ["NewDecision", "OldDecision", "Tally", "WhatIf", "WhatIfOptions", "count_window", "run_whatif"]
 
-OUTCOMES = ("APPROVE", "REFER", "DECLINE", "ERROR")
-NO_GRADE = "(none)"
-NO_SEGMENT = "(none)"
+NO_GRADE = NO_SEGMENT = NONE
 
 
 @dataclass(frozen=True)
@@ -251,7 +250,7 @@ def decide_applications(
 
 def _new_decision(decided: Decision | Undecided) -> NewDecision:
     if isinstance(decided, Undecided):
-        return NewDecision("ERROR", error=decided.message)
+        return NewDecision("ERROR", error=f"{decided.code}: {decided.message}")  # counted by code
     score = decided.score
     return NewDecision(
         outcome=decided.outcome.value,
