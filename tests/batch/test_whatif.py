@@ -155,3 +155,22 @@ def test_count_window_counts_what_the_window_reads(history: dict[str, Any]) -> N
         assert count_window(store, since, until) == sum(1 for _ in store.iter_records(since, until)) == 12
     finally:
         store.close()
+
+
+def test_errors_with_a_location_are_counted_by_code_not_by_file_name(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """Regression: a located runtime error ("x/policy.yaml:38:11: POLICY_RUNTIME: ...") was counted
+    under its file name once what-if moved onto the batch decider."""
+    text = history["strict"].read_text(encoding="utf-8")
+    text = text[: text.index("\ntests:")]
+    divides = "debt.monthly_payments / applicant.income_monthly if applicant.income_monthly > 0 else 9.99"
+    assert divides in text
+    broken = tmp_path / "policy.yaml"
+    broken.write_text(text.replace(divides, "debt.monthly_payments / (bureau.score - bureau.score)"), "utf-8")
+    store = open_store(history["url"], create=False)
+    try:
+        summary = run_whatif(store, WhatIfOptions(policy=broken)).summary()
+    finally:
+        store.close()
+    assert summary["errors"] == {"POLICY_RUNTIME": summary["decisions"]}
