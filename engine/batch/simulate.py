@@ -137,7 +137,6 @@ class Simulation:
     options: SimulationOptions
     arms: list[Arm]
     policies: dict[str, dict[str, Any]]
-    scenarios: list[Scenario]
     pool: str = ""
     portfolios: dict[str, Portfolio] = field(default_factory=dict)
     swaps: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
@@ -253,7 +252,7 @@ def campaign(portfolio: Portfolio) -> dict[str, Any]:
     }
 
 
-def plan(options: SimulationOptions) -> tuple[list[Arm], dict[str, dict[str, Any]], list[Scenario]]:
+def plan(options: SimulationOptions) -> tuple[list[Arm], dict[str, dict[str, Any]]]:
     """The arms of a run: the champion's baseline, each scenario on the champion, the challenger."""
     if options.mode not in MODES:
         raise UsageError(f"--mode {options.mode!r}: use one of {', '.join(MODES)}")
@@ -276,7 +275,7 @@ def plan(options: SimulationOptions) -> tuple[list[Arm], dict[str, dict[str, Any
                 options.scorer,
             )
         )
-    return arms, policies, scenarios
+    return arms, policies
 
 
 def _describe(policy: Policy) -> dict[str, Any]:
@@ -300,8 +299,8 @@ def simulate(
     """Run the whole file on `pool`; `progress(n)` after each chunk; `rows_sink(arm, rows)` receives
     each arm's rows chunk by chunk, in file order, with the rows' ids (the Parquet writer)."""
     started = time.perf_counter()
-    arms, policies, scenarios = plan(options)
-    result = Simulation(options, arms, policies, scenarios, pool=pool.description)
+    arms, policies = plan(options)
+    result = Simulation(options, arms, policies, pool=pool.description)
     result.currency = policies["champion"]["currency"]
     arms_tuple = tuple(arms)
 
