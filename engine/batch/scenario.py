@@ -20,6 +20,7 @@ A shocked number is kept inside the input's declared min/max; `share` picks the 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -39,6 +40,7 @@ _SHOCK = {"multiply", "add", "set", "share", "seed"}
 _MODEL = {"pd_multiplier"}
 _ECONOMICS = {"cost_of_funds_bp", "lgd_points"}
 _MASK = (1 << 64) - 1
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -152,8 +154,15 @@ class _Reader:
         out = []
         for name, spec in body.items():
             where = ("scenarios", name)
-            if str(name) == BASELINE.name:
-                self._error("SCENARIO_NAME", "`baseline` is the unshocked run; pick another name", where)
+            if str(name) in (BASELINE.name, "challenger"):
+                self._error(
+                    "SCENARIO_NAME", f"`{name}` names another arm of the run; pick another name", where
+                )
+            elif not _NAME.fullmatch(str(name)):
+                # the name is part of the rows file's name (rows-<name>.parquet)
+                self._error(
+                    "SCENARIO_NAME", "a scenario name is letters, digits, _ and - (1-64)", where, key=True
+                )
             if not isinstance(spec, dict):
                 self._error("SCENARIO_SHAPE", f"scenario {name!r} must be a mapping", where)
                 continue

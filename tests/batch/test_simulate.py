@@ -143,7 +143,9 @@ def test_a_bad_scenario_file_is_refused_with_every_problem_located(tmp_path: Pat
         "    inputs:\n"
         "      applicant.incme_monthly: {multiply: 0.8}\n"
         "      applicant.employment_type: {set: jobless, share: 1.5}\n"
-        "    model: {pd_multiplyer: 2}\n",
+        "    model: {pd_multiplyer: 2}\n"
+        "  ../../escape:\n"
+        "    model: {pd_multiplier: 2}\n",
         encoding="utf-8",
     )
     with pytest.raises(ScenarioError) as caught:
@@ -156,6 +158,7 @@ def test_a_bad_scenario_file_is_refused_with_every_problem_located(tmp_path: Pat
     assert any(s.startswith(f"{bad}:5:") and "takes one of" in s for s in shown)
     assert any(s.startswith(f"{bad}:5:") and "`share` must be within [0, 1]" in s for s in shown)
     assert any(s.startswith(f"{bad}:6:") and "did you mean 'pd_multiplier'" in s for s in shown)
+    assert any(s.startswith(f"{bad}:7:3: SCENARIO_NAME") for s in shown)  # the name names a file
 
 
 def test_preapproval_lists_each_customers_best_offer(
