@@ -225,8 +225,17 @@ class _Reader:
             name=name,
             description=str(spec.get("description") or ""),
             inputs=tuple(shocks),
-            pd_multiplier=self._number(model, "pd_multiplier", Decimal(1), (*where, "model"), low=Decimal(0)),
-            cost_of_funds_bp=self._number(economics, "cost_of_funds_bp", Decimal(0), (*where, "economics")),
+            pd_multiplier=self._number(
+                model, "pd_multiplier", Decimal(1), (*where, "model"), low=Decimal(0), high=Decimal(100)
+            ),
+            cost_of_funds_bp=self._number(
+                economics,
+                "cost_of_funds_bp",
+                Decimal(0),
+                (*where, "economics"),
+                low=Decimal(-10000),
+                high=Decimal(10000),
+            ),
             lgd_points=self._number(
                 economics,
                 "lgd_points",
