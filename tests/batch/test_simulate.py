@@ -65,7 +65,9 @@ def test_simulated_figures_equal_a_direct_loop_over_decide(population: Path) -> 
     for chunk in iter_chunks(population, 500):
         for application in chunk:
             try:
-                decided: Any = service.decide("consumer_loan", declared_only(application, names), f"sim-{index}")
+                decided: Any = service.decide(
+                    "consumer_loan", declared_only(application, names), f"sim-{index}"
+                )
             except CredoError as exc:
                 decided = Undecided(exc.code, str(exc))
             expected = row_of(index, decided, lgd, Decimal(0))
