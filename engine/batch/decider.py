@@ -13,6 +13,7 @@ points, grade, limit, price and offers are worked out from it.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,8 @@ class BatchDecider:
         self.checked = not self.use_native
         self.max_diff = 0.0
         self.pd_multiplier = pd_multiplier
+        # offers are booked from the decision time (due dates, valid until); no batch figure reads them
+        self.decided_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
         def no_model_reasons(ctx: DecisionContext) -> StageResult:
             ctx.package = None  # outcome_stage explains (SHAP) only when a package is set
@@ -104,7 +107,7 @@ class BatchDecider:
             except CredoError as exc:
                 out[i] = Undecided(exc.code, str(exc))
                 continue
-            out[i] = build_decision(ctx, "", "", "")
+            out[i] = build_decision(ctx, "", "", self.decided_at)
         return [d if d is not None else Undecided("INTERNAL", "not decided") for d in out]
 
     def _provider(self, pd: float) -> Callable[[str, str, str | None], tuple[Any, Any]]:
