@@ -7,6 +7,7 @@ Hierarchy (each class names its default code; a raise may pass another registere
           ├── InvalidInput              INVALID_INPUT       bad application, every field listed
           ├── PolicyError               POLICY_INVALID      policy does not load, every diagnostic
           ├── TrainSpecError            TRAIN_SPEC_INVALID  training spec, every diagnostic
+          ├── ScenarioError             SCENARIO_INVALID    stress scenario file, every diagnostic
           ├── UsageError                USAGE               bad command-line or URL argument
           ├── NotFound                  NOT_FOUND           unknown policy or decision
           ├── VersionNotLoaded          VERSION_NOT_LOADED  a pinned policy version not served
@@ -83,6 +84,12 @@ TRAIN_SPEC_INVALID = _code(
     "INVALID_ARGUMENT",
     400,
     "A training spec that cannot be used; every diagnostic is listed.",
+)
+SCENARIO_INVALID = _code(
+    "SCENARIO_INVALID",
+    "INVALID_ARGUMENT",
+    400,
+    "A stress scenario file that cannot be used; every diagnostic is listed.",
 )
 # unknown things
 NOT_FOUND = _code("NOT_FOUND", "NOT_FOUND", 404, "No such policy or decision.")
@@ -391,6 +398,18 @@ class TrainSpecError(CredoError):
     """A training spec that cannot be used; carries every diagnostic, sorted by position."""
 
     code = TRAIN_SPEC_INVALID
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)
+        first = self.diagnostics[0] if self.diagnostics else None
+        summary = f"{len(self.diagnostics)} error(s)" + (f", first: {first}" if first else "")
+        super().__init__(summary, location=first.location if first else None)
+
+
+class ScenarioError(CredoError):
+    """A stress scenario file that cannot be used; carries every diagnostic, sorted by position."""
+
+    code = SCENARIO_INVALID
 
     def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = sorted(diagnostics, key=Diagnostic.sort_key)

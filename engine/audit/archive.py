@@ -39,16 +39,23 @@ def archive_files(files: Mapping[str, Path | bytes], kind: Mapping[str, str] | N
     return Archive(tuple(blobs), index)
 
 
+# Folders beside a policy that no decision reads: stress scenarios for `credo simulate`.
+NOT_DECISION_INPUTS = frozenset({"scenarios"})
+
+
 def decision_archive(
     policy_dir: Path | str, model_dirs: Sequence[tuple[str, str, Path | str]] = ()
 ) -> Archive:
     """The files a decision depends on, laid out as replay loads them: every file of the policy's
-    folder under "policies/<folder name>/", every file of each model package (model.onnx, card.json,
-    model.cbm ...) under "models/<name>/<version>/". Restored, `root/policies/<name>/policy.yaml`
-    loads with engine.policy.load_policy and `root/models` is a ModelStore root."""
+    folder under "policies/<folder name>/" (not its scenarios/), every file of each model package
+    (model.onnx, card.json, model.cbm ...) under "models/<name>/<version>/". Restored,
+    `root/policies/<name>/policy.yaml` loads with engine.policy.load_policy and `root/models` is a
+    ModelStore root."""
     policy_root = Path(policy_dir)
     files: dict[str, Path | bytes] = {}
     for path in _files_under(policy_root):
+        if path.relative_to(policy_root).parts[0] in NOT_DECISION_INPUTS:
+            continue
         files[f"policies/{policy_root.name}/{path.relative_to(policy_root).as_posix()}"] = path
     for name, version, folder in model_dirs:
         root = Path(folder)

@@ -77,6 +77,10 @@ class AuditStore(Protocol):
     def record_hash(self, chain_id: str, seq: int) -> str | None: ...
     def checkpoint(self, chain_id: str) -> ChainHead | None: ...
     def count(self) -> int: ...
+    def count_between(self, since: dt.datetime | None = None, until: dt.datetime | None = None) -> int:
+        """Records received in [since, until) (the window `iter_records` reads)."""
+        ...
+
     def missing_blobs(self, shas: Sequence[str]) -> set[str]: ...
     def get_blob(self, sha256: str) -> Blob | None: ...
     def iter_blobs(self) -> Iterator[Blob]: ...
@@ -302,6 +306,12 @@ class SqlStore(ABC):
 
     def count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM audit_records")[0][0])
+
+    def count_between(self, since: dt.datetime | None = None, until: dt.datetime | None = None) -> int:
+        low = utc_text(since) if since else ""
+        high = utc_text(until) if until else "9999"
+        statement = "SELECT COUNT(*) FROM audit_records WHERE received_at >= ? AND received_at < ?"
+        return int(self._query(statement, (low, high))[0][0])
 
     def missing_blobs(self, shas: Sequence[str]) -> set[str]:
         wanted = list(dict.fromkeys(shas))

@@ -10,7 +10,16 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-__all__ = ["svg_bars", "svg_histogram", "svg_swap_matrix", "write_report"]
+__all__ = [
+    "FONT",
+    "TOP",
+    "svg_axis",
+    "svg_bars",
+    "svg_histogram",
+    "svg_open",
+    "svg_swap_matrix",
+    "write_report",
+]
 
 OLD_COLOUR = "#8c96a8"
 NEW_COLOUR = "#2a6fdb"
@@ -122,7 +131,7 @@ def svg_swap_matrix(matrix: Mapping[str, Mapping[str, int]]) -> str:
     cell, left, top = 70, 80, 40
     size_w, size_h = left + cell * len(labels) + 10, top + cell * len(labels) + 10
     peak = max([v for row in matrix.values() for v in row.values()] + [1])
-    out = [_svg_open(size_w, size_h, "outcome swap matrix")]
+    out = [svg_open(size_w, size_h, "outcome swap matrix")]
     out.append(f"<text x='{left + cell * len(labels) / 2}' y='12' text-anchor='middle' {FONT}>new</text>")
     for j, label in enumerate(labels):
         x = left + j * cell + cell / 2
@@ -156,8 +165,8 @@ def svg_bars(groups: Mapping[str, tuple[float, float]], percent: bool = False) -
     plot_h = height - bottom - TOP
     peak = max([v for pair in groups.values() for v in pair] + [1e-9])
     peak = 1.0 if percent else peak
-    out = [_svg_open(width, height, "approval by grade")]
-    out.append(_axis(left, TOP, plot_h, width - 10, peak, percent))
+    out = [svg_open(width, height, "approval by grade")]
+    out.append(svg_axis(left, TOP, plot_h, width - 10, peak, percent))
     step = (width - left - 10) / len(names)
     for i, name in enumerate(names):
         old, new = groups.get(name, (0.0, 0.0))
@@ -179,11 +188,16 @@ def svg_bars(groups: Mapping[str, tuple[float, float]], percent: bool = False) -
     return "".join(out)
 
 
-def svg_histogram(old: Mapping[int, int], new: Mapping[int, int], bins: int = 30) -> str:
-    """Score points histograms, recorded (grey) and new (blue), on shared bins."""
+def svg_histogram(
+    old: Mapping[int, int],
+    new: Mapping[int, int],
+    bins: int = 30,
+    labels: tuple[str, str] = ("recorded", "new policy"),
+) -> str:
+    """Score points histograms, old (grey) and new (blue), on shared bins."""
     values = list(old) + list(new)
     width, height, left, bottom = 520, 236, 44, 30
-    out = [_svg_open(width, height, "score distribution")]
+    out = [svg_open(width, height, "score distribution")]
     if not values:
         out.append(f"<text x='20' y='40' {FONT}>no scored decisions</text></svg>")
         return "".join(out)
@@ -201,7 +215,7 @@ def svg_histogram(old: Mapping[int, int], new: Mapping[int, int], bins: int = 30
     old_bins, new_bins = binned(old), binned(new)
     peak = max(old_bins + new_bins + [1])
     plot_h, plot_w = height - bottom - TOP, width - left - 10
-    out.append(_axis(left, TOP, plot_h, width - 10, float(peak), False))
+    out.append(svg_axis(left, TOP, plot_h, width - 10, float(peak), False))
     bar = plot_w / count
     for series, colour, opacity in ((old_bins, OLD_COLOUR, 0.7), (new_bins, NEW_COLOUR, 0.55)):
         for i, n in enumerate(series):
@@ -215,19 +229,19 @@ def svg_histogram(old: Mapping[int, int], new: Mapping[int, int], bins: int = 30
     for i in range(0, count + 1, max(1, count // 6)):
         x = left + i * bar
         out.append(f"<text x='{x:.1f}' y='{height - 12}' text-anchor='middle' {FONT}>{low + i * step}</text>")
-    out.append(_legend(width - 120, 8))
+    out.append(_legend(width - 120, 8, labels))
     out.append("</svg>")
     return "".join(out)
 
 
-def _svg_open(width: float, height: float, label: str) -> str:
+def svg_open(width: float, height: float, label: str) -> str:
     return (
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{width:.0f}' height='{height:.0f}'"
         f" viewBox='0 0 {width:.0f} {height:.0f}' role='img' aria-label='{escape(label)}'>"
     )
 
 
-def _axis(left: float, top: float, plot_h: float, right: float, peak: float, percent: bool) -> str:
+def svg_axis(left: float, top: float, plot_h: float, right: float, peak: float, percent: bool) -> str:
     lines = []
     for k in range(5):
         value = peak * k / 4
@@ -238,8 +252,8 @@ def _axis(left: float, top: float, plot_h: float, right: float, peak: float, per
     return "".join(lines)
 
 
-def _legend(x: float, y: float) -> str:
-    items: Sequence[tuple[str, str]] = (("recorded", OLD_COLOUR), ("new policy", NEW_COLOUR))
+def _legend(x: float, y: float, labels: tuple[str, str] = ("recorded", "new policy")) -> str:
+    items: Sequence[tuple[str, str]] = ((labels[0], OLD_COLOUR), (labels[1], NEW_COLOUR))
     out = []
     for i, (label, colour) in enumerate(items):
         out.append(f"<rect x='{x}' y='{y + i * 14}' width='10' height='10' fill='{colour}'/>")

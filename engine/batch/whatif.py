@@ -1,15 +1,10 @@
 """What-if replay over history: every recorded decision in a time window re-decided on a NEW policy
-(and optionally another model) in batches, and the impact tallied: swaps, approval, limits, rates, loss.
+(and optionally another model) on the batch engine (engine.batch.decider, chunks on an
+engine.batch.pool), and the impact tallied: swaps, approval, limits, rates, loss.
 
-Batch path: the stage table is split at `score`; the stages before it run per application, the model
-scores the survivors of a batch in one call, then the remaining stages run per application. Scorer:
-ONNX Runtime on the whole batch by default (bit-identical to serving's one-row calls, so replaying
-history on the unchanged policy reproduces it exactly), or `scorer="native"`: CatBoost's
-NativeScorer.pd_matrix (5x faster on the batch, a negligible share of the total; checked against
-ONNX on each worker's first batch, tolerance 1e-6, else ONNX is used; PD is disclosed to 6 places,
-so a few PDs may then differ in the last digit). Rules run on `WhatIfOptions.rule_engine` (the
-compiled evaluator by default, as serving; all three are differentially tested to agree).
-Adverse-action model reasons (SHAP) are skipped: no figure of the report depends on them.
+The recorded side comes from the store (`iter_records` over the window); the new side is decided in
+chunks with the same stages as serving, ONNX Runtime batches by default (bit-identical to serving,
+so replaying history on the unchanged policy reproduces it exactly) or native CatBoost (`scorer`).
 """
 
 from __future__ import annotations
@@ -17,30 +12,27 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from engine.audit.pii import open_vault
-from engine.audit.record import utc_text
 from engine.audit.store import AuditStore
-from engine.errors import MODEL_MISSING, CredoError
-from engine.models.cache import check_pin
-from engine.models.scoring import NativeScorer, OnnxScorer
-from engine.models.store import ModelStore, load_package
-from engine.pipeline import DecisionContext, Stage, StageResult, run_stages, stage_table
+from engine.batch.decider import BatchDecider, Undecided, package_for
+from engine.batch.pool import Pool, open_pool, run_in_order
+from engine.batch.portfolio import NONE, OUTCOMES
+from engine.decision import Decision
+from engine.errors import CredoError
+from engine.models.store import load_package
 from engine.policy import load_policy, load_policy_text
-from engine.rules import DEFAULT_ENGINE, evaluator
+from engine.rules import DEFAULT_ENGINE
+from engine.rules import evaluator as rule_evaluator
 
-__all__ = ["NewDecision", "OldDecision", "Tally", "WhatIf", "WhatIfOptions", "run_whatif"]
+__all__ = ["NewDecision", "OldDecision", "Tally", "WhatIf", "WhatIfOptions", "count_window", "run_whatif"]
 
-OUTCOMES = ("APPROVE", "REFER", "DECLINE", "ERROR")
-TOLERANCE = 1e-6  # NativeScorer vs OnnxScorer, absolute, on P(bad)
-NO_GRADE = "(none)"
-NO_SEGMENT = "(none)"
+NO_GRADE = NO_SEGMENT = NONE
 
 
 @dataclass(frozen=True)
@@ -53,7 +45,7 @@ class WhatIfOptions:
     workers: int = 1
     batch: int = 500
     scorer: str = "onnx"  # or "native" (see module docstring)
-    rule_engine: str = DEFAULT_ENGINE  # compiled, durable or reference
+    rule_engine: str = DEFAULT_ENGINE  # compiled, durable or reference (engine.rules)
 
 
 @dataclass(frozen=True)
@@ -144,6 +136,7 @@ class WhatIf:
     scorer: str = ""
     lgd_new: Decimal | None = None
     lgd_old: dict[str, Decimal | None] = field(default_factory=dict)
+    evaluator: str = ""
     seconds: float = 0.0
 
     def add(self, old: OldDecision, new: NewDecision) -> None:
@@ -179,7 +172,7 @@ class WhatIf:
             "skipped": dict(self.skipped),
             "errors": dict(self.errors),
             "method": {
-                "evaluator": f"{self.options.rule_engine} (engine.rules)",
+                "evaluator": self.evaluator,
                 "scorer": self.scorer,
                 "native_vs_onnx_max_abs_diff": self.max_scorer_diff,
                 "model_reasons": "skipped (no report figure depends on them)",
@@ -233,167 +226,57 @@ def old_decision(record: Any) -> OldDecision:
     )
 
 
-# -- the batch decider (one per process)
-class BatchDecider:
-    """Decides batches of applications on one policy and one model package (see module docstring)."""
-
-    def __init__(
-        self,
-        policy_path: str,
-        package_path: str | None,
-        scorer: str = "onnx",
-        rule_engine: str = DEFAULT_ENGINE,
-    ) -> None:
-        self.policy = load_policy(policy_path)
-        self.evaluator = evaluator(rule_engine)
-        self.package = load_package(Path(package_path)) if package_path else None
-        self.native = NativeScorer(self.package) if self.package else None
-        self.onnx = OnnxScorer(self.package) if self.package else None
-        self.use_native = scorer == "native"
-        self.checked = not self.use_native
-        self.max_diff = 0.0
-
-        def no_model_reasons(ctx: Any) -> Any:
-            ctx.package = None  # outcome_stage explains (SHAP) only when a package is set
-            return StageResult()
-
-        table = list(stage_table(self.policy))
-        names = [s.name for s in table]
-        cut = names.index("score") if "score" in names else len(table)
-        self.before = tuple(table[:cut])
-        after = table[cut:]
-        after.insert(len(after) - 1, Stage("what_if", no_model_reasons, closing=True))
-        self.after = tuple(after)
-
-    def _provider(self, pd: float) -> Callable[[str, str, str | None], tuple[Any, Any]]:
-        fixed = _FixedScore(pd)
-        return lambda name, version, sha: (self.package, fixed)
-
-    def _refuse(self, name: str, version: str, sha: str | None) -> tuple[Any, Any]:
-        raise CredoError(f"what-if: no model package for {name} {version}", code=MODEL_MISSING)
-
-    def decide(self, applications: Sequence[Mapping[str, Any]]) -> list[NewDecision]:
-        timer = _zero
-        out: list[NewDecision | None] = [None] * len(applications)
-        pending: list[tuple[int, Any, dict[str, Any] | None]] = []
-        for i, application in enumerate(applications):
-            ctx = DecisionContext(self.policy, application, self.evaluator, self._refuse)
-            try:
-                run_stages(ctx, self.before, timer)
-                features = (
-                    self.policy.score.features(ctx.fact) if self.policy.score and not ctx.declined else None
-                )
-            except CredoError as exc:
-                out[i] = NewDecision("ERROR", error=f"{exc.code}: {exc}")
-                continue
-            pending.append((i, ctx, features))
-        scored = [(i, ctx, f) for i, ctx, f in pending if f is not None]
-        pds = self._score([f for _, _, f in scored]) if scored else []
-        by_index = {i: pd for (i, _, _), pd in zip(scored, pds, strict=True)}
-        for i, ctx, _ in pending:
-            if i in by_index:
-                ctx.models = self._provider(by_index[i])
-            try:
-                run_stages(ctx, self.after, timer)
-            except CredoError as exc:
-                out[i] = NewDecision("ERROR", error=f"{exc.code}: {exc}")
-                continue
-            out[i] = _new_decision(ctx)
-        return [d if d is not None else NewDecision("ERROR", error="INTERNAL: not decided") for d in out]
-
-    def _score(self, rows: Sequence[Mapping[str, Any]]) -> list[float]:
-        assert self.native is not None and self.onnx is not None
-        matrix = self.native.encoder.encode_rows(rows)
-        if not self.checked:  # verify the native scorer against the serving runtime once per worker
-            self.checked = True
-            native, onnx = self.native.pd_matrix(matrix), self.onnx.pd_matrix(matrix)
-            self.max_diff = float(abs(native - onnx).max()) if len(matrix) else 0.0
-            self.use_native = self.max_diff <= TOLERANCE
-            return [float(p) for p in (native if self.use_native else onnx)]
-        scorer = self.native if self.use_native else self.onnx
-        return [float(p) for p in scorer.pd_matrix(matrix)]
+# -- the worker side (one decider per process, loaded on its first chunk)
+_deciders: dict[tuple[str, str | None, str, str], BatchDecider] = {}
 
 
-class _FixedScore:
-    """A scorer answering the PD computed for this application in the batch."""
+def decide_applications(
+    policy_path: str,
+    package_path: str | None,
+    scorer: str,
+    rule_engine: str,
+    applications: list[dict[str, Any]],
+) -> tuple[list[NewDecision], float, bool]:
+    """One chunk on the new policy: its decisions, the native-vs-ONNX difference and scorer used."""
+    key = (policy_path, package_path, scorer, rule_engine)
+    decider = _deciders.get(key)
+    if decider is None:
+        package = load_package(Path(package_path)) if package_path else None
+        decider = _deciders[key] = BatchDecider(
+            load_policy(policy_path), package, scorer, evaluator=rule_evaluator(rule_engine)
+        )
+    decided = decider.decide(applications)
+    return [_new_decision(d) for d in decided], decider.max_diff, decider.use_native
 
-    def __init__(self, pd: float) -> None:
-        self._pd = pd
 
-    def pd(self, features: Mapping[str, Any]) -> float:
-        return self._pd
-
-
-def _zero() -> float:
-    return 0.0
-
-
-def _new_decision(ctx: Any) -> NewDecision:
-    outcome = ctx.outcome.value if ctx.outcome is not None else "DECLINE"
-    declined = outcome == "DECLINE"
-    score = ctx.score
+def _new_decision(decided: Decision | Undecided) -> NewDecision:
+    if isinstance(decided, Undecided):
+        return NewDecision("ERROR", error=f"{decided.code}: {decided.message}")  # counted by code
+    score = decided.score
     return NewDecision(
-        outcome=outcome,
+        outcome=decided.outcome.value,
         grade=score.grade if score else None,
-        segments=tuple(ctx.segments),
-        limit=None if declined else ctx.limit,
-        rate=None if declined else ctx.annual_rate,
+        segments=tuple(decided.segments),
+        limit=decided.limit,
+        rate=decided.annual_rate,
         pd=score.pd if score else None,
         points=score.points if score else None,
     )
 
 
-_worker: BatchDecider | None = None
-
-
-def _init_worker(policy_path: str, package_path: str | None, scorer: str, rule_engine: str) -> None:
-    global _worker
-    _worker = BatchDecider(policy_path, package_path, scorer, rule_engine)
-
-
-def _decide_in_worker(applications: list[dict[str, Any]]) -> tuple[list[NewDecision], float, bool]:
-    assert _worker is not None
-    return _worker.decide(applications), _worker.max_diff, _worker.use_native
-
-
 # -- the driver
-def resolve_package(options: WhatIfOptions, policy: Any) -> Any:
-    """The model package the new policy scores with: --model NAME@VERSION (under models_dir) or a
-    package folder; by default the package the policy pins (its sha256 checked when pinned)."""
-    if options.model:
-        if "@" in options.model and not Path(options.model).exists():
-            name, version = options.model.split("@", 1)
-            return ModelStore(options.models_dir).load(name, version)
-        return load_package(Path(options.model))
-    if policy.score is None:
-        return None
-    spec = policy.score
-    package = ModelStore(options.models_dir).load(spec.model_name, spec.model_version)
-    check_pin(package, spec.model_sha256, str(options.models_dir))
-    return package
-
-
-def count_window(store: AuditStore, since: dt.datetime | None, until: dt.datetime | None) -> int | None:
-    """Records in [since, until) for the progress bar; None if the store cannot say cheaply."""
-    query = getattr(store, "_query", None)  # both SQL stores; the protocol has no windowed count
-    if query is None:
-        return None
-    low = utc_text(since) if since else ""
-    high = utc_text(until) if until else "9999"
-    rows = query("SELECT COUNT(*) FROM audit_records WHERE received_at >= ? AND received_at < ?", (low, high))
-    return int(rows[0][0])
-
-
 def run_whatif(
     store: AuditStore,
     options: WhatIfOptions,
     progress: Callable[[int], None] | None = None,
     records: Iterable[Any] | None = None,
+    pool: Pool | None = None,
 ) -> WhatIf:
-    """Re-decide every record of the window on the new policy; `progress(n)` after each batch."""
+    """Re-decide every record of the window on the new policy; `progress(n)` after each chunk. The
+    chunks run on `pool`, else on `options.workers` local processes (1: in this process)."""
     started = time.perf_counter()
     policy = load_policy(options.policy)
-    package = resolve_package(options, policy)
+    package = package_for(policy, options.models_dir, options.model)
     package_path = str(package.path) if package is not None else None
     result = WhatIf(
         policy={
@@ -408,44 +291,13 @@ def run_whatif(
         options=options,
         lgd_new=policy.offers.lgd if policy.offers is not None else None,
     )
+    result.evaluator = f"{options.rule_engine} (engine.rules)"
     if records is None:  # personal values opened with the store's key; without it, left out
         records = map(open_vault(store).opened, store.iter_records(options.since, options.until))
     source = records
-    executor: ProcessPoolExecutor | None = None
-    local: BatchDecider | None = None
-    if options.workers > 1:
-        import multiprocessing
+    olds_by_chunk: deque[list[OldDecision]] = deque()
 
-        executor = ProcessPoolExecutor(
-            options.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(str(options.policy), package_path, options.scorer, options.rule_engine),
-        )
-    else:
-        local = BatchDecider(str(options.policy), package_path, options.scorer, options.rule_engine)
-    in_flight: deque[tuple[list[OldDecision], Future[Any]]] = deque()
-    natives: list[bool] = []
-
-    def collect(olds: list[OldDecision], news: list[NewDecision], diff: float, native: bool) -> None:
-        result.max_scorer_diff = max(result.max_scorer_diff, diff)
-        natives.append(native)
-        for old, new in zip(olds, news, strict=True):
-            result.add(old, new)
-        if progress is not None:
-            progress(len(olds))
-
-    def flush(olds: list[OldDecision], apps: list[dict[str, Any]]) -> None:
-        if local is not None:
-            collect(olds, local.decide(apps), local.max_diff, local.use_native)
-            return
-        assert executor is not None
-        in_flight.append((olds, executor.submit(_decide_in_worker, apps)))
-        while len(in_flight) > 2 * options.workers:
-            done_olds, future = in_flight.popleft()
-            collect(done_olds, *future.result())
-
-    try:
+    def chunks() -> Iterator[tuple[Any, ...]]:
         olds: list[OldDecision] = []
         apps: list[dict[str, Any]] = []
         for record in source:
@@ -459,16 +311,28 @@ def run_whatif(
             # the validated input, absent optional fields left out: the new policy declares its own
             apps.append({k: v for k, v in record.input.items() if v is not None})
             if len(apps) >= options.batch:
-                flush(olds, apps)
+                olds_by_chunk.append(olds)
+                yield (str(options.policy), package_path, options.scorer, options.rule_engine, apps)
                 olds, apps = [], []
         if apps:
-            flush(olds, apps)
-        while in_flight:
-            done_olds, future = in_flight.popleft()
-            collect(done_olds, *future.result())
+            olds_by_chunk.append(olds)
+            yield (str(options.policy), package_path, options.scorer, options.rule_engine, apps)
+
+    own_pool = pool is None
+    running = pool if pool is not None else open_pool(max(1, options.workers))
+    natives: list[bool] = []
+    try:
+        for news, diff, native in run_in_order(running, decide_applications, chunks()):
+            olds = olds_by_chunk.popleft()
+            result.max_scorer_diff = max(result.max_scorer_diff, diff)
+            natives.append(native)
+            for old, new in zip(olds, news, strict=True):
+                result.add(old, new)
+            if progress is not None:
+                progress(len(olds))
     finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
+        if own_pool:
+            running.close()
     if options.scorer != "native":
         result.scorer = "onnxruntime (OnnxScorer.pd_matrix, batched; bit-identical to serving)"
     elif natives and not all(natives):
@@ -477,6 +341,11 @@ def run_whatif(
         result.scorer = "catboost-native (NativeScorer.pd_matrix, batched; equal to ONNX within 1e-6)"
     result.seconds = time.perf_counter() - started
     return result
+
+
+def count_window(store: AuditStore, since: dt.datetime | None, until: dt.datetime | None) -> int:
+    """Records in [since, until), for the progress bar."""
+    return store.count_between(since, until)
 
 
 def _archived_lgd(store: AuditStore, policy_sha: str) -> Decimal | None:

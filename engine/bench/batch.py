@@ -10,6 +10,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
+from engine.batch.decider import Undecided
 from engine.bench.handwritten import consumer_loan_eligibility, consumer_loan_rules
 from engine.models.scaling import points as scale_points
 from engine.pipeline import offers as offers_module
@@ -106,12 +107,15 @@ def _decide(fact: dict[str, Any], raw_pd: float) -> dict[str, Any]:
     return {"outcome": "REFER" if refer else "APPROVE", "limit": limit, "rate": rate, **result}
 
 
-def _credo_view(decision: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"outcome": decision.outcome}
-    if decision.grade is not None:
-        out.update({"grade": decision.grade, "points": decision.points, "pd": decision.pd})
-    if decision.outcome != "DECLINE":
-        out.update({"limit": decision.limit, "rate": decision.rate})
+def _credo_view(decided: Any) -> dict[str, Any]:
+    if isinstance(decided, Undecided):
+        return {"outcome": "ERROR", "error": decided.code}
+    out: dict[str, Any] = {"outcome": decided.outcome.value}
+    if decided.score is not None:
+        score = decided.score
+        out.update({"grade": score.grade, "points": score.points, "pd": score.pd})
+    if out["outcome"] != "DECLINE":
+        out.update({"limit": decided.limit, "rate": decided.annual_rate})
     return out
 
 
@@ -121,7 +125,7 @@ def bench_batch(
     """Decisions/s of BatchDecider (scorer native) and of the floor over `count` applications, in
     batches of `batch`, one process each; the first `check` decisions must agree (outcome, grade,
     points, pd, limit, rate) or EquivalenceError."""
-    from engine.batch.whatif import BatchDecider
+    from engine.batch.decider import BatchDecider
     from engine.bench.data import applications
     from engine.bench.peer import EquivalenceError
     from engine.models.store import ModelStore
@@ -132,7 +136,7 @@ def bench_batch(
     package = ModelStore(models_dir).load(policy.score.model_name, policy.score.model_version)
     apps = applications(count, seed=23)
     chunks = [apps[i : i + batch] for i in range(0, len(apps), batch)]
-    credo = BatchDecider(str(policy_path), str(package.path), scorer="native")
+    credo = BatchDecider(policy, package, scorer="native")
     floor = FloorDecider(package)
     sample = apps[:check]
     want = [_credo_view(d) for d in credo.decide(sample)]
@@ -164,3 +168,34 @@ def bench_batch(
         "credo_seconds": timings["credo"],
         "floor_seconds": timings["floor"],
     }
+
+
+def bench_scaling(
+    policy_path: Path | str, models_dir: Path | str, rows: int, chunk: int = 250
+) -> dict[str, Any]:
+    """Simulation rows/s of the same synthetic file on 1 and on 2 local worker processes (each pool
+    warmed up first, so both workers have loaded the policy and model before the clock starts)."""
+    import tempfile
+
+    from engine.batch.pool import LocalPool
+    from engine.batch.simulate import SimulationOptions, simulate
+    from engine.models.synthetic import write
+
+    with tempfile.TemporaryDirectory(prefix="credo-bench-") as tmp:
+        data, warm = Path(tmp) / "apps.parquet", Path(tmp) / "warm.parquet"
+        write(rows, 41, data, applications=True)
+        write(chunk * 4, 43, warm, applications=True)
+        out: dict[str, Any] = {"rows": rows, "chunk": chunk}
+        for workers in (1, 2):
+            pool = LocalPool(workers)
+            try:
+                for path in (warm, data):
+                    start = time.perf_counter()
+                    simulate(
+                        SimulationOptions(Path(policy_path), path, models_dir=Path(models_dir), chunk=chunk),
+                        pool,
+                    )
+                out[f"workers_{workers}_per_s"] = rows / (time.perf_counter() - start)
+            finally:
+                pool.close()
+    return out

@@ -99,9 +99,12 @@ def _peer(sizes: Sizes, paths: Paths) -> dict[str, Any]:
 
 
 def _batch(sizes: Sizes, paths: Paths) -> dict[str, Any]:
-    from engine.bench.batch import bench_batch
+    from engine.bench.batch import bench_batch, bench_scaling
 
-    return bench_batch(paths.consumer_loan, paths.models, sizes.batch_applications, check=sizes.batch_check)
+    out = bench_batch(paths.consumer_loan, paths.models, sizes.batch_applications, check=sizes.batch_check)
+    rows = max(2000, sizes.batch_applications // 5)  # enough chunks to keep 2 workers busy
+    out["scaling"] = bench_scaling(paths.consumer_loan, paths.models, rows)
+    return out
 
 
 def _grpc(sizes: Sizes, paths: Paths) -> dict[str, Any]:

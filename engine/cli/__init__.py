@@ -9,7 +9,10 @@ import argparse
 import importlib
 import sys
 
-VERBS = ("serve", "validate", "test", "compile", "decide", "replay", "audit", "monitor", "train", "bench")
+VERBS = (
+    "serve", "validate", "test", "compile", "decide", "replay", "simulate", "audit", "monitor", "train",
+    "bench",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,6 +57,7 @@ def register(subparsers: Any) -> None:
     )
     what_if.add_argument("--report", type=Path, help="folder for report.html and summary.json")
     what_if.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    what_if.add_argument("--cluster", help="run the chunks on Dask: tcp://HOST:8786 or local:N")
     what_if.add_argument("--batch", type=int, default=500, help="applications per scoring batch")
     what_if.add_argument(
         "--scorer",
@@ -135,6 +136,7 @@ def run_whatif(args: argparse.Namespace) -> int:
     )
 
     from engine.audit.connect import open_store
+    from engine.batch.pool import open_pool
     from engine.batch.report import write_report
     from engine.batch.whatif import WhatIfOptions, count_window
     from engine.batch.whatif import run_whatif as what_if
@@ -157,6 +159,12 @@ def run_whatif(args: argparse.Namespace) -> int:
         print(f"credo replay: {exc}", file=sys.stderr)
         return 2
     try:
+        pool = open_pool(options.workers, args.cluster)
+    except CredoError as exc:
+        store.close()
+        print(f"credo replay: {exc}", file=sys.stderr)
+        return 2
+    try:
         total = count_window(store, args.since, args.until)
         columns = (
             TextColumn("what-if"),
@@ -167,7 +175,7 @@ def run_whatif(args: argparse.Namespace) -> int:
         )
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task("replay", total=total)
-            result = what_if(store, options, progress=lambda n: progress.advance(task, n))
+            result = what_if(store, options, progress=lambda n: progress.advance(task, n), pool=pool)
     except PolicyError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=sys.stderr)
@@ -176,6 +184,7 @@ def run_whatif(args: argparse.Namespace) -> int:
         print(f"credo replay: {exc}", file=sys.stderr)
         return 2
     finally:
+        pool.close()
         store.close()
     summary = result.summary()
     if args.report:

@@ -58,6 +58,10 @@ TERMS = (12, 24, 36, 48, 60)
 PURPOSES = ("car", "home_improvement", "education", "medical", "debt_consolidation", "travel", "other")
 CHUNK = 100_000
 TARGET = "default_12m"
+# `--applications`: the purposes the consumer_loan policy accepts; any other is sent as "other"
+APPLICATION_PURPOSES = frozenset(
+    {"consumption", "education", "travel", "medical", "home_improvement", "wedding", "car", "other"}
+)
 
 
 # The ground truth of the module docstring, as data (the model card records it verbatim).
@@ -195,16 +199,25 @@ def generate(rows: int, seed: int) -> pd.DataFrame:
     return pd.concat(list(iter_chunks(rows, seed)), ignore_index=True)
 
 
-def write(rows: int, seed: int, out: Path) -> None:
-    """Stream to CSV or Parquet (by suffix) chunk by chunk, so 10M+ rows fit in memory."""
+def as_applications(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as consumer_loan applications: a purpose the policy does not list becomes "other"
+    (the target column stays: a simulation leaves columns the policy does not declare aside)."""
+    purpose = frame["loan.purpose"]
+    return frame.assign(**{"loan.purpose": purpose.where(purpose.isin(APPLICATION_PURPOSES), "other")})
+
+
+def write(rows: int, seed: int, out: Path, applications: bool = False) -> None:
+    """Stream to CSV or Parquet (by suffix) chunk by chunk, so 10M+ rows fit in memory; each chunk is
+    one Parquet row group, so readers can stream it back the same way."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    frames = (as_applications(f) if applications else f for f in iter_chunks(rows, seed))
     if out.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         writer: pq.ParquetWriter | None = None
         try:
-            for frame in iter_chunks(rows, seed):
+            for frame in frames:
                 table = pa.Table.from_pandas(frame, preserve_index=False)
                 writer = writer or pq.ParquetWriter(out, table.schema)
                 writer.write_table(table)
@@ -212,7 +225,7 @@ def write(rows: int, seed: int, out: Path) -> None:
             if writer is not None:
                 writer.close()
     else:
-        for index, frame in enumerate(iter_chunks(rows, seed)):
+        for index, frame in enumerate(frames):
             frame.to_csv(out, mode="w" if index == 0 else "a", header=index == 0, index=False)
 
 
@@ -223,8 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=20261128)
     parser.add_argument("--out", type=Path, required=True, help="*.csv or *.parquet")
+    parser.add_argument(
+        "--applications", action="store_true", help="valid consumer_loan applications (purposes mapped)"
+    )
     args = parser.parse_args(argv)
-    write(args.rows, args.seed, args.out)
+    write(args.rows, args.seed, args.out, args.applications)
     print(f"wrote {args.rows} rows to {args.out}")
     return 0
 

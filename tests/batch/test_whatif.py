@@ -6,50 +6,26 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from replay_helpers import (
-    START,
-    copy_policies,
-    minute_clock,
-    service_with_log,
-    shipped_inputs,
-    synthetic_applications,
-)
+from whatif_history import STRICT_AGE, build_history, stable_summary
 
 from engine.audit.connect import open_store
-from engine.batch.whatif import WhatIfOptions, run_whatif
+from engine.batch.whatif import WhatIfOptions, count_window, run_whatif
 from engine.cli import main
-from engine.errors import CredoError
 
-STRICT_AGE = 30
+START = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
+GOLDEN = Path(__file__).parent / "golden" / "whatif_before_move.json"
 
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """consumer_loan decisions one minute apart: the shipped test inputs and 60 synthetic applicants."""
-    root = tmp_path_factory.mktemp("whatif")
-    policies = copy_policies(root)
-    url = f"sqlite:///{root / 'audit.db'}"
-    service = service_with_log(policies, url, clock=minute_clock())
-    apps = [a for p, _, a in shipped_inputs(policies) if p == "consumer_loan"] + synthetic_applications(60)
-    decided: list[tuple[int, str]] = []  # (age, recorded outcome)
-    for i, app in enumerate(apps):
-        try:
-            decision = service.decide("consumer_loan", app, f"h{i}")
-        except CredoError:
-            continue
-        decided.append((int(app["applicant"]["age"]), decision.outcome.value))
-    service.log.close()
-    strict = root / "strict" / "policy.yaml"
-    strict.parent.mkdir()
-    text = (policies / "consumer_loan" / "policy.yaml").read_text(encoding="utf-8")
-    assert "applicant.age < 22" in text
-    strict.write_text(text.replace("applicant.age < 22", f"applicant.age < {STRICT_AGE}"), encoding="utf-8")
-    return {"url": url, "policies": policies, "decided": decided, "strict": strict, "root": root}
+    return build_history(tmp_path_factory.mktemp("whatif"))
 
 
 def expected_matrix(decided: list[tuple[int, str]], strict_age: int | None) -> dict[str, dict[str, int]]:
@@ -93,7 +69,7 @@ def test_a_stricter_age_limit_swaps_exactly_the_younger_applicants(
     assert written["overall"]["swaps"].get("APPROVE->DECLINE") == young_approved
     assert written["overall"]["approved_new"] == written["overall"]["approved_old"] - young_approved
     assert set(written["by_grade"]) and set(written["by_segment"])
-    assert written["method"]["evaluator"].startswith("compiled")
+    assert written["method"]["evaluator"].startswith("compiled")  # serving's default evaluator
 
 
 def test_the_html_report_is_self_contained_and_has_its_plots(
@@ -146,3 +122,55 @@ def test_a_policy_needing_inputs_history_lacks_shows_errors_not_a_crash(
     assert all(
         summary["swap_matrix"][o]["ERROR"] == n for o, n in Counter(o for _, o in history["decided"]).items()
     )
+
+
+def test_the_batch_engine_gives_the_numbers_what_if_gave_before_it_moved(history: dict[str, Any]) -> None:
+    """The same history, the unchanged and the stricter policy: every figure of the summary equals the
+    one the pre-move engine (engine.audit.whatif) wrote to the golden file; only the method's wording
+    of the evaluator and scorer may differ. CREDO_UPDATE_GOLDEN=1 rewrites it (after a policy change)."""
+    store = open_store(history["url"], create=False)
+    try:
+        got = {
+            name: stable_summary(run_whatif(store, WhatIfOptions(policy=policy, batch=16)).summary())
+            for name, policy in (("same", history["policies"] / "consumer_loan/policy.yaml"),
+                                 ("strict", history["strict"]))
+        }  # fmt: skip
+        counted = count_window(store, None, None)
+    finally:
+        store.close()
+    if os.environ.get("CREDO_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    want = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    for summary in (*got.values(), *want.values()):
+        for wording in ("evaluator", "scorer"):
+            summary["method"].pop(wording)
+    assert got == want
+    assert counted == got["same"]["decisions"] == len(history["decided"])
+
+
+def test_count_window_counts_what_the_window_reads(history: dict[str, Any]) -> None:
+    since, until = START + dt.timedelta(minutes=5), START + dt.timedelta(minutes=17)
+    store = open_store(history["url"], create=False)
+    try:
+        assert count_window(store, since, until) == sum(1 for _ in store.iter_records(since, until)) == 12
+    finally:
+        store.close()
+
+
+def test_errors_with_a_location_are_counted_by_code_not_by_file_name(
+    history: dict[str, Any], tmp_path: Path
+) -> None:
+    """Regression: a located runtime error ("x/policy.yaml:38:11: POLICY_RUNTIME: ...") was counted
+    under its file name once what-if moved onto the batch decider."""
+    text = history["strict"].read_text(encoding="utf-8")
+    text = text[: text.index("\ntests:")]
+    divides = "debt.monthly_payments / applicant.income_monthly if applicant.income_monthly > 0 else 9.99"
+    assert divides in text
+    broken = tmp_path / "policy.yaml"
+    broken.write_text(text.replace(divides, "debt.monthly_payments / (bureau.score - bureau.score)"), "utf-8")
+    store = open_store(history["url"], create=False)
+    try:
+        summary = run_whatif(store, WhatIfOptions(policy=broken)).summary()
+    finally:
+        store.close()
+    assert summary["errors"] == {"POLICY_RUNTIME": summary["decisions"]}
