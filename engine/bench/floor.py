@@ -4,6 +4,7 @@ ZenEngine.evaluate of a graph holding only an input and an output node, in the s
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 from typing import Any
@@ -58,6 +59,8 @@ def bench_floor(repeats: int, calls: int = 2000) -> dict[str, Any]:
         service = DecisionService(empty, empty)
         decision = service.decide(policy, applications[0], "floor")
         assert decision.outcome.value == "APPROVE", decision
-        decide_us = per_item_us(lambda app: service.decide(policy, app, "floor"), applications, repeats)
+        # a fresh request_id per call: a reused one with another application is an idempotency conflict
+        ids = (f"floor-{n}" for n in itertools.count())
+        decide_us = per_item_us(lambda app: service.decide(policy, app, next(ids)), applications, repeats)
     zen_us = per_item_us(lambda ctx: engine.evaluate(_EMPTY_KEY, ctx), contexts, repeats)
     return {"decide_us": decide_us, "zen_us": zen_us, "calls": calls}
