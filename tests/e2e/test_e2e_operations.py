@@ -23,7 +23,7 @@ import grpc
 import pytest
 from credo.v1 import decision_pb2 as pb
 from credo.v1 import decision_pb2_grpc as pb_grpc
-from e2e_harness import FAKE, POLICIES, ROOT, Server, connections, request, serve, shipped_cases
+from e2e_harness import FAKE, POLICIES, ROOT, CallLoop, Server, connections, request, serve, shipped_cases
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 POLICY = 'policy: demo\nversion: "1.0.{patch}"\ninputs:\n  applicant.age: {{type: integer}}\n'
@@ -132,46 +132,28 @@ def test_long_decide_stream_survives_connection_ageing(tmp_path: Path, policies:
     assert all(not a.HasField("error") for a in answers)
 
 
-class PinnedCallers:
+class PinnedCallers(CallLoop):
     """One thread per open connection calling Decide pinned to `self.pin`; records (time, version)
     answers per connection and, by the pinned version, every status other than UNAVAILABLE
     (retryable by design). A pin on the version ListPolicies reported before a reload is refused
     FAILED_PRECONDITION by the new workers, as it should: the caller reads ListPolicies again."""
 
     def __init__(self, server: Server, n: int):
-        self.channels = connections(server, n)
+        super().__init__(server, n)
         self.pin = ""
         self.answers: list[list[tuple[float, str]]] = [[] for _ in range(n)]
         self.refused: list[tuple[str, str]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(n)]
 
-    def __enter__(self) -> PinnedCallers:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=30)
-        for channel in self.channels:
-            channel.close()
-
-    def _run(self, index: int) -> None:
-        stub = pb_grpc.DecisionServiceStub(self.channels[index])
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            pin = self.pin
-            try:
-                answer = stub.Decide(request(f"p{index}-{n}", "demo", ADULT, policy_version=pin), timeout=30)
-            except grpc.RpcError as err:
-                if err.code() != grpc.StatusCode.UNAVAILABLE:
-                    self.refused.append((pin, f"{err.code().name}: {err.details()}"))
-                continue
-            self.answers[index].append((time.monotonic(), answer.policy.version))
-            time.sleep(0.02)
+    def one(self, stub: pb_grpc.DecisionServiceStub, index: int, n: int) -> None:
+        pin = self.pin
+        try:
+            answer = stub.Decide(request(f"p{index}-{n}", "demo", ADULT, policy_version=pin), timeout=30)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE:
+                self.refused.append((pin, f"{err.code().name}: {err.details()}"))
+            return
+        self.answers[index].append((time.monotonic(), answer.policy.version))
+        time.sleep(0.02)
 
 
 def _listed_version(server: Server) -> str:
