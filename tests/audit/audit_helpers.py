@@ -11,7 +11,9 @@ import os
 import pwd
 import shutil
 import socket
+import sqlite3
 import subprocess
+import urllib.parse
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 
 from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
+from engine.audit.sqlite import sqlite_path
 from engine.pipeline.render import decision_from_dict
 
 START = dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
@@ -147,3 +150,31 @@ def record_factory() -> RecordFactory:
         )
 
     return make
+
+
+def execute(url: str, statement: str, params: tuple[Any, ...] = ()) -> None:
+    """Raw SQL on a store, the way someone tampering with the database would write it."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(sqlite_path(url)) as conn:
+            conn.execute(statement, params)
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement.replace("?", "%s"), params)
+
+
+def raw_bytes(url: str) -> bytes:
+    """Everything the store holds on disk: the SQLite files (WAL included), or a pg_dump."""
+    if url.startswith("sqlite:///"):
+        db = Path(url[len("sqlite:///") :])
+        return b"".join(
+            p.read_bytes() for p in db.parent.glob(db.name + "*") if not p.name.endswith(".pii-key")
+        )
+    base, _, query = url.partition("?")
+    schema = urllib.parse.unquote(query).split("search_path=")[1]
+    bindir = find_pg_bindir()
+    dump = shutil.which("pg_dump") or str(bindir / "pg_dump" if bindir else "pg_dump")
+    return subprocess.run(
+        [dump, f"--dbname={base}", f"--schema={schema}"], capture_output=True, check=True, timeout=120
+    ).stdout

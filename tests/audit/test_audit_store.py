@@ -5,31 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
-from audit_helpers import START, RecordFactory
+from audit_helpers import START, RecordFactory, execute
 
 from engine.audit import DecisionLog, blob, open_store, verify_store
 from engine.audit.export import remove_older_than
 from engine.audit.record import DecisionRecord
-from engine.audit.sqlite import sqlite_path
 from engine.errors import IdempotencyConflict
-
-
-def execute(url: str, statement: str, params: tuple[Any, ...] = ()) -> None:
-    """Raw SQL on a store, the way someone tampering with the database would write it."""
-    if url.startswith("sqlite"):
-        with sqlite3.connect(sqlite_path(url)) as conn:
-            conn.execute(statement, params)
-        return
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(statement.replace("?", "%s"), params)
 
 
 def fill(url: str, make_record: RecordFactory, n: int = 8) -> list[DecisionRecord]:

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import shutil
 import stat
-import subprocess
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_helpers import find_pg_bindir
+from audit_helpers import raw_bytes
 
 from engine.audit import DecisionLog
 from engine.audit.connect import open_store
@@ -76,22 +74,6 @@ def recorded(
     yield service, ids
     assert service.log is not None
     service.log.close()
-
-
-def raw_bytes(url: str) -> bytes:
-    """Everything the store holds on disk: the SQLite files (WAL included), or a pg_dump."""
-    if url.startswith("sqlite:///"):
-        db = Path(url[len("sqlite:///") :])
-        return b"".join(
-            p.read_bytes() for p in db.parent.glob(db.name + "*") if not p.name.endswith(".pii-key")
-        )
-    base, _, query = url.partition("?")
-    schema = urllib.parse.unquote(query).split("search_path=")[1]
-    bindir = find_pg_bindir()
-    dump = shutil.which("pg_dump") or str(bindir / "pg_dump" if bindir else "pg_dump")
-    return subprocess.run(
-        [dump, f"--dbname={base}", f"--schema={schema}"], capture_output=True, check=True, timeout=120
-    ).stdout
 
 
 def test_no_name_or_id_number_in_plaintext_in_the_raw_store(
