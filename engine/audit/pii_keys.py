@@ -38,6 +38,10 @@ _SCHEMA = (
     " wrapped TEXT NOT NULL, created_at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS pii_erasures (seq BIGINT PRIMARY KEY, subject TEXT NOT NULL,"
     " hash TEXT NOT NULL, body TEXT NOT NULL)",
+    # the erasure chain's head, kept apart from its records (as audit_chains is for decisions), so
+    # deleting the last erasure record leaves a head that no record matches
+    "CREATE TABLE IF NOT EXISTS pii_erasure_head (chain_id TEXT PRIMARY KEY, seq BIGINT NOT NULL,"
+    " hash TEXT NOT NULL)",
 )
 _LOCK = 782018  # PostgreSQL advisory lock key of the erasure chain
 
@@ -122,9 +126,10 @@ class KeyTable:
         self.store = store
         self.sqlite = store.placeholder == "?"
         self._ready = _has_table(store, "pii_keys")  # created by the first write: readers never write
+        self._current = self._ready and _has_table(store, "pii_erasure_head")
 
     def _ensure(self) -> None:
-        if self._ready:
+        if self._current:
             return
         store = self.store
         with store._errors(), store._write_lock, store._transaction() as cur:
@@ -132,7 +137,7 @@ class KeyTable:
                 cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK})")
             for statement in _SCHEMA:
                 cur.execute(statement)
-        self._ready = True
+        self._ready = self._current = True
 
     def get(self, subject: str) -> tuple[str, str] | None:
         """(key_id, wrapped) of `subject`'s data key, None if it has none (never had, or erased)."""
@@ -227,6 +232,13 @@ class KeyTable:
                 store._sql("INSERT INTO pii_erasures (seq, subject, hash, body) VALUES (?, ?, ?, ?)"),
                 (seq + 1, subject, digest, canonical_json(body).decode()),
             )
+            cur.execute(
+                store._sql(
+                    "INSERT INTO pii_erasure_head (chain_id, seq, hash) VALUES (?, ?, ?)"
+                    " ON CONFLICT (chain_id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash"
+                ),
+                (ERASURE_CHAIN, seq + 1, digest),
+            )
         self._scrub()
         return {**body, "hash": digest}
 
@@ -244,7 +256,8 @@ class KeyTable:
 
 
 def verify_erasures(store: AuditStore) -> tuple[int, str | None]:
-    """(records, first problem or None) of the erasure chain; (0, None) when there is none."""
+    """(records, first problem or None) of the erasure chain, its kept head included; (0, None)
+    when there is none."""
     if not isinstance(store, SqlStore) or not _has_table(store, "pii_erasures"):
         return 0, None
     prev = GENESIS_HASH
@@ -257,6 +270,21 @@ def verify_erasures(store: AuditStore) -> tuple[int, str | None]:
         if chain_hash(prev, body) != stored_hash:
             return count, f"erasure record {count} was altered: its hash does not match"
         prev = stored_hash
+    rows = (
+        store._query("SELECT seq, hash FROM pii_erasure_head WHERE chain_id = ?", (ERASURE_CHAIN,))
+        if _has_table(store, "pii_erasure_head")
+        else []
+    )
+    head = (int(rows[0][0]), str(rows[0][1])) if rows else None
+    if head is None:
+        return count, f"erasure chain head missing (last record {count})" if count else None
+    if head[0] > count:
+        return (
+            count,
+            f"missing erasure records {count + 1}..{head[0]} at the end of the chain (head is {head[0]})",
+        )
+    if head != (count, prev):
+        return count, f"erasure chain head ({head[0]}) does not match the last record ({count})"
     return count, None
 
 

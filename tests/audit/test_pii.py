@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_helpers import raw_bytes
+from audit_helpers import execute, raw_bytes
 
 from engine.audit import DecisionLog
 from engine.audit.connect import open_store
@@ -147,6 +147,34 @@ def test_forget_erases_one_subject_and_the_chain_still_verifies(
     service.log.close()
     raw = raw_bytes(store_url)
     assert key_row[1].encode() not in raw  # the wrapped data key is gone from the files, not just unlinked
+
+
+def test_deleting_the_last_erasure_record_fails_verify(
+    recorded: tuple[DecisionService, dict[str, str]],
+    store_url: str,
+    key_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Regression: the erasure chain kept no head, so deleting its last record (hiding that a
+    subject was erased) left a shorter chain that still verified."""
+    service, _ = recorded
+    assert service.log is not None
+    vault = PiiVault(service.log.store, MasterKey.read(key_file))
+    for id_number in list(PEOPLE.values())[:2]:
+        vault.forget(id_number)
+    service.log.close()
+    assert main(["audit", "verify", "--store", store_url]) == 0
+    assert "2 erasure record(s)" in capsys.readouterr().out
+
+    execute(store_url, "DELETE FROM pii_erasures WHERE seq = 2")
+    assert main(["audit", "verify", "--store", store_url]) == 1
+    assert "FAIL erasure chain: missing erasure records 2..2" in capsys.readouterr().out
+
+    execute(
+        store_url, "DELETE FROM pii_erasure_head"
+    )  # the head deleted too: still not a chain that verifies
+    assert main(["audit", "verify", "--store", store_url]) == 1
+    assert "FAIL erasure chain: erasure chain head missing" in capsys.readouterr().out
 
 
 def test_rotate_key_rewraps_without_touching_record_hashes(
