@@ -92,11 +92,11 @@ class PiiVault:
     # -- sealing, on the decision path
     def protect(self, record: DecisionRecord, policy: Policy) -> DecisionRecord:
         """`record` with its personal values sealed (before it is hashed); unchanged in plaintext
-        mode or when the policy declares no pii input."""
+        mode or when the policy declares no pii input or label."""
         fields = self._fields.get(policy.sha256)
         if fields is None:
             fields = self._fields[policy.sha256] = pii_fields(policy)
-        if self.plaintext or not fields.inputs:
+        if self.plaintext or not fields.any:
             return record
         if self.master is None:
             raise PiiKeyError("no personal-data key to seal this record with")

@@ -1,6 +1,7 @@
 """Where a policy's personal data sits in its decision records: the `pii: true` inputs, the derived
-values and model features computed from one, and the same values copied into stage values; and the
-walks over a record body that replace them (sealing) or the markers left in their place (opening).
+values and model features computed from one, the same values copied into stage values, and the
+caller labels declared `pii: true` (kept in `extra.labels`); and the walks over a record body that
+replace them (sealing) or the markers left in their place (opening).
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ class PiiFields:
     derived: frozenset[str]
     subject: str | None
     features: frozenset[str] = frozenset()  # model features computed from a personal value
+    labels: frozenset[str] = frozenset()  # caller label keys holding personal data
+
+    @property
+    def any(self) -> bool:
+        """Whether a record of the policy can hold personal data at all."""
+        return bool(self.inputs or self.labels)
 
     @property
     def names(self) -> frozenset[str]:
@@ -45,7 +52,9 @@ def pii_fields(policy: Policy) -> PiiFields:
         for name, formula in formulas.items()
         if any(ref in tainted for ref, _, _ in mentioned_names(formula.source))
     }
-    return PiiFields(frozenset(inputs), frozenset(tainted - inputs), subject, frozenset(features))
+    return PiiFields(
+        frozenset(inputs), frozenset(tainted - inputs), subject, frozenset(features), policy.pii_labels
+    )
 
 
 def is_sealed(value: Any) -> bool:
@@ -86,6 +95,12 @@ def walk(body: dict[str, Any], fields: PiiFields, fn: Callable[[str, Any], Any])
                 if copied[key] is not None:
                     copied[key] = fn(f"model_outputs.{model}.features.{key}", copied[key])
             body["model_outputs"] = {**body["model_outputs"], model: {**outputs, "features": copied}}
+    labels = body["extra"].get("labels")
+    if isinstance(labels, dict) and not labels.keys().isdisjoint(fields.labels):
+        copied = dict(labels)
+        for key in sorted(labels.keys() & fields.labels):
+            copied[key] = fn(f"extra.labels.{key}", copied[key])
+        body["extra"] = {**body["extra"], "labels": copied}
     stages = body["stages"]
     for i, stage in enumerate(stages):
         recorded = stage.get("values") if isinstance(stage, dict) else None
@@ -124,6 +139,9 @@ def locate(body: dict[str, Any], path: str) -> tuple[dict[str, Any] | None, str]
         model, _, leaf = rest.partition(".features.")
         outputs = node.get(model) if isinstance(node, dict) else None
         return (outputs.get("features") if isinstance(outputs, dict) else None), leaf
+    if head == "extra":  # extra.labels.<key>
+        labels = node.get("labels") if isinstance(node, dict) else None
+        return labels, rest.removeprefix("labels.")
     if head == "application":
         *parents, leaf = rest.split(".")
         for part in parents:

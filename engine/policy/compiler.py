@@ -35,6 +35,7 @@ def _stage(name: str, func: Callable[[Builder], None]) -> CompilerStage:
 STAGES: tuple[CompilerStage, ...] = (
     _stage("header", d.header),
     _stage("inputs", d.inputs),
+    _stage("labels", d.labels),
     _stage("tables", d.tables),
     _stage("derived", derived),
     _stage("score", sec.score),

@@ -17,6 +17,7 @@ from engine.policy.inputs import coerce, to_date
 
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LABEL = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
 def header(b: Builder) -> None:
@@ -85,6 +86,25 @@ def inputs(b: Builder) -> None:
             decl = InputDecl(**{**decl.__dict__, "default": typed})
         b.policy.inputs[name] = decl
         b.names[name] = kind
+
+
+def labels(b: Builder) -> None:
+    """The caller labels the policy declares (only to say which hold personal data: a label it
+    does not declare is kept as sent)."""
+    personal = set()
+    for key, raw in b.entries("labels").items():
+        path = ("labels", key)
+        if not isinstance(key, str) or not _LABEL.match(key):
+            b.sink.error(
+                "BAD_VALUE",
+                f"bad label key {key!r}: use letters, digits, '_', '-' or '.', starting with a letter",
+                b.src.key_at(path),
+            )
+            continue
+        spec = s.validate_part(s.LabelSpec, raw, path, b.src, b.sink)
+        if spec is not None and spec.pii:
+            personal.add(key)
+    b.policy.pii_labels = frozenset(personal)
 
 
 def _bound(b: Builder, value: Any, kind: Type, path: PathKey) -> Any:

@@ -257,6 +257,7 @@ class Policy:
     rounding: str
     description: str = ""
     inputs: dict[str, InputDecl] = field(default_factory=dict)
+    pii_labels: frozenset[str] = frozenset()  # caller label keys declared `pii: true`
     derived: dict[str, Formula] = field(default_factory=dict)  # in dependency order
     tables: dict[str, dict[Any, Any]] = field(default_factory=dict)
     rule_stages: list[RuleStage] = field(default_factory=list)

@@ -47,6 +47,14 @@ class InputSpec(Strict):
         return self
 
 
+class LabelSpec(Strict):
+    """A caller label (DecideRequest.labels) the policy knows: `pii: true` seals its value in the
+    record like a personal input's."""
+
+    pii: bool = False
+    description: str | None = None
+
+
 class DerivedSpec(Strict):
     expr: ExprSrc
     type: InputType | None = None
@@ -301,6 +309,7 @@ class Header(Strict):
 
 SECTIONS: dict[str, Any] = {
     "inputs": dict[str, InputSpec],
+    "labels": dict[str, LabelSpec],
     "derived": dict[str, ExprSrc | DerivedSpec],
     "tables": dict[str, dict[str | int, Num | str]],
     "decision_tables": dict[str, Any],

@@ -83,8 +83,9 @@ def setup_logging(level: str | None = None) -> None:
 
 
 def pii_paths(policies_dir: str | Path) -> dict[str, frozenset[str]]:
-    """Dotted input paths declared `pii: true`, per policy name, read from policies/*/policy.yaml.
-    A file that does not parse contributes nothing here: the loader reports it properly."""
+    """Dotted input paths declared `pii: true`, and `labels.<key>` for each caller label declared
+    `pii: true`, per policy name, read from policies/*/policy.yaml. A file that does not parse
+    contributes nothing here: the loader reports it properly."""
     found: dict[str, frozenset[str]] = {}
     for path in sorted(Path(policies_dir).glob("*/policy.yaml")):
         try:
@@ -93,13 +94,20 @@ def pii_paths(policies_dir: str | Path) -> dict[str, frozenset[str]]:
             continue
         if not isinstance(doc, dict):
             continue
-        inputs = doc.get("inputs") or {}
         name = str(doc.get("policy") or path.parent.name)
-        if isinstance(inputs, dict):
-            found[name] = frozenset(
-                str(k) for k, spec in inputs.items() if isinstance(spec, dict) and spec.get("pii") is True
-            )
+        found[name] = frozenset(
+            prefix + str(k)
+            for prefix, section in (("", doc.get("inputs")), ("labels.", doc.get("labels")))
+            if isinstance(section, dict)
+            for k, spec in section.items()
+            if isinstance(spec, dict) and spec.get("pii") is True
+        )
     return found
+
+
+def mask_labels(labels: Mapping[str, str], pii: Iterable[str]) -> dict[str, str]:
+    """A copy of a request's caller labels with those `pii_paths` names (`labels.<key>`) masked."""
+    return mask_application({"labels": dict(labels)}, pii)["labels"]
 
 
 def mask_application(application: Mapping[str, Any], pii: Iterable[str]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from engine.errors import (
 )
 from engine.server import convert, metrics
 from engine.server.errors import MappedError, abort, map_error, plain_error
-from engine.server.logs import mask_application
+from engine.server.logs import mask_application, mask_labels
 from engine.service import DecisionCore
 
 log = logging.getLogger("credo.server")
@@ -175,7 +175,7 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
                 "outcome": decision.outcome.value,
                 "reasons": [r.code for r in decision.reasons],
                 "millis": round(elapsed * 1000, 3),
-                "labels": dict(request.labels),
+                "labels": mask_labels(request.labels, self.pii.get(request.policy, frozenset())),
             },
         )
         return answer
