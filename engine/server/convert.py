@@ -277,9 +277,10 @@ def policy_info_to_pb(info: Any) -> pb.PolicyInfo:
 
 def replay_to_pb(result: Any) -> pb.ReplayResponse:
     """A ReplayResponse from DecisionService.replay's result (a Decision, or an object/mapping with
-    match, recorded, replayed, diffs)."""
+    match, recorded, replayed, diffs, and the personal fields left `unrestored` with its `result`)."""
     if isinstance(result, Decision):
-        return pb.ReplayResponse(match=True, recorded=decision_to_pb(result), replayed=decision_to_pb(result))
+        pbd = decision_to_pb(result)
+        return pb.ReplayResponse(match=True, recorded=pbd, replayed=pbd, result="MATCH")
     matched = _get(result, "match")
     if matched is None:
         matched = str(_get(result, "result", "")).upper() == "MATCH"
@@ -296,6 +297,10 @@ def replay_to_pb(result: Any) -> pb.ReplayResponse:
             recorded=_diff_text(_get(diff, "recorded", "")),
             replayed=_diff_text(_get(diff, "replayed", "")),
         )
+    for path, reason in sorted((_get(result, "unrestored", None) or {}).items()):
+        msg.unrestored.add(path=str(path), reason=str(reason))
+    fallback = "MATCH" if msg.match else "DIFF" if msg.diffs or not msg.unrestored else "PARTIAL"
+    msg.result = str(_get(result, "result", "") or fallback)
     return msg
 
 
