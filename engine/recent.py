@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from engine.decision import Decision
 from engine.errors import IdempotencyConflict
-from engine.pipeline.offers import offer_schedule
+from engine.pipeline.candidates import offer_schedule
 
 __all__ = ["DEFAULT_MAX_BYTES", "RecentDecisions", "estimated_bytes"]
 

@@ -157,7 +157,7 @@ def utc_text(when: dt.datetime | str) -> str:
 def decision_summary(decision: Decision, rounding: str) -> dict[str, Any]:
     """The Decision as its record keeps it: every field but the trace (the record's `stages`) and
     record_hash; each offer's schedule rows replaced by {"sha256", "rows", "rounding"}, enough to
-    recompute them (engine.pipeline.offers.offer_schedule) and prove them equal, plus "due" when
+    recompute them (engine.pipeline.candidates.offer_schedule) and prove them equal, plus "due" when
     the rows are dated (engine.finance.dates.dated_as: "same" or the first due date)."""
     body: dict[str, Any] = plain_text_floats(replace(decision, trace=(), offers=()))
     del body["trace"], body["record_hash"]

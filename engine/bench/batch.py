@@ -13,8 +13,8 @@ from typing import Any
 from engine.batch.decider import Undecided
 from engine.bench.handwritten import consumer_loan_eligibility, consumer_loan_rules
 from engine.models.scaling import points as scale_points
-from engine.pipeline import offers as offers_module
-from engine.pipeline.offers import OfferTerms, candidate, rank_offers
+from engine.pipeline.candidates import OfferTerms, candidate, clear_caches
+from engine.pipeline.offers import rank_offers
 
 __all__ = ["FloorDecider", "bench_batch"]
 
@@ -149,8 +149,7 @@ def bench_batch(
         )
     timings = {}
     for name, decider in (("credo", credo), ("floor", floor)):
-        offers_module._schedule.cache_clear()  # each side starts with the same cold offer caches
-        offers_module._disclosed_apr.cache_clear()
+        clear_caches()  # each side starts with the same cold offer caches
         start = time.perf_counter()
         for chunk in chunks:
             decider.decide(chunk)

@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.bench.stats import percentile
 from engine.errors import CredoError
-from engine.pipeline import offers as offers_module
+from engine.pipeline.candidates import clear_caches
 from engine.service import DecisionService
 
 __all__ = ["bench_policy", "describe", "floor_millis"]
@@ -64,8 +64,7 @@ def bench_policy(service: DecisionService, policy: Any, rounds: int, cold: bool 
     for r in range(rounds):
         for n, app in enumerate(apps):
             if cold:
-                offers_module._schedule.cache_clear()
-                offers_module._disclosed_apr.cache_clear()
+                clear_caches()
             start = time.perf_counter()
             try:
                 decision = service.decide(policy, app, f"bench-{policy.name}-{r}-{n}")  # never a retry

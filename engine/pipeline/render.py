@@ -25,7 +25,7 @@ from engine.decision import (
 from engine.errors import ArchiveMissing
 from engine.finance.dates import dates_again
 from engine.finance.schedule import schedule_sha256
-from engine.pipeline.offers import offer_schedule
+from engine.pipeline.candidates import offer_schedule
 
 __all__ = [
     "VOLATILE",

@@ -191,8 +191,8 @@ def test_credo_decide_record_writes_an_audit_record(
 def test_cached_schedules_keep_the_rate_as_written() -> None:
     """Regression guard: Decimal('0.07') == Decimal('0.070'), but the cache must not hand one's
     schedule to the other, or an offer's printed annual_rate would depend on earlier decisions."""
-    from engine.pipeline import offers
+    from engine.pipeline import candidates
 
-    first = offers._schedule("10000", "0.07", 12, "equal_instalment", "half_even")
-    second = offers._schedule("10000", "0.070", 12, "equal_instalment", "half_even")
+    first = candidates._schedule("10000", "0.07", 12, "equal_instalment", "half_even")
+    second = candidates._schedule("10000", "0.070", 12, "equal_instalment", "half_even")
     assert (str(first.annual_rate), str(second.annual_rate)) == ("0.07", "0.070")
