@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from typing import Protocol
 
 from engine.decision import Instalment
 from engine.finance import annuity_payment, apr, build_schedule, money, quantize
@@ -21,6 +22,7 @@ __all__ = [
     "candidate",
     "clear_caches",
     "disclosed_apr",
+    "objective_value",
     "offer_schedule",
 ]
 
@@ -83,15 +85,8 @@ class Candidate:
     def sort_key(self) -> tuple[Decimal, Decimal, int, int, int]:
         # by the objective, then highest expected profit; ties in policy order: product, shorter
         # term, method order
-        first = Decimal(0)
-        if self.rank_value is not None:
-            first = self.rank_value
-        elif self.objective == "lowest_instalment":
-            first = self.instalment
-        elif self.objective == "lowest_total_cost":
-            first = self.total_cost
         return (
-            first,
+            objective_value(self),
             -self.expected_profit,
             self.product_index,
             self.schedule.term_months,
@@ -100,6 +95,31 @@ class Candidate:
 
     def label(self) -> str:
         return f"{self.product}/{self.schedule.term_months}/{self.schedule.method}"
+
+
+class Ranked(Protocol):
+    """What the objective ranks an offer candidate (a loan here, a credit line in revolving.py) by."""
+
+    @property
+    def rank_value(self) -> Decimal | None: ...
+    @property
+    def objective(self) -> str: ...
+    @property
+    def instalment(self) -> Decimal: ...
+    @property
+    def total_cost(self) -> Decimal: ...
+
+
+def objective_value(c: Ranked) -> Decimal:
+    """The first sort key of a candidate, lowest first: an objective expression's value, the
+    instalment or the total cost; 0 under the profit objectives (expected profit, next, decides)."""
+    if c.rank_value is not None:
+        return c.rank_value
+    if c.objective == "lowest_instalment":
+        return c.instalment
+    if c.objective == "lowest_total_cost":
+        return c.total_cost
+    return Decimal(0)
 
 
 def candidate(

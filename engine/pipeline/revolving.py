@@ -11,6 +11,7 @@ from engine.decision import Offer, RevolvingTerms
 from engine.finance import money, quantize
 from engine.finance.lifetime import Lifetime, LifetimeTerms, revolving_lifetime
 from engine.finance.schedule import METHODS
+from engine.pipeline.candidates import objective_value
 from engine.policy.model import Revolving
 
 __all__ = ["REVOLVING", "RevolvingCandidate", "revolving_candidate"]
@@ -57,14 +58,7 @@ class RevolvingCandidate:
     @property
     def sort_key(self) -> tuple[Decimal, Decimal, int, int, int]:
         # ranked beside instalment offers: a line sorts after every term and method of its product
-        first = Decimal(0)
-        if self.rank_value is not None:
-            first = self.rank_value
-        elif self.objective == "lowest_instalment":
-            first = self.minimum_at_limit
-        elif self.objective == "lowest_total_cost":
-            first = self.interest
-        return (first, -self.expected_profit, self.product_index, 0, len(METHODS))
+        return (objective_value(self), -self.expected_profit, self.product_index, 0, len(METHODS))
 
     def label(self) -> str:
         return f"{self.product}/{REVOLVING}"
