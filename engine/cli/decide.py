@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import add_rule_engine_option
-from engine.errors import CredoError, InvalidInput, PolicyError
+from engine.cli.options import add_rule_engine_option, print_error
+from engine.errors import CredoError, InvalidInput
 
 
 def register(subparsers: Any) -> None:
@@ -70,12 +70,8 @@ def run(args: argparse.Namespace) -> int:
         for violation in exc.violations:
             print(f"  {violation.field}: {violation.description}", file=sys.stderr)
         return 1
-    except PolicyError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
-        return 1
     except CredoError as exc:
-        print(f"credo decide: {exc}", file=sys.stderr)
+        print_error("decide", exc)
         return 1
     finally:
         if log is not None:

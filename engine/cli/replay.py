@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.cli.options import add_rule_engine_option
+from engine.cli.options import add_rule_engine_option, print_error
 from engine.errors import CredoError, PolicyError
 from engine.rules import DEFAULT_ENGINE
 from engine.rules import evaluator as rule_engine
@@ -176,12 +176,8 @@ def run_whatif(args: argparse.Namespace) -> int:
         with Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task("replay", total=total)
             result = what_if(store, options, progress=lambda n: progress.advance(task, n), pool=pool)
-    except PolicyError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
-        return 2
     except CredoError as exc:
-        print(f"credo replay: {exc}", file=sys.stderr)
+        print_error("replay", exc)
         return 2
     finally:
         pool.close()

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CredoError, PolicyError, ScenarioError
+from engine.cli.options import print_error
+from engine.errors import CredoError
 
 
 def register(subparsers: Any) -> None:
@@ -111,12 +112,8 @@ def run(args: argparse.Namespace) -> int:
                 progress.update(task, rate=f"{state.completed / elapsed:,.0f}" if elapsed > 0 else "-")
 
             result = simulate(options, pool, progress=advance, rows_sink=writer)
-    except (PolicyError, ScenarioError) as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
-        return 2
     except CredoError as exc:
-        print(f"credo simulate: {exc}", file=sys.stderr)
+        print_error("simulate", exc)
         return 2
     finally:
         pool.close()
