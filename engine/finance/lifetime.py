@@ -65,7 +65,7 @@ def marginal_pds(pd_12m: Decimal, term_months: int, curve: str | Sequence[Decima
 
 
 # Every candidate of a decision shares its PD and most share terms: the fractional powers of the
-# constant-hazard curve are worked once per (PD, term). Keys are decimal strings, as in offers.py.
+# constant-hazard curve are worked once per (PD, term). Keys are decimal strings, as in candidates.py.
 @lru_cache(maxsize=1024)
 def _marginal(pd_text: str, term_months: int, curve: str | tuple[str, ...]) -> tuple[Decimal, ...]:
     pd_12m = Decimal(pd_text)
