@@ -13,6 +13,8 @@ from engine.expr import types as t
 from engine.expr.types import BOOLEAN, DECIMAL, INTEGER, STRING, Node, Type
 
 FUNCTIONS = ("min", "max", "abs", "round", "lookup", "coalesce")
+# round()'s third argument; without it round() uses the policy's `rounding` (half_even by default)
+ROUNDING_MODES = ("half_even", "half_up", "half_down", "down", "up", "floor", "ceiling")
 _CONSTANT_NAMES = {"true": True, "false": False, "True": True, "False": False}
 _CMP = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 LITERAL_LIMIT = 10**18
@@ -295,8 +297,8 @@ class _Checker:
             if not args[0].type.numeric:
                 raise self.fail("TYPE_MISMATCH", "abs() needs a number", node)
             return args[0].type
-        if func == "round":
-            arity(1, 2)
+        if func == "round":  # round(x), round(x, places), round(x, places, "mode")
+            arity(1, 3)
             if not args[0].type.numeric:
                 raise self.fail("TYPE_MISMATCH", "round() needs a number", node)
             if len(args) == 1:
@@ -304,6 +306,14 @@ class _Checker:
             places = args[1]
             if not (isinstance(places, t.Lit) and places.type == INTEGER and 0 <= int(places.value) <= 12):
                 raise self.fail("BAD_ARGUMENTS", "round()'s places must be an integer literal 0..12", node)
+            if len(args) == 3 and not (isinstance(args[2], t.Lit) and args[2].value in ROUNDING_MODES):
+                close = difflib.get_close_matches(str(getattr(args[2], "value", "")), ROUNDING_MODES, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise self.fail(
+                    "BAD_ARGUMENTS",
+                    f"round()'s mode must be one of {', '.join(map(repr, ROUNDING_MODES))} in quotes{hint}",
+                    args[2],
+                )
             return DECIMAL
         if func == "coalesce":
             arity(2, None)

@@ -155,7 +155,9 @@ class _Compiler:
             return lambda f: None if (x := one(f)) is None else abs(x)
         # round
         one, mode = args[0], self.rounding
-        places = int(node.args[1].value) if len(node.args) == 2 else None  # type: ignore[attr-defined]
+        if len(node.args) == 3:  # the mode the author wrote; the checker allows only a known literal
+            mode = ROUNDING[node.args[2].value]  # type: ignore[attr-defined]
+        places = int(node.args[1].value) if len(node.args) >= 2 else None  # type: ignore[attr-defined]
         exp = Decimal(1).scaleb(-places) if places is not None else Decimal(1)
 
         def rnd(f: Fact) -> Any:
