@@ -10,6 +10,7 @@ from typing import Any
 from engine.decision import ModelRef, Reason, Score, plain
 from engine.errors import FeatureRefused, FieldViolation, InvalidInput, PolicyRuntimeError
 from engine.finance import to_decimal
+from engine.finance.money import rounding_mode
 from engine.models.scaling import points as scale_points
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.runner import StageResult
@@ -141,13 +142,16 @@ def limit_stage(ctx: DecisionContext) -> StageResult:
     capped = spec.cap is not None and value > spec.cap
     if capped and spec.cap is not None:
         value = spec.cap
-    step = spec.round_down_to if spec.round_down_to else CENT
     with localcontext() as c:
         c.prec = 50
-        value = (value / step).to_integral_value(rounding=ROUND_DOWN) * step
-    value = value.quantize(CENT, rounding=ROUND_DOWN)  # money: in cents, never rounded up
-    floor = spec.floor if spec.floor is not None else Decimal(0)
-    if value < floor or value <= 0:
+        value = (value / spec.round_to).to_integral_value(
+            rounding=rounding_mode(spec.rounding)
+        ) * spec.round_to
+        if spec.cap is not None and value > spec.cap:  # rounding up never lends above the cap
+            value = (spec.cap / spec.round_to).to_integral_value(rounding=ROUND_DOWN) * spec.round_to
+    value = value.quantize(CENT, rounding=ROUND_DOWN)  # money: in cents (the step is whole cents)
+    # a stated floor admits a limit equal to it, 0 included; without one a limit must be above 0
+    if value < spec.floor if spec.floor is not None else value <= 0:
         ctx.declines.append(Reason(LIMIT_FLOOR_CODE, ctx.text(LIMIT_FLOOR_TEXT), "limit", ""))
     ctx.limit = value
     values = {"formula": formula, "capped": capped, "limit": value}

@@ -36,6 +36,7 @@ STAGES: tuple[CompilerStage, ...] = (
     _stage("header", d.header),
     _stage("inputs", d.inputs),
     _stage("labels", d.labels),
+    _stage("input_groups", d.input_groups),
     _stage("tables", d.tables),
     _stage("derived", derived),
     _stage("score", sec.score),

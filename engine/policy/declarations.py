@@ -107,6 +107,28 @@ def labels(b: Builder) -> None:
     b.policy.pii_labels = frozenset(personal)
 
 
+def input_groups(b: Builder) -> None:
+    """`input_groups:` names dotted prefixes of declared inputs; `unknown_fields: ignore` opens one."""
+    prefixes = {".".join(n.split(".")[:i]) for n in b.policy.inputs for i in range(1, n.count(".") + 1)}
+    open_groups: list[str] = []
+    for name, raw in b.entries("input_groups").items():
+        path = ("input_groups", name)
+        if str(name) not in prefixes:
+            close = difflib.get_close_matches(str(name), sorted(prefixes), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            b.sink.error(
+                "UNKNOWN_NAME",
+                f"no declared input is in group '{name}' (a group is the part before a dot, like "
+                f"bureau for bureau.score){hint}",
+                b.src.key_at(path),
+            )
+            continue
+        spec = s.validate_part(s.InputGroupSpec, raw, path, b.src, b.sink)
+        if spec is not None and spec.unknown_fields == "ignore":
+            open_groups.append(str(name))
+    b.policy.open_groups = tuple(open_groups)
+
+
 def _bound(b: Builder, value: Any, kind: Type, path: PathKey) -> Any:
     if value is None:
         return None
@@ -153,8 +175,17 @@ def derived_specs(b: Builder) -> dict[str, tuple[PathKey, Any, Type | None]]:
     specs: dict[str, tuple[PathKey, Any, Type | None]] = {}
     for name, value in raw.items():
         path = ("derived", name)
-        if not isinstance(name, str) or not _IDENT.match(name) or name in b.names or name in b.tables:
-            b.sink.error("BAD_VALUE", f"bad or clashing derived name {name!r}", b.src.key_at(path))
+        if not isinstance(name, str) or not _PATH.match(name) or "__" in name or name.startswith("score."):
+            b.sink.error(
+                "BAD_VALUE",
+                f"bad derived name {name!r}: use names like risk_band or risk.band (not score.*, no dunders)",
+                b.src.key_at(path),
+            )
+            continue
+        if name in b.names or name in b.tables:
+            b.sink.error(
+                "BAD_VALUE", f"derived name {name!r} clashes with an input or table", b.src.key_at(path)
+            )
             continue
         spec = s.validate_part(s.ExprSrc | s.DerivedSpec, value, path, b.src, b.sink)
         if spec is None:

@@ -170,14 +170,22 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def validate_application(inputs: Mapping[str, InputDecl], application: Any) -> Fact:
+def validate_application(
+    inputs: Mapping[str, InputDecl], application: Any, open_groups: tuple[str, ...] = ()
+) -> Fact:
+    """The typed fact; InvalidInput lists every violation. Fields no input declares are refused, except
+    inside `open_groups` (input_groups with `unknown_fields: ignore`), where they are dropped. A group
+    sent as null or as an empty object `{}` is the group absent."""
     if not isinstance(application, Mapping):
         raise InvalidInput([FieldViolation("", "the application must be a JSON object")])
     flat, violations = flatten(application)
     fact: Fact = {}
     prefixes = {".".join(name.split(".")[:i]) for name in inputs for i in range(1, name.count(".") + 1)}
     for path, value in flat.items():
-        if path not in inputs and not (value is None and path in prefixes):
+        absent = value is None or (isinstance(value, Mapping) and not value)
+        if path in inputs or (absent and path in prefixes):
+            continue
+        if not any(path.startswith(group + ".") for group in open_groups):
             violations.append(FieldViolation(path, "unknown field (not an input of this policy)"))
     for name, decl in inputs.items():
         value = flat.get(name, _MISSING)

@@ -161,7 +161,8 @@ class LimitSpec:
     adjustments: RuleStage  # effects of kind "adjust"
     floor: Decimal | None
     cap: Decimal | None
-    round_down_to: Decimal | None
+    round_to: Decimal = Decimal("0.01")  # a limit is a multiple of this step (cents by default)
+    rounding: str = "down"  # how it reaches the step (schema.RoundingMode)
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,7 @@ class Policy:
     description: str = ""
     inputs: dict[str, InputDecl] = field(default_factory=dict)
     pii_labels: frozenset[str] = frozenset()  # caller label keys declared `pii: true`
+    open_groups: tuple[str, ...] = ()  # input groups whose undeclared fields are ignored, not refused
     derived: dict[str, Formula] = field(default_factory=dict)  # in dependency order
     tables: dict[str, dict[Any, Any]] = field(default_factory=dict)
     rule_stages: list[RuleStage] = field(default_factory=list)
@@ -280,7 +282,7 @@ class Policy:
 
     def validate(self, application: Mapping[str, Any]) -> Fact:
         """The typed flat fact of a nested JSON application; InvalidInput lists every bad field."""
-        return validate_application(self.inputs, application)
+        return validate_application(self.inputs, application, self.open_groups)
 
     def derive(self, fact: Fact, evaluator: Any = None) -> list[str]:
         """Add the derived values and the decision-table outputs that need no score to `fact`, in

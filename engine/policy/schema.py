@@ -55,6 +55,14 @@ class LabelSpec(Strict):
     description: str | None = None
 
 
+class InputGroupSpec(Strict):
+    """Fields sharing a dotted prefix (`bureau` for bureau.score, bureau.enquiries): what to do with a
+    field of the group that no input declares."""
+
+    unknown_fields: Literal["reject", "ignore"] = "reject"
+    description: str | None = None
+
+
 class DerivedSpec(Strict):
     expr: ExprSrc
     type: InputType | None = None
@@ -132,12 +140,38 @@ class AdjustmentSpec(Strict):
         return self
 
 
+RoundingMode = Literal["half_even", "half_up", "half_down", "down", "up", "floor", "ceiling"]
+
+
 class LimitSpec(Strict):
     formula: ExprSrc
     adjustments: list[Any] = []  # validated one by one (AdjustmentSpec)
-    floor: Num | None = None
+    floor: Num | None = None  # below it: declined LIMIT_BELOW_FLOOR; absent: a limit must be above 0
     cap: Num | None = None
-    round_down_to: Num | None = None
+    round_to: Num | str | None = None  # the step a limit is a multiple of; absent: 0.01 (cents)
+    rounding: RoundingMode = "down"  # how a limit comes to the step (never above the cap)
+    round_down_to: Num | None = None  # the 1.x spelling of `round_to` with `rounding: down`
+
+    @model_validator(mode="after")
+    def _one_step(self) -> LimitSpec:
+        if self.round_to is not None and self.round_down_to is not None:
+            raise ValueError("give the step once: `round_to` (with `rounding`) or the older `round_down_to`")
+        if self.round_down_to is not None and "rounding" in self.model_fields_set and self.rounding != "down":
+            raise ValueError("`round_down_to` always rounds down; write `round_to` to choose `rounding`")
+        step = self.round_to if self.round_to is not None else self.round_down_to
+        if step is not None and not _is_cent_step(step):
+            raise ValueError(
+                f"the rounding step must be a positive whole number of cents (0.01, 50, 100), got {step}"
+            )
+        return self
+
+
+def _is_cent_step(step: Num | str) -> bool:
+    try:
+        value = Decimal(str(step).strip())
+    except ArithmeticError:
+        return False
+    return value.is_finite() and value > 0 and value % Decimal("0.01") == 0
 
 
 class PriceSpec(Strict):
@@ -304,12 +338,13 @@ class Header(Strict):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     languages: list[str] = Field(default=["en"], min_length=1)
     description: str | None = None
-    rounding: Literal["half_even", "half_up", "half_down", "down", "up", "floor", "ceiling"] = "half_even"
+    rounding: RoundingMode = "half_even"
 
 
 SECTIONS: dict[str, Any] = {
     "inputs": dict[str, InputSpec],
     "labels": dict[str, LabelSpec],
+    "input_groups": dict[str, InputGroupSpec],
     "derived": dict[str, ExprSrc | DerivedSpec],
     "tables": dict[str, dict[str | int, Num | str]],
     "decision_tables": dict[str, Any],

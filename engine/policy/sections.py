@@ -147,9 +147,15 @@ def limit(b: Builder) -> None:
         return
     f = b.formula(("limit", "formula"), spec.formula, b.scope(True))
     stage = adjustments(b, "limit", spec.adjustments)
+    step = spec.round_to if spec.round_to is not None else spec.round_down_to
     if f is not None:
         b.policy.limit = m.LimitSpec(
-            f, stage, dec_or_none(spec.floor), dec_or_none(spec.cap), dec_or_none(spec.round_down_to)
+            f,
+            stage,
+            dec_or_none(spec.floor),
+            dec_or_none(spec.cap),
+            Decimal(str(step).strip()) if step is not None else Decimal("0.01"),
+            spec.rounding,
         )
 
 
@@ -350,7 +356,7 @@ def tests(b: Builder) -> None:
         expect = raw.expect.model_dump(exclude_unset=True)
         if not b.sink.has_errors and "error" not in expect:
             try:
-                validate_application(b.policy.inputs, raw.input)
+                validate_application(b.policy.inputs, raw.input, b.policy.open_groups)
             except InvalidInput as exc:
                 for v in exc.violations:
                     b.sink.error(

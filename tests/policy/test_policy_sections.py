@@ -34,7 +34,7 @@ def test_limit_price_segments_products() -> None:
     evaluator = ReferenceEvaluator()
     assert policy.limit is not None and policy.price is not None
     assert policy.limit.formula(fact) == Decimal("250000")
-    assert policy.limit.floor == Decimal(1000) and policy.limit.round_down_to == Decimal(100)
+    assert policy.limit.floor == Decimal(1000) and policy.limit.round_to == Decimal(100)
     assert policy.price.base_rate(fact) == Decimal("0.072")
     assert policy.price.spread is not None and policy.price.spread(fact) == Decimal("0.020")
     fired = evaluator.fire(policy.price.adjustments.ruleset, policy.price.adjustments.prepare(fact))
