@@ -44,6 +44,7 @@ class Column:
     type: Type
     lo: Any = None
     hi: Any = None
+    optional: bool = False  # it can be none (an optional input is missing): then only `-` cells match
 
 
 @dataclass(frozen=True)
@@ -175,12 +176,25 @@ def analyse(columns: list[Column], rows: list[tuple[int, list[Test]]], hit: str)
         for n in hits:
             first_for[n].add(hits[0])
     never = [n for n, firsts in first_for.items() if not firsts]
+    by_number = dict(rows)
     shadowed = [
         (n, sorted(firsts))
         for n, firsts in first_for.items()
-        if firsts and n not in firsts and hit == "first"
+        if firsts
+        and n not in firsts
+        and hit == "first"
+        and not _fires_when_missing(columns, by_number, n, firsts)
     ]
     return Findings(gap, [(a, b, ex) for (a, b), ex in overlaps.items()], shadowed, never)
+
+
+def _fires_when_missing(columns: list[Column], rows: dict[int, list[Test]], n: int, firsts: set[int]) -> bool:
+    """Row `n` takes inputs the earlier rows cannot: it ignores (`-`) an input that can be missing and
+    that some earlier row tests (a test on a missing value never holds)."""
+    return any(
+        column.optional and rows[n][j][0] == "any" and any(rows[f][j][0] != "any" for f in firsts)
+        for j, column in enumerate(columns)
+    )
 
 
 def _positions(bits: int) -> list[int]:

@@ -63,10 +63,11 @@ def compile_table(
             continue
         inputs[iname] = f
         decl = b.policy.inputs.get(str(source).strip()) if isinstance(source, str) else None
+        optional = _may_be_missing(b, f.source, set())
         if decl is not None and f.type.numeric:
-            columns.append(Column(iname, f.type, decl.min, decl.max))
+            columns.append(Column(iname, f.type, decl.min, decl.max, optional))
         else:
-            columns.append(Column(iname, f.type))
+            columns.append(Column(iname, f.type, optional=optional))
     out_specs = _outputs(spec)
     out_locations: dict[str, Location] = {}
     for oname, _ in out_specs:
@@ -86,6 +87,8 @@ def compile_table(
         scope.tables,
         {**scope.unavailable, **{c.name: BROKEN for c in columns if c.type.kind == "broken"}},
     )
+    # every name a bare word in a cell could be mistaken for, whatever order the plan compiles them in
+    declared = frozenset({*taken, *local.names, *local.tables})
     row_loc = b.src.at((*path, "rows"))
     lowered = Lowered(compile_value=_value_compiler(row_loc, name, b.policy))
     rules: list[ir.Rule] = []
@@ -113,7 +116,7 @@ def compile_table(
                 continue
             left = t.Name(column.type, 1, 0, column.name)
             try:
-                node, test = _cell(b, cpath, cell, left, local)
+                node, test = _cell(b, cpath, cell, left, local, declared)
             except _Bad:
                 bad = True
                 continue
@@ -124,7 +127,7 @@ def compile_table(
         fns, literal, sources = [], [], []
         for oname, _ in out_specs:
             cpath, raw_cell = cells[("out", oname)]
-            got = _output(b, cpath, raw_cell, local)
+            got = _output(b, cpath, raw_cell, local, declared)
             if got is None:
                 bad = True
                 continue
@@ -192,6 +195,21 @@ def _outputs(spec: s.DecisionTableSpec) -> list[tuple[str, s.TableOutputSpec | N
     return list(spec.outputs.items())
 
 
+def _may_be_missing(b: Builder, source: str, seen: set[str]) -> bool:
+    """Whether an expression can be none: it reads an optional input without a default, directly or
+    through derived values."""
+    for name, _, _ in mentioned_names(source):
+        decl = b.policy.inputs.get(name)
+        if decl is not None and not decl.required and decl.default is None:
+            return True
+        derived = b.policy.derived.get(name)
+        if derived is not None and name not in seen:
+            seen.add(name)
+            if _may_be_missing(b, derived.source, seen):
+                return True
+    return False
+
+
 def _row_cells(
     b: Builder, raw: Any, rpath: PathKey, number: int, inputs: list[str], outputs: list[str]
 ) -> dict[tuple[str, str], tuple[PathKey, Any]] | None:
@@ -246,14 +264,39 @@ def _check(
     return node
 
 
-def _value(b: Builder, path: PathKey, piece: Piece, left: t.Name, scope: Scope) -> t.Node:
+def _value(
+    b: Builder, path: PathKey, piece: Piece, left: t.Name, scope: Scope, declared: frozenset[str], op: str
+) -> t.Node:
+    """A bare word is text wherever text is meant (a cell's value, a list item, `=`/`!=`); a name is
+    read only from an expression, e.g. `(green)` or after `<`; a word that is also a name is an error."""
     if piece.literal is not None:
         v = piece.literal
         kind = BOOLEAN if isinstance(v, bool) else INTEGER if isinstance(v, int) else DECIMAL
         return t.Lit(kind, 1, 0, v)
-    if left.type.textual and _BARE.match(piece.text) and piece.text not in scope.names:
+    if _is_word(piece.text) and op in ("==", "!="):
+        _ambiguous(b, path, b.src.expr_location(path, 1, piece.offset), piece.text, declared)
+        return t.Lit(STRING, 1, piece.offset, piece.text)
+    if left.type.textual and _BARE.match(piece.text):
         return t.Lit(STRING, 1, piece.offset, piece.text)
     return _check(b, path, piece.text, piece.offset, scope)
+
+
+def _is_word(text: str) -> bool:
+    return bool(IDENT.match(text)) and text not in ("true", "false", "True", "False")
+
+
+def _ambiguous(b: Builder, path: PathKey, where: Location, word: str, declared: frozenset[str]) -> None:
+    """A bare word that is also a declared name is an error naming both readings; a cell quoted in the
+    YAML ('green') says text, so it is not ambiguous."""
+    node = b.src.nodes.get(tuple(path))
+    if word in declared and getattr(node, "style", None) not in ("'", '"'):
+        b.sink.error(
+            "AMBIGUOUS_CELL",
+            f"cell {word} could be the text '{word}' or the value named {word}: quote it ('{word}')"
+            f" for the text, or write ({word}) for the value",
+            where,
+        )
+        raise _Bad
 
 
 def _compare(b: Builder, path: PathKey, op: str, left: t.Name, v: t.Node, piece: Piece) -> t.Node:
@@ -290,12 +333,14 @@ def _cmp_test(op: str, node: t.Node) -> Test:
     return ("opaque",) if value is _OPAQUE else ("cmp", op, value)
 
 
-def _cell(b: Builder, path: PathKey, cell: Cell, left: t.Name, scope: Scope) -> tuple[t.Node | None, Test]:
+def _cell(
+    b: Builder, path: PathKey, cell: Cell, left: t.Name, scope: Scope, declared: frozenset[str]
+) -> tuple[t.Node | None, Test]:
     if cell.kind == "any":
         return None, ("any",)
     if cell.kind == "cmp":
         piece = cell.pieces[0]
-        v = _value(b, path, piece, left, scope)
+        v = _value(b, path, piece, left, scope, declared, cell.op)
         return _compare(b, path, cell.op, left, v, piece), _cmp_test(cell.op, v)
     if cell.kind == "range":
         if not left.type.numeric:
@@ -305,8 +350,8 @@ def _cell(b: Builder, path: PathKey, cell: Cell, left: t.Name, scope: Scope) -> 
             )
             raise _Bad
         lo_op, hi_op = (">=" if cell.lo_closed else ">"), ("<=" if cell.hi_closed else "<")
-        lo = _value(b, path, cell.pieces[0], left, scope)
-        hi = _value(b, path, cell.pieces[1], left, scope)
+        lo = _value(b, path, cell.pieces[0], left, scope, declared, lo_op)
+        hi = _value(b, path, cell.pieces[1], left, scope, declared, hi_op)
         parts = (
             _compare(b, path, lo_op, left, lo, cell.pieces[0]),
             _compare(b, path, hi_op, left, hi, cell.pieces[1]),
@@ -314,11 +359,11 @@ def _cell(b: Builder, path: PathKey, cell: Cell, left: t.Name, scope: Scope) -> 
         return t.BoolOp(BOOLEAN, 1, 0, "and", parts), ("and", (_cmp_test(lo_op, lo), _cmp_test(hi_op, hi)))
     if cell.kind == "value":
         piece = cell.pieces[0]
-        v = _value(b, path, piece, left, scope)
+        v = _value(b, path, piece, left, scope, declared, "==")
         if v.type == BOOLEAN and left.type != BOOLEAN:  # a full condition
             return v, ("opaque",)
         return _compare(b, path, "==", left, v, piece), _cmp_test("==", v)
-    got = [_cell(b, path, item, left, scope) for item in cell.items]
+    got = [_cell(b, path, item, left, scope, declared) for item in cell.items]
     if any(node is None for node, _ in got):
         if cell.kind == "not":
             b.sink.error("BAD_CELL", "not(...) of any value matches nothing", b.src.expr_location(path, 1, 0))
@@ -339,7 +384,7 @@ def _text(cell: Cell, node: t.Node) -> str:
 
 
 def _output(
-    b: Builder, path: PathKey, raw: Any, scope: Scope
+    b: Builder, path: PathKey, raw: Any, scope: Scope, declared: frozenset[str]
 ) -> tuple[Any, Type | None, Any, str, bool] | None:
     """(closure, type or None for no value, literal value or _OPAQUE, source, shown as a literal)."""
     if raw is None or raw == "-":
@@ -353,11 +398,15 @@ def _output(
     text = raw.strip()
     try:
         ast.parse(text, mode="eval")
-        literal = bool(IDENT.match(text)) and text not in scope.names and text not in scope.tables
-        literal = literal and text not in scope.unavailable and text not in ("true", "false", "True", "False")
+        literal = _is_word(text)  # a bare word is text; a name is read from an expression, like (green)
     except SyntaxError:
         literal = True
     if literal:
+        if _is_word(text):
+            try:
+                _ambiguous(b, path, b.src.at(path), text, declared)
+            except _Bad:
+                return None
         return (lambda f, v=text: v), enum_type((text,)), text, text, True
     try:
         node = _check(b, path, text, 0, scope)

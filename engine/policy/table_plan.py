@@ -117,6 +117,9 @@ def _table_names(spec: s.DecisionTableSpec) -> set[str]:
             while stack:
                 c = stack.pop()
                 stack.extend(c.items)
+                text = c.kind == "value" or (c.kind == "cmp" and c.op in ("==", "!="))
+                if text and IDENT.match(c.pieces[0].text):
+                    continue  # a bare word is text, never a dependency (table_compile._value)
                 for piece in c.pieces:
                     names |= _names(piece.text)
     names -= set(spec.inputs)

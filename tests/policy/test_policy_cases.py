@@ -1,5 +1,6 @@
-"""Bad-policy cases as data: every tests/cases/<topic>/*.yaml holds a policy snippet and the diagnostics
-(code, line, col, message part, severity) it must produce; one loop runs them all."""
+"""Bad-policy cases as data: every tests/cases/<topic>/*.yaml holds a policy snippet, the diagnostics
+(code, line, col, message part, severity) it must produce, and optionally those it must not (`absent`);
+one loop runs them all. tests/cases/authoring holds the traps and messages of issue 15."""
 
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ def test_case(path: Path) -> None:
     wanted = {(w["code"], w["line"], w["col"]) for w in case["want"]}
     extra = [d for d in found if d.is_error and (d.code, d.location.line, d.location.col) not in wanted]
     assert not extra, f"{path.name}: unexpected errors:\n" + "\n".join(map(str, extra))
+    for absent in case.get("absent", []):  # a code (anywhere), or {code, line}: a diagnostic that must not be
+        code, line = (absent, None) if isinstance(absent, str) else (absent["code"], absent["line"])
+        wrong = [d for d in found if d.code == code and line in (None, d.location.line)]
+        assert not wrong, f"{path.name}: want no {absent}, got:\n{printed}"
 
 
 def test_there_are_cases_for_every_bad_input_class() -> None:
