@@ -98,8 +98,7 @@ def parse_source(name: str, text: str, sink: DiagnosticSink, raw: bytes | None =
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(name, mark.line + 1, mark.column + 1) if mark else Location(name, 1, 1)
-        problem = exc.problem or exc.context or "malformed YAML"
-        sink.error("YAML_SYNTAX", f"malformed YAML: {problem}", loc)
+        sink.error("YAML_SYNTAX", yaml_problem(exc, text), loc)
         return None
     except yaml.YAMLError as exc:
         sink.error("YAML_SYNTAX", f"malformed YAML: {exc}", Location(name, 1, 1))
@@ -109,6 +108,39 @@ def parse_source(name: str, text: str, sink: DiagnosticSink, raw: bytes | None =
         return None
     src.data = _convert(node, (), src, sink)
     return src
+
+
+# PyYAML's problems in the words of someone writing a policy (the first match wins)
+_PLAIN = (
+    (
+        "expected <block end>",
+        "this line is not indented like the lines above it: the items of one list or "
+        "mapping start in the same column",
+    ),
+    (
+        "mapping values are not allowed",
+        "unexpected ':': either this line is indented deeper than the keys "
+        "beside it, or a value holds ': ' and must be put in quotes",
+    ),
+    ("cannot start any token", "a tab character: YAML indents with spaces only"),
+    ("could not find expected ':'", "a line inside a mapping that is not `key: value`"),
+    ("expected ',' or ']'", "a [...] list is not closed, or an item holds ':' and must be put in quotes"),
+    ("expected ',' or '}'", "a {...} mapping is not closed, or a value holds ':' and must be put in quotes"),
+    ("end of stream", "a quote or bracket opened here is never closed"),
+)
+
+
+def yaml_problem(exc: yaml.MarkedYAMLError, text: str) -> str:
+    """A YAML syntax error in plain words, with the offending line quoted."""
+    problem = exc.problem or exc.context or "malformed YAML"
+    plain = next((words for key, words in _PLAIN if key in problem), None)
+    message = plain or f"malformed YAML: {problem}"
+    mark = exc.problem_mark or exc.context_mark
+    lines = text.split("\n")
+    if mark is not None and 0 <= mark.line < len(lines) and lines[mark.line].strip():
+        shown = lines[mark.line].rstrip()
+        message += f'; line {mark.line + 1} reads "{shown[:80]}{"..." if len(shown) > 80 else ""}"'
+    return message
 
 
 def _scan_events(name: str, text: str, sink: DiagnosticSink) -> bool:
