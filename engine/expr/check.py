@@ -225,7 +225,7 @@ class _Checker:
             name = _CMP[type(op)]
             a, b = operands[i], operands[i + 1]
             if not t.comparable(a.type, b.type):
-                raise self.fail("TYPE_MISMATCH", f"cannot compare {a.type} with {b.type}", node)
+                raise self.fail("TYPE_MISMATCH", mismatch(a, b), node)
             if name not in ("==", "!=") and a.type.kind in ("boolean", "string", "enum"):
                 raise self.fail("TYPE_MISMATCH", f"'{name}' is not defined for {a.type} values", node)
             self.enum_literal(a, b)
@@ -249,7 +249,7 @@ class _Checker:
             if not isinstance(item, t.Lit):
                 raise self.fail("BAD_EXPRESSION", "a list after 'in' may hold literals only", elt)
             if not t.comparable(operand.type, item.type):
-                raise self.fail("TYPE_MISMATCH", f"cannot compare {operand.type} with {item.type}", elt)
+                raise self.fail("TYPE_MISMATCH", mismatch(operand, item), elt)
             self.enum_literal(operand, item)
             values.append(item.value)
         negated = isinstance(node.ops[0], ast.NotIn)
@@ -337,6 +337,34 @@ class _Checker:
 
     def v_List(self, node: ast.List) -> Node:
         raise self.fail("BAD_EXPRESSION", "a list is only allowed after 'in'", node)
+
+
+def mismatch(a: Node, b: Node) -> str:
+    """Two sides that cannot be compared: both named with their types, and the likely fix."""
+    message = f"cannot compare {_side(a)} ({a.type}) with {_side(b)} ({b.type})"
+    return message + "; " + (_fix(a, b) or _fix(b, a) or "both sides need the same type")
+
+
+def _side(node: Node) -> str:
+    if isinstance(node, t.Name):
+        return node.name
+    if isinstance(node, t.Lit):
+        return repr(node.value) if isinstance(node.value, str) else str(node.value).lower()
+    return "an expression"
+
+
+def _fix(x: Node, y: Node) -> str | None:
+    if x.type.numeric and isinstance(y, t.Lit) and isinstance(y.value, str):
+        try:
+            Decimal(y.value.strip())
+        except InvalidOperation:
+            return f"{_side(x)} is a number: compare it with a number, not a text"
+        return f"write the number without quotes: {y.value.strip()}"
+    if x.type.kind in ("string", "enum") and isinstance(y, t.Lit) and not isinstance(y.value, (str, bool)):
+        return f"write the text in quotes: '{y.value}'"
+    if x.type.kind == "boolean":
+        return f"{_side(x)} is true or false: test it alone (or with `not`), or compare it with true or false"
+    return None
 
 
 def _describe(node: ast.AST) -> str:
