@@ -105,12 +105,21 @@ class Builder:
         return bool(late) and any(isinstance(n, t.Name) and n.name in late for n in t.walk(node))
 
     def texts(self, path: PathKey, text: Any) -> dict[str, str]:
+        """A reason's (or name's) text per declared language: each one present and not empty."""
         langs = self.policy.languages
         texts = {langs[0]: text} if isinstance(text, str) else dict(text)
         for lang in langs:
             if lang not in texts:
-                self.sink.warning(
-                    "MISSING_TEXT", f"no '{lang}' text (the policy declares {list(langs)})", self.src.at(path)
+                self.sink.error(
+                    "MISSING_TEXT",
+                    f"no '{lang}' text: the policy declares {list(langs)} and every text needs each",
+                    self.src.at(path),
+                )
+        for lang, words in texts.items():
+            if not words.strip():
+                where = self.src.at(path if isinstance(text, str) else (*path, lang))
+                self.sink.error(
+                    "EMPTY_TEXT", f"the '{lang}' text is empty: say what the applicant is told", where
                 )
         return texts
 
