@@ -66,6 +66,10 @@ class Builder:
         elif isinstance(value, (int, Decimal)):
             node = t.Lit(INTEGER if isinstance(value, int) else DECIMAL, 1, 0, value)
         else:
+            rate = s.percent_message(str(value))
+            if rate is not None:
+                self.sink.error("RATE_AS_PERCENT", rate, loc)
+                return None
             node, errors = check(str(value), scope, want)
             if errors:  # still lint what it names: protected attributes, used inputs
                 for name, line, col in mentioned_names(str(value)):

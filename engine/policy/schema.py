@@ -4,6 +4,7 @@ of pydantic errors back to the YAML node each one is about."""
 from __future__ import annotations
 
 import difflib
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -367,6 +368,22 @@ def adapter(kind: Any) -> TypeAdapter[Any]:
     return _ADAPTERS[kind]
 
 
+_PERCENT = re.compile(r"([-+]?(?:\d+(?:\.\d*)?|\.\d+))\s*%")
+
+
+def percent_message(text: str) -> str | None:
+    """The one message for a rate written as a percentage (`18%`, "3.45%"), None for other text."""
+    found = _PERCENT.search(text)
+    if found is None or not (found.group(0) == text.strip() or re.search(r"\d\s*%(?!\s*[\w(])", text)):
+        return None
+    number = found.group(1)
+    fraction = (Decimal(number) / 100).normalize()
+    return (
+        f"{number}% is a percentage: write rates as decimal fractions, {number}% is {fraction:f}"
+        " (a number, no quotes)"
+    )
+
+
 def validate_part(kind: Any, data: Any, path: PathKey, src: Source, sink: DiagnosticSink) -> Any:
     """Validate `data` (found at `path`) against `kind`; None, with located diagnostics, on failure."""
     try:
@@ -387,6 +404,10 @@ def report(exc: ValidationError, base: PathKey, data: Any, src: Source, sink: Di
             else:
                 leftover.append(part)
         kind = err["type"]
+        rate = percent_message(err["input"]) if isinstance(err.get("input"), str) else None
+        if rate is not None:
+            seen.setdefault((path, "RATE_AS_PERCENT"), []).append(rate)
+            continue
         if kind == "extra_forbidden":
             code = "UNKNOWN_KEY"
         elif kind == "missing":
