@@ -236,7 +236,11 @@ class _Checker:
     def enum_literal(self, a: Node, b: Node) -> None:
         if a.type.kind == "enum" and isinstance(b, t.Lit) and b.value not in a.type.values:
             name = a.name if isinstance(a, t.Name) else "value"
-            self.err("BAD_ENUM_VALUE", f"{b.value!r} is not one of {name}'s values {list(a.type.values)}", b)
+            close = difflib.get_close_matches(str(b.value), a.type.values, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            self.err(
+                "BAD_ENUM_VALUE", f"{b.value!r} is not one of {name}'s values {list(a.type.values)}{hint}", b
+            )
 
     def in_list(self, node: ast.Compare, line: int, col: int) -> Node:
         operand = self.visit(node.left)

@@ -4,6 +4,7 @@ paths, coerce to typed values (Decimal never via binary float), and collect ever
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -84,7 +85,9 @@ def coerce(decl: InputDecl, value: Any) -> tuple[Any, str | None]:
         if not isinstance(value, str):
             return None, f"expected a string, got {_json_type(value)}"
         if kind == "enum" and value not in decl.type.values:
-            return None, f"{shown(value)} is not one of {list(decl.type.values)}"
+            close = difflib.get_close_matches(value, decl.type.values, n=1)
+            hint = f"; did you mean {shown(close[0])}?" if close else ""
+            return None, f"{shown(value)} is not one of {list(decl.type.values)}{hint}"
         typed = value
     else:  # date
         typed = to_date(value)

@@ -459,4 +459,9 @@ def _message(err: Any, code: str, path: PathKey, leftover: list[Any]) -> str:
             .removeprefix("an instance of ")
         )
         return f"wrong type for {_dotted(path)}: got {got}; expected {want}"
-    return f"bad value for {_dotted(path)}: {err['msg'].removeprefix('Value error, ')}"
+    message = f"bad value for {_dotted(path)}: {err['msg'].removeprefix('Value error, ')}"
+    if err["type"] == "literal_error" and isinstance(err.get("input"), str):
+        options = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(err["input"], options, n=1)
+        message += f"; did you mean '{close[0]}'?" if close else ""
+    return message

@@ -4,6 +4,7 @@ lower every row to an IR rule, and describe its literal cells for the gap/overla
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -312,9 +313,11 @@ def _compare(b: Builder, path: PathKey, op: str, left: t.Name, v: t.Node, piece:
         b.sink.error("TYPE_MISMATCH", f"'{op}' is not defined for {left.type} input '{left.name}'", where)
         raise _Bad
     if left.type.kind == "enum" and isinstance(v, t.Lit) and v.value not in left.type.values:
+        close = difflib.get_close_matches(str(v.value), left.type.values, n=1)
         b.sink.error(
             "BAD_ENUM_VALUE",
-            f"{v.value!r} is not one of {left.name}'s values {list(left.type.values)}",
+            f"{v.value!r} is not one of {left.name}'s values {list(left.type.values)}"
+            + (f"; did you mean '{close[0]}'?" if close else ""),
             where,
         )
         raise _Bad
