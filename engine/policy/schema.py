@@ -8,6 +8,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from engine.errors import DiagnosticSink
@@ -430,7 +431,25 @@ def report(exc: ValidationError, base: PathKey, data: Any, src: Source, sink: Di
             message = messages[0].split("; expected ", 1)[0] + "; expected " + " or ".join(wants)
         else:
             message = messages[0]
+        if code in ("UNKNOWN_KEY", "WRONG_TYPE") and _split_by_comma(src, path):
+            message += (
+                f"; a comma inside {{...}} starts a new key: if '{path[-1]}' belongs to the text before it,"
+                " put that text in quotes"
+            )
         sink.error(code, message, where)
+
+
+def _split_by_comma(src: Source, path: PathKey) -> bool:
+    """Whether `path` is a key without a value in a flow mapping: `{name: Loan, 12 months}` made
+    `12 months` a key of its own."""
+    parent, node = src.nodes.get(tuple(path[:-1])), src.nodes.get(tuple(path))
+    return (
+        isinstance(parent, yaml.MappingNode)
+        and bool(parent.flow_style)
+        and isinstance(node, yaml.ScalarNode)
+        and node.value == ""
+        and node.style is None
+    )
 
 
 def _dotted(path: PathKey) -> str:
