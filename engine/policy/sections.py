@@ -347,6 +347,13 @@ def _offers_economics_valid(b: Builder, spec: s.OffersSpec) -> bool:
 
 
 def tests(b: Builder) -> None:
+    if not b.data.get("tests") and isinstance(b.src.data, dict):
+        b.sink.warning(
+            "NO_TESTS",
+            "the policy has no tests: add `tests:` (an input and the expected outcome) so `credo test` "
+            "and CI check what it decides",
+            b.src.key_at(("tests",)) if "tests" in b.data else b.src.key_at(("policy",)),
+        )
     names: dict[str, Location] = {}
     for path, raw in b.items("tests", s.TestSpec):
         loc = b.src.at(path)
