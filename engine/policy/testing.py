@@ -97,9 +97,19 @@ def run_test(policy: Policy, test: PolicyTest, decide: Decide) -> TestResult:
             # pricing adjustments) are not compared; a listed one must be there
             got = [code for code in got if code in want or code in _rule_codes(policy)]
         problem = _compare(key, want, got)
+        if problem and key in ("outcome", "reasons"):
+            problem += f" ({_given_reasons(actual)})"
         if problem:
             result.failures.append(problem)
     return result
+
+
+def _given_reasons(actual: Mapping[str, Any]) -> str:
+    """The reasons the decision gave, code and text, so a failed expectation shows what happened."""
+    reasons = [r for r in actual.get("reasons") or () if isinstance(r, Mapping)]
+    if not reasons:
+        return "the decision gave no reasons"
+    return "the decision gave " + "; ".join(f"{r.get('code')}: {r.get('text')}" for r in reasons)
 
 
 _ABSENT = object()

@@ -4,10 +4,13 @@ each test decides real applications on a real policy through the full pipeline."
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from engine.cli import main
 from engine.errors import InvalidInput, PolicyError
 from engine.policy import load_policy_text
 from engine.service import decide_for_tests
@@ -144,3 +147,42 @@ limit: {formula: "risk.band * 100"}
 """
     decision = _decide(_policy(body), {"applicant": {"income": "5000"}})
     assert Decimal(decision["limit"]) == Decimal(500)
+
+
+def test_credo_test_shows_the_reasons_given_when_a_test_expects_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        HEAD
+        + """
+stages:
+  - name: eligibility
+    rules:
+      - {id: poor, when: "applicant.income < 1000", decline: {code: LOW_INCOME, text: income too low}}
+tests:
+  - {name: a small income is referred, input: {applicant: {income: 500}}, expect: {outcome: REFER}}
+  - {name: names the wrong reason, input: {applicant: {income: 500}}, expect: {reasons: [AGE]}}
+""",
+        encoding="utf-8",
+    )
+    assert main(["test", str(policy)]) == 1
+    out = capsys.readouterr().out
+    assert "outcome: want REFER, got DECLINE (the decision gave LOW_INCOME: income too low)" in out
+    assert "reasons: want ['AGE'], got ['LOW_INCOME'] (the decision gave LOW_INCOME: income too low)" in out
+
+
+def test_credo_validate_prints_each_authoring_trap_at_its_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = sorted((Path(__file__).parent.parent / "cases" / "authoring").glob("*.yaml"))
+    assert len(cases) >= 10
+    for case_file in cases:
+        case = yaml.safe_load(case_file.read_text(encoding="utf-8"))
+        policy = tmp_path / case_file.name
+        policy.write_text(case["policy"], encoding="utf-8")
+        main(["validate", str(policy)])
+        printed = capsys.readouterr()
+        for want in case["want"]:
+            where = f"{policy}:{want['line']}:{want['col']}: {want['code']}"
+            assert where in printed.out + printed.err, (case_file.name, printed)
