@@ -1,6 +1,7 @@
 """Bad-policy cases as data: every tests/cases/<topic>/*.yaml holds a policy snippet, the diagnostics
-(code, line, col, message part, severity) it must produce, and optionally those it must not (`absent`);
-one loop runs them all. tests/cases/authoring holds the traps and messages of issue 15."""
+(code, line, col, message part, severity) it must produce, optionally those it must not (`absent`)
+and whether the policy's own tests pass (`tests_pass`); one loop runs them all.
+tests/cases/authoring holds the traps and messages of issue 15."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.policy import check_text
+from engine.policy import check_text, load_policy_text
+from engine.policy.testing import run_tests
+from engine.service import decide_for_tests
 
 CASES = sorted((Path(__file__).parent.parent / "cases").glob("*/*.yaml"))
 
@@ -40,6 +43,9 @@ def test_case(path: Path) -> None:
     wanted = {(w["code"], w["line"], w["col"]) for w in case["want"]}
     extra = [d for d in found if d.is_error and (d.code, d.location.line, d.location.col) not in wanted]
     assert not extra, f"{path.name}: unexpected errors:\n" + "\n".join(map(str, extra))
+    if case.get("tests_pass"):  # the policy's own tests, decided on the full pipeline, all pass
+        report = run_tests(load_policy_text(case["policy"], "policy.yaml"), decide_for_tests)
+        assert report.results and [(r.name, r.failures) for r in report.results if r.failures] == []
     for absent in case.get("absent", []):  # a code (anywhere), or {code, line}: a diagnostic that must not be
         code, line = (absent, None) if isinstance(absent, str) else (absent["code"], absent["line"])
         wrong = [d for d in found if d.code == code and line in (None, d.location.line)]
