@@ -418,6 +418,11 @@ def report(exc: ValidationError, base: PathKey, data: Any, src: Source, sink: Di
         else:
             code = "BAD_VALUE"
         seen.setdefault((path, code), []).append(_message(err, code, path, leftover))
+    # a deeper error explains the value; the union's other branch ("got mapping; expected string") is noise
+    for path, code in list(seen):
+        deeper = any(len(p) > len(path) and p[: len(path)] == path for p, _ in seen)
+        if code == "WRONG_TYPE" and deeper and all("got mapping" in m for m in seen[(path, code)]):
+            del seen[(path, code)]
     missing = {
         path: m.split("'")[1] for (path, code), ms in seen.items() if code == "MISSING_KEY" for m in ms
     }
