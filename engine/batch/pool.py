@@ -85,7 +85,9 @@ class DaskPool:
                 n_workers=workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                # Without an address the scheduler still serves HTTP on 0.0.0.0:8787, and a second
+                # cluster on the machine then warns (an error under pytest). Loopback, any free port.
+                dashboard_address="127.0.0.1:0",
                 silence_logs=40,
             )
             self._client = Client(self._cluster)
