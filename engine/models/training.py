@@ -23,6 +23,7 @@ import pandas as pd
 
 from engine.errors import MODEL_PARITY, Diagnostic, ModelError, TrainSpecError
 from engine.models import synthetic
+from engine.models.baseline import training_baseline
 from engine.models.encoding import FeatureEncoder, fit_features
 from engine.models.metrics import all_metrics, stratified_folds, stratified_holdout
 from engine.models.onnx_export import INPUT, OUTPUT, export_onnx
@@ -239,6 +240,11 @@ def train(spec: TrainSpec, out_root: Path, progress: Progress | None = None) -> 
             len(test_bad),
             len(train_bad),
             files,
+        )
+        # the whole development sample (train and holdout rows) as the final model scores it
+        scored = _predict(model, encoder.encode_frame(data.frame, check_range=False))
+        card["baseline"] = training_baseline(
+            encoder.features, data.frame, scored, "development data: every row, scored by the final model"
         )
         target = out_root / spec.name / spec.version
         card["created_at"] = _previous_created_at(target, files[ONNX]) or card["created_at"]

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from models_helpers import SHIPPED
 
 from engine.cli import main as credo
 from engine.errors import ModelError, TrainSpecError
@@ -45,6 +46,29 @@ def test_card_contents(small_package_dir: Path) -> None:
     assert age["range"] == age["train_range"]  # no declared range: the training range is enforced
     assert card["features"][2]["range"] == [0, 10]
     assert card["reasons"]["employment_type"] == {"code": "R_EMP", "text": {"en": "Employment", "zh": "就业"}}
+
+
+def test_card_records_the_training_baseline_drift_compares_with(small_package_dir: Path) -> None:
+    package = ModelStore(small_package_dir.parent.parent).load("small_pd", "0.0.1")
+    baseline = package.card["baseline"]
+    assert baseline["rows"] == 2000 and set(baseline["features"]) == set(package.feature_names)
+    score = baseline["score"]
+    assert score["of"] == "pd" and len(score["edges"]) == 9 and score["edges"] == sorted(score["edges"])
+    assert score["shares"] == pytest.approx([0.1] * 10, abs=0.002)  # deciles of the development scores
+    employment = baseline["features"]["employment_type"]
+    codes = package.card["features"][1]["encoding"]["codes"]
+    assert employment["categories"] == sorted(codes, key=codes.get)  # the categories in code order
+    delinquencies = baseline["features"]["delinquencies_24m"]
+    assert len(delinquencies["shares"]) == len(delinquencies["edges"]) + 1 < 10  # equal deciles merged
+    for bins in (score, *baseline["features"].values()):
+        assert sum(bins["shares"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_every_shipped_card_has_a_baseline_for_every_feature() -> None:
+    store = ModelStore(SHIPPED)
+    for name, version in store.list():
+        package = store.load(name, version)  # model.onnx unchanged: its sha256 still matches the card
+        assert set(package.card["baseline"]["features"]) == set(package.feature_names), name
 
 
 def test_failed_parity_refuses_to_write(
