@@ -1,5 +1,6 @@
 """`credo monitor ingest|alerts|loan|portfolio|replay|book`: post-loan monitoring from the command
-line, on the same monitor chain of the audit store that `credo serve`'s MonitorService writes."""
+line, on the same monitor chain of the audit store that `credo serve`'s MonitorService writes;
+`credo monitor drift`: the scoring models' drift against their training baselines."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from engine.cli.audit import parse_time
 from engine.errors import CredoError, PolicyError
 
 DEFAULT_POLICY = "policies/consumer_loan/monitoring.yaml"
@@ -67,6 +69,24 @@ def register(subparsers: Any) -> None:
     book.add_argument("--out", help="write the events as JSON Lines here instead of scoring them")
     common(book, store=False)
     book.set_defaults(func=run_book)
+
+    drift = verbs.add_parser(
+        "drift", help="PSI of every model's score and CSI of its features against the training baseline"
+    )
+    drift.add_argument("--since", type=parse_time, required=True, help="ISO date or time (naive = UTC)")
+    drift.add_argument("--until", type=parse_time, help="ISO date or time, exclusive (default: now)")
+    drift.add_argument("--by", choices=("day",), help="also one row per day")
+    drift.add_argument("--policy", dest="policy_name", metavar="NAME", help="decisions of this policy only")
+    drift.add_argument("--models", help="models folder for baselines the archived cards lack")
+    drift.add_argument(
+        "--watch", type=float, help="PSI from which a model is at watch (default: policy's, 0.10)"
+    )
+    drift.add_argument(
+        "--action", type=float, help="PSI above which a model is at action (default: policy's, 0.25)"
+    )
+    drift.add_argument("--json", action="store_true", help="the report as JSON")
+    drift.add_argument("--store", default=DEFAULT_STORE, help=f"audit store URL (default {DEFAULT_STORE})")
+    drift.set_defaults(func=run_drift)
 
 
 def _service(args: argparse.Namespace) -> Any:
@@ -295,3 +315,88 @@ def run_book(args: argparse.Namespace) -> int:
     for loan_id, code in scores.missed_alerts[:10]:
         print(f"  missed alert: {loan_id} {code}")
     return 0 if scores.precision == scores.recall == 1.0 else 1
+
+
+def run_drift(args: argparse.Namespace) -> int:
+    """Exit 0 when no model is at action, 1 when one is, 2 when the report cannot be made."""
+    from engine.audit.connect import open_store
+    from engine.models.store import ModelStore
+    from engine.monitor.drift import Thresholds, drift_report
+
+    thresholds = None
+    if args.watch is not None or args.action is not None:
+        default = Thresholds()
+        thresholds = Thresholds(
+            default.watch if args.watch is None else args.watch,
+            default.action if args.action is None else args.action,
+        )
+        if not 0 < thresholds.watch < thresholds.action:
+            print("credo monitor drift: need 0 < --watch < --action", file=sys.stderr)
+            return 2
+    try:
+        store = open_store(args.store, create=False, readonly=True)
+    except CredoError as error:
+        print(f"credo monitor drift: {error}", file=sys.stderr)
+        return 2
+    try:
+        report = drift_report(
+            store,
+            since=args.since,
+            until=args.until,
+            by=args.by,
+            policy=args.policy_name,
+            models=ModelStore(args.models) if args.models else None,
+            thresholds=thresholds,
+        )
+    except CredoError as error:
+        print(f"credo monitor drift: {error}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        _print_drift(report)
+    return 1 if report.action else 0
+
+
+def _print_drift(report: Any) -> None:
+    until = report.until.isoformat() if report.until else "now"
+    print(f"{report.records} decision(s) received in [{report.since.isoformat()}, {until})")
+    if not report.models:
+        print("no model scored a decision in this window")
+    for model in report.models:
+        policies = ", ".join(model.policies)
+        print(
+            f"\n{model.model} {model.version} ({model.sha256[:12]}), {model.count} scored by {policies}: "
+            f"{model.status.upper()}"
+        )
+        if model.score is None:
+            print(f"  {model.note}")
+            continue
+        limits = model.thresholds
+        print(f"  thresholds: stable < {limits.watch:g} <= watch <= {limits.action:g} < action")
+        print(f"  {'':<2}{'index':<40} {'PSI':>8}  {'status':<7} {'observed':>8}  note")
+        for row in (model.score, *model.features):
+            value = "-" if row.psi is None else f"{row.psi:.4f}"
+            notes = []
+            if row.sealed:
+                notes.append(f"{row.sealed} sealed (personal data)")
+            if row.unbinned:
+                notes.append(f"{row.unbinned} outside the baseline's bins")
+            mark = "*" if row.status != "stable" else " "
+            label = "score (PSI)" if row.name == "score" else f"{row.name} (CSI)"
+            print(f"  {mark} {label:<40} {value:>8}  {row.status:<7} {row.observed:>8}  {'; '.join(notes)}")
+        if model.flagged:
+            print(f"  features that moved, worst first: {', '.join(model.flagged)}")
+        for period in model.periods:
+            value = "-" if period.score_psi is None else f"{period.score_psi:.4f}"
+            print(f"  {period.period}  {period.count:>7} scored  score PSI {value}  {period.status}")
+    if report.mix:
+        print("\nmix per period:")
+        for mix in report.mix:
+            outcomes = ", ".join(f"{k} {v / mix.count:.1%}" for k, v in mix.outcomes.items())
+            grades = " ".join(f"{k}:{v}" for k, v in mix.grades.items()) or "-"
+            reasons = ", ".join(f"{k} {v}" for k, v in list(mix.reasons.items())[:5]) or "-"
+            print(f"  {mix.period}  {mix.policy:<16} {mix.count:>7}  {outcomes}")
+            print(f"  {'':<10}  grades {grades}; top reasons {reasons}")

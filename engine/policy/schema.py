@@ -113,12 +113,27 @@ class GradeSpec(Strict):
     min_points: int
 
 
+class DriftSpec(Strict):
+    """Population-stability thresholds of the scoring model (engine.monitor.drift): an index below
+    `watch` is stable, up to `action` watch, above it action."""
+
+    watch: Num = Decimal("0.10")
+    action: Num = Decimal("0.25")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftSpec:
+        if not 0 < self.watch < self.action:
+            raise ValueError(f"drift thresholds need 0 < watch < action, not {self.watch} and {self.action}")
+        return self
+
+
 class ScoreSpec(Strict):
     model: ModelRefSpec
     features: dict[str, ExprSrc]
     scaling: ScalingSpec
     # grade bands, or the name of a decision table that grades score.points
     grades: Annotated[list[GradeSpec], Field(min_length=1)] | str
+    drift: DriftSpec | None = None
 
 
 class SegmentSpec(Strict):
