@@ -46,6 +46,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--token-file", default=None, help="bearer tokens, one per line: calls must present one")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     p.add_argument(
+        "--drift-every",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="refresh the models' drift gauges from --store this often (default 300; 0 disables; "
+        "needs --metrics-port)",
+    )
+    p.add_argument(
+        "--drift-window",
+        type=float,
+        default=30.0,
+        metavar="DAYS",
+        help="drift over the last DAYS (default 30)",
+    )
+    p.add_argument(
         "--allow-insecure-remote", action="store_true", help="allow listening beyond loopback without TLS"
     )
     p.add_argument(
@@ -134,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("credo serve: --workers must be at least 1", file=sys.stderr)
         return 2
+    if args.drift_every < 0 or args.drift_window <= 0:
+        print("credo serve: --drift-every must be >= 0 and --drift-window > 0", file=sys.stderr)
+        return 2
     if not 0.0 <= args.shadow_rate <= 1.0:
         print("credo serve: --shadow-rate must be between 0 and 1", file=sys.stderr)
         return 2
@@ -170,7 +188,12 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         supervisor = Supervisor(
-            config, args.workers, metrics_port=args.metrics_port, watch_interval=args.watch_interval
+            config,
+            args.workers,
+            metrics_port=args.metrics_port,
+            watch_interval=args.watch_interval,
+            drift_every=args.drift_every,
+            drift_window_days=args.drift_window,
         )
         code = supervisor.run()
     except OSError as exc:

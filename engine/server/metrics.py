@@ -5,8 +5,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.registry import Collector
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -30,14 +40,17 @@ SHADOW_CHECKS = Counter(
 )
 
 
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Expose the metrics of all processes (multiprocess collector) on host:port/metrics."""
+def serve_metrics(port: int, host: str = "127.0.0.1", collectors: Sequence[Collector] = ()) -> None:
+    """Expose the metrics of all processes (multiprocess collector) on host:port/metrics, and those
+    of `collectors` living in this process (the supervisor's drift gauges)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        start_http_server(port, addr=host, registry=registry)
     else:
-        start_http_server(port, addr=host)
+        registry = REGISTRY
+    for collector in collectors:
+        registry.register(collector)
+    start_http_server(port, addr=host, registry=registry)
 
 
 def mark_dead(pid: int) -> None:

@@ -21,9 +21,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from engine.server.worker import WorkerConfig
+
+if TYPE_CHECKING:
+    from engine.server.drift_gauges import DriftGauges
 
 log = logging.getLogger("credo.supervisor")
 
@@ -90,6 +93,8 @@ class Supervisor:
         metrics_port: int | None = None,
         watch_interval: float = 1.0,
         announce: IO[str] | None = None,
+        drift_every: float = 0.0,
+        drift_window_days: float = 30.0,
     ):
         self.config = config
         self.count = workers
@@ -104,6 +109,9 @@ class Supervisor:
         self._restart_backoff = 0.0
         self.last_errors: list[str] = []
         self._quick = False
+        self.drift_every = drift_every  # seconds between drift gauge refreshes; 0: no drift gauges
+        self.drift_window_days = drift_window_days
+        self.drift: DriftGauges | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -125,7 +133,15 @@ class Supervisor:
                 return 2
             self.workers = started
             if self.metrics_port is not None:
-                metrics.serve_metrics(self.metrics_port)
+                if self.drift_every > 0 and self.config.store and not self.config.echo:
+                    # imported only when asked for: it brings ONNX Runtime into the supervisor
+                    from engine.server.drift_gauges import DriftGauges
+
+                    self.drift = DriftGauges(
+                        self.config.store, self.config.models, self.drift_every, self.drift_window_days
+                    )
+                    self.drift.start()
+                metrics.serve_metrics(self.metrics_port, collectors=[self.drift] if self.drift else [])
             self._announce(port)
             self._loop()
             return 0
@@ -187,6 +203,8 @@ class Supervisor:
             time.sleep(0.1)
 
     def _shutdown(self) -> None:
+        if self.drift is not None:
+            self.drift.stop()
         for worker in self.workers:
             self._drain(worker, signal.SIGINT if self._quick else signal.SIGTERM)
         deadline = time.monotonic() + self.config.grace_seconds + 5
