@@ -367,9 +367,10 @@ def _print_drift(report: Any) -> None:
         print("no model scored a decision in this window")
     for model in report.models:
         policies = ", ".join(model.policies)
+        rescored = f", {model.rescored} knocked out before the score, scored here" if model.rescored else ""
         print(
-            f"\n{model.model} {model.version} ({model.sha256[:12]}), {model.count} scored by {policies}: "
-            f"{model.status.upper()}"
+            f"\n{model.model} {model.version} ({model.sha256[:12]}) of {policies}: {model.status.upper()}\n"
+            f"  {model.count} applicant(s) scored{rescored}"
         )
         if model.score is None:
             print(f"  {model.note}")
@@ -386,7 +387,8 @@ def _print_drift(report: Any) -> None:
                 notes.append(f"{row.unbinned} outside the baseline's bins")
             mark = "*" if row.status != "stable" else " "
             label = "score (PSI)" if row.name == "score" else f"{row.name} (CSI)"
-            print(f"  {mark} {label:<40} {value:>8}  {row.status:<7} {row.observed:>8}  {'; '.join(notes)}")
+            line = f"  {mark} {label:<40} {value:>8}  {row.status:<7} {row.observed:>8}  {'; '.join(notes)}"
+            print(line.rstrip())
         if model.flagged:
             print(f"  features that moved, worst first: {', '.join(model.flagged)}")
         for period in model.periods:

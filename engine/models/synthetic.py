@@ -206,6 +206,18 @@ def as_applications(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{"loan.purpose": purpose.where(purpose.isin(APPLICATION_PURPOSES), "other")})
 
 
+def shifted(frame: pd.DataFrame, income_factor: float = 0.5, bureau_points: int = -80) -> pd.DataFrame:
+    """The frame with incomes scaled by `income_factor` and bureau scores moved by `bureau_points`
+    (kept in 300..900): a poorer, riskier population than the models were trained on, for drift
+    tests and demonstrations (engine.monitor.drift)."""
+    return frame.assign(
+        **{
+            "applicant.income_monthly": (frame["applicant.income_monthly"] * income_factor).round(),
+            "bureau.score": (frame["bureau.score"] + bureau_points).clip(300, 900),
+        }
+    )
+
+
 def write(rows: int, seed: int, out: Path, applications: bool = False) -> None:
     """Stream to CSV or Parquet (by suffix) chunk by chunk, so 10M+ rows fit in memory; each chunk is
     one Parquet row group, so readers can stream it back the same way."""

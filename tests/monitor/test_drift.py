@@ -18,7 +18,7 @@ from engine.audit import open_store
 from engine.audit.log import DecisionLog
 from engine.batch.inputs import nest
 from engine.cli import main
-from engine.models.synthetic import as_applications, generate
+from engine.models.synthetic import as_applications, generate, shifted
 from engine.monitor.drift import DriftReport, Thresholds, drift_report, psi
 from engine.policy.loader import check_text
 from engine.service import DecisionService
@@ -31,16 +31,6 @@ PER_DAY = 400  # applicants a day: sampling noise alone gives a PSI near (bins -
 
 def applicants(n: int, seed: int) -> pd.DataFrame:
     return as_applications(generate(n, seed)).drop(columns=["default_12m"])
-
-
-def shifted(frame: pd.DataFrame) -> pd.DataFrame:
-    """Half the income and 80 bureau points less: a poorer, riskier population than the model's."""
-    return frame.assign(
-        **{
-            "applicant.income_monthly": (frame["applicant.income_monthly"] * 0.5).round(),
-            "bureau.score": (frame["bureau.score"] - 80).clip(300, 900),
-        }
-    )
 
 
 def seconds_from(start: dt.datetime) -> Callable[[], dt.datetime]:
