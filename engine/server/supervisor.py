@@ -21,12 +21,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+from engine.server.drift_gauges import DriftGauges
 from engine.server.worker import WorkerConfig
-
-if TYPE_CHECKING:
-    from engine.server.drift_gauges import DriftGauges
 
 log = logging.getLogger("credo.supervisor")
 
@@ -134,9 +132,6 @@ class Supervisor:
             self.workers = started
             if self.metrics_port is not None:
                 if self.drift_every > 0 and self.config.store and not self.config.echo:
-                    # imported only when asked for: it brings ONNX Runtime into the supervisor
-                    from engine.server.drift_gauges import DriftGauges
-
                     self.drift = DriftGauges(
                         self.config.store, self.config.models, self.drift_every, self.drift_window_days
                     )
