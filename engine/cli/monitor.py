@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.cli.audit import parse_time
+from engine.cli.options import print_error
 from engine.errors import CredoError, PolicyError
 
 DEFAULT_POLICY = "policies/consumer_loan/monitoring.yaml"
@@ -336,7 +337,7 @@ def run_drift(args: argparse.Namespace) -> int:
     try:
         store = open_store(args.store, create=False, readonly=True)
     except CredoError as error:
-        print(f"credo monitor drift: {error}", file=sys.stderr)
+        print_error("monitor drift", error)
         return 2
     try:
         report = drift_report(
@@ -349,7 +350,7 @@ def run_drift(args: argparse.Namespace) -> int:
             thresholds=thresholds,
         )
     except CredoError as error:
-        print(f"credo monitor drift: {error}", file=sys.stderr)
+        print_error("monitor drift", error)
         return 2
     finally:
         store.close()
