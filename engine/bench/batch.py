@@ -1,6 +1,7 @@
-"""Batch section: decisions/s of the what-if batch path (engine.batch.whatif.BatchDecider, native
-CatBoost on each batch) over synthetic consumer_loan applications, against the floor: hand-written
-Python for the same decision (parse, rules, grade, limit, price, offers) plus native CatBoost batches."""
+"""Batch section: decisions/s of the batch decider every batch job shares (engine.batch.decider.BatchDecider,
+native CatBoost on each batch) over synthetic consumer_loan applications, against the floor: hand-written
+Python for the same decision (parse, rules, grade, limit, price, lifetime-priced offers) plus native
+CatBoost batches."""
 
 from __future__ import annotations
 
@@ -12,21 +13,29 @@ from typing import Any
 
 from engine.batch.decider import Undecided
 from engine.bench.handwritten import consumer_loan_eligibility, consumer_loan_rules
+from engine.finance.lifetime import LifetimeTerms
 from engine.models.scaling import points as scale_points
-from engine.pipeline.candidates import OfferTerms, candidate, clear_caches
+from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, clear_caches
 from engine.pipeline.offers import rank_offers
+from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
+from engine.policy.model import Revolving
 
 __all__ = ["FloorDecider", "bench_batch"]
 
-_PD_PLACES = Decimal("0.000001")
+_PD_PLACES, _CENT = Decimal("0.000001"), Decimal("0.01")
 _AFFORDABLE, _LGD, _APR_CAP, _RATE_FLOOR = Decimal("0.5"), Decimal("0.45"), Decimal("0.24"), Decimal("0.04")
-# (id, amount min, amount max, terms, methods, upfront fee rate, rate adjustment) as in the policy
+# offers.lifetime of consumer_loan 2.0.0: cost of funds, operating cost per loan and per month
+_COST_OF_FUNDS, _PER_LOAN, _PER_MONTH = Decimal("0.035"), Decimal(300), Decimal(8)
+# (id, amount min, amount max, terms, methods, upfront fee rate, monthly fee rate, rate adjustment)
 _PRODUCTS = (
     ("personal_std", Decimal(1000), Decimal(200000), (12, 24, 36),
-     ("equal_instalment", "equal_principal", "interest_only"), Decimal("0.01"), Decimal(0)),
+     ("equal_instalment", "equal_principal", "interest_only"), Decimal("0.01"), Decimal(0), Decimal(0)),
     ("personal_flex", Decimal(1000), Decimal(50000), (3, 6, 12),
-     ("equal_instalment", "interest_only"), Decimal(0), Decimal("0.01")),
+     ("equal_instalment", "interest_only"), Decimal(0), Decimal("0.0005"), Decimal("0.01")),
 )  # fmt: skip
+# the credit_line product: limit min and max, rate adjustment, minimum payment, CCF, utilisation, horizon
+_LINE_MIN, _LINE_MAX, _LINE_ADJUSTMENT = Decimal(5000), Decimal(50000), Decimal("0.05")
+_LINE = Revolving(Decimal(100), Decimal("0.03"), 50, Decimal("0.5"), Decimal("0.4"), 24)
 _DECIMALS = ("applicant.income_monthly", "debt.monthly_payments", "bureau.utilisation", "loan.amount")
 _FEATURES = {
     "age": "applicant.age", "income_monthly": "applicant.income_monthly",
@@ -50,8 +59,9 @@ def _fact(app: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class FloorDecider:
-    """The floor: the consumer_loan decision by hand (as of policy 1.0.0 with decision tables and the
-    requested amount), scoring each batch's survivors in one call."""
+    """The floor: the consumer_loan 2.0.0 decision by hand (decision tables, the requested amount,
+    offers priced over their lifetime and ranked by NPV expected profit), scoring each batch's
+    survivors in one call."""
 
     def __init__(self, package: Any) -> None:
         from engine.models.scoring import NativeScorer
@@ -86,25 +96,55 @@ def _decide(fact: dict[str, Any], raw_pd: float) -> dict[str, Any]:
     result: dict[str, Any] = {"grade": rules["grade"], "points": points, "pd": pd}
     if _declines(rules["post_score"]) or rules["limit_below_floor"]:
         return {"outcome": "DECLINE", **result}
-    limit, rate = rules["limit"], rules["annual_rate"]
-    terms = OfferTerms(fact["applicant.income_monthly"], fact["debt.monthly_payments"], _AFFORDABLE, _LGD, pd,
-                       _APR_CAP, 3)  # fmt: skip
-    candidates = []
-    for index, (product, low, high, product_terms, methods, fee, adjustment) in enumerate(_PRODUCTS):
-        if product == "personal_flex" and fact["applicant.employment_months"] < 12:
-            continue
-        amount = min(high, limit, fact["loan.amount"]).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
-        if amount < low or amount <= 0:
-            continue
-        product_rate = min(max(rate + adjustment, _RATE_FLOOR), _APR_CAP)
-        for term in product_terms:
-            for method in methods:
-                candidates.append(candidate(product, index, amount, product_rate, term, method, fee, terms))
-    offers, _ = rank_offers(candidates, terms)
+    offers = _offers(fact, rules["grade"], pd, rules["limit"], rules["annual_rate"])
     if not offers:
         return {"outcome": "DECLINE", **result}
     refer = [c for c in rules["eligibility"] + rules["post_score"] if c not in _DECLINE_CODES]
-    return {"outcome": "REFER" if refer else "APPROVE", "limit": limit, "rate": rate, **result}
+    outcome = "REFER" if refer else "APPROVE"
+    return {
+        "outcome": outcome,
+        "limit": rules["limit"],
+        "rate": rules["annual_rate"],
+        "offers": offers,
+        **result,
+    }
+
+
+def _offers(
+    fact: dict[str, Any], grade: str, pd: Decimal, limit: Decimal, rate: Decimal
+) -> list[tuple[Any, ...]]:
+    """The top 4 offers: every affordable term x method (and the credit line) priced over its life."""
+    income, existing = fact["applicant.income_monthly"], fact["debt.monthly_payments"]
+    economics = LifetimeTerms(pd, _LGD, _COST_OF_FUNDS, _PER_LOAN, _PER_MONTH)
+    terms = OfferTerms(income, existing, _AFFORDABLE, _LGD, pd, _APR_CAP, 4, objective="expected_profit_npv",
+                       lifetime=economics)  # fmt: skip
+    tenure = fact["applicant.employment_months"]
+    candidates: list[Candidate | RevolvingCandidate] = []
+    for index, (product, low, high, product_terms, methods, fee, monthly, adjustment) in enumerate(_PRODUCTS):
+        if product == "personal_flex" and tenure < 12:
+            continue
+        amount = min(high, limit, fact["loan.amount"]).quantize(_CENT, rounding="ROUND_DOWN")
+        if amount < low or amount <= 0:
+            continue
+        product_rate = min(max(rate + adjustment, _RATE_FLOOR), _APR_CAP)
+        pricing = ProductPricing(product, index, amount, product_rate, fee, terms, monthly)
+        for term in product_terms:
+            for method in methods:
+                candidates.append(pricing.candidate(term, method))
+    line = min(_LINE_MAX, limit).quantize(_CENT, rounding="ROUND_DOWN")
+    if grade in ("A", "B", "C") and tenure >= 12 and line >= _LINE_MIN:
+        allowed = _AFFORDABLE * income - existing if income > 0 else Decimal(-1)
+        line_rate = min(max(rate + _LINE_ADJUSTMENT, _RATE_FLOOR), _APR_CAP)
+        line_offer = revolving_candidate("credit_line", 2, line, line_rate, _LINE, economics, allowed,
+                                         "half_even", "", "expected_profit_npv")  # fmt: skip
+        candidates.append(line_offer)
+    offers, _ = rank_offers(candidates, terms)
+    return [_offer_view(o) for o in offers]
+
+
+def _offer_view(offer: Any) -> tuple[Any, ...]:
+    return (offer.product, offer.amount, offer.term_months, offer.repayment_method, offer.apr,
+            offer.expected_profit)  # fmt: skip
 
 
 def _credo_view(decided: Any) -> dict[str, Any]:
@@ -115,7 +155,8 @@ def _credo_view(decided: Any) -> dict[str, Any]:
         score = decided.score
         out.update({"grade": score.grade, "points": score.points, "pd": score.pd})
     if out["outcome"] != "DECLINE":
-        out.update({"limit": decided.limit, "rate": decided.annual_rate})
+        offers = [_offer_view(o) for o in decided.offers]
+        out.update({"limit": decided.limit, "rate": decided.annual_rate, "offers": offers})
     return out
 
 
@@ -124,7 +165,8 @@ def bench_batch(
 ) -> dict[str, Any]:
     """Decisions/s of BatchDecider (scorer native) and of the floor over `count` applications, in
     batches of `batch`, one process each; the first `check` decisions must agree (outcome, grade,
-    points, pd, limit, rate) or EquivalenceError."""
+    points, pd, limit, rate, and each offer's product, amount, term, method, APR and expected profit)
+    or EquivalenceError."""
     from engine.batch.decider import BatchDecider
     from engine.bench.data import applications
     from engine.bench.peer import EquivalenceError
