@@ -72,8 +72,10 @@ def _marginal(pd_text: str, term_months: int, curve: str | tuple[str, ...]) -> t
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         if isinstance(curve, str):  # CONSTANT_HAZARD, the only named curve
-            survive = Decimal(1) - pd_12m
-            alive = [Decimal(1)] + [survive ** (Decimal(t) / 12) for t in range(1, term_months + 1)]
+            # S(t) = (1 - PD12)^(t/12) as powers of the monthly survival (1 - PD12)^(1/12): one
+            # fractional power per curve instead of one per month (each costs a 50-digit ln and exp)
+            monthly = (Decimal(1) - pd_12m) ** (Decimal(1) / 12)
+            alive = [Decimal(1)] + [monthly**t for t in range(1, term_months + 1)]
             return tuple(alive[t - 1] - alive[t] for t in range(1, term_months + 1))
         weights = tuple(Decimal(w) for w in curve)
         return tuple(pd_12m * weights[min(t, len(weights)) - 1] / 12 for t in range(1, term_months + 1))
