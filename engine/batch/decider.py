@@ -7,13 +7,15 @@ ONNX Runtime on the whole chunk by default (bit-identical to serving's one-row c
 `scorer="native"`: CatBoost's NativeScorer.pd_matrix, checked against ONNX on each process's first
 chunk (tolerance 1e-6, else ONNX is used). Rules run on the service's default evaluator, so batch
 work follows whatever evaluator serving uses. Adverse-action model reasons (SHAP) are skipped: no
-batch figure depends on them. A `pd_multiplier` (stress: model-output shock) scales the PD before
-points, grade, limit, price and offers are worked out from it.
+batch figure depends on them. Stress shocks to the model's output - a `pd_multiplier`, or a macro
+link's `pd_logit_shift` (see stressed_pd) - move the PD before points, grade, limit, price and
+offers are worked out from it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ from engine.policy import Policy
 from engine.rules import Evaluator
 from engine.service import default_evaluator
 
-__all__ = ["PD_CEILING", "TOLERANCE", "BatchDecider", "Undecided", "package_for"]
+__all__ = ["PD_CEILING", "TOLERANCE", "BatchDecider", "Undecided", "package_for", "stressed_pd"]
 
 TOLERANCE = 1e-6  # NativeScorer vs OnnxScorer, absolute, on P(bad)
 PD_CEILING = 0.999999  # a shocked PD stays a probability the score scale can take
@@ -53,6 +55,7 @@ class BatchDecider:
         scorer: str = "onnx",
         evaluator: Evaluator | None = None,
         pd_multiplier: float = 1.0,
+        pd_logit_shift: float = 0.0,
     ) -> None:
         self.policy = policy
         self.evaluator = evaluator if evaluator is not None else default_evaluator()
@@ -63,6 +66,7 @@ class BatchDecider:
         self.checked = not self.use_native
         self.max_diff = 0.0
         self.pd_multiplier = pd_multiplier
+        self.pd_logit_shift = pd_logit_shift
         # offers are booked from the decision time (due dates, valid until); no batch figure reads them
         self.decided_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
@@ -129,9 +133,20 @@ class BatchDecider:
             raw = native if self.use_native else onnx
         else:
             raw = (self.native if self.use_native else self.onnx).pd_matrix(matrix)
-        if self.pd_multiplier == 1.0:
+        if self.pd_multiplier == 1.0 and self.pd_logit_shift == 0.0:
             return [float(p) for p in raw]
-        return [min(float(p) * self.pd_multiplier, PD_CEILING) for p in raw]
+        return [stressed_pd(float(p), self.pd_multiplier, self.pd_logit_shift) for p in raw]
+
+
+def stressed_pd(pd: float, multiplier: float = 1.0, logit_shift: float = 0.0) -> float:
+    """The PD under a model-output shock: multiplied, then moved along the logit scale,
+    logistic(logit(PD) + logit_shift); kept within [0, PD_CEILING]."""
+    pd = min(pd * multiplier, PD_CEILING)
+    if logit_shift and pd > 0.0:
+        z = math.log(pd / (1.0 - pd)) + logit_shift
+        # the logistic written for each sign of z, so exp never overflows
+        pd = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+    return min(pd, PD_CEILING)
 
 
 class _FixedScore:

@@ -3,9 +3,10 @@ and how rows add up into portfolio figures (`Tally`, `Portfolio`): approval, boo
 expected loss and expected profit, overall and by grade, segment and product.
 
 Economics are read off the Decision's best offer, never re-derived: its expected profit, and the
-expected loss the offers stage deducted from it (PD x LGD x amount). A funding shock (cost of funds
-+N bp) lowers that profit by the extra interest on the offer's outstanding balance, month by month
-from its schedule. Every sum is Decimal, so totals do not depend on the order rows arrive in.
+expected loss the offers stage deducted from it (the lifetime NPV the offer carries, or PD x LGD x
+amount under a 1.x 12-month objective). Economic shocks (LGD, cost of funds) reach these figures
+through the policy the offers were priced on (engine.batch.scenario.stressed_policy). Every sum is
+Decimal, so totals do not depend on the order rows arrive in.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from engine.batch.decider import Undecided
-from engine.decision import Decision, Offer
+from engine.decision import Decision
 
 __all__ = ["NONE", "OUTCOMES", "Portfolio", "Row", "Tally", "row_of", "swap_matrix"]
 
 OUTCOMES = ("APPROVE", "REFER", "DECLINE", "ERROR")
 NONE = "(none)"
 CENT = Decimal("0.01")
-MONTHS = Decimal(12)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ class Row:
     expected_profit: Decimal | None = None
 
 
-def row_of(index: int, decided: Decision | Undecided, lgd: Decimal | None, funding_shift: Decimal) -> Row:
+def row_of(index: int, decided: Decision | Undecided, lgd: Decimal | None) -> Row:
     if isinstance(decided, Undecided):
         return Row(index, "ERROR", error=decided.code)
     score = decided.score
@@ -69,7 +69,9 @@ def row_of(index: int, decided: Decision | Undecided, lgd: Decimal | None, fundi
     )
     if best is None:
         return base
-    loss = _money(score.pd * lgd * best.amount) if score is not None and lgd is not None else None
+    loss = best.expected_loss
+    if loss is None and score is not None and lgd is not None:
+        loss = _money(score.pd * lgd * best.amount)
     return replace(
         base,
         product=best.product,
@@ -79,17 +81,8 @@ def row_of(index: int, decided: Decision | Undecided, lgd: Decimal | None, fundi
         apr=best.apr,
         instalment=best.instalment,
         expected_loss=loss,
-        expected_profit=best.expected_profit - funding_cost(best, funding_shift),
+        expected_profit=best.expected_profit,
     )
-
-
-def funding_cost(offer: Offer, shift: Decimal) -> Decimal:
-    """The extra funding cost of `offer` when the annual cost of funds moves by `shift`: the shift on
-    each month's opening balance (balance after the payment + the principal it repaid), in cents."""
-    if not shift:
-        return Decimal(0)
-    opening = sum((row.balance + row.principal for row in offer.schedule), Decimal(0))
-    return _money(opening * shift / MONTHS)
 
 
 def _money(value: Decimal) -> Decimal:

@@ -1,7 +1,8 @@
 """Stress scenarios: YAML files (kept beside a policy in `scenarios/`, never read by the policy loader)
 that shock the inputs (multiply incomes by 0.8, shift bureau scores by -40, set a seeded share of
-applicants unemployed), the model's output (a PD multiplier) and the economics (cost of funds in
-basis points, LGD in percentage points). Every mistake is a located diagnostic, as in policies.
+applicants unemployed), the model's output (a PD multiplier, or PD from a stated macro link) and the
+economics (cost of funds in basis points, LGD in percentage points). Every mistake is a located
+diagnostic, as in policies.
 
     scenarios:
       recession:
@@ -12,9 +13,23 @@ basis points, LGD in percentage points). Every mistake is a located diagnostic, 
           applicant.employment_type: {set: unemployed, share: 0.05, seed: 19}
         model: {pd_multiplier: 1.25}
         economics: {cost_of_funds_bp: 200, lgd_points: 10}
+      unemployment_up:
+        model:
+          pd_macro:
+            link: logit
+            variables:
+              unemployment_rate: {change: 3.0, beta: 0.12}
 
 A shocked number is kept inside the input's declared min/max; `share` picks the same applicants
 (by row number and seed) however the file is chunked or the work spread over a cluster.
+
+The macro link states how the model's 12-month PD moves with macroeconomic variables, as a credit
+risk team's satellite model gives it: PD' = logistic(logit(PD) + sum of beta x change) over the
+stated variables (beta per unit of the variable, change in the same unit). `pd_multiplier` and
+`pd_macro` are two ways to shock one PD; a scenario states one of them. The cost-of-funds shift
+re-prices every offer through the policy's lifetime economics (discounting and funding at the
+shocked rate), so offers are re-ranked; a policy without `offers.lifetime` has no cost of funds to
+shock, and the scenario is refused.
 """
 
 from __future__ import annotations
@@ -32,15 +47,29 @@ from engine.expr.types import INTEGER
 from engine.policy import Policy
 from engine.policy.source import Source, load_source
 
-__all__ = ["BASELINE", "InputShock", "Scenario", "load_scenarios", "share_draw", "stressed_policy"]
+__all__ = [
+    "BASELINE",
+    "LINKS",
+    "InputShock",
+    "MacroDriver",
+    "Scenario",
+    "load_scenarios",
+    "share_draw",
+    "stressed_policy",
+]
 
 _TOP = {"scenarios"}
 _SCENARIO = {"description", "inputs", "model", "economics"}
 _SHOCK = {"multiply", "add", "set", "share", "seed"}
-_MODEL = {"pd_multiplier"}
+_MODEL = {"pd_multiplier", "pd_macro"}
+_MACRO = {"link", "variables"}
+_DRIVER = {"change", "beta"}
+LINKS = ("logit",)
 _ECONOMICS = {"cost_of_funds_bp", "lgd_points"}
 _MASK = (1 << 64) - 1
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_MACRO_BOUND = Decimal(100)  # |change| and |beta| of one macro variable
 
 
 @dataclass(frozen=True)
@@ -56,6 +85,15 @@ class InputShock:
 
 
 @dataclass(frozen=True)
+class MacroDriver:
+    """One macro variable of a PD link: its stated `change` and the PD's sensitivity `beta` to it."""
+
+    variable: str
+    change: Decimal
+    beta: Decimal
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str = ""
@@ -63,6 +101,13 @@ class Scenario:
     pd_multiplier: Decimal = Decimal(1)
     cost_of_funds_bp: Decimal = Decimal(0)
     lgd_points: Decimal = Decimal(0)
+    pd_link: str = ""  # "logit" when the PD moves through a stated macro link
+    pd_macro: tuple[MacroDriver, ...] = ()
+
+    @property
+    def pd_logit_shift(self) -> Decimal:
+        """How far the macro link moves logit(PD): the sum of beta x change."""
+        return sum((d.beta * d.change for d in self.pd_macro), Decimal(0))
 
     @property
     def funding_shift(self) -> Decimal:
@@ -95,11 +140,16 @@ BASELINE = Scenario("baseline", "the data as it is")
 
 
 def stressed_policy(policy: Policy, scenario: Scenario) -> Policy:
-    """The policy with the scenario's LGD shift in its offers (which rank on expected loss)."""
-    if not scenario.lgd_points or policy.offers is None:
+    """The policy with the scenario's LGD and cost-of-funds shifts in its offers: the offers stage
+    then prices and ranks every offer on the shocked economics, as it would if the policy said so."""
+    offers = policy.offers
+    if offers is None or not (scenario.lgd_points or scenario.cost_of_funds_bp):
         return policy
-    lgd = min(policy.offers.lgd + scenario.lgd_points / 100, Decimal(1))
-    return replace(policy, offers=replace(policy.offers, lgd=lgd))
+    lgd = min(offers.lgd + scenario.lgd_points / 100, Decimal(1))
+    life = offers.lifetime
+    if life is not None and scenario.cost_of_funds_bp:
+        life = replace(life, cost_of_funds=life.cost_of_funds + scenario.funding_shift)
+    return replace(policy, offers=replace(offers, lgd=lgd, lifetime=life))
 
 
 def share_draw(seed: int, row: int) -> float:
@@ -221,6 +271,15 @@ class _Reader:
             )
         model = self._section(spec, "model", _MODEL, where)
         economics = self._section(spec, "economics", _ECONOMICS, where)
+        link, drivers = self._macro(model, (*where, "model"))
+        if "cost_of_funds_bp" in economics and (
+            self.policy.offers is None or self.policy.offers.lifetime is None
+        ):
+            self._error(
+                "SCENARIO_SHOCK",
+                f"{self.policy.name} has no cost of funds to shock (its offers have no `lifetime:`)",
+                (*where, "economics", "cost_of_funds_bp"),
+            )
         return Scenario(
             name=name,
             description=str(spec.get("description") or ""),
@@ -244,7 +303,48 @@ class _Reader:
                 low=Decimal(-100),
                 high=Decimal(100),
             ),
+            pd_link=link,
+            pd_macro=drivers,
         )
+
+    def _macro(self, model: dict[str, Any], where: tuple[Any, ...]) -> tuple[str, tuple[MacroDriver, ...]]:
+        """`pd_macro: {link: logit, variables: {NAME: {change, beta}, ...}}`, or ("", ()) when absent."""
+        if "pd_macro" not in model:
+            return "", ()
+        at = (*where, "pd_macro")
+        if "pd_multiplier" in model:
+            self._error("SCENARIO_SHOCK", "give pd_multiplier or pd_macro, not both", at, key=True)
+        spec = self._section(model, "pd_macro", _MACRO, where)
+        link = spec.get("link")
+        if link not in LINKS:
+            shown = "missing" if link is None else repr(link)
+            self._error("SCENARIO_VALUE", f"`link` is {shown}; the links are: {', '.join(LINKS)}", at)
+            link = LINKS[0]
+        variables = spec.get("variables")
+        if not isinstance(variables, dict) or not variables:
+            self._error("SCENARIO_SHAPE", "`variables` must map macro variables to {change, beta}", at)
+            return str(link), ()
+        drivers = []
+        for name, driver in variables.items():
+            here = (*at, "variables", name)
+            if not _VARIABLE.fullmatch(str(name)):
+                self._error(
+                    "SCENARIO_NAME", "a macro variable is a name: letters, digits and _", here, key=True
+                )
+            if not isinstance(driver, dict):
+                self._error("SCENARIO_SHAPE", "a macro variable is a mapping: {change, beta}", here)
+                continue
+            self._keys(driver, _DRIVER, here)
+            missing = [k for k in sorted(_DRIVER) if k not in driver]
+            if missing:
+                self._error("SCENARIO_SHAPE", f"give {' and '.join(missing)}", here)
+                continue
+            change, beta = (
+                self._number(driver, key, Decimal(0), here, low=-_MACRO_BOUND, high=_MACRO_BOUND)
+                for key in ("change", "beta")
+            )
+            drivers.append(MacroDriver(str(name), change, beta))
+        return str(link), tuple(drivers)
 
     def _section(
         self, spec: dict[str, Any], key: str, allowed: set[str], where: tuple[Any, ...]

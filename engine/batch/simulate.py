@@ -78,7 +78,14 @@ def _decider(arm: Arm) -> tuple[BatchDecider, Decimal | None]:
             policy = _policies[arm.policy_path] = load_policy(arm.policy_path)
         stressed = stressed_policy(policy, arm.scenario)
         package = load_package(Path(arm.package_path)) if arm.package_path else None
-        decider = BatchDecider(stressed, package, arm.scorer, pd_multiplier=float(arm.scenario.pd_multiplier))
+        scenario = arm.scenario
+        decider = BatchDecider(
+            stressed,
+            package,
+            arm.scorer,
+            pd_multiplier=float(scenario.pd_multiplier),
+            pd_logit_shift=float(scenario.pd_logit_shift),
+        )
         lgd = stressed.offers.lgd if stressed.offers is not None else None
         found = _deciders[arm] = (decider, lgd)
     return found
@@ -100,8 +107,7 @@ def decide_chunk(
         if scenario.inputs:
             apps = [scenario.shock(a, start + i, decider.policy) for i, a in enumerate(apps)]
         decided = decider.decide(apps)
-        shift = scenario.funding_shift
-        out.append([row_of(start + i, d, lgd, shift) for i, d in enumerate(decided)])
+        out.append([row_of(start + i, d, lgd) for i, d in enumerate(decided)])
         scorers.append(decider.scorer_name)
     return out, scorers, ids
 
@@ -188,9 +194,9 @@ class Simulation:
             "method": {
                 "scorer": ", ".join(sorted(self.scorers)),
                 "rows_per_chunk": self.options.chunk,
-                "economics": "read off each decision's best offer: expected profit, and expected loss "
-                "= PD x LGD x amount (the loss term of that profit); funding shocks lower the profit "
-                "by the extra interest on the offer's monthly opening balances",
+                "economics": "read off each decision's best offer: its expected profit and expected "
+                "loss (lifetime NPVs; PD x LGD x amount for a 1.x 12-month objective); LGD and "
+                "cost-of-funds shocks re-price and re-rank every offer on the shocked economics",
                 "booked": "approvals only, each taking the best (first-ranked) offer",
             },
         }
@@ -222,6 +228,12 @@ def _shocks(scenario: Scenario) -> dict[str, Any]:
         out[shock.field] = {kind: str(value), "share": str(shock.share), "seed": shock.seed}
     if scenario.pd_multiplier != 1:
         out["model.pd_multiplier"] = str(scenario.pd_multiplier)
+    if scenario.pd_macro:
+        out["model.pd_macro"] = {
+            "link": scenario.pd_link,
+            "logit_shift": str(scenario.pd_logit_shift),
+            **{d.variable: {"change": str(d.change), "beta": str(d.beta)} for d in scenario.pd_macro},
+        }
     if scenario.cost_of_funds_bp:
         out["economics.cost_of_funds_bp"] = str(scenario.cost_of_funds_bp)
     if scenario.lgd_points:

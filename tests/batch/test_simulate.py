@@ -70,7 +70,7 @@ def test_simulated_figures_equal_a_direct_loop_over_decide(population: Path) -> 
                 )
             except CredoError as exc:
                 decided = Undecided(exc.code, str(exc))
-            expected = row_of(index, decided, lgd, Decimal(0))
+            expected = row_of(index, decided, lgd)
             assert rows[index] == expected, index
             want.add(expected)
             index += 1
@@ -113,8 +113,9 @@ def test_stress_scenarios_move_the_figures_the_way_they_say(small: Path) -> None
     summary = simulate(options(small, scenarios=STRESS), InProcessPool()).summary()
     results = summary["results"]
     base = results["baseline"]["overall"]
-    assert [a["name"] for a in summary["arms"]] == ["baseline", "income_down_20", "bureau_drift", "recession"]
-    for name in ("income_down_20", "bureau_drift", "recession"):
+    names = ["income_down_20", "bureau_drift", "recession", "unemployment_up"]
+    assert [a["name"] for a in summary["arms"]] == ["baseline", *names]
+    for name in names:
         assert results[name]["overall"]["approval_rate"] < base["approval_rate"], name
         assert results[name]["overall"]["count"] == base["count"]
     assert Decimal(results["bureau_drift"]["overall"]["avg_pd"]) > Decimal(base["avg_pd"])
