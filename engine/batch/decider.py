@@ -6,17 +6,20 @@ survivors of the chunk at once, then the remaining stages run per application on
 ONNX Runtime on the whole chunk by default (bit-identical to serving's one-row calls), or
 `scorer="native"`: CatBoost's NativeScorer.pd_matrix, checked against ONNX on each process's first
 chunk (tolerance 1e-6, else ONNX is used). Rules run on the service's default evaluator, so batch
-work follows whatever evaluator serving uses. Adverse-action model reasons (SHAP) are skipped: no
-batch figure depends on them. Stress shocks to the model's output - a `pd_multiplier`, or a macro
-link's `pd_logit_shift` (see stressed_pd) - move the PD before points, grade, limit, price and
-offers are worked out from it.
+work follows whatever evaluator serving uses. Adverse-action model reasons (SHAP) and the booking
+of offers (ids, validity, due dates) are skipped: no batch figure depends on them. Stress shocks
+to the model's output - a `pd_multiplier`, or a macro link's `pd_logit_shift` (see stressed_pd) -
+move the PD before points, grade, limit, price and offers are worked out from it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import math
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +70,7 @@ class BatchDecider:
         self.max_diff = 0.0
         self.pd_multiplier = pd_multiplier
         self.pd_logit_shift = pd_logit_shift
-        # offers are booked from the decision time (due dates, valid until); no batch figure reads them
+        # offers are not booked (ids, validity, due dates): no batch figure reads them
         self.decided_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
 
         def no_model_reasons(ctx: DecisionContext) -> StageResult:
@@ -88,6 +91,14 @@ class BatchDecider:
 
     def decide(self, applications: Sequence[Mapping[str, Any]]) -> list[Decision | Undecided]:
         """One Decision (no id, no time, no model reasons) or Undecided per application, in order."""
+        # A chunk keeps every context alive until the model has scored it: hundreds of thousands of
+        # young containers, so the cyclic collector ran full collections over the whole heap several
+        # times a chunk (measured: 3 full collections, 1.6 s of 9.8 s on 2,000 rows). Reference
+        # counting still frees everything; the collector runs again once the chunk is decided.
+        with _collector_paused():
+            return self._decide(applications)
+
+    def _decide(self, applications: Sequence[Mapping[str, Any]]) -> list[Decision | Undecided]:
         out: list[Decision | Undecided | None] = [None] * len(applications)
         pending: list[tuple[int, DecisionContext, dict[str, Any] | None]] = []
         for i, application in enumerate(applications):
@@ -111,7 +122,7 @@ class BatchDecider:
             except CredoError as exc:
                 out[i] = Undecided(exc.code, str(exc))
                 continue
-            out[i] = build_decision(ctx, "", "", self.decided_at)
+            out[i] = build_decision(ctx, "", "", self.decided_at, book=False)
         return [d if d is not None else Undecided("INTERNAL", "not decided") for d in out]
 
     def _provider(self, pd: float) -> Callable[[str, str, str | None], tuple[Any, Any]]:
@@ -147,6 +158,30 @@ def stressed_pd(pd: float, multiplier: float = 1.0, logit_shift: float = 0.0) ->
         # the logistic written for each sign of z, so exp never overflows
         pd = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
     return min(pd, PD_CEILING)
+
+
+_pause_lock = threading.Lock()
+_pause_holders = 0
+_pause_restore = False
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while any thread of this process decides a chunk; back to
+    how it was when the last one finishes (a Dask worker may decide chunks on several threads)."""
+    global _pause_holders, _pause_restore
+    with _pause_lock:
+        if _pause_holders == 0:
+            _pause_restore = gc.isenabled()
+            gc.disable()
+        _pause_holders += 1
+    try:
+        yield
+    finally:
+        with _pause_lock:
+            _pause_holders -= 1
+            if _pause_holders == 0 and _pause_restore:
+                gc.enable()
 
 
 class _FixedScore:

@@ -77,14 +77,19 @@ def run_pipeline(
     return run_stages(ctx, stage_table(policy), timer)
 
 
-def build_decision(ctx: DecisionContext, decision_id: str, request_id: str, decided_at: str) -> Decision:
+def build_decision(
+    ctx: DecisionContext, decision_id: str, request_id: str, decided_at: str, book: bool = True
+) -> Decision:
     """The Decision of a finished context. A DECLINE keeps the score if reached, but no limit, price
-    or offers: nothing is offered to a declined applicant."""
+    or offers: nothing is offered to a declined applicant. `book=False` leaves the offers unbooked
+    (no offer id, validity or due dates): batch work, which reads none of them."""
     policy = ctx.policy
     declined = ctx.outcome is Outcome.DECLINE
     offers = () if declined else tuple(ctx.offers)
     spec = policy.offers
-    if ctx.objective and offers and spec is not None:  # the lifetime objectives answer bookable offers
+    if (
+        book and ctx.objective and offers and spec is not None
+    ):  # the lifetime objectives answer bookable offers
         offers = book_offers(
             offers, decision_id, decided_at, spec.validity_days, spec.due_day, spec.due_min_days
         )

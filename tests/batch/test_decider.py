@@ -55,3 +55,24 @@ def test_the_onnx_decider_gives_serving_pds_and_the_pd_multiplier_raises_them() 
     ]
     assert len(pairs) > 50
     assert all(b >= a for a, b in pairs) and sum(b > a for a, b in pairs) > 50
+
+
+def test_deciding_a_chunk_leaves_the_garbage_collector_as_it_was() -> None:
+    """The decider pauses the cyclic collector for a chunk (see BatchDecider.decide); it must come
+    back on after every chunk, also when chunks are decided on several threads at once, and stay off
+    when the caller had turned it off."""
+    import gc
+    from concurrent.futures import ThreadPoolExecutor
+
+    decider = BatchDecider(POLICY, PACKAGE)
+    apps = applications(40, seed=41)
+    assert gc.isenabled()
+    with ThreadPoolExecutor(4) as pool:
+        done = list(pool.map(decider.decide, [apps[i : i + 10] for i in range(0, 40, 10)] * 3))
+    assert len(done) == 12 and gc.isenabled()
+    gc.disable()
+    try:
+        decider.decide(apps[:5])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
