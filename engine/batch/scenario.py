@@ -315,10 +315,13 @@ class _Reader:
         if "pd_multiplier" in model:
             self._error("SCENARIO_SHOCK", "give pd_multiplier or pd_macro, not both", at, key=True)
         spec = self._section(model, "pd_macro", _MACRO, where)
+        if model["pd_macro"] is not None and not isinstance(model["pd_macro"], dict):
+            return "", ()  # _section said it is not a mapping
         link = spec.get("link")
         if link not in LINKS:
             shown = "missing" if link is None else repr(link)
-            self._error("SCENARIO_VALUE", f"`link` is {shown}; the links are: {', '.join(LINKS)}", at)
+            where_link = (*at, "link") if "link" in spec else at
+            self._error("SCENARIO_VALUE", f"`link` is {shown}; the links are: {', '.join(LINKS)}", where_link)
             link = LINKS[0]
         variables = spec.get("variables")
         if not isinstance(variables, dict) or not variables:

@@ -115,7 +115,9 @@ def test_a_bad_macro_link_is_refused_with_every_problem_located(tmp_path: Path) 
         "        variables:\n"
         "          unemployment rate: {change: 3, beta: 0.1}\n"
         "          gdp: {change: -2}\n"
-        "          rates: {change: 1, beta: 500, betta: 1}\n",
+        "          rates: {change: 1, beta: 500, betta: 1}\n"
+        "  flat:\n"
+        "    model: {pd_macro: 3}\n",
         encoding="utf-8",
     )
     with pytest.raises(ScenarioError) as caught:
@@ -127,6 +129,8 @@ def test_a_bad_macro_link_is_refused_with_every_problem_located(tmp_path: Path) 
     assert any(s.startswith(f"{bad}:9:") and "give beta" in s for s in shown)
     assert any(s.startswith(f"{bad}:10:") and "`beta` must be within [-100, 100]" in s for s in shown)
     assert any(s.startswith(f"{bad}:10:") and "did you mean 'beta'" in s for s in shown)
+    at_flat = [s for s in shown if s.startswith(f"{bad}:12:")]
+    assert len(at_flat) == 1 and "`pd_macro` must be a mapping" in at_flat[0]
 
 
 def funding_shocked(bp: int) -> list[Decision]:
