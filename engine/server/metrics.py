@@ -15,6 +15,7 @@ from prometheus_client import (
     Histogram,
     multiprocess,
     start_http_server,
+    values,
 )
 from prometheus_client.registry import Collector
 
@@ -51,6 +52,19 @@ def serve_metrics(port: int, host: str = "127.0.0.1", collectors: Sequence[Colle
     for collector in collectors:
         registry.register(collector)
     start_http_server(port, addr=host, registry=registry)
+
+
+def write_supervisor_counters() -> None:
+    """Rebuild the supervisor's own counters so they are written beside the workers' files.
+
+    prometheus_client chooses where a metric keeps its value when the metric is built, from the
+    environment it saw when first imported. The supervisor imports this module (through the worker's
+    configuration) before it sets PROMETHEUS_MULTIPROC_DIR, so its counters lived in its memory only
+    and /metrics, which sums the files, never showed a restart or a reload."""
+    global WORKER_RESTARTS, RELOADS
+    values.ValueClass = values.get_value_class()
+    WORKER_RESTARTS = Counter(WORKER_RESTARTS._name, WORKER_RESTARTS._documentation, registry=None)
+    RELOADS = Counter(RELOADS._name, RELOADS._documentation, ["result"], registry=None)
 
 
 def mark_dead(pid: int) -> None:

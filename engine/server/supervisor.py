@@ -119,6 +119,7 @@ class Supervisor:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc)  # before prometheus_client loads
         from engine.server import metrics
 
+        metrics.write_supervisor_counters()
         self.metrics = metrics
         holder, port = reserve_port(self.config.host, self.config.port)
         self.config = replace(self.config, port=port, state_dir=str(self.state_dir))

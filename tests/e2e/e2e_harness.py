@@ -11,6 +11,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -183,6 +184,13 @@ def _wait_announce(proc: subprocess.Popen[str], stderr_path: Path, timeout: floa
     raise AssertionError(
         f"credo serve did not start (exit {proc.poll()}):\n{stderr_path.read_text(errors='replace')[-4000:]}"
     )
+
+
+def free_port() -> int:
+    """A port nobody listens on now (for --metrics-port and the like)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def request(request_id: str, policy: str, application: dict[str, Any], **kw: Any) -> pb.DecideRequest:

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import grpc
 import pytest
 from credo.v1 import decision_pb2 as pb
-from e2e_harness import POLICIES, CallLoop, Server, request, serve, shipped_cases
+from e2e_harness import POLICIES, CallLoop, Server, free_port, request, serve, shipped_cases
 
 FAKE_POLICY = 'policy: demo\nversion: "1.0.0"\ninputs:\n  applicant.age: {type: integer}\n'
 
@@ -194,3 +195,27 @@ def test_sighup_starts_a_new_generation_and_drains_the_old(tmp_path: Path) -> No
         assert len(after) == 2 and not (after & before)
         assert caller.failures == []
         assert [e["trigger"] for e in server.logged("reload_requested")] == ["SIGHUP"]
+
+
+def _scrape(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+def test_supervisor_counts_restarts_and_reloads_on_the_metrics_endpoint(tmp_path: Path) -> None:
+    """The supervisor's own counters reach /metrics: they were kept in its memory, never written
+    beside the workers' files, so `credo_worker_restarts_total` stayed 0 after a worker died."""
+    policies, _, _, _ = _setup("fake", tmp_path)
+    port = free_port()
+    with serve(
+        tmp_path, policies=policies, workers=2, fake=True, extra=["--metrics-port", str(port)]
+    ) as server:
+        before = server.worker_pids()
+        os.kill(before[0], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "credo_worker_restarts_total 1.0" not in _scrape(port):
+            time.sleep(0.1)
+        assert "credo_worker_restarts_total 1.0" in _scrape(port)
+        server.proc.send_signal(signal.SIGHUP)
+        while time.monotonic() < deadline and 'credo_reloads_total{result="ok"} 1.0' not in _scrape(port):
+            time.sleep(0.1)
+        assert 'credo_reloads_total{result="ok"} 1.0' in _scrape(port)
