@@ -139,6 +139,9 @@ class Decision:
     # The hash of the audit record that holds this decision; set once the record is committed. It
     # cannot be part of the record it hashes, so to_dict() (the record body, the CLI JSON) omits it.
     record_hash: str = field(default="", compare=False)
+    # The experiment arm that decided ("champion", a challenger's NAME@VERSION, "shadow:NAME@VERSION");
+    # "" outside experiments, and then left out of to_dict() so such records keep their bytes.
+    arm: str = field(default="", metadata=OMIT_EMPTY)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (`plain`: Decimals as strings, enums as names, trace millis as numbers),

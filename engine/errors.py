@@ -109,6 +109,18 @@ POLICY_SET_INVALID = _code(
     412,
     "A set of policies to serve of which at least one does not load.",
 )
+POLICY_REFUSED = _code(
+    "POLICY_REFUSED",
+    "FAILED_PRECONDITION",
+    412,
+    "A policy refused by a release guard (its own tests fail, or its version changed text); not served.",
+)
+RELEASE_REFUSED = _code(
+    "RELEASE_REFUSED",
+    "FAILED_PRECONDITION",
+    412,
+    "A release bundle that is altered, unapproved or not approved by enough distinct trusted keys.",
+)
 POLICY_RUNTIME = _code(
     "POLICY_RUNTIME",
     "FAILED_PRECONDITION",
@@ -452,6 +464,24 @@ class PolicySetInvalid(CredoError):
     def __init__(self, errors: list[str]):
         super().__init__("; ".join(errors))
         self.errors = errors
+
+
+class PolicyRefused(CredoError):
+    """A policy that loads but may not serve: its own tests fail, or its version names another
+    text elsewhere (versions are immutable); `reasons` lists every refusal."""
+
+    code = POLICY_REFUSED
+
+    def __init__(self, name: str, reasons: list[str]):
+        super().__init__(f"policy {name} is refused: " + "; ".join(reasons))
+        self.reasons = reasons
+
+
+class ReleaseRefused(CredoError):
+    """A release bundle that may not serve: altered content, a bad or untrusted signature, too few
+    distinct approvals, or an approval by the author."""
+
+    code = RELEASE_REFUSED
 
 
 class ModelError(CredoError):

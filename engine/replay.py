@@ -12,6 +12,7 @@ process (`credo replay` is one).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -144,10 +145,10 @@ class Replayer:
         return self.replay_record(record)
 
     def replay_record(self, record: DecisionRecord) -> ReplayResult:
-        """Re-run `record`'s validated input with its decision_id, request_id and decided_at injected
-        and compare: the Decision's summary (each schedule by the sha256 of the one recomputed), the
-        input, derived values, model outputs and stages. ArchiveMissing (or PolicyError) when its
-        policy or model cannot be rebuilt from the archive."""
+        """Re-run `record`'s validated input with its decision_id, request_id, decided_at and arm
+        injected and compare: the Decision's summary (each schedule by the sha256 of the one
+        recomputed), the input, derived values, model outputs and stages. ArchiveMissing (or
+        PolicyError) when its policy or model cannot be rebuilt from the archive."""
         policy, models = self.materialise(record)
         unrestored: dict[str, str] = {}
         if self.vault is not None:
@@ -171,6 +172,8 @@ class Replayer:
             failed = FieldDiff("outcome", record.outcome, f"error {exc.code}: {exc}")
             return ReplayResult(record.decision_id, recorded, None, (failed,), unrestored)
         again = build_decision(ctx, record.decision_id, record.request_id, str(record.decision["decided_at"]))
+        # the experiment arm is an assignment made before the policy ran, like the ids: injected
+        again = dataclasses.replace(again, arm=recorded.arm)
         rebuilt = DecisionRecord.build(
             again,
             request_fingerprint=record.request_fingerprint,

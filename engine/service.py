@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import os
 import tempfile
@@ -29,6 +30,7 @@ from engine.errors import (
     ModelError,
     NotFound,
     PolicyError,
+    PolicyRefused,
     VersionNotLoaded,
     shown,
 )
@@ -37,7 +39,11 @@ from engine.pipeline import build_decision, run_pipeline
 from engine.pipeline.render import decision_from_record
 from engine.pipeline.shadow import ShadowCheck
 from engine.policy import Policy, load_policy
+from engine.policy.experiment import CHAMPION
 from engine.recent import RecentDecisions
+from engine.release.bundle import served_release
+from engine.release.guards import VersionLedger, archived_version_conflicts, test_failures, version_conflict
+from engine.release.shadows import ShadowJob, ShadowRunner
 from engine.replay import Replayer, ReplayResult
 from engine.rules import DEFAULT_ENGINE, Evaluator
 from engine.rules import evaluator as engine_named
@@ -139,6 +145,7 @@ class PendingDecision:
 
     decision: Decision
     committed: Ticket | None = None
+    then: Callable[[], None] | None = None  # run once this decision is stored (not for a retry)
 
     def result(self) -> Decision:
         if self.committed is None:
@@ -146,6 +153,8 @@ class PendingDecision:
         stored = self.committed.result()
         if stored.decision_id != self.decision.decision_id:  # a retry: the stored decision answers
             return decision_of_record(stored)
+        if self.then is not None:
+            self.then()
         return _with_record_hash(self.decision, stored.hash)
 
 
@@ -197,7 +206,9 @@ class DecisionService:
     """Decide, look up and replay decisions. `store` is an engine.audit DecisionLog, or an audit
     store URL to open one on, or None (no audit record); `clock` and `ids` are injectable so tests
     can freeze time and ids. `rule_engine` names the evaluator (compiled by default; each record
-    names it); `shadow` re-checks a sample of decisions on a second engine after they are answered."""
+    names it); `shadow` re-checks a sample of decisions on a second engine after they are answered.
+    `ledger` is the file of versions this server served before (the release guard's memory);
+    `on_shadow_drop` is told of each shadow policy decision dropped because its queue was full."""
 
     def __init__(
         self,
@@ -212,8 +223,11 @@ class DecisionService:
         shadow: ShadowCheck | None = None,
         recent: RecentDecisions | None = None,
         pii: PiiVault | None = None,
+        ledger: Path | str | None = None,
+        on_shadow_drop: Callable[[], None] | None = None,
     ):
         self.policies_dir = Path(policies_dir)
+        self.models_dir = Path(models_dir)
         self.source = DirectorySource(policies_dir, models_dir)  # policies by name, verified models
         self.models = self.source.models
         if isinstance(store, str):  # an audit store URL (sqlite:///..., postgresql://...)
@@ -229,7 +243,11 @@ class DecisionService:
         self.timer = timer
         self._files: dict[str, Policy] = {}  # load_policy_file: resolved path -> policy
         self._archives: dict[tuple[object, ...], Archive] = {}  # per loaded policy
+        self._refusals: dict[tuple[str, str], list[str]] = {}  # (path, sha256) -> why it may not serve
+        self.ledger = VersionLedger(ledger) if ledger is not None else None
         self._replayer: Replayer | None = None
+        self._shadows: ShadowRunner | None = None  # the shadow policies' process, once needed
+        self._on_shadow_drop = on_shadow_drop
         self._lock = threading.Lock()
 
     # -- policies
@@ -237,8 +255,41 @@ class DecisionService:
         """A served policy by name (policies_dir/<name>/policy.yaml), never a path: a network caller
         names policies; `load_policy_file` is the CLI's door to its own local files. InvalidInput for
         anything but a name (nothing on disk is touched), NotFound for an unknown policy,
+        PolicyRefused for one whose own tests fail or whose version names another text,
         VersionNotLoaded for a version other than the one loaded."""
-        return _pinned(self.source.policy(name), version)
+        return _pinned(self._guarded(self.source.policy(name)), version)
+
+    def _guarded(self, policy: Policy) -> Policy:
+        """`policy`, or PolicyRefused with every reason it may not serve (checked once per text)."""
+        key = (str(policy.path), policy.sha256)
+        with self._lock:
+            reasons = self._refusals.get(key)
+            if reasons is None:
+                reasons = self._refusals[key] = self._guard(policy)
+        if reasons:
+            raise PolicyRefused(policy.name, reasons)
+        return policy
+
+    def _guard(self, policy: Policy) -> list[str]:
+        """Why `policy` may not serve (engine.release.guards): failed tests of its own, its version
+        seen with another text by this server's earlier generations or in the store's archive."""
+        reasons = test_failures(policy, self._test_decide)
+        conflicts = []
+        if self.ledger is not None:
+            conflicts.append(
+                version_conflict(policy, self.ledger.seen(policy.name, policy.version), "this server")
+            )
+        if self.log is not None:
+            conflicts.append(archived_version_conflicts(policy, self.log.store.policy_texts()))
+        reasons += [c for c in conflicts if c]
+        if reasons:
+            log.error(
+                "policy refused", extra={"event": "policy_refused", "policy": policy.name, "errors": reasons}
+            )
+        return reasons
+
+    def _test_decide(self, policy: Policy, application: Mapping[str, Any]) -> dict[str, Any]:
+        return _frozen_decision(policy, application, self.evaluator, self.models)
 
     def load_policy_file(self, path: Path | str) -> Policy:
         """A policy from a local file or folder (the CLI's --policy PATH), loaded once per process."""
@@ -260,8 +311,23 @@ class DecisionService:
         its errors (the others keep serving)."""
         out: list[dict[str, Any]] = []
         for name in self.source.policy_names():
+            if "@" in name:  # a challenger or shadow version (NAME@VERSION/): listed with its champion
+                continue
             try:
                 policy = self.policy(name)
+                experiment = self._experiment_info(policy)
+            except PolicyRefused as exc:
+                refused = self.source.policy(name)
+                out.append(
+                    {
+                        "name": refused.name,
+                        "version": refused.version,
+                        "sha256": refused.sha256,
+                        "status": "REFUSED",
+                        "errors": exc.reasons,
+                    }
+                )
+                continue
             except PolicyError as exc:
                 errors = [str(d) for d in exc.diagnostics if d.is_error]
                 out.append({"name": name, "version": "", "sha256": "", "status": "INVALID", "errors": errors})
@@ -285,9 +351,33 @@ class DecisionService:
                     "models": models,
                     "status": "SERVING",
                     "errors": [],
+                    "release": served_release(self.policies_dir / name),
+                    "experiment": experiment,
                 }
             )
         return out
+
+    def _experiment_info(self, policy: Policy) -> dict[str, Any] | None:
+        """The policy's experiment, every challenger and shadow loaded (and guarded) now: a missing
+        or refused one refuses the champion, so an experiment never starts half-built."""
+        if policy.experiment is None:
+            return None
+        refs = [(a.name, a.version) for a in policy.experiment.arms] + list(policy.experiment.shadows)
+        problems = []
+        for name, version in refs:
+            try:
+                self.candidate(name, version)
+            except CredoError as exc:
+                problems.append(f"experiment version {name}@{version}: {exc.message}")
+        if problems:
+            with self._lock:
+                self._refusals[(str(policy.path), policy.sha256)] = problems  # Decide refuses it too
+            raise PolicyRefused(policy.name, problems)
+        return {
+            "key": policy.experiment.key,
+            "arms": [{"policy": a.ref, "share": str(a.share)} for a in policy.experiment.arms],
+            "shadows": [f"{n}@{v}" for n, v in policy.experiment.shadows],
+        }
 
     def warm_up(self) -> None:
         """Run each policy's first test inputs once through the pipeline (nothing is recorded), so
@@ -338,10 +428,41 @@ class DecisionService:
         if bad_id:
             raise InvalidInput(bad_id)
         loaded = self.policy(policy, version) if isinstance(policy, str) else _pinned(policy, version)
+        champion, arm = loaded, ""
+        if loaded.experiment is not None and not version:  # a pinned version is no experiment
+            chosen = loaded.experiment.assign(application)
+            arm = chosen.ref if chosen else CHAMPION
+            if chosen is not None:
+                loaded = self.candidate(chosen.name, chosen.version)
         language = policy_language(loaded, language)  # defaults applied before the fingerprint
+        pending = self._decide(loaded, application, request_id, language, labels, arm)
+        if arm and champion.experiment is not None and champion.experiment.shadows and self.log is not None:
+            job = ShadowJob(
+                champion.experiment.shadows,
+                dict(application),
+                request_id,
+                language,
+                pending.decision.decision_id,
+            )
+            pending = dataclasses.replace(pending, then=functools.partial(self._shadow_runner().offer, job))
+        return pending
+
+    def _decide(
+        self,
+        loaded: Policy,
+        application: Mapping[str, Any],
+        request_id: str,
+        language: str,
+        labels: Mapping[str, str] | None,
+        arm: str = "",
+        extra: Mapping[str, Any] | None = None,
+    ) -> PendingDecision:
+        """Run the pipeline and hand the record (`arm` in the decision, `extra` in the record) to the log."""
         received = self.clock()
         ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer)
         decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
+        if arm:  # the arm is part of the answer and of the record its hash covers
+            decision = dataclasses.replace(decision, arm=arm)
         # One idempotency layer: the fingerprint is of what decides (the validated input and the
         # options, defaults applied), computed once; the store's unique request_id index (or, with
         # no store, this process's recent answers) turns a second sight into the first answer.
@@ -369,6 +490,7 @@ class DecisionService:
                 "language": language,
                 "rule_engine": self.evaluator.name,
                 **({"labels": dict(labels)} if labels else {}),
+                **(extra or {}),
             },
         )
         record = self.pii.protect(record, loaded)  # personal values sealed before the log hashes them
@@ -378,6 +500,65 @@ class DecisionService:
                 loaded, application, language, decision.decision_id, ctx.stages, self.models, committed
             )
         return PendingDecision(decision, committed)
+
+    # -- experiments: challengers decide their share; shadows decide after the answer
+    def candidate(self, name: str, version: str) -> Policy:
+        """A challenger or shadow version: the served policy if it has that version, else the one in
+        policies_dir/NAME@VERSION/ (passing the same guards as any served policy)."""
+        served = self.policy(name)
+        if served.version == version:
+            return served
+        folder = self.policies_dir / f"{name}@{version}"
+        if not (folder / POLICY_FILE).is_file():
+            raise NotFound(f"experiment version {name}@{version} not found: put it in {folder}/{POLICY_FILE}")
+        candidate = self._guarded(self.load_policy_file(folder))
+        if (candidate.name, candidate.version) != (name, version):
+            raise VersionNotLoaded(f"{folder}/{POLICY_FILE} holds {candidate.name} {candidate.version}")
+        return candidate
+
+    def _shadow_runner(self) -> ShadowRunner:
+        with self._lock:
+            if self._shadows is None:
+                assert self.log is not None
+                self._shadows = ShadowRunner(
+                    self.policies_dir,
+                    self.models_dir,
+                    self.log.store.url,
+                    self.evaluator.name,
+                    on_drop=self._on_shadow_drop,
+                )
+            return self._shadows
+
+    def decide_shadows(self, job: ShadowJob) -> list[PendingDecision]:
+        """Each shadow version of `job` decides its request, recorded as a shadow of the answered
+        decision (request_id ID#shadow:NAME@VERSION, arm shadow:NAME@VERSION, extra.shadow_of) and
+        sealed like any record; never answered. Runs in the shadow process (engine.release.shadows)."""
+        pending = []
+        for name, version in job.shadows:
+            ref = f"{name}@{version}"
+            policy = self.candidate(name, version)
+            pending.append(
+                self._decide(
+                    policy,
+                    job.application,
+                    f"{job.request_id}#shadow:{ref}",
+                    policy_language(policy, job.language),
+                    None,
+                    f"shadow:{ref}",
+                    {"shadow_of": job.answered},
+                )
+            )
+        return pending
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Let the shadow process record every shadow decision queued (at most `timeout` seconds),
+        then close the decision log."""
+        with self._lock:
+            shadows, self._shadows = self._shadows, None
+        if shadows is not None:
+            shadows.close(timeout)
+        if self.log is not None:
+            self.log.close()
 
     @property
     def pii(self) -> PiiVault:
@@ -435,10 +616,10 @@ class DecisionService:
             raise CredoError(f"policy {policy.name}: loaded text does not hash to {policy.sha256}")
         models = [(name, version, self.models(name, version, sha)[0].path) for name, version, sha in refs]
         source = Path(policy.path)
-        if source.name == POLICY_FILE and source.is_file():
+        if source.name == POLICY_FILE and source.is_file() and "@" not in source.parent.name:
             built = decision_archive(source.parent, models)  # the folder: policy.yaml and its siblings
             text_name = f"policies/{source.parent.name}/{POLICY_FILE}"
-        else:  # loaded from text or a differently named file: the text alone, laid out as replay loads it
+        else:  # from text, another file name, or NAME@VERSION/ (an experiment's): the text alone, by name
             with tempfile.TemporaryDirectory() as empty:
                 built = decision_archive(empty, models)
             text_name = f"policies/{policy.name}/{POLICY_FILE}"
@@ -473,15 +654,30 @@ def models_dir_for(policy: Policy) -> Path:
 
 
 def decide_for_tests(
-    policy: Policy, application: Mapping[str, Any], language: str = "en", rule_engine: str = DEFAULT_ENGINE
+    policy: Policy,
+    application: Mapping[str, Any],
+    language: str = "en",
+    rule_engine: str = DEFAULT_ENGINE,
+    models_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Decide `application` on an already-loaded policy and return Decision.to_dict() (frozen id and
-    time) on the rule engine named. Errors (InvalidInput, PolicyRuntimeError, ModelError) propagate
-    to the test runner."""
-    root = str(models_dir_for(policy))
+    time) on the rule engine named, scored with the models under `models_dir` (default:
+    models_dir_for). Errors (InvalidInput, PolicyRuntimeError, ModelError) propagate to the test
+    runner."""
+    root = str(models_dir or models_dir_for(policy))
     with _test_lock:
         models = _test_models.get(root)
         if models is None:
             models = _test_models[root] = ModelCache(root)
-    ctx = run_pipeline(policy, application, engine_named(rule_engine), models, language)
+    return _frozen_decision(policy, application, engine_named(rule_engine), models, language)
+
+
+def _frozen_decision(
+    policy: Policy,
+    application: Mapping[str, Any],
+    evaluator: Evaluator,
+    models: ModelCache,
+    language: str = "en",
+) -> dict[str, Any]:
+    ctx = run_pipeline(policy, application, evaluator, models, language)
     return build_decision(ctx, FROZEN_ID, "test", _utc_text(FROZEN_TIME)).to_dict()

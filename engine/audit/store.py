@@ -84,6 +84,10 @@ class AuditStore(Protocol):
     def missing_blobs(self, shas: Sequence[str]) -> set[str]: ...
     def get_blob(self, sha256: str) -> Blob | None: ...
     def iter_blobs(self) -> Iterator[Blob]: ...
+    def policy_texts(self) -> list[bytes]:
+        """Every archived policy text (policies/<name>/policy.yaml blobs), for the version guard."""
+        ...
+
     def remove_through(self, chain_id: str, seq: int, removed: int) -> None:
         """Delete records of chain_id with seq <= `seq` and save their last hash as the checkpoint."""
         ...
@@ -358,6 +362,13 @@ class SqlStore(ABC):
                 after = str(sha)
             if len(rows) < batch:
                 return
+
+    def policy_texts(self) -> list[bytes]:
+        rows = self._query(  # the pattern is a parameter: a literal % is a placeholder to psycopg
+            "SELECT data FROM audit_blobs WHERE kind = ? AND name LIKE ?",
+            ("policy", "policies/%/policy.yaml"),
+        )
+        return [bytes(r[0]) for r in rows]
 
     def remove_through(self, chain_id: str, seq: int, removed: int) -> None:
         now = utc_text(dt.datetime.now(dt.UTC))

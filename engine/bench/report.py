@@ -30,6 +30,7 @@ RATIO_KEYS = (
     "monitor_rss_growth",
     "record_bytes",
     "pii_encryption_cost",
+    "shadow_latency_cost",
 )
 
 
@@ -60,6 +61,7 @@ TARGETS = {
     "monitor_vs_handwritten": Target("<=", 10.0),
     "monitor_rss_growth": Target("<=", 1.05),
     "pii_encryption_cost": Target("<=", 0.05),
+    "shadow_latency_cost": Target("<=", 0.10),
 }
 # Every ratio is "Credo / its floor or peer" (or 2 workers / 1): lower is better except these.
 HIGHER_IS_BETTER = {"grpc_throughput_vs_echo", "batch_vs_floor", "worker_share_min", "batch_scaling_2w"}
@@ -224,6 +226,16 @@ def compute_ratios(sections: Mapping[str, Any]) -> tuple[dict[str, float], dict[
         if pii
         else "",
     )
+    shadow = sections.get("experiment") or {}
+    put(
+        "shadow_latency_cost",
+        shadow.get("shadow_p50_ms"),
+        shadow.get("p50_ms"),
+        f"decide() p50 with a shadow policy {_ms(shadow.get('shadow_p50_ms'))} / without "
+        f"{_ms(shadow.get('p50_ms'))} - 1, 1 in flight, "
+        f"{shadow.get('shadows_recorded', '?')} shadows recorded",
+        minus_one=True,
+    )
     return ratios, made
 
 
@@ -275,6 +287,7 @@ def _section_of(key: str) -> str:
         "worker_share_min": "grpc",
         "batch_vs_floor": "batch", "batch_scaling_2w": "batch", "rss_growth": "memory",
         "monitor_vs_handwritten": "monitor", "monitor_rss_growth": "monitor", "record_bytes": "records",
+        "shadow_latency_cost": "experiment",
     }.get(key, key)  # fmt: skip
 
 

@@ -137,6 +137,12 @@ def _pii(sizes: Sizes, paths: Paths) -> dict[str, Any]:
     return bench_pii(paths.policies, paths.models, sizes.pipeline_rounds)
 
 
+def _experiment(sizes: Sizes, paths: Paths) -> dict[str, Any]:
+    from engine.bench.experiment import bench_shadow
+
+    return bench_shadow(paths.policies, paths.models, sizes.pipeline_rounds)
+
+
 SECTIONS: dict[str, Callable[[Sizes, Paths], dict[str, Any]]] = {
     "rules": _rules,
     "peer": _peer,
@@ -149,6 +155,7 @@ SECTIONS: dict[str, Callable[[Sizes, Paths], dict[str, Any]]] = {
     "memory": _memory,
     "monitor": _monitor,
     "pii": _pii,
+    "experiment": _experiment,
 }
 
 

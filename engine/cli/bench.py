@@ -21,6 +21,7 @@ SECTION_NAMES = (
     "memory",
     "monitor",
     "pii",
+    "experiment",
 )
 
 

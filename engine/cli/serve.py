@@ -29,7 +29,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_WORKERS,
         help=f"worker processes sharing the port (default {DEFAULT_WORKERS})",
     )
-    p.add_argument("--policies", default="policies", help="policy directory (default policies)")
+    p.add_argument("--policies", default=None, help="policy directory (default policies)")
+    p.add_argument(
+        "--releases",
+        default=None,
+        help="approvals mode: serve only approved release bundles from this folder (credo release); "
+        "policy files are not hot-reloaded",
+    )
+    p.add_argument("--trust", default=None, help="approvals mode: folder of trusted approvers' *.pub keys")
+    p.add_argument(
+        "--approvals",
+        type=int,
+        default=2,
+        help="approvals mode: distinct trusted approvals required (default 2)",
+    )
     p.add_argument("--models", default="models", help="model store directory (default models)")
     p.add_argument(
         "--store",
@@ -142,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    releases = _releases_mode(args)
+    if releases is None:
+        return 2
     for label, path in (("--policies", args.policies), ("--models", args.models)):
         if not Path(path).is_dir():
             print(f"credo serve: {label} {path}: not a directory", file=sys.stderr)
@@ -185,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         service_factory=args.service_factory,
         rule_engine=args.rule_engine,
         shadow_rate=args.shadow_rate,
+        extra={"releases": releases} if releases else {},
     )
     try:
         supervisor = Supervisor(
@@ -207,3 +224,35 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _releases_mode(args: argparse.Namespace) -> dict[str, object] | None:
+    """Approvals mode settings ({} without --releases); None (after saying why) if unusable. In
+    approvals mode the watched folder is the release folder: a new approval, release or rollback
+    starts a new generation, while an edited policy file never goes live."""
+    from engine.errors import CredoError
+    from engine.release.signing import trusted_keys
+
+    if not args.releases:
+        if args.trust:
+            print("credo serve: --trust needs --releases", file=sys.stderr)
+            return None
+        args.policies = args.policies or "policies"
+        return {}
+    if args.policies:
+        print(
+            "credo serve: --policies with --releases: hot reload of policy files is refused in approvals"
+            " mode; build, approve and serve releases instead",
+            file=sys.stderr,
+        )
+        return None
+    if not args.trust or args.approvals < 1:
+        print("credo serve: --releases needs --trust KEYS and --approvals of at least 1", file=sys.stderr)
+        return None
+    try:
+        trusted_keys(args.trust)
+    except CredoError as exc:
+        print(f"credo serve: {exc.message}", file=sys.stderr)
+        return None
+    args.policies = args.releases
+    return {"trust": str(Path(args.trust).resolve()), "approvals": args.approvals}

@@ -158,5 +158,6 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
         ),
         decided_at=body["decided_at"],
         currency=body.get("currency", "CNY"),
+        arm=body.get("arm", ""),
         objective=body.get("objective", ""),
     )

@@ -12,6 +12,7 @@ from engine.policy import declarations as d
 from engine.policy import model as m
 from engine.policy import sections as sec
 from engine.policy.builder import Builder
+from engine.policy.experiment_section import experiment
 from engine.policy.lint import lint
 from engine.policy.source import Source
 from engine.policy.table_plan import derived, table_lint
@@ -47,6 +48,7 @@ STAGES: tuple[CompilerStage, ...] = (
     _stage("products", sec.products),
     _stage("offers", sec.offers),
     _stage("tests", sec.tests),
+    _stage("experiment", experiment),
     _stage("table_lint", table_lint),
     _stage("lint", lint),
 )

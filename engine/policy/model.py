@@ -13,6 +13,7 @@ from typing import Any, Literal
 from engine.errors import Diagnostic, Location, PolicyRuntimeError
 from engine.expr.types import Type
 from engine.policy.contract import Fact, InputDecl
+from engine.policy.experiment import Experiment
 from engine.policy.inputs import validate_application
 from engine.rules.compiled import CompiledEvaluator
 from engine.rules.ir import RuleSet
@@ -279,6 +280,7 @@ class Policy:
     program: Any = field(default=None, repr=False, compare=False)  # engine.policy.codegen.PolicyProgram
     # wall time this process loaded it (ListPolicies); never part of a decision or of equality
     loaded_at: str = field(default="", compare=False)
+    experiment: Experiment | None = None  # challengers and shadows (engine.policy.experiment)
 
     def validate(self, application: Mapping[str, Any]) -> Fact:
         """The typed flat fact of a nested JSON application; InvalidInput lists every bad field."""

@@ -373,6 +373,7 @@ SECTIONS: dict[str, Any] = {
     "products": list[ProductSpec],
     "offers": OffersSpec,
     "tests": list[Any],
+    "experiment": dict[str, Any],  # validated by engine.policy.experiment_section
 }
 HEADER_KEYS = set(Header.model_fields)
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}

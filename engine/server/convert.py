@@ -154,6 +154,7 @@ def decision_to_pb(
         currency=decision.currency,
         record_hash=record_hash or decision.record_hash,
         objective=decision.objective,
+        arm=decision.arm,
         policy=pb.PolicyRef(
             name=decision.policy.name, version=decision.policy.version, sha256=decision.policy.sha256
         ),
@@ -266,6 +267,12 @@ def policy_info_to_pb(info: Any) -> pb.PolicyInfo:
         status=str(_get(info, "status", "") or "SERVING"),
         errors=[str(e) for e in (_get(info, "errors", ()) or ())],
     )
+    release = _get(info, "release", None) or {}
+    msg.release_id = str(release.get("release_id", ""))
+    msg.approvers.extend(str(a) for a in release.get("approvers", ()))
+    experiment = _get(info, "experiment", None) or {}
+    msg.experiment_arms.extend(f"{a['policy']} share {a['share']}" for a in experiment.get("arms", ()))
+    msg.experiment_arms.extend(f"shadow {ref}" for ref in experiment.get("shadows", ()))
     for m in _get(info, "models", ()) or ():
         msg.models.add(
             name=str(_get(m, "name", "")),

@@ -39,6 +39,9 @@ MONITOR_ALERTS = Counter("credo_monitor_alerts_total", "Monitoring alerts raised
 SHADOW_CHECKS = Counter(
     "credo_shadow_checks_total", "Decisions re-checked on the shadow rule engine", ["result"]
 )
+SHADOW_POLICY_DROPPED = Counter(
+    "credo_shadow_policy_dropped_total", "Shadow policy decisions dropped because their queue was full"
+)
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1", collectors: Sequence[Collector] = ()) -> None:

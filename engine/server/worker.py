@@ -15,10 +15,11 @@ import signal
 import socket
 import stat
 import sys
+import tempfile
 import threading
 import time
 from concurrent import futures
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from grpc_reflection.v1alpha import reflection
 
 from engine.errors import PolicyError, PolicySetInvalid
 from engine.pipeline.shadow import ShadowCheck
+from engine.release.bundle import materialize, select
+from engine.release.guards import VersionLedger
+from engine.release.signing import trusted_keys
 from engine.rules import DEFAULT_ENGINE
 from engine.rules import evaluator as rule_engine
 from engine.server import metrics
@@ -45,6 +49,7 @@ from engine.service import DecisionCore, DecisionService
 log = logging.getLogger("credo.worker")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
+LEDGER = "versions.json"
 
 
 @dataclass
@@ -85,17 +90,31 @@ def build_service(config: WorkerConfig) -> DecisionCore:
     if isinstance(factory, type) and issubclass(factory, DecisionService):  # not the test stand-ins
         kwargs["rule_engine"] = config.rule_engine
         kwargs["shadow"] = shadow_check(config) if config.shadow_rate > 0 else None
+        kwargs["on_shadow_drop"] = metrics.SHADOW_POLICY_DROPPED.inc
+    if config.state_dir:
+        kwargs["ledger"] = Path(config.state_dir) / LEDGER
     service = factory(Path(config.policies), Path(config.models), **kwargs)
     # Load and compile every policy now, before listening: a set with one broken policy is refused
-    # as a whole (at reload the previous generation keeps serving it).
+    # as a whole (at reload the previous generation keeps serving it). A policy refused by a release
+    # guard (failed tests, a changed text under a served version) refuses the set only if it is
+    # serving now; one that never served is listed as REFUSED while the others serve.
+    serving = ledger(config).serving() if config.state_dir else set()
+    infos = [info for info in service.list_policies() if isinstance(info, dict)]
     errors = [
         f"{info.get('name')}: {error}"
-        for info in service.list_policies()
-        if isinstance(info, dict) and info.get("status", "SERVING") != "SERVING"
+        for info in infos
+        if info.get("status", "SERVING") != "SERVING"
+        and (info.get("status") != "REFUSED" or info.get("name") in serving)
         for error in (info.get("errors") or ["does not load"])
     ]
     if errors:
         raise PolicySetInvalid(errors)
+    for info in infos:
+        if info.get("status") == "REFUSED":
+            log.error(
+                "policy refused; the other policies serve",
+                extra={"event": "policy_refused", "policy": info.get("name"), "errors": info.get("errors")},
+            )
     service.warm_up()
     return service
 
@@ -109,6 +128,50 @@ def shadow_check(config: WorkerConfig) -> ShadowCheck:
         rule_engine(engine),
         on_result=lambda result: metrics.SHADOW_CHECKS.labels(result=result).inc(),
     )
+
+
+def serve_releases(config: WorkerConfig) -> WorkerConfig:
+    """In approvals mode (`extra.releases`), the config to serve the selected releases with: each
+    policy's newest approved release written into a folder of this worker's own; every release that
+    may not serve is logged with its reasons."""
+    settings = config.extra.get("releases")
+    if not settings:
+        return config
+    trusted = trusted_keys(settings["trust"])
+    active, verdicts = select(config.policies, trusted, int(settings["approvals"]), config.models)
+    for verdict in verdicts:
+        if not verdict.approved:
+            log.error(
+                "release refused",
+                extra={
+                    "event": "release_refused",
+                    "policy": verdict.release.name,
+                    "version": verdict.release.version,
+                    "release_id": verdict.release.release_id,
+                    "errors": verdict.problems,
+                },
+            )
+    # An altered bundle of a policy being served refuses the new generation (the previous one keeps
+    # serving) rather than silently falling back to an older release.
+    serving = ledger(config).serving() if config.state_dir else set()
+    altered = [
+        f"{v.release.name}: release {v.release.release_id[:12]}: {problem}"
+        for v in verdicts
+        if v.altered and v.release.name in serving
+        for problem in v.problems
+    ]
+    if altered:
+        raise PolicySetInvalid(altered)
+    chosen = {name: v.release.release_id[:12] for name, v in active.items()}
+    log.info("serving releases", extra={"event": "releases_selected", "releases": chosen})
+    base = Path(config.state_dir) if config.state_dir else Path(tempfile.mkdtemp(prefix="credo-releases-"))
+    folder = materialize(active, base / f"released-{config.generation}-{os.getpid()}", verdicts)
+    return replace(config, policies=str(folder))
+
+
+def ledger(config: WorkerConfig) -> VersionLedger:
+    """The supervisor's record of the versions its generations served (engine.release.guards)."""
+    return VersionLedger(Path(config.state_dir or ".") / LEDGER)
 
 
 def _die_with_parent() -> None:
@@ -176,6 +239,7 @@ def serve(config: WorkerConfig) -> int:
     signal.signal(signal.SIGUSR2, on_superseded)
     started = time.monotonic()
     try:
+        config = serve_releases(config)
         service = build_service(config)
         monitor = build_monitor(config.policies, config.store)  # None: no monitoring policy or store
     except PolicyError as exc:
@@ -257,6 +321,8 @@ def serve(config: WorkerConfig) -> int:
             "startup_seconds": round(time.monotonic() - started, 3),
         },
     )
+    if config.state_dir:
+        ledger(config).record(i for i in service.list_policies() if i.get("status", "SERVING") == "SERVING")
     _notify("ready", generation=config.generation)
     while not stop.wait(1.0):
         if os.getppid() == 1:  # supervisor gone and no death signal arrived
@@ -266,6 +332,8 @@ def serve(config: WorkerConfig) -> int:
         monitor_servicer.close()
     if store_health is not None:
         store_health.close()
+    if isinstance(service, DecisionService):
+        service.close()  # the shadow process records the shadow decisions queued, then stops
     if audit_log is not None:
         audit_log.close()  # every answered decision is committed already; this closes the store cleanly
     return 0

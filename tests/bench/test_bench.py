@@ -57,6 +57,7 @@ SECTIONS: dict[str, Any] = {
     },
     "records": {"records": 36, "record_bytes": 3981.5},
     "pii": {"seal_p50_ms": 0.02, "decide_p50_ms": 1.0, "new_subject_p50_ms": 0.5, "sealed_fields": 4},
+    "experiment": {"p50_ms": 2.0, "shadow_p50_ms": 2.1, "shadows_recorded": 200},
 }
 
 
@@ -80,6 +81,7 @@ def test_every_ratio_is_the_quotient_of_its_two_side_by_side_figures() -> None:
     assert ratios["monitor_rss_growth"] == pytest.approx(1.01)
     assert ratios["record_bytes"] == 3981.5  # a mean size, not a ratio
     assert ratios["pii_encryption_cost"] == pytest.approx(0.02)
+    assert ratios["shadow_latency_cost"] == pytest.approx(0.05)  # 2.1 / 2.0 - 1
     assert "ZenEngine.evaluate 50.0 µs" in made["rules_vs_zen"]
     assert "compiled evaluator 6.0 µs" in made["rules_vs_handwritten"]
     assert TARGETS["batch_vs_floor"].met(0.8) and not TARGETS["batch_vs_floor"].met(0.5)

@@ -107,7 +107,7 @@ class Server:
 def serve(
     tmp_path: Path,
     *,
-    policies: Path,
+    policies: Path | None,
     models: Path | None = None,
     workers: int = 2,
     fake: bool = False,
@@ -132,8 +132,7 @@ def serve(
         "0",
         "--workers",
         str(workers),
-        "--policies",
-        str(policies),
+        *(["--policies", str(policies)] if policies is not None else []),  # None: --releases in extra
         "--models",
         str(models),
         "--watch-interval",

@@ -23,7 +23,7 @@ from engine.service import PendingDecision
 
 
 class FakeService:
-    def __init__(self, policies_dir: Path, models_dir: Path, store: Any = None):
+    def __init__(self, policies_dir: Path, models_dir: Path, store: Any = None, ledger: Any = None):
         self.policies: dict[str, PolicyRef] = {}
         self.log = None  # nothing is recorded
         self.loaded_at = dt.datetime.now(dt.UTC).isoformat()

@@ -1,0 +1,179 @@
+"""Shadow policies decided off the request path, in a process of their own.
+
+A shadow version decides every request of its champion after the answer is stored, and its record
+goes to the audit store as a shadow decision; it never answers. Deciding it on a thread of the
+serving process would take the GIL (and so time) from the answers, so a service hands each answered
+request to a child process through a bounded queue: the child, at a lower scheduling priority,
+takes what is waiting, decides every shadow version of each request and commits the records
+together (one group commit per batch, on a chain of its own).
+
+Nothing is lost silently: a full queue drops the job, counts it (`dropped`, and the service's
+`on_drop`, a Prometheus counter in a server) and logs it; `close()` lets the child record every job
+queued before it stops, and logs an error with the number left if it could not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SHADOW_QUEUE", "ShadowJob", "ShadowRunner"]
+
+log = logging.getLogger("credo.shadows")
+
+SHADOW_QUEUE = 10_000  # answered requests waiting for their shadow decisions, at most
+BATCH = 64  # requests decided per group commit in the shadow process
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    """One answered request for the shadow versions of its champion to decide."""
+
+    shadows: tuple[tuple[str, str], ...]  # (name, version) of each shadow policy
+    application: dict[str, Any]
+    request_id: str
+    language: str
+    answered: str  # decision_id of the champion's answer
+
+
+@dataclass(frozen=True)
+class _Settings:
+    policies_dir: str
+    models_dir: str
+    store_url: str
+    rule_engine: str
+    parent: int
+
+
+class ShadowRunner:
+    """The shadow process of one service, started with the first job."""
+
+    def __init__(
+        self,
+        policies_dir: Path | str,
+        models_dir: Path | str,
+        store_url: str,
+        rule_engine: str,
+        maxsize: int = SHADOW_QUEUE,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        self._settings = _Settings(str(policies_dir), str(models_dir), store_url, rule_engine, os.getpid())
+        self._maxsize = maxsize
+        self._on_drop = on_drop
+        self._context = multiprocessing.get_context("spawn")  # never fork a threaded server
+        self._queue: Any = None
+        self._process: Any = None
+        self._done: Any = None  # jobs the child has finished (recorded, or failed and logged)
+        self._lock = threading.Lock()
+        self.offered = 0
+        self.dropped = 0
+
+    def offer(self, job: ShadowJob) -> None:
+        """Queue `job` without waiting; a full queue drops it, counted and logged."""
+        with self._lock:
+            if self._process is None:
+                self._start()
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:  # shadows never hold up answers or grow without bound
+                self.dropped += 1
+            else:
+                self.offered += 1
+                return
+        if self._on_drop is not None:
+            self._on_drop()
+        log.warning(
+            "shadow queue full; shadow decision dropped",
+            extra={"event": "shadow_dropped", "request_id": job.request_id, "dropped": self.dropped},
+        )
+
+    def _start(self) -> None:
+        self._queue = self._context.Queue(self._maxsize)
+        self._done = self._context.Value("q", 0)
+        self._process = self._context.Process(
+            target=_shadow_main,
+            args=(self._settings, self._queue, self._done),
+            name="credo-shadows",
+            daemon=True,
+        )
+        self._process.start()
+
+    @property
+    def done(self) -> int:
+        return int(self._done.value) if self._done is not None else 0
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Let the child record every queued job (at most `timeout` seconds), then stop it. Returns
+        the number of jobs left unrecorded, logged as an error when not 0."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is None:
+            return 0
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
+        process.join(timeout)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+        left = self.offered - self.done
+        if left:
+            log.error(
+                "shadow decisions not recorded before stopping",
+                extra={"event": "shadows_lost", "left": left, "offered": self.offered},
+            )
+        self._queue.close()
+        return left
+
+
+def _shadow_main(settings: _Settings, jobs: Any, done: Any) -> None:
+    """The shadow process: decide and record each job's shadows, a batch per group commit, until
+    the sentinel None or the parent is gone."""
+    from engine.service import DecisionService  # in the child: the parent's module state is not shared
+
+    os.nice(10)  # below the answers on a busy machine
+    service = DecisionService(
+        settings.policies_dir, settings.models_dir, settings.store_url, rule_engine=settings.rule_engine
+    )
+    stopping = False
+    try:
+        while not stopping:
+            try:
+                first = jobs.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != settings.parent:  # the server is gone: nothing more will come
+                    return
+                continue
+            batch = [first]
+            while first is not None and len(batch) < BATCH:
+                try:
+                    batch.append(jobs.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = None in batch
+            _record(service, [job for job in batch if job is not None])
+            with done.get_lock():
+                done.value += sum(1 for job in batch if job is not None)
+    finally:
+        service.close()
+
+
+def _record(service: Any, batch: list[ShadowJob]) -> None:
+    pending = []
+    for job in batch:
+        try:
+            pending += service.decide_shadows(job)
+        except Exception:  # a shadow never affects serving; its failure is logged
+            log.warning("shadow decision failed", exc_info=True, extra={"request_id": job.request_id})
+    for item in pending:  # the first wait leads one group commit of the whole batch
+        try:
+            item.result()
+        except Exception:
+            log.warning("shadow record failed", exc_info=True, extra={"request_id": item.decision.request_id})
