@@ -64,8 +64,11 @@ def test_a_broken_evaluator_is_reported_with_its_decision_id(
     shadow = ShadowCheck(1.0, evaluator("durable"), on_result=results.append)
     service = make_service(evaluator=ForgetsTheLastRule(), shadow=shadow)
     with caplog.at_level(logging.ERROR, logger="credo.shadow"):
+        # by the loaded policy, not its name: the release guard would refuse a policy whose own tests
+        # fail on the service's (here deliberately broken) evaluator
+        policy = service.source.policy("consumer_mini")
         broken = service.decide(
-            "consumer_mini", application(**{"applicant.age": 19, "flags.blacklisted": True}), "broken"
+            policy, application(**{"applicant.age": 19, "flags.blacklisted": True}), "broken"
         )
         shadow.drain()
     shadow.close()
