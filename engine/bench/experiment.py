@@ -1,7 +1,7 @@
 """In-process section `experiment`: what shadow policies cost the answers. The same applications are
 decided one at a time (1 in flight) by two services on their own SQLite audit stores, one serving
 consumer_loan as shipped, one with a shadow version deciding every request after its answer (in
-its shadow process, engine.release.shadows); the rounds alternate so both see the same machine.
+its shadow process, engine.release.shadows); the calls alternate so both see the same machine.
 Key `shadow_latency_cost` = p50 with / p50 without - 1. Closing the services waits for every shadow
 decision to be recorded: `shadows_recorded` counts them in the store."""
 
@@ -53,9 +53,10 @@ def bench_shadow(policies: str, models: str, rounds: int) -> dict[str, Any]:
             samples: dict[str, list[float]] = {"plain": [], "shadowed": []}
             for service in services.values():
                 service.decide("consumer_loan", _customer(apps[0], -1), "warmup")
+            pair = list(services.items())
             for r in range(rounds):
-                for name, service in services.items():
-                    for i, app in enumerate(apps):
+                for i, app in enumerate(apps):
+                    for name, service in pair if (r + i) % 2 else pair[::-1]:  # neither always first
                         started = time.perf_counter()
                         service.decide("consumer_loan", _customer(app, i), f"{name}-{r}-{i}")
                         samples[name].append((time.perf_counter() - started) * 1000)
