@@ -17,6 +17,7 @@ from engine.batch.experiment import experiment_report, wilson
 from engine.cli import main
 from engine.errors import PolicyError
 from engine.policy import load_policy, load_policy_text
+from engine.release.shadows import ShadowJob, ShadowRunner
 from engine.service import DecisionService
 
 EXPERIMENT = """
@@ -102,6 +103,10 @@ def test_service_routes_arms_records_them_and_shadows_are_never_answered(tmp_pat
         r.decision_id for r in records if r.request_id in answers or r.request_id == "again-7"
     }
     assert not any(a.arm.startswith("shadow") for a in answers.values())
+    by_id = {r.decision_id: r for r in records}
+    for shadow in shadows:  # personal data is sealed in a shadow record as in the answer's
+        sealed = shadow.extra["pii"]["sealed"]
+        assert sealed and sealed == by_id[shadow.extra["shadow_of"]].extra["pii"]["sealed"]
     arms = report["policies"]["consumer_loan"]
     challenger = sum(a.arm == "consumer_loan@2.1.0" for a in answers.values())
     assert arms["consumer_loan@2.1.0"]["decisions"] == challenger + (answers["r7"].arm != "champion")
@@ -202,3 +207,23 @@ def test_challenger_and_champion_decisions_replay_as_match(tmp_path: Path) -> No
             assert result.match, result.diffs
     finally:
         service.close()
+
+
+def test_a_full_shadow_queue_counts_its_drops_and_close_records_every_queued_job(tmp_path: Path) -> None:
+    policies = _experiment_policies(tmp_path, "0.1")
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    drops: list[int] = []
+    runner = ShadowRunner(policies, MODELS, url, "compiled", maxsize=2, on_drop=lambda: drops.append(1))
+    shadows = (("consumer_loan", "3.0.0"),)
+    for i in range(30):  # far faster than the shadow process can start: the queue of 2 fills
+        runner.offer(ShadowJob(shadows, _application(policies, f"S{i}"), f"q{i}", "en", f"answer-{i}"))
+    assert runner.close(timeout=120) == 0  # nothing queued is left unrecorded
+    assert runner.dropped == len(drops) >= 1 and runner.offered + runner.dropped == 30
+    store = open_store(url, create=False)
+    try:
+        records = list(store.iter_records())
+    finally:
+        store.close()
+    assert len(records) == runner.offered
+    assert all(r.decision["arm"] == "shadow:consumer_loan@3.0.0" for r in records)
+    assert {r.request_id for r in records} <= {f"q{i}#shadow:consumer_loan@3.0.0" for i in range(30)}
