@@ -520,13 +520,15 @@ class DecisionService:
         with self._lock:
             if self._shadows is None:
                 assert self.log is not None
-                self._shadows = ShadowRunner(
+                # the shadow process's own service: the same folders, store and rule engine
+                make = functools.partial(
+                    DecisionService,
                     self.policies_dir,
                     self.models_dir,
                     self.log.store.url,
-                    self.evaluator.name,
-                    on_drop=self._on_shadow_drop,
+                    rule_engine=self.evaluator.name,
                 )
+                self._shadows = ShadowRunner(make, on_drop=self._on_shadow_drop)
             return self._shadows
 
     def decide_shadows(self, job: ShadowJob) -> list[PendingDecision]:

@@ -22,7 +22,6 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 __all__ = ["SHADOW_QUEUE", "ShadowJob", "ShadowRunner"]
@@ -44,28 +43,18 @@ class ShadowJob:
     answered: str  # decision_id of the champion's answer
 
 
-@dataclass(frozen=True)
-class _Settings:
-    policies_dir: str
-    models_dir: str
-    store_url: str
-    rule_engine: str
-    parent: int
-
-
 class ShadowRunner:
-    """The shadow process of one service, started with the first job."""
+    """The shadow process of one service, started with the first job. `service` makes, in the child,
+    the service that decides (picklable: e.g. a functools.partial of engine.service.DecisionService
+    on the same folders and store URL); its `decide_shadows(job)` returns the pending records."""
 
     def __init__(
         self,
-        policies_dir: Path | str,
-        models_dir: Path | str,
-        store_url: str,
-        rule_engine: str,
+        service: Callable[[], Any],
         maxsize: int = SHADOW_QUEUE,
         on_drop: Callable[[], None] | None = None,
     ) -> None:
-        self._settings = _Settings(str(policies_dir), str(models_dir), store_url, rule_engine, os.getpid())
+        self._service = service
         self._maxsize = maxsize
         self._on_drop = on_drop
         self._context = multiprocessing.get_context("spawn")  # never fork a threaded server
@@ -100,7 +89,7 @@ class ShadowRunner:
         self._done = self._context.Value("q", 0)
         self._process = self._context.Process(
             target=_shadow_main,
-            args=(self._settings, self._queue, self._done),
+            args=(self._service, os.getpid(), self._queue, self._done),
             name="credo-shadows",
             daemon=True,
         )
@@ -133,22 +122,18 @@ class ShadowRunner:
         return left
 
 
-def _shadow_main(settings: _Settings, jobs: Any, done: Any) -> None:
+def _shadow_main(make_service: Callable[[], Any], parent: int, jobs: Any, done: Any) -> None:
     """The shadow process: decide and record each job's shadows, a batch per group commit, until
     the sentinel None or the parent is gone."""
-    from engine.service import DecisionService  # in the child: the parent's module state is not shared
-
     os.nice(10)  # below the answers on a busy machine
-    service = DecisionService(
-        settings.policies_dir, settings.models_dir, settings.store_url, rule_engine=settings.rule_engine
-    )
+    service = make_service()
     stopping = False
     try:
         while not stopping:
             try:
                 first = jobs.get(timeout=1.0)
             except queue.Empty:
-                if os.getppid() != settings.parent:  # the server is gone: nothing more will come
+                if os.getppid() != parent:  # the server is gone: nothing more will come
                     return
                 continue
             batch = [first]

@@ -333,7 +333,7 @@ def serve(config: WorkerConfig) -> int:
     if store_health is not None:
         store_health.close()
     if isinstance(service, DecisionService):
-        service.close()  # the shadow process records the shadow decisions queued, then stops
+        service.close(config.grace_seconds)  # the shadow process records what was queued, then stops
     if audit_log is not None:
         audit_log.close()  # every answered decision is committed already; this closes the store cleanly
     return 0

@@ -14,6 +14,7 @@ from credo.v1 import decision_pb2 as pb
 from e2e_harness import POLICIES, CallLoop, Server, request, serve, shipped_cases
 
 import engine.server  # noqa: F401
+from engine.audit.connect import open_store
 
 AGE_RULE = "when: applicant.age < 22"
 
@@ -253,7 +254,8 @@ def test_decide_names_the_arm_and_list_policies_the_experiment(tmp_path: Path) -
         text + "\nexperiment:\n  key: applicant.id_number\n"
         "  arms: [{policy: consumer_loan@2.1.0, share: 0.5}]\n  shadows: [consumer_loan@3.0.0]\n"
     )
-    with serve(tmp_path, policies=policies, workers=1) as server:
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    with serve(tmp_path, policies=policies, workers=1, extra=["--store", url]) as server:
         info = _listed(server)["consumer_loan"]
         assert list(info.experiment_arms) == ["consumer_loan@2.1.0 share 0.5", "shadow consumer_loan@3.0.0"]
         assert len(server.stub.ListPolicies(pb.ListPoliciesRequest(), timeout=10).policies) == 2
@@ -265,3 +267,17 @@ def test_decide_names_the_arm_and_list_policies_the_experiment(tmp_path: Path) -
         arms = {a.arm for a in answers}
         assert arms <= {"champion", "consumer_loan@2.1.0"} and len(arms) == 2, arms
         assert all((a.policy.version == "2.1.0") == (a.arm == "consumer_loan@2.1.0") for a in answers)
+        # the shadow process records a shadow of each answer; none was ever an answer
+        _wait(lambda: len(_shadow_records(url)) == 12, 120, "12 shadow records")
+        shadows = _shadow_records(url)
+        assert {r.extra["shadow_of"] for r in shadows} == {a.decision_id for a in answers}
+        assert {r.policy["version"] for r in shadows} == {"3.0.0"}
+        assert not any(a.arm.startswith("shadow") for a in answers)
+
+
+def _shadow_records(url: str) -> list[Any]:
+    store = open_store(url, create=False)
+    try:
+        return [r for r in store.iter_records() if str(r.decision.get("arm", "")).startswith("shadow:")]
+    finally:
+        store.close()

@@ -6,6 +6,7 @@ experiment report's counts equal the store's."""
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +214,8 @@ def test_a_full_shadow_queue_counts_its_drops_and_close_records_every_queued_job
     policies = _experiment_policies(tmp_path, "0.1")
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     drops: list[int] = []
-    runner = ShadowRunner(policies, MODELS, url, "compiled", maxsize=2, on_drop=lambda: drops.append(1))
+    make = functools.partial(DecisionService, policies, MODELS, url)
+    runner = ShadowRunner(make, maxsize=2, on_drop=lambda: drops.append(1))
     shadows = (("consumer_loan", "3.0.0"),)
     for i in range(30):  # far faster than the shadow process can start: the queue of 2 fills
         runner.offer(ShadowJob(shadows, _application(policies, f"S{i}"), f"q{i}", "en", f"answer-{i}"))
