@@ -6,6 +6,7 @@ experiment report's counts equal the store's."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from release_helpers import MODELS, bump_version, copy_policies
 
 from engine.audit.connect import open_store
+from engine.audit.verify import verify_store
 from engine.batch.experiment import experiment_report, wilson
 from engine.cli import main
 from engine.errors import PolicyError
@@ -96,9 +98,13 @@ def test_service_routes_arms_records_them_and_shadows_are_never_answered(tmp_pat
     try:
         records = list(store.iter_records())
         report = experiment_report(store, None, None)
+        verified = verify_store(store)  # the answers' chain and the shadow process's chain
     finally:
         store.close()
+    assert verified.ok and len(verified.chains) == 2 and verified.records == len(records)
     shadows = [r for r in records if r.decision.get("arm", "").startswith("shadow:")]
+    relabelled = dataclasses.replace(shadows[0], decision={**shadows[0].decision, "arm": "champion"})
+    assert relabelled.computed_hash() != shadows[0].hash  # the arm is under the record's hash
     assert len(shadows) == 41 and all(r.policy["version"] == "3.0.0" for r in shadows)
     assert {r.extra["shadow_of"] for r in shadows} == {
         r.decision_id for r in records if r.request_id in answers or r.request_id == "again-7"
