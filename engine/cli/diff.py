@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 
@@ -19,6 +18,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.cli.options import print_error
     from engine.errors import PolicyError
     from engine.policy import load_policy
     from engine.release.diff import diff_policies
@@ -26,9 +26,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         old, new = load_policy(_file(args.old)), load_policy(_file(args.new))
     except PolicyError as exc:
-        for d in exc.diagnostics:
-            if d.is_error:
-                print(d, file=sys.stderr)
+        print_error("diff", exc)
         return 2
     diff = diff_policies(old, new)
     print(json.dumps(diff.to_dict(), indent=2, ensure_ascii=False, default=str) if args.json else diff.text())

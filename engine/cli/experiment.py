@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,13 @@ def register(subparsers: Any) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from engine.audit.connect import open_store
     from engine.batch.experiment import experiment_report, write_report
+    from engine.cli.options import print_error
     from engine.errors import CredoError
 
     try:
         store = open_store(args.store, create=False)
     except CredoError as exc:
-        print(f"credo experiment: {exc.message}", file=sys.stderr)
+        print_error("experiment", exc)
         return 2
     try:
         report = experiment_report(store, args.since, args.until)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine.cli.options import print_error
 from engine.errors import CredoError, PolicyError
 
 DEFAULT_RELEASES = "releases"
@@ -64,12 +65,9 @@ def register(subparsers: Any) -> None:
 
 
 def _fail(exc: CredoError) -> int:
+    print_error("release", exc)
     if isinstance(exc, PolicyError):
-        for d in exc.diagnostics:
-            if d.is_error:
-                print(d, file=sys.stderr)
         return 2
-    print(f"credo release: {exc.message}", file=sys.stderr)
     return 2 if exc.grpc_status == "INVALID_ARGUMENT" else 1
 
 
