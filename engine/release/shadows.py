@@ -4,8 +4,8 @@ A shadow version decides every request of its champion after the answer is store
 goes to the audit store as a shadow decision; it never answers. Deciding it on a thread of the
 serving process would take the GIL (and so time) from the answers, so a service hands each answered
 request to a child process through a bounded queue: the child, at a lower scheduling priority,
-takes what is waiting, decides every shadow version of each request and commits the records
-together (one group commit per batch, on a chain of its own).
+gathers what arrives for a moment, decides every shadow version of each request and commits the
+records together (one group commit per batch, on a chain of its own).
 
 Nothing is lost silently: a full queue drops the job, counts it (`dropped`, and the service's
 `on_drop`, a Prometheus counter in a server) and logs it; `close()` lets the child record every job
@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,8 @@ __all__ = ["SHADOW_QUEUE", "ShadowJob", "ShadowRunner"]
 log = logging.getLogger("credo.shadows")
 
 SHADOW_QUEUE = 10_000  # answered requests waiting for their shadow decisions, at most
-BATCH = 64  # requests decided per group commit in the shadow process
+BATCH = 64  # requests decided per group commit in the shadow process, at most
+LINGER = 0.25  # seconds the shadow process gathers a batch before deciding it
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,12 @@ def _shadow_main(make_service: Callable[[], Any], parent: int, jobs: Any, done: 
                     return
                 continue
             batch = [first]
-            while first is not None and len(batch) < BATCH:
+            # gather for a moment: one commit per batch, not one per answer, so the shadows' writes
+            # seldom hold the store's write lock while an answer's commit waits for it
+            until = time.monotonic() + LINGER
+            while batch[-1] is not None and len(batch) < BATCH:
                 try:
-                    batch.append(jobs.get_nowait())
+                    batch.append(jobs.get(timeout=max(0.0, until - time.monotonic())))
                 except queue.Empty:
                     break
             stopping = None in batch
