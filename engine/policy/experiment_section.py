@@ -4,27 +4,12 @@ input, challengers and shadows are NAME@VERSION, and the shares leave the champi
 from __future__ import annotations
 
 import difflib
-from decimal import Decimal
-from typing import Annotated
-
-from pydantic import Field
 
 from engine.policy import schema as s
 from engine.policy.builder import Builder
-from engine.policy.experiment import REF_PATTERN, Arm, Experiment
+from engine.policy.experiment import Arm, Experiment
 
-__all__ = ["ExperimentSpec", "experiment"]
-
-
-class ArmSpec(s.Strict):
-    policy: str = Field(pattern=REF_PATTERN)
-    share: Decimal = Field(gt=0, lt=1)
-
-
-class ExperimentSpec(s.Strict):
-    key: str
-    arms: list[ArmSpec] = Field(default_factory=list)
-    shadows: list[Annotated[str, Field(pattern=REF_PATTERN)]] = Field(default_factory=list)
+__all__ = ["experiment"]
 
 
 def experiment(b: Builder) -> None:
@@ -32,7 +17,7 @@ def experiment(b: Builder) -> None:
     the champion some traffic."""
     if "experiment" not in b.data:
         return
-    spec = s.validate_part(ExperimentSpec, b.data["experiment"], ("experiment",), b.src, b.sink)
+    spec = s.validate_part(s.ExperimentSpec, b.data["experiment"], ("experiment",), b.src, b.sink)
     if spec is None:
         return
     if spec.key not in b.policy.inputs:

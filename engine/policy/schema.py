@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from engine.errors import DiagnosticSink
+from engine.policy.experiment import REF_PATTERN
 from engine.policy.source import PathKey, Source
 
 Num = int | Decimal
@@ -349,6 +350,21 @@ class TestSpec(Strict):
     expect: ExpectSpec
 
 
+class ArmSpec(Strict):
+    """A challenger: NAME@VERSION and its share of the traffic."""
+
+    policy: str = Field(pattern=REF_PATTERN)
+    share: Decimal = Field(gt=0, lt=1)
+
+
+class ExperimentSpec(Strict):
+    """Champion/challenger and shadow versions (engine.policy.experiment)."""
+
+    key: str
+    arms: list[ArmSpec] = Field(default_factory=list)
+    shadows: list[Annotated[str, Field(pattern=REF_PATTERN)]] = Field(default_factory=list)
+
+
 class Header(Strict):
     policy: str = Ident
     version: str
@@ -373,7 +389,7 @@ SECTIONS: dict[str, Any] = {
     "products": list[ProductSpec],
     "offers": OffersSpec,
     "tests": list[Any],
-    "experiment": dict[str, Any],  # validated by engine.policy.experiment_section
+    "experiment": ExperimentSpec,  # validated by engine.policy.experiment_section
 }
 HEADER_KEYS = set(Header.model_fields)
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
