@@ -23,10 +23,12 @@ class Lowered:
     compile_value: Callable[[t.Node], Closure]
     hoisted: dict[str, Closure] = field(default_factory=dict)
     fields: set[str] = field(default_factory=set)
+    nodes: dict[str, t.Node] = field(default_factory=dict)  # the typed tree of each hoisted value
 
     def hoist(self, node: t.Node) -> ir.Field:
         name = f"__h{len(self.hoisted)}"
         self.hoisted[name] = self.compile_value(node)
+        self.nodes[name] = node
         self.fields.add(name)
         return ir.Field(name)
 

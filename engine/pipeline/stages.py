@@ -89,7 +89,7 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     spec = ctx.policy.score
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
     package, scorer = ctx.models(spec.model_name, spec.model_version, spec.model_sha256)
-    features = spec.features(ctx.fact)
+    features = spec.features(ctx.fact, ctx.evaluator)
     try:
         raw_pd = float(scorer.pd(features))
     except FeatureRefused as exc:  # the caller's values made it: INVALID_ARGUMENT naming the input
@@ -137,7 +137,7 @@ def limit_stage(ctx: DecisionContext) -> StageResult:
     """formula -> adjustments (policy order) -> cap -> round down -> floor (below it: decline)."""
     spec = ctx.policy.limit
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
-    formula = _number(spec.formula(ctx.fact), spec.formula)
+    formula = _number(spec.formula.run(ctx.fact, ctx.evaluator), spec.formula)
     value, fired = _adjust(ctx, spec.adjustments, formula, "limit")
     capped = spec.cap is not None and value > spec.cap
     if capped and spec.cap is not None:
@@ -162,8 +162,10 @@ def price_stage(ctx: DecisionContext) -> StageResult:
     """base rate + spread -> adjustments (policy order) -> floor -> cap (the legal ceiling)."""
     spec = ctx.policy.price
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
-    base = _number(spec.base_rate(ctx.fact), spec.base_rate)
-    spread = _number(spec.spread(ctx.fact), spec.spread) if spec.spread is not None else Decimal(0)
+    base = _number(spec.base_rate.run(ctx.fact, ctx.evaluator), spec.base_rate)
+    spread = Decimal(0)
+    if spec.spread is not None:
+        spread = _number(spec.spread.run(ctx.fact, ctx.evaluator), spec.spread)
     value, fired = _adjust(ctx, spec.adjustments, base + spread, "price")
     floored = spec.floor is not None and value < spec.floor
     if floored and spec.floor is not None:

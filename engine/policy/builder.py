@@ -101,7 +101,7 @@ class Builder:
         )
         if self.reads_late(node):
             fn = _after_score(self.policy, fn)
-        return m.Formula(str(value), loc, node.type, fn)
+        return m.Formula(str(value), loc, node.type, fn, node)
 
     def reads_late(self, node: t.Node) -> bool:
         """Whether `node` reads a value the "score" phase of the plan computes (decision tables)."""
@@ -155,7 +155,15 @@ class Builder:
         name = f"{self.policy.name}@{self.sha256[:12]}/{stage}"
         ruleset = ir.RuleSet(name, tuple(rules), tuple(sorted(lowered.fields)))
         before = self.policy.ensure_after_score if late else None
-        return m.RuleStage(stage, ruleset, effects, dict(lowered.hoisted), locations, before)
+        return m.RuleStage(
+            stage,
+            ruleset,
+            effects,
+            dict(lowered.hoisted),
+            locations,
+            before,
+            hoisted_nodes=dict(lowered.nodes),
+        )
 
     def salvage(self, raw: Any, path: PathKey, scope: Scope) -> None:
         """A rule that failed its schema still gets its id and `when` checked: all errors in one run."""

@@ -14,13 +14,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from engine.policy.model import Policy, RuleStage
+from engine.expr import types as t
+from engine.expr.emit import RUNTIME as EXPR_RUNTIME
+from engine.expr.emit import ExprWriter, can_raise
+from engine.policy.decision_table import DecisionTable, show_value
+from engine.policy.model import Formula, Policy, RuleStage
 from engine.rules.compiled import FireFn, RuleWriter, compile_module
 from engine.rules.ir import And, Compare, Field, In, Or
+from engine.rules.reference import ReferenceEvaluator
 
-__all__ = ["PolicyProgram", "compile_policy", "policy_stages"]
+__all__ = ["PolicyProgram", "compile_policy", "policy_formulas", "policy_stages"]
 
 _NOT_DATES = {"integer", "decimal", "boolean", "string", "enum"}
 _SCORE_NAMES = ("score.pd", "score.points", "score.grade")  # numbers and a string, never dates
@@ -28,10 +34,13 @@ _SCORE_NAMES = ("score.pd", "score.points", "score.grade")  # numbers and a stri
 
 @dataclass(frozen=True)
 class PolicyProgram:
-    """The generated module of one policy version: its text and its functions by ruleset name."""
+    """The generated module of one policy version: its text, its rule functions by ruleset name,
+    and the plan functions computing the derived values and decision tables (None: nothing to do)."""
 
     source: str
     functions: Mapping[str, FireFn]
+    derive_input: Callable[[dict[str, Any]], list[str]] | None = None
+    derive_score: Callable[[dict[str, Any]], list[str]] | None = None
 
 
 def policy_stages(policy: Policy) -> list[tuple[str, RuleStage]]:
@@ -54,52 +63,392 @@ def policy_stages(policy: Policy) -> list[tuple[str, RuleStage]]:
     return out
 
 
+def policy_formulas(policy: Policy) -> list[tuple[str, Formula]]:
+    """(function name, formula) for the policy's derived values and its limit and price formulas."""
+    found = [(f"derived_{_name(name)}", formula) for name, formula in policy.derived.items()]
+    if policy.limit is not None:
+        found.append(("limit_formula", policy.limit.formula))
+    if policy.price is not None:
+        found.append(("price_base_rate", policy.price.base_rate))
+        if policy.price.spread is not None:
+            found.append(("price_spread", policy.price.spread))
+    return found
+
+
 def generate(policy: Policy) -> tuple[str, dict[str, Any]]:
     """The module source of `policy` and the values its names are bound to."""
-    bindings: dict[str, Any] = {}
-    not_dates = _typed_not_dates(policy)
-    functions = []
-    notes: dict[str, str] = {}
-    for name, stage in policy_stages(policy):
-        hoisted = {field: _bind(bindings, fn, "H") for field, fn in stage.hoisted.items()}
-        for field, bound in hoisted.items():
-            notes[bound] = _hoisted_note(policy, name, stage, field)
-        writer = RuleWriter(bindings, _loader(hoisted, not_dates))
-        prologue: tuple[str, ...] = ()
-        if stage.before is not None:
-            prologue = (f"{_bind(bindings, stage.before, 'B')}(fact)  # score-phase values first",)
-        functions.append(
-            writer.function(name, stage.ruleset, preload=(*stage.reads, *stage.hoisted), prologue=prologue)
-        )
-    return "\n\n".join([_header(policy, bindings, notes), *functions]), bindings
+    module = _Module(policy)
+    return module.source(), module.bindings
 
 
 def compile_policy(policy: Policy) -> PolicyProgram:
-    """Generate and compile `policy`'s module once; each RuleStage gets its function (`compiled`)."""
-    source, bindings = generate(policy)
+    """Generate and compile `policy`'s module once; each RuleStage, formula and decision table gets
+    its function (`compiled`)."""
+    module = _Module(policy)
+    source = module.source()
     try:
         namespace = compile_module(
-            source, {"date": dt.date, **bindings}, f"<policy {policy.name}@{policy.sha256[:12]}>"
+            source,
+            {"date": dt.date, "show": show_value, **EXPR_RUNTIME, **module.bindings},
+            f"<policy {policy.name}@{policy.sha256[:12]}>",
         )
-    except (SyntaxError, RecursionError):  # nesting beyond Python's parser: stages run ruleset by ruleset
+    except (SyntaxError, RecursionError):  # nesting beyond Python's parser: the closures run
         return PolicyProgram(source, {})
     functions: dict[str, FireFn] = {}
-    for name, stage in policy_stages(policy):
+    for name, stage in module.stages:
         fire: FireFn = namespace[name]
         object.__setattr__(stage, "compiled", fire)  # frozen: set once, here, before any decision
         functions[stage.ruleset.name] = fire
-    return PolicyProgram(source, functions)
+    for name, formula in module.formulas:
+        object.__setattr__(formula, "compiled", namespace[name])
+    for name, table in module.tables:
+        object.__setattr__(table, "compiled", namespace[name])
+    if policy.score is not None and "score_features" in namespace:
+        object.__setattr__(policy.score, "compiled", namespace["score_features"])
+    return PolicyProgram(source, functions, namespace.get("derive_input"), namespace.get("derive_score"))
+
+
+class _Module:
+    """The generated module of one policy: constants as source, then one function per formula,
+    ruleset, decision table and plan phase. Names of functions come from the policy, cleaned."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.bindings: dict[str, Any] = {}  # names bound to values the text does not spell out
+        self.constants: list[str] = []  # module constants spelled out: D0 = Decimal('9.99')
+        self.known: dict[Any, str] = {}
+        self.notes: dict[str, str] = {}
+        self.taken: set[str] = set()
+        self.expr = ExprWriter(self.constant, policy.tables, policy.rounding)
+        self.stages = policy_stages(policy)
+        self.formulas = policy_formulas(policy)
+        self.tables: list[tuple[str, DecisionTable]] = []
+        self.late = set(policy.late_names)
+        self.taken |= {name for name, _ in self.stages} | {name for name, _ in self.formulas}
+        self.taken |= {"derive_input", "derive_score", "score_features"}
+
+    def source(self) -> str:
+        functions = [self.formula(name, formula) for name, formula in self.formulas]
+        if self.policy.score is not None and self.policy.score.feature_formulas:
+            functions += filter(None, [self.features(self.policy.score)])
+        functions += [self.stage(name, stage) for name, stage in self.stages]
+        table_functions = {id(stage): name for name, stage in self.stages}
+        for name, table in self.policy.decision_tables.items():
+            function = self.unique(f"hit_{_name(name)}")
+            self.tables.append((function, table))
+            functions.append(self.table(function, table, table_functions[id(table.stage)]))
+        functions += self.plan()
+        constants = "\n".join(self.constants) + "\n" if self.constants else ""
+        return "\n\n".join(
+            [_header(self.policy, self.bindings, self.notes), *filter(None, [constants]), *functions]
+        )
+
+    def unique(self, name: str) -> str:
+        out, n = name, 1
+        while out in self.taken:
+            n += 1
+            out = f"{name}_{n}"
+        self.taken.add(out)
+        return out
+
+    def bind(self, value: Any, prefix: str) -> str:
+        """A module-level name for `value`, not spelled out in the text (a closure, a table)."""
+        key = (prefix, id(value))
+        if key not in self.known:
+            self.known[key] = f"{prefix}{len(self.bindings)}"
+            self.bindings[self.known[key]] = value
+        return self.known[key]
+
+    def constant(self, value: Any, prefix: str) -> str:
+        """A module constant: a Decimal spelled out as source, anything else bound by name."""
+        if not isinstance(value, Decimal):
+            return self.bind(value, prefix)
+        key = ("D", str(value))
+        if key not in self.known:
+            self.known[key] = f"D{sum(1 for k in self.known if k[0] == 'D')}"
+            self.constants.append(f"{self.known[key]} = Decimal({str(value)!r})")
+        return self.known[key]
+
+    def literal(self, value: Any) -> str:
+        """Python text of an output value: None, a repr'd scalar, a Decimal constant, a tuple."""
+        if value is None:
+            return "None"
+        if isinstance(value, tuple):
+            return "(" + "".join(f"{self.literal(v)}, " for v in value) + ")"
+        return self.expr.literal(value)
+
+    def ensure(self, node: Any) -> list[str]:
+        """The line computing the score-phase values first, when `node` reads one of them."""
+        if (
+            node is None
+            or not self.late
+            or not any(isinstance(n, t.Name) and n.name in self.late for n in t.walk(node))
+        ):
+            return []
+        return [f"    {self.bind(self.policy.ensure_after_score, 'B')}(fact)  # score-phase values first"]
+
+    def formula(self, name: str, formula: Formula) -> str:
+        head = [f"def {name}(fact):", f"    # {_comment(formula.source)}  ({formula.location})"]
+        if formula.node is None:  # built without a typed tree: the closure is the function
+            return "\n".join([*head, f"    return {self.bind(formula.fn, 'F')}(fact)", ""])
+        return "\n".join([*head, *self.ensure(formula.node), *self.guarded(formula.node, formula.fn)])
+
+    def guarded(self, node: Any, fallback: Callable[[Any], Any]) -> list[str]:
+        """`return <node>` on fact; an arithmetic trap re-runs `fallback` (the closure), which raises
+        the located error."""
+        self.expr.start(self.taken)
+        value = self.expr.value(node)
+        loads = [f"    {line}" for line in self.expr.loads()]
+        get = ["    get = fact.get", *loads] if loads else []
+        if not can_raise(node):
+            return [*get, f"    return {value}", ""]
+        again = self.bind(fallback, "F")
+        return [
+            *get,
+            "    try:",
+            f"        return {value}",
+            "    except TRAPS:  # the closure words the error, with its location",
+            f"        return {again}(fact)",
+            "",
+        ]
+
+    def features(self, score: Any) -> str:
+        nodes = [f.node for f in score.feature_formulas.values()]
+        if any(node is None for node in nodes):
+            return ""
+        self.expr.start(self.taken)
+        items = ", ".join(
+            f"{name!r}: {self.expr.value(f.node)}" for name, f in score.feature_formulas.items()
+        )
+        loads = ["    get = fact.get", *(f"    {line}" for line in self.expr.loads())]
+        lines = ["def score_features(fact):", "    # the model's features (score.features), by name"]
+        lines += [line for node in nodes for line in self.ensure(node)][:1]
+        if not any(can_raise(node) for node in nodes):
+            return "\n".join([*lines, *loads, f"    return {{{items}}}", ""])
+        again = self.bind(score.closure_features, "F")
+        return "\n".join(
+            [*lines, *loads, "    try:", f"        return {{{items}}}", "    except TRAPS:",
+             f"        return {again}(fact)", ""]
+        )  # fmt: skip
+
+    def stage(self, name: str, stage: RuleStage) -> str:
+        self.expr.start(self.taken | {f"v{i}" for i in range(len(stage.ruleset.fields) + len(stage.hoisted))})
+        hoisted: dict[str, str] = {}
+        for field_name, fn in stage.hoisted.items():
+            node = stage.hoisted_nodes.get(field_name)
+            hoisted[field_name] = self.expr.value(node) if node is not None else f"{self.bind(fn, 'H')}(fact)"
+            if node is None:
+                self.notes[hoisted[field_name][:-6]] = _hoisted_note(self.policy, name, stage, field_name)
+        guard = None
+        if any(can_raise(node) for node in stage.hoisted_nodes.values()):
+            guard = self.bind(_reference_fire(stage), "R")
+        not_dates = _typed_not_dates(self.policy) | {
+            field_name for field_name, node in stage.hoisted_nodes.items() if node.type.kind in _NOT_DATES
+        }
+        writer = RuleWriter(self.bindings, _loader(hoisted, not_dates))
+        prologue: tuple[str, ...] = ()
+        if stage.before is not None:
+            prologue = (f"{self.bind(stage.before, 'B')}(fact)  # score-phase values first",)
+        preload = (*stage.reads, *stage.hoisted)
+        setup = tuple(self.expr.loads())
+        return writer.function(
+            name, stage.ruleset, preload=preload, prologue=prologue, guard=guard, setup=setup
+        )
+
+    def table(self, name: str, table: DecisionTable, fire: str) -> str:
+        """The hit step of `table`: its inputs, the rows `fire` finds, then the hit policy, outputs
+        and trace lines: (row numbers, outputs by name, lines), as DecisionTable.evaluate."""
+        hit = table.hit + (f" ({table.aggregate})" if table.aggregate else "")
+        lines = [f"def {name}(fact):", f"    # decision table {_comment(table.name)}, hit {hit}"]
+        lines += [line for f in table.inputs.values() for line in self.ensure(f.node)][:1]
+        opaque = any(f.node is None for f in table.inputs.values())
+        self.expr.start(self.taken)
+        inputs = {
+            n: self.expr.value(f.node) if f.node is not None else f"{self.bind(f.fn, 'F')}(fact)"
+            for n, f in table.inputs.items()
+        }
+        reads = {n: f"get({n!r})" for n in table.stage.reads if n not in inputs}
+        lines += ["    get = fact.get"] if reads or self.expr.reads else []
+        lines += [f"    {line}" for line in self.expr.loads()]
+        body: list[str] = []
+        expression_rows = [row for row in table.rows if not all(row.literal)]
+        if table.stage.hoisted or expression_rows or opaque:
+            body.append("local = dict(fact)")
+            body += [f"local[{n!r}] = {v}" for n, v in inputs.items()]
+        else:  # the rows read only these: no copy of the fact
+            body.append("local = {" + ", ".join(f"{n!r}: {v}" for n, v in {**reads, **inputs}.items()) + "}")
+        body.append(f"fired = {fire}(local)")
+        rows = self.constant_rows(table)
+        if not expression_rows:
+            body.append(f"chosen = [{rows}[row] for row in fired]")
+        else:
+            body += ["chosen = []", "for row in fired:"]
+            body += [f"    entry = {rows}.get(row)" if rows != "{}" else "    entry = None"]
+            for i, row in enumerate(expression_rows):
+                body.append(f"    {'if' if i == 0 else 'elif'} row == {row.rule_id!r}:")
+                body += [f"        {line}" for line in self.expression_row(table, row)]
+            body.append("    chosen.append(entry)")
+        body += self.choose(table)
+        body += self.outputs(table)
+        body.append("lines = [entry[2] for entry in chosen]")
+        empty = table._outputs([], {})
+        if table.hit == "collect" and table.aggregate:
+            shown = " + ', ' + ".join(
+                f"{o.name + ' = '!r} + show(outputs[{o.name!r}])" for o in table.outputs
+            )
+            head = f"{table.name} {table.aggregate} of "
+            body.append(f"lines.append({head!r} + str(len(chosen)) + ' row(s): ' + {shown})")
+        else:
+            got = ", ".join(f"{o.name} = {show_value(empty[o.name])}" for o in table.outputs)
+            body += ["if not chosen:", f"    lines.append({f'{table.name}: no row matches -> {got}'!r})"]
+        body.append("return tuple(entry[0] for entry in chosen), outputs, lines")
+        nodes = [f.node for f in table.inputs.values()] + [n for row in expression_rows for n in row.nodes]
+        if not any(node is not None and can_raise(node) for node in nodes):
+            return "\n".join([*lines, *(f"    {line}" for line in body), ""])
+        again = self.bind(_reference_table(table), "R")
+        lines += ["    try:", *(f"        {line}" for line in body)]
+        lines += [
+            "    except TRAPS:  # the reference evaluation words the error",
+            f"        return {again}(fact)",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def constant_rows(self, table: DecisionTable) -> str:
+        """The module constant holding, per row id of a row with literal outputs, its entry
+        (row number, output values, trace line)."""
+        entries = []
+        for row in table.rows:
+            if all(row.literal):
+                values = tuple(fn({}) for fn in row.outputs)
+                line = table._make_line(row, values)
+                entries.append(f"    {row.rule_id!r}: ({row.number}, {self.literal(values)}, {line!r}),")
+        if not entries:
+            return "{}"
+        name = self.unique(f"ROWS_{_name(table.name)}")
+        self.constants.append(
+            "\n".join([f"{name} = {{  # decision table {_comment(table.name)}", *entries, "}"])
+        )
+        return name
+
+    def expression_row(self, table: DecisionTable, row: Any) -> list[str]:
+        """Lines setting `entry` for a row with an expression output (evaluated on `local`)."""
+        self.expr.start(self.taken)
+        out: list[str] = []
+        parts: list[str] = []
+        for i, (spec, literal, source, node) in enumerate(
+            zip(table.outputs, row.literal, row.sources, row.nodes or (None,) * len(row.literal), strict=True)
+        ):
+            if node is None:
+                value = (
+                    self.literal(row.outputs[i]({}))
+                    if literal
+                    else f"{self.bind(row.outputs[i], 'F')}(local)"
+                )
+            else:
+                value = self.expr.value(node)
+            out.append(f"o{i} = {value}")
+            prefix = "" if len(table.outputs) == 1 else f"{spec.name} = "
+            if literal:
+                parts.append(repr(prefix + show_value(row.outputs[i]({}))))
+            else:
+                parts.append(f"{prefix + source + ' = '!r} + show(o{i})")
+        out = [*self.expr.loads("local.get"), *out]
+        names = "".join(f"o{i}, " for i in range(len(table.outputs)))
+        line = f"{f'{table.name} row {row.number}: {row.conditions} -> '!r} + " + " + ', ' + ".join(parts)
+        return [*out, f"entry = ({row.number}, ({names}), {line})"]
+
+    def choose(self, table: DecisionTable) -> list[str]:
+        if table.hit == "first":
+            return ["chosen = chosen[:1]"]
+        if table.hit == "unique":
+            clash = self.bind(table.clash, "E")
+            return ["if len(chosen) > 1:", f"    raise {clash}(chosen[0][0], chosen[1][0])"]
+        if table.hit == "priority":
+            keys = []
+            for i, spec in enumerate(table.outputs):
+                if spec.values:
+                    order = self.literal(tuple(spec.values))
+                    keys.append(
+                        f"{order}.index(entry[1][{i}]) if entry[1][{i}] in {order} else {len(spec.values)}"
+                    )
+            rank = "lambda entry: (" + "".join(f"{k}, " for k in keys) + ")"
+            return ["if chosen:", f"    chosen = [min(chosen, key={rank})]"]
+        return []  # collect: every matched row
+
+    def outputs(self, table: DecisionTable) -> list[str]:
+        if table.hit != "collect":
+            got = ", ".join(f"{o.name!r}: chosen[0][1][{i}]" for i, o in enumerate(table.outputs))
+            default = ", ".join(f"{o.name!r}: {self.literal(o.default)}" for o in table.outputs)
+            return [f"outputs = {{{got}}} if chosen else {{{default}}}"]
+        if table.aggregate is None:
+            got = ", ".join(
+                f"{o.name!r}: tuple(entry[1][{i}] for entry in chosen)" for i, o in enumerate(table.outputs)
+            )
+            return [f"outputs = {{{got}}}"]
+        out = ["outputs = {}"]
+        for i, o in enumerate(table.outputs):
+            out.append(f"present = [entry[1][{i}] for entry in chosen if entry[1][{i}] is not None]")
+            if table.aggregate == "count":
+                value = "len(set(present))"
+            elif table.aggregate == "sum":
+                value = "sum(present, Decimal(0) if any(isinstance(v, Decimal) for v in present) else 0)"
+            else:
+                value = f"{table.aggregate}(present) if present else {self.literal(o.default)}"
+            out.append(f"outputs[{o.name!r}] = {value}")
+        return out
+
+    def plan(self) -> list[str]:
+        """derive_input and derive_score: the policy's plan, as Policy.derive and derive_late run it."""
+        policy = self.policy
+        steps = policy.plan or [("input", "derived", name) for name in policy.derived]
+        formula_names = {id(formula): name for name, formula in self.formulas}
+        table_names = {id(table): name for name, table in self.tables}
+        out = []
+        for phase, function, what in (
+            ("input", "derive_input", "the derived values and decision tables that need no score"),
+            ("score", "derive_score", "the derived values and decision tables that read score.*"),
+        ):
+            lines = [f"def {function}(fact):", f"    # {what}, in dependency order", "    lines = []"]
+            for step_phase, kind, name in steps:
+                if step_phase != phase:
+                    continue
+                if kind == "derived":
+                    lines.append(f"    fact[{name!r}] = {formula_names[id(policy.derived[name])]}(fact)")
+                    continue
+                table = policy.decision_tables[name]
+                lines.append(f"    _, outputs, more = {table_names[id(table)]}(fact)")
+                lines += [f"    fact[{o.name!r}] = outputs[{o.name!r}]" for o in table.outputs if o.exported]
+                lines.append("    lines += more")
+            if len(lines) > 3 or phase == "input":
+                out.append("\n".join([*lines, "    return lines", ""]))
+        return out
+
+
+def _reference_fire(stage: RuleStage) -> Callable[[Mapping[str, Any]], list[str]]:
+    """The stage on the reference evaluator (it raises a hoisted value's located error)."""
+    reference = ReferenceEvaluator()
+
+    def fire(fact: Mapping[str, Any]) -> list[str]:
+        fired: list[str] = reference.fire(stage.ruleset, stage.prepare(fact))
+        return fired
+
+    return fire
+
+
+def _reference_table(table: DecisionTable) -> Callable[[Mapping[str, Any]], Any]:
+    """The table on the reference evaluator, on a copy of the fact (it raises the located error)."""
+
+    def evaluate(fact: Mapping[str, Any]) -> tuple[tuple[int, ...], dict[str, Any], list[str]]:
+        hit = table.evaluate(dict(fact), None)
+        return hit.rows, dict(hit.outputs), list(hit.lines)
+
+    return evaluate
 
 
 def _name(stage: str) -> str:
     clean = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in stage)
     return f"stage_{clean}" if not clean or clean[0].isdigit() else clean
-
-
-def _bind(bindings: dict[str, Any], value: Any, prefix: str) -> str:
-    name = f"{prefix}{len(bindings)}"
-    bindings[name] = value
-    return name
 
 
 def _hoisted_note(policy: Policy, function: str, stage: RuleStage, field: str) -> str:
@@ -148,7 +497,7 @@ def _typed_not_dates(policy: Policy) -> set[str]:
 
 def _loader(hoisted: Mapping[str, str], not_dates: set[str]) -> Callable[[str, str], list[str]]:
     def load(name: str, var: str) -> list[str]:
-        read = f"{hoisted[name]}(fact)" if name in hoisted else f"get({name!r})"
+        read = hoisted.get(name, f"get({name!r})")
         if name in not_dates:
             return [f"{var} = {read}"]
         return [f"{var} = {read}", f"if isinstance({var}, date):", f"    {var} = {var}.toordinal()"]
@@ -156,34 +505,46 @@ def _loader(hoisted: Mapping[str, str], not_dates: set[str]) -> Callable[[str, s
     return load
 
 
+_BOUND = {
+    "B": "computes the score-phase derived values and tables if not yet done",
+    "F": "the formula's closure (engine.expr), run only to word an arithmetic error with its location",
+    "R": "the reference evaluation, run only to word an arithmetic error with its location",
+    "E": "the error of a unique decision table two of whose rows match",
+}
+
+
 def _header(policy: Policy, bindings: Mapping[str, Any], notes: Mapping[str, str]) -> str:
     title = _comment(f"{policy.name} {policy.version}")
     lines = [
         f"# Generated from policy {title} (sha256 {policy.sha256})",
-        "# by engine.policy.codegen: one function per ruleset, each returning the ids of the rules",
-        "# that hold, in policy order. Comparisons take the fast path when the value has the",
-        "# constant's exact type and otherwise the reference evaluator's own (_cmp, _in).",
+        "# by engine.policy.codegen: one function per formula, ruleset and decision table, and the",
+        "# plan (derive_input, derive_score) computing the derived values and tables in order.",
+        "# Rule functions return the ids of the rules that hold, in policy order; comparisons take",
+        "# the fast path when the value has the constant's exact type and otherwise the reference",
+        "# evaluator's own (_cmp, _in). Formulas are Decimal arithmetic in CTX (28 digits, half",
+        "# even, traps on): a missing value gives None, a comparison with one is False.",
         "# Names bound by the loader, not spelled out in this text:",
     ]
+    tables = {id(table): name for name, table in policy.tables.items()}
     for name, value in bindings.items():
         if name.startswith("H"):
             lines.append(
                 f"#   {name}(fact): {_comment(notes.get(name, 'a compared value'))}, computed by engine.expr"
             )
-        elif name.startswith("B"):
-            lines.append(f"#   {name}: computes the score-phase derived values and tables if not yet done")
+        elif name.startswith("T") and id(value) in tables:
+            lines.append(f"#   {name}: the policy's table {_comment(tables[id(value)])}")
+        elif name[0] in _BOUND and name[1:].isdigit():
+            lines.append(f"#   {name}: {_BOUND[name[0]]}")
         else:
             lines.append(f"#   {name} = {_comment(_show(value))}")
     return "\n".join([*lines, *_plan(policy)]) + "\n"
 
 
 def _plan(policy: Policy) -> list[str]:
-    """The values computed before the rules read them, in order: derived values are engine.expr
-    closures (exact Decimal arithmetic), decision tables fire their table_* function below and then
-    apply their hit policy."""
+    """The values computed before the rules read them, in order (derive_input, derive_score)."""
     if not policy.plan and not policy.derived:
         return []
-    lines = ["# Computed in this order before the rules that read them (engine.expr, Decimal):"]
+    lines = ["# Computed in this order before the rules that read them:"]
     steps = policy.plan or [("input", "derived", name) for name in policy.derived]
     for phase, kind, name in steps:
         when = "after the score" if phase == "score" else "from the application"

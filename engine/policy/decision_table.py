@@ -14,9 +14,10 @@ from engine.errors import Location, PolicyRuntimeError
 from engine.expr.types import Type
 from engine.policy.model import Formula, RuleStage
 from engine.rules import Evaluator
+from engine.rules.compiled import CompiledEvaluator
 from engine.rules.reference import ReferenceEvaluator
 
-__all__ = ["DecisionTable", "TableHit", "TableOutput", "TableRow"]
+__all__ = ["DecisionTable", "TableHit", "TableOutput", "TableRow", "show_value"]
 
 Hit = Literal["first", "unique", "priority", "collect"]
 Aggregate = Literal["sum", "min", "max", "count"]
@@ -44,6 +45,7 @@ class TableRow:
     literal: tuple[bool, ...]  # per output: a literal (trace shows the value) or an expression
     sources: tuple[str, ...]
     location: Location
+    nodes: tuple[Any, ...] = ()  # per output: the typed tree of an expression, None for a literal
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,24 @@ class DecisionTable:
     rows: tuple[TableRow, ...]
     stage: RuleStage
     location: Location
+    # rows, hit policy and outputs as one function of the policy's generated module (codegen), set
+    # at load: fact -> (row numbers, outputs by name, trace lines)
+    compiled: Callable[[Mapping[str, Any]], tuple[tuple[int, ...], dict[str, Any], list[str]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def evaluate(
         self, fact: dict[str, Any] | Mapping[str, Any], evaluator: Evaluator | None = None
     ) -> TableHit:
         """Fire the rows on `evaluator` (the reference evaluator by default), apply the hit policy and
-        write the exported outputs into `fact` (when it is a dict)."""
+        write the exported outputs into `fact` (when it is a dict). On the compiled evaluator the
+        policy's generated function does all of it."""
+        if self.compiled is not None and isinstance(evaluator, CompiledEvaluator):
+            rows, outputs, lines = self.compiled(fact)
+            if isinstance(fact, dict):
+                for name in self._exported:
+                    fact[name] = outputs[name]
+            return TableHit(self.name, rows, outputs, tuple(lines))
         local = dict(fact)
         for name, formula in self.inputs.items():
             local[name] = formula(fact)
@@ -96,10 +110,10 @@ class DecisionTable:
                     fact[out.name] = outputs[out.name]
         lines = [self._line(row, values[row.number]) for row in chosen]
         if self.hit == "collect" and self.aggregate:
-            got = ", ".join(f"{o.name} = {_show(outputs[o.name])}" for o in self.outputs)
+            got = ", ".join(f"{o.name} = {show_value(outputs[o.name])}" for o in self.outputs)
             lines.append(f"{self.name} {self.aggregate} of {len(chosen)} row(s): {got}")
         elif not chosen:
-            got = ", ".join(f"{o.name} = {_show(outputs[o.name])}" for o in self.outputs)
+            got = ", ".join(f"{o.name} = {show_value(outputs[o.name])}" for o in self.outputs)
             lines.append(f"{self.name}: no row matches -> {got}")
         hit = TableHit(self.name, tuple(r.number for r in chosen), outputs, tuple(lines))
         if len(chosen) == 1 and self.hit in ("first", "unique") and all(chosen[0].literal):
@@ -139,11 +153,7 @@ class DecisionTable:
         if not matched or self.hit == "collect":
             return matched
         if self.hit == "unique" and len(matched) > 1:
-            rows = " and ".join(str(r.number) for r in matched[:2])
-            raise PolicyRuntimeError(
-                f"decision table {self.name} (hit policy unique): rows {rows} both match",
-                location=self.location,
-            )
+            raise self.clash(matched[0].number, matched[1].number)
         if self.hit == "priority":
 
             def rank(row: TableRow) -> tuple[int, ...]:
@@ -155,6 +165,13 @@ class DecisionTable:
 
             return [min(matched, key=rank)]
         return matched[:1]
+
+    def clash(self, first: int, second: int) -> PolicyRuntimeError:
+        """The error of a unique table two of whose rows (by number) match."""
+        return PolicyRuntimeError(
+            f"decision table {self.name} (hit policy unique): rows {first} and {second} both match",
+            location=self.location,
+        )
 
     def _outputs(self, chosen: list[TableRow], values: dict[int, tuple[Any, ...]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -185,16 +202,17 @@ class DecisionTable:
     def _make_line(self, row: TableRow, values: tuple[Any, ...]) -> str:
         shown = []
         for out, value, literal, source in zip(self.outputs, values, row.literal, row.sources, strict=True):
-            text = _show(value) if literal else f"{source} = {_show(value)}"
+            text = show_value(value) if literal else f"{source} = {show_value(value)}"
             shown.append(text if len(self.outputs) == 1 else f"{out.name} = {text}")
         return f"{self.name} row {row.number}: {row.conditions} -> {', '.join(shown)}"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A value as the trace shows it: none, true/false, [a, b], else its text."""
     if value is None:
         return "none"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
     return str(value)

@@ -27,8 +27,17 @@ class Formula:
     location: Location
     type: Type
     fn: Callable[[Mapping[str, Any]], Any] = field(repr=False, compare=False)
+    node: Any = field(default=None, repr=False, compare=False)  # the typed tree (engine.expr.types)
+    # the formula as a function of the policy's generated module (engine.policy.codegen), set at load
+    compiled: Callable[[Mapping[str, Any]], Any] | None = field(default=None, repr=False, compare=False)
 
     def __call__(self, fact: Mapping[str, Any]) -> Any:
+        return self.fn(fact)
+
+    def run(self, fact: Mapping[str, Any], evaluator: Any) -> Any:
+        """The value on `fact`: the generated function on the compiled evaluator, else the closure."""
+        if self.compiled is not None and isinstance(evaluator, CompiledEvaluator):
+            return self.compiled(fact)
         return self.fn(fact)
 
 
@@ -64,6 +73,7 @@ class RuleStage:
     before: Callable[[Mapping[str, Any]], None] | None = field(default=None, repr=False, compare=False)
     # prepare + fire in one generated function (engine.policy.codegen), set once when the policy loads
     compiled: Callable[[Mapping[str, Any]], list[str]] | None = field(default=None, repr=False, compare=False)
+    hoisted_nodes: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # typed trees
 
     def fire(self, evaluator: Any, fact: Mapping[str, Any]) -> list[str]:
         """Ids of the rules that hold on `fact`, in policy order: the policy's generated function on
@@ -117,8 +127,18 @@ class ScoreSpec:
     scaling: Scaling
     grades: tuple[Grade, ...]  # highest min_points first (empty when a decision table grades)
     grade_table: Any = None  # engine.policy.decision_table.DecisionTable reading score.points, or None
+    # the features as one function of the policy's generated module (codegen), set at load
+    compiled: Callable[[Mapping[str, Any]], dict[str, Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
-    def features(self, fact: Mapping[str, Any]) -> dict[str, Any]:
+    def features(self, fact: Mapping[str, Any], evaluator: Any = None) -> dict[str, Any]:
+        """The model's features on `fact`: the generated function on the compiled evaluator."""
+        if self.compiled is not None and isinstance(evaluator, CompiledEvaluator):
+            return self.compiled(fact)
+        return self.closure_features(fact)
+
+    def closure_features(self, fact: Mapping[str, Any]) -> dict[str, Any]:
         return {name: f(fact) for name, f in self.feature_formulas.items()}
 
     def grade_for(self, points: int, evaluator: Any = None) -> str:
@@ -290,7 +310,7 @@ class Policy:
         """Add the derived values and the decision-table outputs that need no score to `fact`, in
         dependency order (PolicyRuntimeError on /0 etc.); tables fire on `evaluator` (reference by
         default). Returns the trace lines of the table rows that matched."""
-        if not self.plan:
+        if not self.plan and self._generated(phase="input", evaluator=evaluator) is None:
             for name, formula in self.derived.items():
                 fact[name] = formula(fact)
             return []
@@ -316,7 +336,19 @@ class Policy:
         if isinstance(fact, dict) and not all(name in fact for name in self.late_names):
             self._run("score", fact, None)
 
+    def _generated(self, phase: str, evaluator: Any) -> Callable[[Fact], list[str]] | None:
+        """The generated module's function for `phase` of the plan, on the compiled evaluator."""
+        if self.program is None or not isinstance(evaluator, CompiledEvaluator):
+            return None
+        generated: Callable[[Fact], list[str]] | None = (
+            self.program.derive_input if phase == "input" else self.program.derive_score
+        )
+        return generated
+
     def _run(self, phase: str, fact: Fact, evaluator: Any) -> list[str]:
+        generated = self._generated(phase, evaluator)
+        if generated is not None:
+            return generated(fact)
         lines: list[str] = []
         for step_phase, kind, name in self.plan:
             if step_phase != phase:

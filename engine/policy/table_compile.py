@@ -125,18 +125,19 @@ def compile_table(
             if node is not None:
                 conds.append(node)
                 texts.append(f"{column.name} {_text(cell, node)}")
-        fns, literal, sources = [], [], []
+        fns, literal, sources, nodes = [], [], [], []
         for oname, _ in out_specs:
             cpath, raw_cell = cells[("out", oname)]
             got = _output(b, cpath, raw_cell, local, declared)
             if got is None:
                 bad = True
                 continue
-            fn, kind, value, source, is_literal = got
+            fn, kind, value, source, is_literal, out_node = got
             kinds[oname].append((kind, value, cpath))
             fns.append(fn)
             literal.append(is_literal)
             sources.append(source)
+            nodes.append(out_node)
         if bad:
             continue
         cond = (
@@ -154,6 +155,7 @@ def compile_table(
                 tuple(literal),
                 tuple(sources),
                 b.src.at(rpath),
+                tuple(nodes),
             )
         )
         tests.append((i + 1, row_tests))
@@ -164,7 +166,12 @@ def compile_table(
         f"{b.policy.name}@{b.sha256[:12]}/table/{name}", tuple(rules), tuple(sorted(lowered.fields))
     )
     stage = RuleStage(
-        f"table/{name}", ruleset, {}, dict(lowered.hoisted), {r.rule_id: r.location for r in rows}
+        f"table/{name}",
+        ruleset,
+        {},
+        dict(lowered.hoisted),
+        {r.rule_id: r.location for r in rows},
+        hoisted_nodes=dict(lowered.nodes),
     )
     if spec.hit == "priority" and not any(o.values for o in outputs):
         b.sink.error(
@@ -388,13 +395,14 @@ def _text(cell: Cell, node: t.Node) -> str:
 
 def _output(
     b: Builder, path: PathKey, raw: Any, scope: Scope, declared: frozenset[str]
-) -> tuple[Any, Type | None, Any, str, bool] | None:
-    """(closure, type or None for no value, literal value or _OPAQUE, source, shown as a literal)."""
+) -> tuple[Any, Type | None, Any, str, bool, t.Node | None] | None:
+    """(closure, type or None for no value, literal value or _OPAQUE, source, shown as a literal,
+    the typed tree of an expression)."""
     if raw is None or raw == "-":
-        return (lambda f: None), None, None, "-", True
+        return (lambda f: None), None, None, "-", True, None
     if isinstance(raw, (bool, int, Decimal)):
         kind = BOOLEAN if isinstance(raw, bool) else INTEGER if isinstance(raw, int) else DECIMAL
-        return (lambda f, v=raw: v), kind, raw, str(raw), True
+        return (lambda f, v=raw: v), kind, raw, str(raw), True, None
     if not isinstance(raw, str):
         b.sink.error("WRONG_TYPE", "an output cell must be a literal or an expression", b.src.at(path))
         return None
@@ -410,7 +418,7 @@ def _output(
                 _ambiguous(b, path, b.src.at(path), text, declared)
             except _Bad:
                 return None
-        return (lambda f, v=text: v), enum_type((text,)), text, text, True
+        return (lambda f, v=text: v), enum_type((text,)), text, text, True, None
     try:
         node = _check(b, path, text, 0, scope)
     except _Bad:
@@ -418,11 +426,11 @@ def _output(
     if isinstance(node, t.Lit):
         value = node.value
         kind = enum_type((value,)) if isinstance(value, str) else node.type
-        return (lambda f, v=value: v), kind, value, text, True
+        return (lambda f, v=value: v), kind, value, text, True, None
     fn = compile_value(
         node, location=b.src.at(path), source=text, rounding=b.policy.rounding, tables=b.policy.tables
     )
-    return fn, node.type, _OPAQUE, text, False
+    return fn, node.type, _OPAQUE, text, False, node
 
 
 def _output_column(

@@ -124,21 +124,30 @@ class RuleWriter:
         return f"_in({a}, {values})"
 
     def function(
-        self, name: str, ruleset: RuleSet, preload: tuple[str, ...] = (), prologue: tuple[str, ...] = ()
+        self,
+        name: str,
+        ruleset: RuleSet,
+        preload: tuple[str, ...] = (),
+        prologue: tuple[str, ...] = (),
+        guard: str | None = None,
+        setup: tuple[str, ...] = (),
     ) -> str:
         """The source of `def name(fact)`: `prologue` lines, the loads of `preload` and of every field
-        the rules compare (in that order), then the rules; returns the ids that fired, in order."""
+        the rules compare (in that order), then the rules; returns the ids that fired, in order.
+        `setup` lines run after `get = fact.get`, before the loads; with `guard`, loads that raise one
+        of `TRAPS` (bound by the caller) return `guard(fact)`."""
         for field_name in preload:
             self.local(field_name)
         body = [
             f"    if {self.condition(rule.condition)}:\n        fired.append({rule.id!r})"
             for rule in ruleset.rules
         ]
-        loads = [
-            f"    {line}" for field_name, var in self.fields.items() for line in self.load(field_name, var)
-        ]
+        indent = "        " if guard else "    "
+        loads = [f"{indent}{line}" for name, var in self.fields.items() for line in self.load(name, var)]
+        if guard and loads:
+            loads = ["    try:", *loads, "    except TRAPS:", f"        return {guard}(fact)"]
         head = [f"def {name}(fact):", f"    # ruleset {ruleset.name!r}", *(f"    {p}" for p in prologue)]
-        head += ["    get = fact.get", "    fired = []"]
+        head += ["    get = fact.get", *(f"    {line}" for line in setup), "    fired = []"]
         return "\n".join([*head, *loads, *body, "    return fired", ""])
 
 

@@ -1,5 +1,6 @@
 """Differential test of decision tables: random tables under every hit policy (first, unique, priority,
-collect with and without aggregation) give the same rows, outputs and trace on the compiled evaluator,
+collect with and without aggregation), with literal and expression outputs, give the same rows,
+outputs and trace on the compiled evaluator (the policy's generated hit step),
 durable_rules and the reference evaluator, and refuse the same inputs (two matches in a unique table)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine.errors import DiagnosticSink, PolicyRuntimeError
+from engine.policy.codegen import compile_policy
 from engine.policy.compiler import build_policy
 from engine.policy.source import parse_source
 from engine.rules import CompiledEvaluator, DurableEvaluator, ReferenceEvaluator
@@ -59,7 +61,7 @@ def tables(draw: st.DrawFn) -> tuple[str, str]:
                 st.sampled_from(N_CELLS),
                 st.sampled_from(D_CELLS),
                 st.sampled_from(K_CELLS),
-                st.integers(0, 4),
+                st.one_of(st.integers(0, 4), st.integers(0, 4), st.sampled_from(['"n + 1"', '"d * 2"'])),
             ),
             min_size=1,
             max_size=7,
@@ -123,6 +125,7 @@ def test_tables_fire_the_same_rows_on_compiled_durable_and_reference(
     policy = build_policy(src, sink)
     errors = [d for d in sink.items if d.is_error and d.code != "TABLE_OVERLAP"]
     assert errors == [], text
+    policy.program = compile_policy(policy)  # the table's hit step as generated source
     table = policy.decision_tables["T"]
     assert table.hit == hit
     for fact in cases:
