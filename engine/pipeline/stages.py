@@ -64,7 +64,7 @@ def rule_stage(name: str) -> Any:
         refers: list[str] = []
         for rule_id in fired:
             effect = stage.effects[rule_id]
-            reason = Reason(effect.code, effect.text(ctx.language), name, rule_id)
+            reason = stage.reason(rule_id, ctx.language, name)
             if effect.kind == "decline":
                 ctx.declines.append(reason)
                 declines.append(effect.code)
@@ -191,7 +191,7 @@ def _adjust(ctx: DecisionContext, stage: Any, value: Decimal, name: str) -> tupl
             value = value * effect.multiply
         if effect.add is not None:
             value = value + effect.add
-        ctx.adjustments.append(Reason(effect.code, effect.text(ctx.language), name, rule_id))
+        ctx.adjustments.append(stage.reason(rule_id, ctx.language, name))
     return value, fired
 
 

@@ -279,7 +279,9 @@ class _Module:
             body.append("local = {" + ", ".join(f"{n!r}: {v}" for n, v in {**reads, **inputs}.items()) + "}")
         body.append(f"fired = {fire}(local)")
         rows = self.constant_rows(table)
-        if not expression_rows:
+        if not expression_rows and table.hit in ("first", "unique"):
+            body += self.one_literal_row(table, rows)
+        elif not expression_rows:
             body.append(f"chosen = [{rows}[row] for row in fired]")
         else:
             body += ["chosen = []", "for row in fired:"]
@@ -288,6 +290,39 @@ class _Module:
                 body.append(f"    {'if' if i == 0 else 'elif'} row == {row.rule_id!r}:")
                 body += [f"        {line}" for line in self.expression_row(table, row)]
             body.append("    chosen.append(entry)")
+        if expression_rows or table.hit not in ("first", "unique"):
+            body += self.hit_policy(table)
+        nodes = [f.node for f in table.inputs.values()] + [n for row in expression_rows for n in row.nodes]
+        if not any(node is not None and can_raise(node) for node in nodes):
+            return "\n".join([*lines, *(f"    {line}" for line in body), ""])
+        again = self.bind(_reference_table(table), "R")
+        lines += ["    try:", *(f"        {line}" for line in body)]
+        lines += [
+            "    except TRAPS:  # the reference evaluation words the error",
+            f"        return {again}(fact)",
+            "",
+        ]
+        return "\n".join(lines)
+
+    def one_literal_row(self, table: DecisionTable, rows: str) -> list[str]:
+        """The hit step of a first/unique table whose rows all have literal outputs: one row's
+        constant entry, or the defaults."""
+        empty = table._outputs([], {})
+        got = ", ".join(f"{o.name} = {show_value(empty[o.name])}" for o in table.outputs)
+        default = ", ".join(f"{o.name!r}: {self.literal(o.default)}" for o in table.outputs)
+        out = [
+            "if not fired:",
+            f"    return (), {{{default}}}, [{f'{table.name}: no row matches -> {got}'!r}]",
+        ]
+        if table.hit == "unique":
+            clash = self.bind(table.clash, "E")
+            out += ["if len(fired) > 1:", f"    raise {clash}({rows}[fired[0]][0], {rows}[fired[1]][0])"]
+        values = ", ".join(f"{o.name!r}: values[{i}]" for i, o in enumerate(table.outputs))
+        return [*out, f"number, values, line = {rows}[fired[0]]", f"return (number,), {{{values}}}, [line]"]
+
+    def hit_policy(self, table: DecisionTable) -> list[str]:
+        """From the matched rows' entries (`chosen`): the hit policy, the outputs, the trace lines."""
+        body: list[str] = []
         body += self.choose(table)
         body += self.outputs(table)
         body.append("lines = [entry[2] for entry in chosen]")
@@ -302,17 +337,7 @@ class _Module:
             got = ", ".join(f"{o.name} = {show_value(empty[o.name])}" for o in table.outputs)
             body += ["if not chosen:", f"    lines.append({f'{table.name}: no row matches -> {got}'!r})"]
         body.append("return tuple(entry[0] for entry in chosen), outputs, lines")
-        nodes = [f.node for f in table.inputs.values()] + [n for row in expression_rows for n in row.nodes]
-        if not any(node is not None and can_raise(node) for node in nodes):
-            return "\n".join([*lines, *(f"    {line}" for line in body), ""])
-        again = self.bind(_reference_table(table), "R")
-        lines += ["    try:", *(f"        {line}" for line in body)]
-        lines += [
-            "    except TRAPS:  # the reference evaluation words the error",
-            f"        return {again}(fact)",
-            "",
-        ]
-        return "\n".join(lines)
+        return body
 
     def constant_rows(self, table: DecisionTable) -> str:
         """The module constant holding, per row id of a row with literal outputs, its entry

@@ -10,6 +10,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any, Literal
 
+from engine.decision import Reason
 from engine.errors import Diagnostic, Location, PolicyRuntimeError
 from engine.expr.types import Type
 from engine.policy.contract import Fact, InputDecl
@@ -95,6 +96,19 @@ class RuleStage:
             if isinstance(value, dt.date):
                 out[key] = value.toordinal()
         return out
+
+    def reason(self, rule_id: str, language: str, stage: str) -> Reason:
+        """The Reason a fired rule gives in `language`, made once per rule and language (immutable)."""
+        key = (rule_id, language, stage)
+        found = self._reasons.get(key)
+        if found is None:
+            effect = self.effects[rule_id]
+            found = self._reasons[key] = Reason(effect.code, effect.text(language), stage, rule_id)
+        return found
+
+    @cached_property
+    def _reasons(self) -> dict[tuple[str, str, str], Reason]:
+        return {}
 
     @cached_property
     def reads(self) -> tuple[str, ...]:
@@ -360,4 +374,7 @@ class Policy:
         return lines
 
     def stage(self, name: str) -> RuleStage | None:
-        return next((s for s in self.rule_stages if s.name == name), None)
+        for stage in self.rule_stages:  # two or three stages: a loop beats building a map
+            if stage.name == name:
+                return stage
+        return None
