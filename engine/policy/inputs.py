@@ -21,7 +21,7 @@ def flatten(application: Mapping[str, Any], prefix: str = "") -> tuple[dict[str,
     nested form, `{"applicant.age": 20, "applicant": {"age": 35}}`) is a violation naming both forms,
     never a silent pick (which one a map yields first is not stable across processes)."""
     flat: dict[str, Any] = {}
-    spelled: dict[str, str] = {}  # path -> how the application spelled it
+    spelled: dict[str, tuple[str, ...]] = {}  # path -> the keys the application spelled it with
     bad: list[FieldViolation] = []
     _flatten(application, prefix, (), flat, spelled, bad)
     return flat, bad
@@ -32,7 +32,7 @@ def _flatten(
     prefix: str,
     keys: tuple[str, ...],
     flat: dict[str, Any],
-    spelled: dict[str, str],
+    spelled: dict[str, tuple[str, ...]],
     bad: list[FieldViolation],
 ) -> None:
     for key, value in node.items():
@@ -40,7 +40,7 @@ def _flatten(
             bad.append(FieldViolation(f"{prefix}{key}", "field names must be non-empty strings"))
             continue
         path = f"{prefix}{key}"
-        form = _spelling((*keys, key))
+        form = (*keys, key)
         if isinstance(value, Mapping):
             if not value:
                 _put(flat, spelled, bad, path, form, value)  # kept so a declared leaf reports the wrong type
@@ -50,10 +50,16 @@ def _flatten(
 
 
 def _put(
-    flat: dict[str, Any], spelled: dict[str, str], bad: list[FieldViolation], path: str, form: str, value: Any
+    flat: dict[str, Any],
+    spelled: dict[str, tuple[str, ...]],
+    bad: list[FieldViolation],
+    path: str,
+    form: tuple[str, ...],
+    value: Any,
 ) -> None:
-    if path in spelled:
-        bad.append(FieldViolation(path, f"given twice: as {spelled[path]} and as {form}; send it once"))
+    if path in spelled:  # spelled out only here: the common case never builds the text
+        twice = f"given twice: as {_spelling(spelled[path])} and as {_spelling(form)}; send it once"
+        bad.append(FieldViolation(path, twice))
         return
     flat[path] = value
     spelled[path] = form
@@ -173,6 +179,11 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+def _prefixes(inputs: Mapping[str, InputDecl]) -> set[str]:
+    """The objects the inputs live in (`applicant` of `applicant.age`): a caller may send one as null."""
+    return {".".join(name.split(".")[:i]) for name in inputs for i in range(1, name.count(".") + 1)}
+
+
 def validate_application(
     inputs: Mapping[str, InputDecl], application: Any, open_groups: tuple[str, ...] = ()
 ) -> Fact:
@@ -183,10 +194,11 @@ def validate_application(
         raise InvalidInput([FieldViolation("", "the application must be a JSON object")])
     flat, violations = flatten(application)
     fact: Fact = {}
-    prefixes = {".".join(name.split(".")[:i]) for name in inputs for i in range(1, name.count(".") + 1)}
     for path, value in flat.items():
+        if path in inputs:
+            continue
         absent = value is None or (isinstance(value, Mapping) and not value)
-        if path in inputs or (absent and path in prefixes):
+        if absent and path in _prefixes(inputs):
             continue
         if not any(path.startswith(group + ".") for group in open_groups):
             violations.append(FieldViolation(path, "unknown field (not an input of this policy)"))
