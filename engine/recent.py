@@ -81,7 +81,9 @@ class RecentDecisions:
         before, return that earlier answer instead (never two decisions), or raise
         IdempotencyConflict when it came with another fingerprint. `rounding` (the policy's)
         recomputes the schedules."""
-        slim = replace(decision, offers=tuple(replace(o, schedule=()) for o in decision.offers))
+        slim = decision  # offers are kept without their schedule rows (recomputed when asked)
+        if decision.offers:
+            slim = replace(decision, offers=tuple(replace(o, schedule=()) for o in decision.offers))
         with self._lock:
             earlier = self._by_request.get(request_id)
             if earlier is not None:

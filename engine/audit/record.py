@@ -182,8 +182,9 @@ def request_fingerprint(policy: str, language: str, input: Mapping[str, Any]) ->
     (defaults applied: language "" is "en") and the *validated* input, in canonical JSON. The same
     request_id with the same fingerprint is a retry, with another one a conflict. The policy's
     version is left out: a retry after a reload still gets the decision it was given."""
+    # plain once: canonical_json would walk the plain input a second time for the same bytes
     return sha256_hex(
-        canonical_json({"policy": policy, "language": language, "input": plain_text_floats(input)})
+        dumps_plain({"policy": policy, "language": language, "input": plain_text_floats(input)})
     )
 
 
