@@ -49,6 +49,12 @@ def measure_here(decisions: int, policies: str, models: str) -> dict[str, Any]:
         service.decide(policy, apps[n % DISTINCT], f"mem-{n}")
         if (n + 1) % step == 0:
             samples.append([n + 1, rss_bytes()])
+            # a long run (1M decisions) shows its slope as it goes, on stderr
+            print(
+                json.dumps({"decisions": n + 1, "rss": samples[-1][1], "rss_before": before}),
+                file=sys.stderr,
+                flush=True,
+            )
     seconds = time.perf_counter() - start
     gc.collect()
     after = rss_bytes()
