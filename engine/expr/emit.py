@@ -169,9 +169,11 @@ class ExprWriter:
             return f"(None if {assign} is None else abs({x}))" if maybe else f"abs({assign})"
         if node.func != "round":
             raise TypeError(f"cannot emit a call of {node.func}")  # the checker guarantees
-        places = node.args[1].value if len(node.args) == 2 else None  # type: ignore[attr-defined]
+        places = node.args[1].value if len(node.args) >= 2 else None  # type: ignore[attr-defined]
         exp = self.bind(Decimal(1).scaleb(-int(places)) if places is not None else Decimal(1), "D")
         mode = ROUNDING.get(self.rounding, ROUNDING["half_even"])
+        if len(node.args) == 3:  # round(x, places, "mode"): the author's mode (a checked literal)
+            mode = ROUNDING[node.args[2].value]  # type: ignore[attr-defined]
         quantize = f".quantize({exp}, rounding={mode!r}, context=CTX)"
         if not maybe:
             rounded = f"Decimal({assign}){quantize}"

@@ -33,7 +33,11 @@ def numbers(depth: int) -> st.SearchStrategy[str]:
             lambda f, x, y: f"{f}({x}, {y})", st.sampled_from(["min", "max", "coalesce"]), inner, inner
         ),
         st.builds(lambda x: f"abs({x})", inner),
-        st.builds(lambda x, p: f"round({x}{p})", inner, st.sampled_from(["", ", 2"])),
+        st.builds(
+            lambda x, p: f"round({x}{p})",
+            inner,
+            st.sampled_from(["", ", 2", ", 1, 'half_up'", ", 0, 'ceiling'"]),
+        ),
         st.builds(lambda c, x, y: f"({x} if {c} else {y})", conditions(depth - 1), inner, inner),
     )
 
