@@ -16,9 +16,19 @@ from engine.errors import RequestClash, StoreUnavailable
 
 __all__ = ["PostgresStore"]
 
+# The console's searches (engine.audit.search), as in engine.audit.sqlite.INDEXES.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS audit_records_outcome
+    ON audit_records (((body::jsonb) ->> 'outcome'), received_at, decision_id);
+CREATE INDEX IF NOT EXISTS audit_records_policy
+    ON audit_records (((body::jsonb) -> 'policy' ->> 'name'), received_at, decision_id);
+"""
+
 
 class PostgresStore(SqlStore):
     placeholder = "%s"
+    outcome_sql = "((body::jsonb) ->> 'outcome')"
+    policy_sql = "((body::jsonb) -> 'policy' ->> 'name')"
 
     def __init__(self, url: str, *, connect_timeout: int = 5, readonly: bool = False) -> None:
         super().__init__(url)
@@ -34,6 +44,7 @@ class PostgresStore(SqlStore):
                 # several writers may start at once: serialise schema creation
                 conn.execute("SELECT pg_advisory_xact_lock(782001)")
                 conn.execute(SCHEMA.format(blob="BYTEA"))
+                conn.execute(INDEXES)
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=self._timeout)

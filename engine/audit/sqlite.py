@@ -17,6 +17,16 @@ from engine.errors import BAD_URL, RequestClash, StoreUnavailable, UsageError
 
 __all__ = ["SqliteStore", "sqlite_path"]
 
+# The console's searches (engine.audit.search): newest first, by outcome or policy. Expression
+# indexes, so the write path and the hashed body are unchanged; an existing store gets them the
+# next time a writer opens it (CREATE INDEX reads every record once).
+INDEXES = """
+CREATE INDEX IF NOT EXISTS audit_records_outcome
+    ON audit_records (json_extract(body, '$.outcome'), received_at, decision_id);
+CREATE INDEX IF NOT EXISTS audit_records_policy
+    ON audit_records (json_extract(body, '$.policy.name'), received_at, decision_id);
+"""
+
 
 def sqlite_path(url: str) -> Path:
     """sqlite:///rel/path.db -> rel/path.db; sqlite:////abs/path.db -> /abs/path.db."""
@@ -27,6 +37,9 @@ def sqlite_path(url: str) -> Path:
 
 
 class SqliteStore(SqlStore):
+    outcome_sql = "json_extract(body, '$.outcome')"
+    policy_sql = "json_extract(body, '$.policy.name')"
+
     def __init__(self, url: str, *, create: bool = True, readonly: bool = False) -> None:
         super().__init__(url)
         self.path = sqlite_path(url)
@@ -44,7 +57,7 @@ class SqliteStore(SqlStore):
             with open(self.path.with_name(self.path.name + ".open-lock"), "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 self._write = self._connect()
-                self._write.executescript(SCHEMA.format(blob="BLOB"))
+                self._write.executescript(SCHEMA.format(blob="BLOB") + INDEXES)
                 self._read = self._connect()
 
     def _connect(self) -> sqlite3.Connection:

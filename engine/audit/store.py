@@ -148,6 +148,9 @@ class SqlStore(ABC):
 
     url: str
     placeholder = "?"
+    # SQL of a record's outcome and policy name, indexed (each store's INDEXES) for the console's search
+    outcome_sql: str
+    policy_sql: str
 
     def __init__(self, url: str) -> None:
         self.url = url
