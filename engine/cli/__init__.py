@@ -11,7 +11,7 @@ import sys
 
 VERBS = (
     "serve", "validate", "test", "compile", "decide", "replay", "simulate", "audit", "monitor", "train",
-    "bench", "diff", "release", "experiment",
+    "bench", "diff", "release", "experiment", "console",
 )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -73,6 +74,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DAYS",
         help="drift over the last DAYS (default 30)",
     )
+    p.add_argument(
+        "--console-port",
+        type=int,
+        default=None,
+        help="also serve the read-only web console on this port (`credo console` on the same store,"
+        " host and token file; personal data masked)",
+    )
+    p.add_argument("--reports", default=None, help="with --console-port: folder of reports it lists")
     p.add_argument(
         "--allow-insecure-remote", action="store_true", help="allow listening beyond loopback without TLS"
     )
@@ -203,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         shadow_rate=args.shadow_rate,
         extra={"releases": releases} if releases else {},
     )
+    console = _start_console(args) if args.console_port is not None else None
     try:
         supervisor = Supervisor(
             config,
@@ -218,6 +228,10 @@ def run(args: argparse.Namespace) -> int:
             f"credo serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr
         )
         return 2
+    finally:
+        if console is not None:
+            console.terminate()
+            console.wait(timeout=10)
     # The workers have exited and the state directory is gone: skip the interpreter's teardown (grpc's
     # took over a second on a loaded machine), so SIGTERM -> exit stays well within 2 s.
     logging.shutdown()
@@ -256,3 +270,18 @@ def _releases_mode(args: argparse.Namespace) -> dict[str, object] | None:
         return None
     args.policies = args.releases
     return {"trust": str(Path(args.trust).resolve()), "approvals": args.approvals}
+
+
+def _start_console(args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """`credo console` beside the gRPC server, in its own process (it stops when this one is gone)."""
+    command = [sys.executable, "-m", "engine", "console", "--port", str(args.console_port)]
+    command += ["--host", args.host, "--policies", args.policies, "--models", args.models]
+    command += ["--parent-pid", str(os.getpid())]
+    for flag, value in (
+        ("--store", args.store),
+        ("--token-file", args.token_file),
+        ("--reports", args.reports),
+    ):
+        if value:
+            command += [flag, value]
+    return subprocess.Popen(command)
