@@ -103,7 +103,7 @@ class Guard:
 
 _SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # no-referrer would make Chromium post forms with Origin: null
     "x-frame-options": "DENY",
     "cache-control": "no-store",
 }
@@ -123,9 +123,11 @@ def _cookie(header: str) -> str | None:
 
 
 def _same_origin(headers: dict[str, str]) -> bool:
+    """A browser says where a form came from (Origin, Sec-Fetch-Site); a tool that says neither is
+    not a browser another site could have steered."""
     origin = headers.get("origin")
-    if origin is not None:
-        return origin != "null" and origin.partition("://")[2] == headers.get("host", "")
+    if origin is not None and origin != "null":
+        return origin.partition("://")[2] == headers.get("host", "")
     return headers.get("sec-fetch-site", "same-origin") in ("same-origin", "none")
 
 
