@@ -8,6 +8,7 @@ PROTOS  := $(shell find protos -name '*.proto' 2>/dev/null)
 HOST    ?= 127.0.0.1
 PORT    ?= 50051
 STORE   ?= sqlite:///var/audit.db
+CONSOLE_PORT ?= 8080
 
 .PHONY: run test test-slow setup protos models lint typecheck bench clean
 
@@ -30,7 +31,8 @@ models: setup
 	$(BIN)/python scripts/build_models.py
 
 run: setup
-	$(BIN)/credo serve --host $(HOST) --port $(PORT) --policies policies --models models --store $(STORE)
+	$(BIN)/credo serve --host $(HOST) --port $(PORT) --policies policies --models models --store $(STORE) \
+		--console-port $(CONSOLE_PORT) --reports var/reports
 
 test: setup
 	$(BIN)/ruff check engine tests scripts
