@@ -11,10 +11,20 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from engine.audit.monitor_log import MonitorRecord, has_monitor_chain
 from engine.audit.record import DecisionRecord, utc_text
 from engine.audit.store import SqlStore, parse_record
 
-__all__ = ["PAGE", "DecisionPage", "DecisionQuery", "archived_policies", "latest", "outcome_days", "page"]
+__all__ = [
+    "PAGE",
+    "DecisionPage",
+    "DecisionQuery",
+    "archived_policies",
+    "latest",
+    "latest_alerts",
+    "outcome_days",
+    "page",
+]
 
 PAGE = 50
 
@@ -99,6 +109,17 @@ def archived_policies(store: SqlStore) -> list[dict[str, Any]]:
         ("policy",),
     )
     return [{"sha256": str(s), "name": str(n), "archived": str(c)} for s, n, c in rows]
+
+
+def latest_alerts(store: SqlStore, limit: int) -> list[MonitorRecord]:
+    """The `limit` newest post-loan monitoring alerts (none when the store has no monitor chain)."""
+    if not has_monitor_chain(store):
+        return []
+    rows = store._query(
+        f"SELECT body, hash FROM monitor_records WHERE kind = ? ORDER BY seq DESC LIMIT {int(limit)}",
+        ("alert",),
+    )
+    return [MonitorRecord.parse(body, hash) for body, hash in rows]
 
 
 def _window(since: dt.datetime | None, until: dt.datetime | None) -> tuple[list[str], list[Any]]:

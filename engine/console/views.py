@@ -17,7 +17,7 @@ from typing import Any
 
 from engine.audit.pii import PiiVault
 from engine.audit.record import DecisionRecord
-from engine.audit.search import DecisionQuery, archived_policies, latest, outcome_days, page
+from engine.audit.search import DecisionQuery, archived_policies, latest, latest_alerts, outcome_days, page
 from engine.audit.store import SqlStore
 from engine.decision import Decision, Outcome, plain
 from engine.errors import ArchiveMissing, CredoError
@@ -37,6 +37,7 @@ __all__ = [
 
 OUTCOMES = tuple(o.value for o in Outcome)
 SAMPLE = 5000  # decisions read for the score distribution and the top reasons
+ALERTS = 50  # newest post-loan monitoring alerts shown
 
 
 def decisions_page(store: SqlStore, query: DecisionQuery) -> dict[str, Any]:
@@ -148,6 +149,10 @@ def monitoring(store: SqlStore, window: Window) -> dict[str, Any]:
         "scores": sorted(scores.items()),
         "sample": len(sample),
         "reasons": [(code, n, texts[code]) for code, n in reasons.most_common(10)],
+        "alerts": [
+            {"seq": a.seq, "loan_id": a.loan_id, "date": a.date, **{k: _text(v) for k, v in a.data.items()}}
+            for a in latest_alerts(store, ALERTS)
+        ],
     }
 
 

@@ -271,3 +271,23 @@ def test_a_missing_store_is_a_clear_unavailable_page(tmp_path: Path) -> None:
         response = c.get("/decisions")
     assert response.status_code == 503 and "audit store cannot be read" in response.text
     assert not (tmp_path / "none.db").exists()  # a read-only console creates nothing
+
+
+def test_monitoring_lists_the_newest_post_loan_alerts(store: dict[str, Any], tmp_path: Path) -> None:
+    from engine.audit.connect import open_store
+    from engine.monitor import load_monitoring
+    from engine.monitor.service import MonitorService
+    from engine.monitor.synthetic import generate_book
+
+    url = f"sqlite:///{tmp_path / 'loans.db'}"
+    writer = open_store(url)
+    service = MonitorService(load_monitoring(ROOT / "policies" / "consumer_loan" / "monitoring.yaml"), writer)
+    alerts = [a for o in service.ingest(generate_book(25, seed=5).events) for a in getattr(o, "alerts", ())]
+    service.close()
+    writer.close()
+    assert alerts, "the synthetic book must raise alerts"
+    with client({"url": url}) as c:
+        page = c.get("/monitoring").text
+    newest = alerts[-1]
+    assert f"<td>{newest.loan_id}</td><td><code>{newest.code}</code></td>" in page
+    assert f"(newest {min(len(alerts), 50)})" in page
