@@ -67,9 +67,15 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_dir():
             print(f"credo console: {label} {path}: not a directory", file=sys.stderr)
             return 2
-    if args.pii_key_file and not Path(args.pii_key_file).is_file():
-        print(f"credo console: --pii-key-file {args.pii_key_file}: no such file", file=sys.stderr)
-        return 2
+    if args.pii_key_file:
+        from engine.audit.pii_keys import MasterKey
+        from engine.errors import CredoError
+
+        try:  # a bad key file is said now, not on the first page that needs it
+            MasterKey.read(args.pii_key_file)
+        except CredoError as exc:
+            print(f"credo console: --pii-key-file {args.pii_key_file}: {exc}", file=sys.stderr)
+            return 2
     config = ConsoleConfig(
         store=args.store,
         policies=Path(args.policies),

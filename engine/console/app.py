@@ -251,6 +251,11 @@ def build_app(config: ConsoleConfig) -> Starlette:
     async def store_error(request: Request, exc: Exception) -> Response:
         return render(request, "error.html", status=503, message=f"the audit store cannot be read: {exc}")
 
+    async def credo_error(request: Request, exc: Exception) -> Response:
+        # not the visitor's doing (every value they send is checked above): the console's own setup,
+        # such as a personal-data key that is not the store's
+        return render(request, "error.html", status=500, message=f"the console cannot show this: {exc}")
+
     routes = [
         Route("/login", login_page, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
@@ -274,7 +279,11 @@ def build_app(config: ConsoleConfig) -> Starlette:
 
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: http_error, StoreUnavailable: store_error},
+        exception_handlers={
+            HTTPException: http_error,
+            StoreUnavailable: store_error,
+            CredoError: credo_error,
+        },
         lifespan=lifespan,
     )
     app.add_middleware(Guard, sessions=sessions)

@@ -291,3 +291,31 @@ def test_monitoring_lists_the_newest_post_loan_alerts(store: dict[str, Any], tmp
     newest = alerts[-1]
     assert f"<td>{newest.loan_id}</td><td><code>{newest.code}</code></td>" in page
     assert f"(newest {min(len(alerts), 50)})" in page
+
+
+def test_a_key_that_is_not_the_stores_is_said_plainly(store: dict[str, Any], tmp_path: Path) -> None:
+    from engine.audit.pii_keys import MasterKey
+
+    MasterKey.create(tmp_path / "other.key")
+    with client(store, pii_key_file=tmp_path / "other.key") as c:
+        response = c.get(f"/decisions/{store['named']}")
+    assert response.status_code == 500 and "the console cannot show this" in response.text
+    assert "Wei" not in response.text
+
+
+def test_credo_console_refuses_a_bad_key_file_and_a_remote_host_without_login(tmp_path: Path) -> None:
+    from engine.cli import main
+
+    (tmp_path / "bad.key").write_text("not a key")
+    store = f"sqlite:///{tmp_path / 'a.db'}"
+    common = [
+        "console",
+        "--store",
+        store,
+        "--policies",
+        str(ROOT / "policies"),
+        "--models",
+        str(ROOT / "models"),
+    ]
+    assert main([*common, "--pii-key-file", str(tmp_path / "bad.key")]) == 2
+    assert main([*common, "--host", "0.0.0.0"]) == 2
