@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from engine.audit.store import SqlStore
 from engine.console import charts, views
 from engine.console.security import COOKIE, Guard, Sessions, session_cookie
 from engine.errors import CredoError, StoreUnavailable
+from engine.monitor.drift import DriftReport
 from engine.replay import Replayer
 from engine.service import DecisionService
 
@@ -42,6 +44,7 @@ CURSOR = re.compile(r"(\d{4}-\d\d-\d\dT[0-9:.]+\+00:00)~([0-9a-f-]{36})")
 POLICY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 REPORT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 MONITOR_DAYS = 30
+DRIFT_SECONDS = 300.0  # a window's drift report is recomputed at most this often
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Reader:
         self._store: SqlStore | None = None
         self._vault: PiiVault | None = None
         self._replayer: Replayer | None = None
+        self._drift: dict[tuple[dt.datetime, dt.datetime], tuple[float, DriftReport]] = {}
         self.service = DecisionService(config.policies, config.models)
 
     def store(self) -> SqlStore:
@@ -90,6 +94,20 @@ class Reader:
             if self._replayer is None:
                 self._replayer = Replayer(store, vault=self._vault)
             return self._replayer
+
+    def drift(self, window: views.Window) -> DriftReport:
+        """The drift report of a window, kept DRIFT_SECONDS: it reads every decision of the window."""
+        key = (window.since, window.until)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._drift.get(key)
+        if cached is not None and now - cached[0] < DRIFT_SECONDS:
+            return cached[1]
+        report = views.drift(self.store(), window, self.config.models)
+        with self._lock:
+            self._drift = {k: v for k, v in self._drift.items() if now - v[0] < DRIFT_SECONDS}
+            self._drift[key] = (now, report)
+        return report
 
     def close(self) -> None:
         with self._lock:
@@ -200,7 +218,17 @@ def build_app(config: ConsoleConfig) -> Starlette:
         since = _day(q.get("since", ""), "since") or until - dt.timedelta(days=MONITOR_DAYS)
         if since >= until:
             raise HTTPException(400, "since must be before until")
-        data = await run_in_threadpool(views.monitoring, reader.store(), views.Window(since, until))
+        window = views.Window(since, until)
+        data = await run_in_threadpool(views.monitoring, reader.store(), window)
+        report = await run_in_threadpool(reader.drift, window)
+        panels = views.drift_panels(report)
+        for panel in panels:
+            limits = panel["thresholds"]
+            bands = [(limits.watch, f"watch {limits.watch:g}"), (limits.action, f"action {limits.action:g}")]
+            chart = charts.svg_lines(
+                panel["points"], panel["series"], f"PSI of {panel['model']}", bands=bands
+            )
+            panel["chart"] = Markup(chart)
         svgs = {
             "volumes": charts.svg_lines(data["points"], data["volumes"], "decisions per day"),
             "rates": charts.svg_lines(data["points"], data["rates"], "outcome rates per day", percent=True),
@@ -208,13 +236,12 @@ def build_app(config: ConsoleConfig) -> Starlette:
                 [(str(lo), float(n)) for lo, n in data["scores"]], "score distribution (points)"
             ),
         }
-        window = {
+        shown = {
             "since": since.date().isoformat(),
             "until": (until - dt.timedelta(days=1)).date().isoformat(),
         }
-        return render(
-            request, "monitoring.html", data=data, svgs={k: Markup(v) for k, v in svgs.items()}, window=window
-        )
+        svg = {k: Markup(v) for k, v in svgs.items()}
+        return render(request, "monitoring.html", data=data, svgs=svg, window=shown, drift=panels)
 
     async def policies_page(request: Request) -> Response:
         store = _optional_store(reader)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from engine.batch.report import FONT, TOP, svg_axis, svg_open
+from engine.batch.report import FONT, TOP, svg_open
 from engine.batch.sim_report import PALETTE
 
 __all__ = ["svg_bars", "svg_lines"]
@@ -29,7 +29,7 @@ def svg_lines(
     plot_h = height - BOTTOM - legend_h - TOP
     values = [v for s in series.values() for v in s if v is not None] + [t for t, _ in bands]
     peak = 1.0 if percent else max([*values, 1e-9]) * 1.1
-    out = [svg_open(WIDTH, height, label), svg_axis(LEFT, TOP, plot_h, WIDTH - 10, peak, percent)]
+    out = [svg_open(WIDTH, height, label), _axis(plot_h, peak, percent)]
     if not points:
         out.append(f"<text x='{LEFT + 10}' y='{TOP + 20}' {FONT}>no decisions in this window</text></svg>")
         return "".join(out)
@@ -41,11 +41,11 @@ def svg_lines(
     def y(v: float) -> float:
         return TOP + plot_h - plot_h * min(v, peak) / peak
 
-    for value, name in bands:
+    for k, (value, name) in enumerate(bands):  # labels staggered: close thresholds stay readable
         out.append(
             f"<line x1='{LEFT}' x2='{WIDTH - 10}' y1='{y(value):.1f}' y2='{y(value):.1f}' stroke='#c23b3b'"
-            f" stroke-dasharray='4 3'/><text x='{WIDTH - 12}' y='{y(value) - 3:.1f}' text-anchor='end'"
-            f" {FONT}>{escape(name)}</text>"
+            f" stroke-dasharray='4 3'/><text x='{WIDTH - 12 - 70 * k}' y='{y(value) - 3:.1f}'"
+            f" text-anchor='end' {FONT}>{escape(name)}</text>"
         )
     for k, (name, values_) in enumerate(series.items()):
         colour = PALETTE[(k + 1) % len(PALETTE)]
@@ -79,7 +79,7 @@ def svg_bars(bars: Sequence[tuple[str, float]], label: str, *, percent: bool = F
     plot_h = height - BOTTOM - TOP
     peak = max([v for _, v in bars] + [1e-9])
     peak = 1.0 if percent else peak * 1.1
-    out = [svg_open(WIDTH, height, label), svg_axis(LEFT, TOP, plot_h, WIDTH - 10, peak, percent)]
+    out = [svg_open(WIDTH, height, label), _axis(plot_h, peak, percent)]
     if not bars:
         out.append(f"<text x='{LEFT + 10}' y='{TOP + 20}' {FONT}>no decisions in this window</text></svg>")
         return "".join(out)
@@ -99,6 +99,19 @@ def svg_bars(bars: Sequence[tuple[str, float]], label: str, *, percent: bool = F
             )
     out.append("</svg>")
     return "".join(out)
+
+
+def _axis(plot_h: float, peak: float, percent: bool) -> str:
+    """Five grid lines from 0 to `peak`, labelled with as many decimals as small values need."""
+    digits = 0 if percent or peak >= 20 else 1 if peak >= 2 else 2
+    lines = []
+    for k in range(5):
+        value = peak * k / 4
+        y = TOP + plot_h - plot_h * k / 4
+        label = f"{value * 100:.0f}%" if percent else f"{value:,.{digits}f}"
+        lines.append(f"<line x1='{LEFT}' x2='{WIDTH - 10}' y1='{y:.1f}' y2='{y:.1f}' stroke='#e3e3e3'/>")
+        lines.append(f"<text x='{LEFT - 4}' y='{y + 4:.1f}' text-anchor='end' {FONT}>{label}</text>")
+    return "".join(lines)
 
 
 def _polyline(points: list[str], colour: str) -> str:

@@ -21,6 +21,8 @@ from engine.audit.search import DecisionQuery, archived_policies, latest, latest
 from engine.audit.store import SqlStore
 from engine.decision import Decision, Outcome, plain
 from engine.errors import ArchiveMissing, CredoError
+from engine.models.store import ModelStore
+from engine.monitor.drift import DriftReport, drift_report
 from engine.pipeline.render import decision_from_record
 from engine.policy.testing import run_tests
 from engine.service import DecisionService, decide_for_tests
@@ -29,6 +31,7 @@ __all__ = [
     "OUTCOMES",
     "decision_story",
     "decisions_page",
+    "drift",
     "monitoring",
     "policies",
     "policy_diff",
@@ -38,6 +41,7 @@ __all__ = [
 OUTCOMES = tuple(o.value for o in Outcome)
 SAMPLE = 5000  # decisions read for the score distribution and the top reasons
 ALERTS = 50  # newest post-loan monitoring alerts shown
+FLAGGED = 4  # flagged features drawn beside the score's PSI
 
 
 def decisions_page(store: SqlStore, query: DecisionQuery) -> dict[str, Any]:
@@ -154,6 +158,40 @@ def monitoring(store: SqlStore, window: Window) -> dict[str, Any]:
             for a in latest_alerts(store, ALERTS)
         ],
     }
+
+
+def drift(store: SqlStore, window: Window, models: Path) -> DriftReport:
+    """PSI of each model's score and CSI of its features against the training baseline of its card,
+    per day of the window (engine.monitor.drift reads every decision of the window)."""
+    return drift_report(store, since=window.since, until=window.until, by="day", models=ModelStore(models))
+
+
+def drift_panels(report: DriftReport) -> list[dict[str, Any]]:
+    """One panel per model: its status, the score's PSI and its flagged features' CSI per day
+    (series for the chart, with the watch and action thresholds), and each feature's index."""
+    panels = []
+    for model in report.models:
+        points = [p.period for p in model.periods]
+        series: dict[str, list[float | None]] = {"score PSI": [p.score_psi for p in model.periods]}
+        for name in model.flagged[:FLAGGED]:
+            series[f"{name} CSI"] = [p.features.get(name) for p in model.periods]
+        panels.append(
+            {
+                "model": f"{model.model} {model.version}",
+                "status": model.status,
+                "note": model.note,
+                "count": model.count,
+                "psi": None if model.score is None else model.score.psi,
+                "thresholds": model.thresholds,
+                "flagged": model.flagged,
+                "features": sorted(
+                    ((f.name, f.psi, f.status) for f in model.features), key=lambda f: -(f[1] or 0.0)
+                ),
+                "points": points,
+                "series": series,
+            }
+        )
+    return panels
 
 
 def policies(service: DecisionService, store: SqlStore | None) -> dict[str, Any]:
