@@ -231,7 +231,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if console is not None:
             console.terminate()
-            console.wait(timeout=10)
+            try:
+                console.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                console.kill()
     # The workers have exited and the state directory is gone: skip the interpreter's teardown (grpc's
     # took over a second on a loaded machine), so SIGTERM -> exit stays well within 2 s.
     logging.shutdown()

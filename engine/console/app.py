@@ -7,7 +7,6 @@ import contextlib
 import datetime as dt
 import re
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +28,9 @@ from engine.audit.pii_keys import MasterKey
 from engine.audit.search import DecisionQuery
 from engine.audit.store import SqlStore
 from engine.console import charts, views
+from engine.console.background import DriftJobs
 from engine.console.security import COOKIE, Guard, Sessions, session_cookie
 from engine.errors import CredoError, StoreUnavailable
-from engine.monitor.drift import DriftReport
 from engine.replay import Replayer
 from engine.service import DecisionService
 
@@ -56,6 +55,7 @@ class ConsoleConfig:
     tokens: list[bytes] | None = None  # None: no login (loopback only; `credo console` checks)
     pii_key_file: Path | None = None  # None: personal data stays masked
     secure_cookie: bool = False
+    drift_wait: float = 10.0  # seconds the monitoring page waits for PSI before showing it pending
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -69,7 +69,11 @@ class Reader:
         self._store: SqlStore | None = None
         self._vault: PiiVault | None = None
         self._replayer: Replayer | None = None
-        self._drift: dict[tuple[dt.datetime, dt.datetime], tuple[float, DriftReport]] = {}
+        self.drift = DriftJobs(
+            lambda since, until: views.drift(self.store(), views.Window(since, until), config.models),
+            wait=config.drift_wait,
+            keep=DRIFT_SECONDS,
+        )
         self.service = DecisionService(config.policies, config.models)
 
     def store(self) -> SqlStore:
@@ -94,20 +98,6 @@ class Reader:
             if self._replayer is None:
                 self._replayer = Replayer(store, vault=self._vault)
             return self._replayer
-
-    def drift(self, window: views.Window) -> DriftReport:
-        """The drift report of a window, kept DRIFT_SECONDS: it reads every decision of the window."""
-        key = (window.since, window.until)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._drift.get(key)
-        if cached is not None and now - cached[0] < DRIFT_SECONDS:
-            return cached[1]
-        report = views.drift(self.store(), window, self.config.models)
-        with self._lock:
-            self._drift = {k: v for k, v in self._drift.items() if now - v[0] < DRIFT_SECONDS}
-            self._drift[key] = (now, report)
-        return report
 
     def close(self) -> None:
         with self._lock:
@@ -220,9 +210,9 @@ def build_app(config: ConsoleConfig) -> Starlette:
             raise HTTPException(400, "since must be before until")
         window = views.Window(since, until)
         data = await run_in_threadpool(views.monitoring, reader.store(), window)
-        report = await run_in_threadpool(reader.drift, window)
-        panels = views.drift_panels(report)
-        for panel in panels:
+        report = await run_in_threadpool(reader.drift.get, since, until)
+        panels = views.drift_panels(report) if report is not None else None
+        for panel in panels or ():
             limits = panel["thresholds"]
             bands = [(limits.watch, f"watch {limits.watch:g}"), (limits.action, f"action {limits.action:g}")]
             chart = charts.svg_lines(

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,6 +18,8 @@ from starlette.testclient import TestClient
 from engine.audit.log import DecisionLog
 from engine.batch.inputs import nest
 from engine.console.app import ConsoleConfig, build_app
+from engine.console.background import DriftJobs
+from engine.errors import StoreUnavailable
 from engine.models.synthetic import as_applications, generate
 from engine.service import DecisionService
 
@@ -82,3 +86,37 @@ def test_psi_is_drawn_per_day_against_the_thresholds(url: str) -> None:
     psi = page[page.index('<div id="psi">') :]
     assert "<svg" in psi and "watch 0.1" in psi and "action 0.25" in psi
     assert psi.count("<title>2026-03-0") >= 2  # a point per day
+
+
+def test_a_window_not_computed_in_time_shows_pending_and_reloads_itself(url: str) -> None:
+    app = build_app(
+        ConsoleConfig(store=url, policies=ROOT / "policies", models=ROOT / "models", drift_wait=0.0)
+    )
+    with TestClient(app) as client:
+        page = client.get("/monitoring", params={"since": "2026-03-01", "until": "2026-03-02"}).text
+    assert 'id="psi-pending"' in page and '<meta http-equiv="refresh" content="10">' in page
+    assert "decisions from 2026-03-01" in page  # the rest of the page does not wait for PSI
+
+
+def test_drift_jobs_compute_once_keep_the_report_and_retry_a_failure() -> None:
+    release = threading.Event()
+    calls: list[tuple[dt.datetime, dt.datetime]] = []
+    failing = [True]
+
+    def compute(since: dt.datetime, until: dt.datetime) -> Any:
+        calls.append((since, until))
+        assert release.wait(60)
+        if failing[0]:
+            failing[0] = False
+            raise StoreUnavailable("store gone")
+        return "report"
+
+    jobs = DriftJobs(compute, wait=0.0, keep=300.0)
+    assert jobs.get(DAY1, DAY2) is None  # computing
+    assert jobs.get(DAY1, DAY2) is None and len(calls) == 1  # still the same computation
+    release.set()
+    jobs.wait = 60.0
+    with pytest.raises(StoreUnavailable):
+        jobs.get(DAY1, DAY2)
+    assert jobs.get(DAY1, DAY2) == "report" and len(calls) == 2  # a failure is tried again
+    assert jobs.get(DAY1, DAY2) == "report" and len(calls) == 2  # a finished report is kept

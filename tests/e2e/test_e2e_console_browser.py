@@ -116,7 +116,8 @@ def test_the_console_in_chromium_finds_replays_and_charts_decisions(tmp_path: Pa
                     page.screenshot(path=str(ARTIFACTS / f"decision-{width}.png"), full_page=True)
 
                     page.goto(base + "/monitoring")
-                    for chart in ("#rates svg", "#volumes svg", "#scores svg", "#psi svg"):
+                    page.wait_for_selector("#psi svg", timeout=180_000)  # pending PSI reloads itself
+                    for chart in ("#rates svg", "#volumes svg", "#scores svg"):
                         assert page.locator(chart).count() >= 1, chart
                     assert page.locator("#psi svg polyline, #psi svg circle").count() > 0
                     fits(page)
