@@ -124,7 +124,8 @@ def main() -> int:
 
     from engine.console.app import ConsoleConfig, build_app
 
-    app = build_app(ConsoleConfig(store=url, policies=ROOT / "policies", models=ROOT / "models"))
+    config = ConsoleConfig(store=url, policies=ROOT / "policies", models=ROOT / "models", drift_wait=3600.0)
+    app = build_app(config)  # drift_wait: the first monitoring view waits for its PSI, so it is timed
     with TestClient(app) as client:
         first = client.get("/decisions").text
         cursor = re.search(r'name="before" value="([^"]+)"', first)
