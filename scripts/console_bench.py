@@ -152,7 +152,9 @@ def main() -> int:
             ("monitoring, 7 days", "/monitoring?since=2026-02-10&until=2026-02-16"),
         ):
             millis, status = timed(client, path, 1)
-            print(f"{label:<24} {millis:>10.1f}  {status}  (first view)")
+            print(f"{label:<24} {millis:>10.1f}  {status}  (first view: computes PSI)")
+            millis, status = timed(client, path, args.runs)
+            print(f"{label:<24} {millis:>10.1f}  {status}  (PSI kept)")
     return 0
 
 
