@@ -8,6 +8,8 @@ Outcome and policy are read from the stored body through the expressions each st
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +21,10 @@ __all__ = [
     "PAGE",
     "DecisionPage",
     "DecisionQuery",
+    "Scored",
     "archived_policies",
-    "latest",
     "latest_alerts",
+    "latest_scores",
     "outcome_days",
     "page",
 ]
@@ -72,34 +75,47 @@ def page(store: SqlStore, query: DecisionQuery, size: int = PAGE) -> DecisionPag
 
 
 def outcome_days(
-    store: SqlStore, since: dt.datetime | None, until: dt.datetime | None
+    store: SqlStore, since: dt.datetime | None, until: dt.datetime | None, outcomes: Sequence[str]
 ) -> dict[str, dict[str, int]]:
-    """{day (YYYY-MM-DD, UTC): {outcome: decisions}} for decisions received in [since, until)."""
+    """{day (YYYY-MM-DD, UTC): {outcome: decisions}} for decisions received in [since, until). One
+    query per outcome, each a range of the outcome index (one GROUP BY over the window would read
+    every record's body)."""
     where, params = _window(since, until)
-    rows = store._query(
-        f"SELECT substr(received_at, 1, 10), {store.outcome_sql}, COUNT(*) FROM audit_records"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" GROUP BY substr(received_at, 1, 10), {store.outcome_sql} ORDER BY 1",
-        params,
-    )
     days: dict[str, dict[str, int]] = {}
-    for day, outcome, count in rows:
-        days.setdefault(str(day), {})[str(outcome)] = int(count)
-    return days
+    for outcome in outcomes:
+        matching = " AND ".join([f"{store.outcome_sql} = ?", *where])
+        rows = store._query(
+            "SELECT substr(received_at, 1, 10), COUNT(*) FROM audit_records"
+            f" WHERE {matching} GROUP BY substr(received_at, 1, 10)",
+            [outcome, *params],
+        )
+        for day, count in rows:
+            days.setdefault(str(day), {})[outcome] = int(count)
+    return dict(sorted(days.items()))
 
 
-def latest(
+@dataclass(frozen=True)
+class Scored:
+    """What the monitoring page reads of one decision: its score points (None if not scored) and
+    its reasons, without parsing the whole record."""
+
+    points: int | None
+    reasons: list[dict[str, Any]]
+
+
+def latest_scores(
     store: SqlStore, since: dt.datetime | None, until: dt.datetime | None, limit: int
-) -> list[DecisionRecord]:
-    """The `limit` newest records received in [since, until): a bounded sample for distributions."""
+) -> list[Scored]:
+    """Points and reasons of the `limit` newest decisions received in [since, until)."""
     where, params = _window(since, until)
     rows = store._query(
-        "SELECT body, hash FROM audit_records"
+        f"SELECT {_json(store, 'decision', 'score', 'points')}, {_json(store, 'decision', 'reasons')}"
+        " FROM audit_records"
         + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY received_at DESC, decision_id DESC LIMIT {int(limit)}",
         params,
     )
-    return [parse_record(body, hash) for body, hash in rows]
+    return [Scored(None if p is None else int(p), json.loads(r) if r else []) for p, r in rows]
 
 
 def archived_policies(store: SqlStore) -> list[dict[str, Any]]:
@@ -120,6 +136,13 @@ def latest_alerts(store: SqlStore, limit: int) -> list[MonitorRecord]:
         ("alert",),
     )
     return [MonitorRecord.parse(body, hash) for body, hash in rows]
+
+
+def _json(store: SqlStore, *path: str) -> str:
+    """SQL reading one value of the stored body (a JSON text for an array)."""
+    if store.placeholder == "?":  # SQLite
+        return f"json_extract(body, '$.{'.'.join(path)}')"
+    return f"((body::jsonb) #>> '{{{','.join(path)}}}')"
 
 
 def _window(since: dt.datetime | None, until: dt.datetime | None) -> tuple[list[str], list[Any]]:

@@ -17,7 +17,14 @@ from typing import Any
 
 from engine.audit.pii import PiiVault
 from engine.audit.record import DecisionRecord
-from engine.audit.search import DecisionQuery, archived_policies, latest, latest_alerts, outcome_days, page
+from engine.audit.search import (
+    DecisionQuery,
+    archived_policies,
+    latest_alerts,
+    latest_scores,
+    outcome_days,
+    page,
+)
 from engine.audit.store import SqlStore
 from engine.decision import Decision, Outcome, plain
 from engine.errors import ArchiveMissing, CredoError
@@ -124,7 +131,7 @@ class Window:
 def monitoring(store: SqlStore, window: Window) -> dict[str, Any]:
     """Outcome volumes and rates per day, the score distribution and the top reasons (of the latest
     SAMPLE decisions in the window)."""
-    days = outcome_days(store, window.since, window.until)
+    days = outcome_days(store, window.since, window.until, OUTCOMES)
     points = sorted(days)
     volumes = {o: [float(days[d].get(o, 0)) for d in points] for o in OUTCOMES}
     totals = [sum(days[d].values()) for d in points]
@@ -132,15 +139,14 @@ def monitoring(store: SqlStore, window: Window) -> dict[str, Any]:
         o: [days[d].get(o, 0) / total if total else None for d, total in zip(points, totals, strict=True)]
         for o in OUTCOMES
     }
-    sample = latest(store, window.since, window.until, SAMPLE)
+    sample = latest_scores(store, window.since, window.until, SAMPLE)
     scores: Counter[int] = Counter()
     reasons: Counter[str] = Counter()
     texts: dict[str, str] = {}
-    for r in sample:
-        score = r.decision.get("score") or {}
-        if "points" in score:
-            scores[int(score["points"]) // 10 * 10] += 1
-        for reason in r.decision.get("reasons", []):
+    for scored in sample:
+        if scored.points is not None:
+            scores[scored.points // 10 * 10] += 1
+        for reason in scored.reasons:
             reasons[str(reason.get("code", ""))] += 1
             texts.setdefault(str(reason.get("code", "")), str(reason.get("text", "")))
     total = sum(totals)

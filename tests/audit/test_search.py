@@ -9,7 +9,7 @@ from audit_helpers import START, RecordFactory
 
 from engine.audit.connect import open_store
 from engine.audit.record import GENESIS_HASH
-from engine.audit.search import DecisionQuery, outcome_days, page
+from engine.audit.search import DecisionQuery, latest_scores, outcome_days, page
 from engine.audit.store import SqlStore
 
 
@@ -41,5 +41,10 @@ def test_pages_filter_and_continue_on_both_stores(store_url: str, make_record: R
     window = DecisionQuery(since=START + dt.timedelta(seconds=5), until=START + dt.timedelta(seconds=8))
     assert [r.decision_id for r in page(store, window).records] == newest[-8:-5]
     day = START.date().isoformat()
-    assert outcome_days(store, None, None) == {day: {"APPROVE": 16, "DECLINE": 9}}
+    outcomes = ("APPROVE", "DECLINE", "REFER")
+    assert outcome_days(store, None, None, outcomes) == {day: {"APPROVE": 16, "DECLINE": 9}}
+    sample = latest_scores(store, None, None, 3)
+    assert [s.points for s in sample] == [702, 702, 702]
+    assert [bool(s.reasons) for s in sample] == [r.outcome == "DECLINE" for r in reversed(records[-3:])]
+    assert sample[0].reasons == [] or sample[0].reasons[0]["code"] == "AGE_MIN"
     store.close()
