@@ -31,6 +31,7 @@ from engine.console import charts, views
 from engine.console.background import DriftJobs
 from engine.console.security import COOKIE, Guard, Sessions, session_cookie
 from engine.errors import CredoError, StoreUnavailable
+from engine.release.diff import diff_texts
 from engine.replay import Replayer
 from engine.service import DecisionService
 
@@ -249,7 +250,10 @@ def build_app(config: ConsoleConfig) -> Starlette:
         texts = {p["sha256"]: (f"{p['name']} {p['version']} (served)", p) for p in data["served"]}
         old, new = _policy_text(reader, a, texts), _policy_text(reader, b, texts)
         lines = views.policy_diff(old, new)
-        return render(request, "policies.html", data=data, diff=lines, picked={"a": a, "b": b})
+        semantic = diff_texts(old[1], new[1])
+        return render(
+            request, "policies.html", data=data, diff=lines, semantic=semantic, picked={"a": a, "b": b}
+        )
 
     async def reports_page(request: Request) -> Response:
         return render(request, "reports.html", reports=views.reports(config.reports))

@@ -5,6 +5,7 @@ inputs, limits, prices, products — rather than lines of YAML. Text for people,
 from __future__ import annotations
 
 import ast
+import hashlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -108,6 +109,28 @@ def diff_policies(old: Policy, new: Policy) -> PolicyDiff:
     before, after = yaml.safe_load(old.text) or {}, yaml.safe_load(new.text) or {}
     _walk(before, after, [], result.changes)
     return result
+
+
+def diff_texts(old: str, new: str) -> PolicyDiff:
+    """The semantic diff of two policy texts that need not load (a version archived in the store, say):
+    name and version as each text states them, sha256 of its bytes."""
+    before, after = _mapping(old), _mapping(new)
+    result = PolicyDiff(str(after.get("policy", "")), _stated(before, old), _stated(after, new))
+    _walk(before, after, [], result.changes)
+    return result
+
+
+def _mapping(text: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stated(data: dict[str, Any], text: str) -> dict[str, str]:
+    sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return {"name": str(data.get("policy", "")), "version": str(data.get("version", "")), "sha256": sha}
 
 
 def _walk(old: Any, new: Any, path: list[str], out: list[Change]) -> None:

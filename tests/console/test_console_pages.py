@@ -219,6 +219,9 @@ def test_policies_show_their_tests_and_a_diff_against_the_archived_text(open_con
     other = re.findall(r'<option value="([0-9a-f]{64})" >german_credit', page)
     diff = open_console.get("/policies/diff", params={"a": served[0], "b": other[0]}).text
     assert 'class="add"' in diff and "plain unified diff" in diff
+    semantic = re.search(r'<pre class="diff" id="semantic">(.*?)</pre>', diff, re.S)
+    assert semantic and semantic[1].startswith("german_credit: 2.0.0")  # what `credo diff` prints
+    assert "~ policy: consumer_loan -&gt; german_credit" in semantic[1]
 
 
 def test_reports_are_listed_and_open_under_their_own_policy(store: dict[str, Any], tmp_path: Path) -> None:

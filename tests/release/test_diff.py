@@ -12,7 +12,7 @@ from release_helpers import POLICIES, bump_version
 
 from engine.cli import main
 from engine.policy import load_policy, load_policy_text
-from engine.release.diff import diff_policies, moved_thresholds
+from engine.release.diff import diff_policies, diff_texts, moved_thresholds
 
 SOURCE = POLICIES / "consumer_loan" / "policy.yaml"
 
@@ -43,6 +43,15 @@ def test_diff_names_moved_thresholds_removed_rules_rows_caps_and_products() -> N
     assert (by_path["version"].old, by_path["version"].new) == ("2.0.0", "2.0.1")
     sections = {c.section for c in diff.changes}
     assert {"rules", "tables", "limit", "products"} <= sections
+
+
+def test_texts_that_need_not_load_diff_as_their_loaded_policies_do() -> None:
+    """The console compares versions archived in the store, which it does not load: same changes."""
+    old, new = SOURCE.read_text(), _edited()
+    loaded = diff_policies(load_policy(SOURCE), load_policy_text(new, name="new.yaml"))
+    texts = diff_texts(old, new)
+    assert texts.to_dict() == loaded.to_dict()
+    assert diff_texts("policy: [unclosed", new).changes  # an unreadable side diffs as empty, never raises
 
 
 def test_a_comment_only_edit_has_no_semantic_change() -> None:
