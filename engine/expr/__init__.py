@@ -6,7 +6,7 @@
 from engine.expr.check import ExprError, Scope, check
 from engine.expr.closure import compile_condition, compile_value
 from engine.expr.lower import Lowered, lower_condition
-from engine.expr.types import BOOLEAN, DATE, DECIMAL, INTEGER, STRING, Type, enum_type
+from engine.expr.types import BOOLEAN, DATE, DECIMAL, INTEGER, STRING, Type, enum_type, list_of, object_of
 
 __all__ = [
     "BOOLEAN",
@@ -22,5 +22,7 @@ __all__ = [
     "compile_condition",
     "compile_value",
     "enum_type",
+    "list_of",
     "lower_condition",
+    "object_of",
 ]

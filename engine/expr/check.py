@@ -12,7 +12,27 @@ from decimal import Decimal, InvalidOperation
 from engine.expr import types as t
 from engine.expr.types import BOOLEAN, DECIMAL, INTEGER, STRING, Node, Type
 
-FUNCTIONS = ("min", "max", "abs", "round", "lookup", "coalesce")
+LIST_FUNCTIONS = ("len", "any", "all", "count", "sum", "min", "max")
+STRING_FUNCTIONS = ("lower", "upper", "startswith", "endswith", "contains")
+DATE_FUNCTIONS = ("years_between", "months_between", "days_between")
+FUNCTIONS = tuple(
+    dict.fromkeys(
+        (
+            "min",
+            "max",
+            "abs",
+            "round",
+            "lookup",
+            "coalesce",
+            *LIST_FUNCTIONS,
+            *STRING_FUNCTIONS,
+            *DATE_FUNCTIONS,
+        )
+    )
+)
+# A leading dot (`.balance`, or `.` alone) names the current item inside a list function; the parser
+# sees it as this letter (one character for one, so every column stays where the author wrote it).
+ITEM = "\u019b"
 # round()'s third argument; without it round() uses the policy's `rounding` (half_even by default)
 ROUNDING_MODES = ("half_even", "half_up", "half_down", "down", "up", "floor", "ceiling")
 _CONSTANT_NAMES = {"true": True, "false": False, "True": True, "False": False}
@@ -53,11 +73,39 @@ class _Fail(Exception):
     pass
 
 
+def item_syntax(text: str) -> str:
+    """`text` with each leading dot (one not after a name, a digit, `)` or `]`, and not starting a
+    number like `.5`) replaced by ITEM, outside string literals."""
+    out: list[str] = []
+    quote = ""
+    escaped = False
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote and not escaped:
+                quote = ""
+            escaped = not escaped and ch == "\\"
+            out.append(ch)
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch == ".":
+            before = text[i - 1] if i else " "
+            after = text[i + 1] if i + 1 < len(text) else " "
+            if not (before.isalnum() or before in "_)]" or before == ITEM or after.isdigit()):
+                ch = ITEM
+        out.append(ch)
+    return "".join(out)
+
+
+def _shown(name: str) -> str:
+    return name.replace(ITEM, ".")
+
+
 def check(source: str, scope: Scope, want: Type | None = None) -> tuple[Node | None, list[ExprError]]:
     """Parse and type-check `source`; `want` BOOLEAN for conditions, DECIMAL for any number."""
     if len(source) > MAX_SOURCE:
         return None, [ExprError("BAD_EXPRESSION", f"expression longer than {MAX_SOURCE} characters")]
-    text = source.strip("\n")
+    text = item_syntax(source.strip("\n"))
     # a multi-line expression (YAML block scalar) parses inside parentheses; positions on line 1 shift by 1
     shift = 1 if "\n" in text else 0
     try:
@@ -85,6 +133,7 @@ class _Checker:
         self.lines = source.split("\n")
         self.scope = scope
         self.errors: list[ExprError] = []
+        self.items: list[Type] = []  # the item types of the list functions being checked, innermost last
 
     # positions: ast gives UTF-8 byte offsets; diagnostics want characters
     def pos(self, node: ast.AST | Node) -> tuple[int, int]:
@@ -97,7 +146,7 @@ class _Checker:
 
     def err(self, code: str, message: str, node: ast.AST | Node) -> None:
         line, col = self.pos(node)
-        self.errors.append(ExprError(code, message, line, col))
+        self.errors.append(ExprError(code, _shown(message), line, col))
 
     def fail(self, code: str, message: str, node: ast.AST | Node) -> _Fail:
         self.err(code, message, node)
@@ -163,6 +212,8 @@ class _Checker:
         if "__" in name:
             raise self.fail("BAD_EXPRESSION", f"'{name}': dunder names are not allowed", node)
         line, col = self.pos(node)
+        if name.startswith(ITEM):
+            return self.item(name[1:], node, line, col)
         if name in self.scope.names:
             return t.Name(self.scope.names[name], line, col, name)
         if name in self.scope.tables:
@@ -173,6 +224,30 @@ class _Checker:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         raise self.fail("UNKNOWN_NAME", f"unknown name '{name}'{hint}", node)
+
+    def item(self, field_name: str, node: ast.AST, line: int, col: int) -> Node:
+        shown = f".{field_name}"
+        if not self.items:
+            raise self.fail(
+                "BAD_EXPRESSION",
+                f"'{shown}' names a list item: it is only allowed in the second argument of "
+                + ", ".join(f"{f}()" for f in LIST_FUNCTIONS if f != "len"),
+                node,
+            )
+        item = self.items[-1]
+        if not field_name:
+            return t.Item(item, line, col, "")
+        if item.kind != "object":
+            raise self.fail(
+                "BAD_EXPRESSION", f"'{shown}': the items of this list are {item}, not objects", node
+            )
+        kind = item.field(field_name)
+        if kind is None:
+            names = [name for name, _ in item.fields]
+            close = difflib.get_close_matches(field_name, names, n=1, cutoff=0.6)
+            hint = f"; did you mean '.{close[0]}'?" if close else f"; the items have {', '.join(names)}"
+            raise self.fail("UNKNOWN_NAME", f"unknown item field '{shown}'{hint}", node)
+        return t.Item(kind, line, col, field_name)
 
     def v_UnaryOp(self, node: ast.UnaryOp) -> Node:
         operand = self.visit(node.operand)
@@ -206,6 +281,9 @@ class _Checker:
         if op is None:
             raise self.fail("BAD_EXPRESSION", f"operator {type(node.op).__name__} is not allowed", node)
         left, right = self.visit(node.left), self.visit(node.right)
+        if op == "+" and left.type.textual and right.type.textual:
+            line, col = self.pos(node)
+            return t.Arith(STRING, line, col, op, left, right)
         if not (left.type.numeric and right.type.numeric):
             raise self.fail("TYPE_MISMATCH", f"'{op}' needs numbers, got {left.type} and {right.type}", node)
         kind = INTEGER if op != "/" and left.type == INTEGER and right.type == INTEGER else DECIMAL
@@ -245,8 +323,20 @@ class _Checker:
     def in_list(self, node: ast.Compare, line: int, col: int) -> Node:
         operand = self.visit(node.left)
         seq = node.comparators[0]
+        negated = isinstance(node.ops[0], ast.NotIn)
         if not isinstance(seq, (ast.List, ast.Tuple, ast.Set)):
-            raise self.fail("BAD_EXPRESSION", "'in' needs a literal list like ['a', 'b']", seq)
+            collection = self.visit(seq)
+            if collection.type.kind != "list" or collection.type.item is None:
+                raise self.fail(
+                    "BAD_EXPRESSION",
+                    f"'in' needs a list (a literal like ['a', 'b'] or a list value), got {collection.type}",
+                    seq,
+                )
+            if not t.comparable(operand.type, collection.type.item):
+                raise self.fail(
+                    "TYPE_MISMATCH", f"cannot look for {operand.type} in a {collection.type}", node
+                )
+            return t.Member(BOOLEAN, line, col, operand, collection, negated)
         values: list[t.Scalar] = []
         for elt in seq.elts:
             item = self.visit(elt)
@@ -256,7 +346,6 @@ class _Checker:
                 raise self.fail("TYPE_MISMATCH", mismatch(operand, item), elt)
             self.enum_literal(operand, item)
             values.append(item.value)
-        negated = isinstance(node.ops[0], ast.NotIn)
         return t.InList(BOOLEAN, line, col, operand, tuple(values), negated)
 
     def v_IfExp(self, node: ast.IfExp) -> Node:
@@ -280,10 +369,55 @@ class _Checker:
             raise self.fail("UNKNOWN_FUNCTION", f"unknown function '{func}'{hint}", node)
         if node.keywords:
             raise self.fail("BAD_EXPRESSION", f"{func}() takes no keyword arguments", node)
-        args = tuple(self.visit(a) for a in node.args)
         line, col = self.pos(node)
+        if func in LIST_FUNCTIONS and node.args:
+            first = self.visit(node.args[0])
+            if first.type.kind == "list":
+                return self.list_call(func, first, node, line, col)
+            args = (first, *(self.visit(a) for a in node.args[1:]))
+        else:
+            args = tuple(self.visit(a) for a in node.args)
         kind = self.call_type(func, args, node)
         return t.Call(kind, line, col, func, args)
+
+    def list_call(self, func: str, collection: Node, node: ast.Call, line: int, col: int) -> Node:
+        """len/any/all/count/sum/min/max over a list: `count(xs)`, `count(xs, .dpd > 30)`,
+        `sum(xs, .balance)`; the second argument is checked once, against the list's item type."""
+        item = collection.type.item
+        assert item is not None
+        if len(node.args) > (1 if func == "len" else 2):
+            raise self.fail(
+                "BAD_ARGUMENTS", f"{func}() over a list takes the list and at most one more argument", node
+            )
+        each: Node | None = None
+        if len(node.args) == 2:
+            self.items.append(item)
+            try:
+                each = self.visit(node.args[1])
+            finally:
+                self.items.pop()
+        value = each.type if each is not None else item
+        if func in ("len", "count"):
+            if each is not None:
+                self.want_bool(each, f"the predicate of {func}()")
+            return t.Call(INTEGER, line, col, func, (collection, *(() if each is None else (each,))))
+        if func in ("any", "all"):
+            if value != BOOLEAN:
+                raise self.fail(
+                    "TYPE_MISMATCH",
+                    f"{func}() needs a predicate like {func}(xs, .dpd > 30), got {value} items",
+                    node,
+                )
+            return t.Call(BOOLEAN, line, col, func, (collection, *(() if each is None else (each,))))
+        if func == "sum" and not value.numeric:
+            raise self.fail(
+                "TYPE_MISMATCH", f"sum() needs numbers, like sum(xs, .balance); got {value}", node
+            )
+        if func in ("min", "max") and not (value.numeric or value == t.DATE):
+            raise self.fail(
+                "TYPE_MISMATCH", f"{func}() over a list needs numbers or dates; got {value}", node
+            )
+        return t.Call(value, line, col, func, (collection, *(() if each is None else (each,))))
 
     def call_type(self, func: str, args: tuple[Node, ...], node: ast.Call) -> Type:
         def arity(lo: int, hi: int | None) -> None:
@@ -291,6 +425,24 @@ class _Checker:
                 want = f"{lo}" if lo == hi else f"{lo}..{hi}" if hi else f"at least {lo}"
                 raise self.fail("BAD_ARGUMENTS", f"{func}() takes {want} argument(s), got {len(args)}", node)
 
+        if func in STRING_FUNCTIONS:
+            arity(1, 1) if func in ("lower", "upper") else arity(2, 2)
+            for a in args:
+                if not a.type.textual:
+                    raise self.fail("TYPE_MISMATCH", f"{func}() needs strings, got {a.type}", a)
+            return STRING if func in ("lower", "upper") else BOOLEAN
+        if func in DATE_FUNCTIONS:
+            arity(2, 2)
+            for a in args:
+                if a.type != t.DATE:
+                    raise self.fail("TYPE_MISMATCH", f"{func}() needs two dates (from, to), got {a.type}", a)
+            return INTEGER
+        if func in ("len", "any", "all", "count", "sum"):
+            raise self.fail(
+                "TYPE_MISMATCH",
+                f"{func}() needs a list first, got {args[0].type if args else 'nothing'}",
+                node,
+            )
         if func in ("min", "max"):
             arity(2, None)
             if not all(a.type.numeric for a in args):
@@ -340,7 +492,7 @@ class _Checker:
         return info.value
 
     def v_List(self, node: ast.List) -> Node:
-        raise self.fail("BAD_EXPRESSION", "a list is only allowed after 'in'", node)
+        raise self.fail("BAD_EXPRESSION", "a literal list is only allowed after 'in'", node)
 
 
 def mismatch(a: Node, b: Node) -> str:

@@ -3,8 +3,9 @@ semantics; conditions follow the rule IR's rule "a comparison with a missing val
 
 from __future__ import annotations
 
+import datetime as dt
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import (
     ROUND_CEILING,
     ROUND_DOWN,
@@ -24,6 +25,7 @@ from typing import Any
 
 from engine.errors import Location, PolicyRuntimeError
 from engine.expr import types as t
+from engine.expr.check import ITEM
 
 Fact = Mapping[str, Any]
 Closure = Callable[[Fact], Any]
@@ -63,6 +65,59 @@ def _exact(
         raise fail(f"arithmetic {type(exc).__name__.lower()} on {a} and {b}") from None
 
 
+class _ItemFact(Mapping[str, Any]):
+    """The fact as a list function's predicate sees it: the current item under ITEM, the rest as is."""
+
+    __slots__ = ("fact", "item")
+
+    def __init__(self, fact: Fact, item: Any):
+        self.fact, self.item = fact, item
+
+    def __getitem__(self, key: str) -> Any:
+        return self.item if key == ITEM else self.fact[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.item if key == ITEM else self.fact.get(key, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fact)
+
+    def __len__(self) -> int:
+        return len(self.fact)
+
+
+def years_between(start: dt.date, end: dt.date) -> int:
+    """Whole years from `start` to `end` (an age on a birthday counts it); negative if `end` is earlier."""
+    if end < start:
+        return -years_between(end, start)
+    return end.year - start.year - ((end.month, end.day) < (start.month, start.day))
+
+
+def months_between(start: dt.date, end: dt.date) -> int:
+    """Whole calendar months from `start` to `end` (Jan 31 -> Feb 28 is 0); negative if `end` is earlier."""
+    if end < start:
+        return -months_between(end, start)
+    return (end.year - start.year) * 12 + end.month - start.month - (end.day < start.day)
+
+
+def days_between(start: dt.date, end: dt.date) -> int:
+    return (end - start).days
+
+
+_DATES: dict[str, Callable[[dt.date, dt.date], int]] = {
+    "years_between": years_between,
+    "months_between": months_between,
+    "days_between": days_between,
+}
+_STRINGS: dict[str, Callable[..., Any]] = {
+    "lower": str.lower,
+    "upper": str.upper,
+    "startswith": str.startswith,
+    "endswith": str.endswith,
+    "contains": operator.contains,
+}
+
+
 class _Compiler:
     def __init__(self, location: Location | None, source: str, rounding: str, tables: Mapping[str, Mapping]):
         self.location = location
@@ -74,7 +129,7 @@ class _Compiler:
         return PolicyRuntimeError(f"{message} in '{self.source}'", location=self.location)
 
     def value(self, node: t.Node) -> Closure:
-        if node.type == t.BOOLEAN and not isinstance(node, (t.Lit, t.Name)):
+        if isinstance(node, (t.Not, t.BoolOp, t.Compare, t.InList)):
             return self.cond(node, False)
         if isinstance(node, t.Lit):
             v = node.value
@@ -82,6 +137,13 @@ class _Compiler:
         if isinstance(node, t.Name):
             name = node.name
             return lambda f: f.get(name)
+        if isinstance(node, t.Item):
+            key = node.field
+            if not key:
+                return lambda f: f.get(ITEM)
+            return lambda f: None if (it := f.get(ITEM)) is None else it.get(key)
+        if isinstance(node, t.Member):
+            return self.member(node)
         if isinstance(node, t.Neg):
             inner = self.value(node.operand)
             return lambda f: None if (x := inner(f)) is None else -x
@@ -94,10 +156,25 @@ class _Compiler:
             return self.call(node)
         raise TypeError(f"cannot compile {type(node).__name__} as a value")  # checker guarantees
 
+    def member(self, node: t.Member) -> Closure:
+        """`x in xs` on a list value: None when either side is missing (a rule's comparison with a
+        missing value is False, negated or not: `cond` and the IR's hoisting both rely on it)."""
+        operand, collection, negated = self.value(node.operand), self.value(node.collection), node.negated
+
+        def run(f: Fact) -> bool | None:
+            x, xs = operand(f), collection(f)
+            if x is None or xs is None:
+                return None
+            return any(_same(x, v) for v in xs) != negated
+
+        return run
+
     def arith(self, node: t.Arith) -> Closure:
         left, right = self.value(node.left), self.value(node.right)
         op = node.op
         fail = self.fail
+        if node.type == t.STRING:
+            return lambda f: None if (a := left(f)) is None or (b := right(f)) is None else a + b
 
         def run(f: Fact) -> Any:
             a, b = left(f), right(f)
@@ -116,8 +193,18 @@ class _Compiler:
         return run
 
     def call(self, node: t.Call) -> Closure:
-        args = [self.value(a) for a in node.args if not isinstance(a, t.TableRef)]
         func = node.func
+        if node.args and node.args[0].type.kind == "list":
+            return self.list_call(node)
+        args = [self.value(a) for a in node.args if not isinstance(a, t.TableRef)]
+        if func in _DATES or func in _STRINGS:
+            fn = _DATES.get(func) or _STRINGS[func]
+
+            def apply(f: Fact) -> Any:
+                values = [a(f) for a in args]
+                return None if any(v is None for v in values) else fn(*values)
+
+            return apply
         if func == "coalesce":
 
             def coalesce(f: Fact) -> Any:
@@ -172,6 +259,46 @@ class _Compiler:
 
         return rnd
 
+    def list_call(self, node: t.Call) -> Closure:
+        """len/count/any/all/sum/min/max over a list (None when the list is missing): a predicate
+        counts an item only when it holds (missing is False); sum, min and max skip missing values."""
+        func, collection = node.func, self.value(node.args[0])
+        each: Closure | None = None
+        if len(node.args) == 2:
+            inner = node.args[1]
+            each = self.cond(inner, False) if func in ("count", "any", "all") else self.value(inner)
+        fail = self.fail
+        zero: int | Decimal = 0 if node.type == t.INTEGER else Decimal(0)
+
+        def run(f: Fact) -> Any:
+            xs = collection(f)
+            if xs is None:
+                return None
+            if func == "len":
+                return len(xs)
+            vals = list(xs) if each is None else [each(_ItemFact(f, x)) for x in xs]
+            if func == "count":
+                return len(vals) if each is None else sum(1 for v in vals if v is True)
+            if func == "any":
+                return any(v is True for v in vals)
+            if func == "all":
+                return all(v is True for v in vals)
+            present = [v for v in vals if v is not None]
+            if func == "sum":
+                total = zero
+                for v in present:
+                    total = (
+                        total + v
+                        if isinstance(total, int) and isinstance(v, int)
+                        else _exact(fail, CONTEXT.add, total, v)
+                    )
+                return total
+            if not present:
+                return None
+            return min(present) if func == "min" else max(present)
+
+        return run
+
     def cond(self, node: t.Node, neg: bool) -> Callable[[Fact], bool]:
         """Negation normal form, like the IR: a comparison with a missing operand is False either way."""
         if isinstance(node, t.Lit):
@@ -208,10 +335,19 @@ class _Compiler:
                 return (x in values) if inside else all(x != v for v in values)
 
             return member
+        if isinstance(node, t.Member):
+            value = self.member(node)
+            want_member = not neg
+            return lambda f: (x := value(f)) is not None and x is want_member
         # a boolean-valued name, call or conditional: compared with True (or False when negated)
         inner = self.value(node) if not isinstance(node, t.Name) else (lambda f, n=node.name: f.get(n))
         want = not neg
         return lambda f: (x := inner(f)) is not None and x is want
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Membership equality as the rule IR has it: True is not 1, 1 equals 1.0."""
+    return (isinstance(a, bool) == isinstance(b, bool)) and a == b
 
 
 def compile_value(

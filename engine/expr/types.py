@@ -11,10 +11,13 @@ from typing import TypeAlias
 
 @dataclass(frozen=True)
 class Type:
-    """integer | decimal | boolean | string | enum (a string with `values`) | date | table."""
+    """integer | decimal | boolean | string | enum (a string with `values`) | date | table, and the
+    containers: list (of `item`) and object (named `fields`, in declaration order)."""
 
     kind: str
     values: tuple[str, ...] = ()
+    item: Type | None = None
+    fields: tuple[tuple[str, Type], ...] = ()
 
     @property
     def numeric(self) -> bool:
@@ -24,7 +27,16 @@ class Type:
     def textual(self) -> bool:
         return self.kind in ("string", "enum")
 
+    @property
+    def container(self) -> bool:
+        return self.kind in ("list", "object")
+
+    def field(self, name: str) -> Type | None:
+        return dict(self.fields).get(name)
+
     def __str__(self) -> str:
+        if self.kind == "list" and self.item is not None:
+            return f"list of {self.item}"
         return self.kind
 
 
@@ -40,6 +52,14 @@ def enum_type(values: tuple[str, ...] | list[str]) -> Type:
     return Type("enum", tuple(values))
 
 
+def list_of(item: Type) -> Type:
+    return Type("list", item=item)
+
+
+def object_of(fields: dict[str, Type] | tuple[tuple[str, Type], ...]) -> Type:
+    return Type("object", fields=tuple(fields.items()) if isinstance(fields, dict) else fields)
+
+
 def comparable(a: Type, b: Type) -> bool:
     if a.numeric and b.numeric:
         return True
@@ -52,6 +72,9 @@ def join(a: Type, b: Type) -> Type | None:
     """The type of a value that is either `a` or `b` (conditional expression, coalesce); None if none."""
     if a == b:
         return a
+    if a.kind == "list" and b.kind == "list" and a.item is not None and b.item is not None:
+        item = join(a.item, b.item)
+        return None if item is None else list_of(item)
     if a.numeric and b.numeric:
         return DECIMAL
     if a.textual and b.textual:
@@ -84,6 +107,22 @@ class Name(Node):
     """A fact field: input path, derived name or score.* value."""
 
     name: str
+
+
+@dataclass(frozen=True)
+class Item(Node):
+    """The current item of a list function's predicate or field (`.balance`; `field` "" for `.`)."""
+
+    field: str
+
+
+@dataclass(frozen=True)
+class Member(Node):
+    """`operand in collection` where the collection is a list value (not a literal list)."""
+
+    operand: Node
+    collection: Node
+    negated: bool
 
 
 @dataclass(frozen=True)
@@ -154,6 +193,8 @@ def walk(node: Node) -> list[Node]:
         children = node.operands
     elif isinstance(node, InList):
         children = (node.operand,)
+    elif isinstance(node, Member):
+        children = (node.operand, node.collection)
     elif isinstance(node, Arith):
         children = (node.left, node.right)
     elif isinstance(node, IfExp):
