@@ -23,7 +23,7 @@ def recorded_fields(value: Any) -> list[tuple[str, Any]]:
     return [
         (name, getattr(value, name))
         for name, f in value.__dataclass_fields__.items()
-        if not (f.metadata.get("omit_empty") and getattr(value, name) in (None, "", ()))
+        if not (f.metadata.get("omit_empty") and getattr(value, name) in (None, "", (), {}))
     ]
 
 
@@ -136,6 +136,8 @@ class Decision:
     decided_at: str
     currency: str = "CNY"
     objective: str = field(default="", metadata=OMIT_EMPTY)  # what ranked the offers (lifetime policies)
+    # The policy's own `outputs:` by name (Decimal, int, bool, str, date, tuples and dicts of them)
+    outputs: Mapping[str, Any] = field(default_factory=dict, metadata=OMIT_EMPTY)
     # The hash of the audit record that holds this decision; set once the record is committed. It
     # cannot be part of the record it hashes, so to_dict() (the record body, the CLI JSON) omits it.
     record_hash: str = field(default="", compare=False)

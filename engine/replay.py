@@ -30,6 +30,7 @@ from engine.audit.record import DecisionRecord
 from engine.audit.store import AuditStore
 from engine.decision import Decision, plain
 from engine.errors import ArchiveMissing, CredoError, ModelError, NotFound
+from engine.finance.dates import utc_date
 from engine.pipeline import ModelProvider, build_decision, run_pipeline
 from engine.pipeline.render import decision_from_dict, decision_from_record
 from engine.policy import Policy
@@ -167,7 +168,10 @@ class Replayer:
         # records from before the compiled evaluator were decided on durable_rules
         engine = self.evaluator or rule_engine(str(record.extra.get("rule_engine", "durable")))
         try:
-            ctx = run_pipeline(policy, record.input, engine, models, language)
+            # the recorded input holds the decision date a `default: today` input took; the record's
+            # own decided_at stands in for inputs recorded before it, never the clock
+            today = utc_date(str(record.decision["decided_at"]))
+            ctx = run_pipeline(policy, record.input, engine, models, language, today=today)
         except CredoError as exc:  # the recorded input no longer decides: a difference, not a crash
             failed = FieldDiff("outcome", record.outcome, f"error {exc.code}: {exc}")
             return ReplayResult(record.decision_id, recorded, None, (failed,), unrestored)

@@ -40,6 +40,7 @@ from engine.pipeline.render import decision_from_record
 from engine.pipeline.shadow import ShadowCheck
 from engine.policy import Policy, load_policy
 from engine.policy.experiment import CHAMPION
+from engine.policy.model import TEST_DATE
 from engine.recent import RecentDecisions
 from engine.release.bundle import served_release
 from engine.release.guards import VersionLedger, archived_version_conflicts, test_failures, version_conflict
@@ -391,7 +392,9 @@ class DecisionService:
                 policy = self.policy(info["name"])
                 for case in policy.tests[:3]:
                     with contextlib.suppress(CredoError):  # a test that expects an error
-                        run_pipeline(policy, case.input, self.evaluator, self.models)
+                        run_pipeline(
+                            policy, case.input, self.evaluator, self.models, today=FROZEN_TIME.date()
+                        )
             except Exception:
                 log.warning("warm-up failed", exc_info=True, extra={"policy": info["name"]})
                 continue
@@ -459,7 +462,10 @@ class DecisionService:
     ) -> PendingDecision:
         """Run the pipeline and hand the record (`arm` in the decision, `extra` in the record) to the log."""
         received = self.clock()
-        ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer)
+        today = received.astimezone(
+            dt.UTC
+        ).date()  # the decision date; recorded in the input, so replay reads no clock
+        ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer, today)
         decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
         if arm:  # the arm is part of the answer and of the record its hash covers
             decision = dataclasses.replace(decision, arm=arm)
@@ -469,9 +475,7 @@ class DecisionService:
         fingerprint = request_fingerprint(loaded.name, language, ctx.input)
         if self.log is None:
             if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
-                self.shadow.offer(
-                    loaded, application, language, decision.decision_id, ctx.stages, self.models
-                )
+                self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.stages, self.models)
             assert self.recent is not None
             return PendingDecision(self.recent.remember(request_id, fingerprint, decision, ctx.rounding))
         archive = self._archive(loaded, ctx.model_refs)
@@ -639,7 +643,7 @@ class DecisionService:
 # -- `credo test`: decide a policy's own test inputs with frozen time and ids, no audit record
 _test_models: dict[str, ModelCache] = {}
 _test_lock = threading.Lock()
-FROZEN_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+FROZEN_TIME = dt.datetime.combine(TEST_DATE, dt.time(), dt.UTC)
 FROZEN_ID = "00000000-0000-7000-8000-000000000000"
 
 
@@ -681,5 +685,5 @@ def _frozen_decision(
     models: ModelCache,
     language: str = "en",
 ) -> dict[str, Any]:
-    ctx = run_pipeline(policy, application, evaluator, models, language)
+    ctx = run_pipeline(policy, application, evaluator, models, language, today=FROZEN_TIME.date())
     return build_decision(ctx, FROZEN_ID, "test", _utc_text(FROZEN_TIME)).to_dict()

@@ -26,6 +26,7 @@ from typing import Any
 
 from engine.decision import Decision
 from engine.errors import MODEL_MISSING, CredoError
+from engine.finance.dates import utc_date
 from engine.models.cache import check_pin
 from engine.models.scoring import NativeScorer, OnnxScorer
 from engine.models.store import ModelPackage, ModelStore, load_package
@@ -72,6 +73,7 @@ class BatchDecider:
         self.pd_logit_shift = pd_logit_shift
         # offers are not booked (ids, validity, due dates): no batch figure reads them
         self.decided_at = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+        self.today = utc_date(self.decided_at)  # for `default: today` inputs a row leaves out
 
         def no_model_reasons(ctx: DecisionContext) -> StageResult:
             ctx.package = None  # outcome_stage explains (SHAP) only when a package is set
@@ -102,7 +104,7 @@ class BatchDecider:
         out: list[Decision | Undecided | None] = [None] * len(applications)
         pending: list[tuple[int, DecisionContext, dict[str, Any] | None]] = []
         for i, application in enumerate(applications):
-            ctx = DecisionContext(self.policy, application, self.evaluator, self._refuse)
+            ctx = DecisionContext(self.policy, application, self.evaluator, self._refuse, today=self.today)
             try:
                 run_stages(ctx, self.before, _zero)
                 score = self.policy.score

@@ -3,6 +3,7 @@ score, limit, price and offers so far) and the reasons that will explain the out
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +28,7 @@ class DecisionContext:
     evaluator: Evaluator
     models: ModelProvider
     language: str = "en"
+    today: dt.date | None = None  # the decision date a `default: today` input takes when absent
     fact: dict[str, Any] = field(default_factory=dict)
     input: dict[str, Any] = field(default_factory=dict)  # the validated fact, before derived values
     derived: dict[str, Any] = field(default_factory=dict)
@@ -43,6 +45,7 @@ class DecisionContext:
     annual_rate: Decimal | None = None
     offers: list[Offer] = field(default_factory=list)
     objective: str = ""  # what ranked the offers, under the lifetime objectives
+    outputs: dict[str, Any] = field(default_factory=dict)  # the policy's `outputs:`
     outcome: Outcome | None = None
     reasons: list[Reason] = field(default_factory=list)
     trace: list[TraceEntry] = field(default_factory=list)

@@ -160,4 +160,5 @@ def decision_from_dict(body: Mapping[str, Any]) -> Decision:
         currency=body.get("currency", "CNY"),
         arm=body.get("arm", ""),
         objective=body.get("objective", ""),
+        outputs=dict(body.get("outputs", {})),
     )

@@ -20,6 +20,7 @@ __all__ = [
     "after_score",
     "derive_stage",
     "limit_stage",
+    "outputs_stage",
     "price_stage",
     "rule_stage",
     "score_stage",
@@ -38,7 +39,7 @@ CENT = Decimal("0.01")
 
 def validate_stage(ctx: DecisionContext) -> StageResult:
     """Typed flat fact from the nested application (InvalidInput, listing every bad field, escapes)."""
-    ctx.input = ctx.policy.validate(ctx.application)
+    ctx.input = ctx.policy.validate(ctx.application, ctx.today)
     ctx.fact = dict(ctx.input)
     return StageResult(values={"fields": len(ctx.input)})
 
@@ -202,3 +203,9 @@ def _number(value: Any, formula: Any) -> Decimal:
         source = getattr(formula, "source", "?")
         raise PolicyRuntimeError(f"formula '{source}' gave {value!r}, not a number", location=where)
     return to_decimal(value)
+
+
+def outputs_stage(ctx: DecisionContext) -> StageResult:
+    """The policy's own typed results (`outputs:`), computed from the fact as the decision left it."""
+    ctx.outputs = ctx.policy.compute_outputs(ctx.fact)
+    return StageResult(values={"outputs": len(ctx.outputs)})

@@ -3,6 +3,7 @@ segments -> limit -> price -> offers -> outcome) and the Decision a finished con
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from engine.pipeline.runner import Stage, run_stages
 from engine.pipeline.stages import (
     derive_stage,
     limit_stage,
+    outputs_stage,
     price_stage,
     rule_stage,
     score_stage,
@@ -60,6 +62,8 @@ def _build_table(policy: Policy) -> tuple[Stage, ...]:
         table.append(Stage("price", price_stage))
     if policy.offers is not None and policy.products is not None:
         table.append(Stage("offers", offers_stage))
+    if policy.outputs:  # the author's own results, on every outcome (a decline has its risk class too)
+        table.append(Stage("outputs", outputs_stage, closing=True))
     table.append(Stage("outcome", outcome_stage, closing=True))
     return tuple(table)
 
@@ -71,9 +75,11 @@ def run_pipeline(
     models: ModelProvider,
     language: str = "en",
     timer: Callable[[], float] = time.perf_counter,
+    today: dt.date | None = None,
 ) -> DecisionContext:
-    """Decide one application on one policy; InvalidInput / PolicyRuntimeError / ModelError escape."""
-    ctx = DecisionContext(policy, application, evaluator, models, language=language)
+    """Decide one application on one policy; InvalidInput / PolicyRuntimeError / ModelError escape.
+    `today` is the decision date a `default: today` input takes (the caller's clock, never read here)."""
+    ctx = DecisionContext(policy, application, evaluator, models, language=language, today=today)
     return run_stages(ctx, stage_table(policy), timer)
 
 
@@ -109,4 +115,5 @@ def build_decision(
         decided_at=decided_at,
         currency=policy.currency,
         objective=ctx.objective,
+        outputs=ctx.outputs,
     )

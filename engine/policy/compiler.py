@@ -14,6 +14,7 @@ from engine.policy import sections as sec
 from engine.policy.builder import Builder
 from engine.policy.experiment_section import experiment
 from engine.policy.lint import lint
+from engine.policy.outputs import outputs
 from engine.policy.source import Source
 from engine.policy.table_plan import derived, table_lint
 
@@ -47,6 +48,7 @@ STAGES: tuple[CompilerStage, ...] = (
     _stage("price", sec.price),
     _stage("products", sec.products),
     _stage("offers", sec.offers),
+    _stage("outputs", outputs),
     _stage("tests", sec.tests),
     _stage("experiment", experiment),
     _stage("table_lint", table_lint),

@@ -26,3 +26,7 @@ class InputDecl:
     pii: bool = False
     protected: bool = False
     subject: bool = False  # its value names the data subject of a record (see engine.audit.pii)
+    items: InputDecl | None = None  # a list's item declaration (its `name` is "")
+    fields: tuple[InputDecl, ...] = ()  # an object item's fields
+    max_items: int = 0  # a list's longest accepted length
+    default_today: bool = False  # a date that defaults to the decision date (`default: today`)

@@ -27,7 +27,8 @@ _REFERENCE = ReferenceEvaluator()
 @dataclass(frozen=True)
 class TableOutput:
     """One output column. `values` is the priority order (first = highest) for hit policy priority;
-    `exported` outputs become fact names (not a collect list, not the score stage's grade table)."""
+    `exported` outputs become fact names (a collect table's list too; not the score stage's grade
+    table's)."""
 
     name: str
     type: Type

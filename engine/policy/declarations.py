@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import replace
 from typing import Any
 
 from engine.expr import DATE, DECIMAL, INTEGER, STRING, Scope, Type, enum_type
 from engine.expr.check import TableInfo
+from engine.expr.types import list_of, object_of
 from engine.policy import model as m
 from engine.policy import schema as s
 from engine.policy.builder import BROKEN, TYPES, Builder, PathKey
 from engine.policy.contract import InputDecl
-from engine.policy.inputs import coerce, to_date
+from engine.policy.inputs import coerce, coerce_container, to_date
 
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -60,32 +62,80 @@ def inputs(b: Builder) -> None:
         if spec is None:
             b.unavailable[name] = BROKEN
             continue
-        kind = enum_type(spec.values or []) if spec.type == "enum" else TYPES[spec.type]
-        decl = InputDecl(
-            name,
-            kind,
-            b.src.key_at(path),
-            spec.required,
-            None,
-            _bound(b, spec.min, kind, (*path, "min")),
-            _bound(b, spec.max, kind, (*path, "max")),
-            spec.pii,
-            spec.protected,
-            spec.subject,
+        if spec.type == "object":  # a group of fields: each one an input of its own, `name.field`
+            for field_name, field_spec in (spec.fields or {}).items():
+                required = spec.required and field_spec.required
+                field_spec = field_spec.model_copy(update={"required": required})
+                _declare(b, f"{name}.{field_name}", field_spec, (*path, "fields", field_name))
+            continue
+        _declare(b, name, spec, path)
+
+
+def _declare(b: Builder, name: str, spec: s.InputSpec, path: PathKey) -> None:
+    if spec.type == "object" or not _PATH.match(name):
+        b.sink.error(
+            "BAD_VALUE", f"bad input name {name!r}: an object's fields are plain inputs", b.src.key_at(path)
         )
-        if spec.subject and not spec.pii:
-            b.sink.error(
-                "BAD_VALUE",
-                f"{name} is the subject key, so it must be pii: true",
-                b.src.at((*path, "subject")),
-            )
-        if spec.default is not None:
+        return
+    decl = _decl(b, name, spec, path)
+    if spec.subject and not spec.pii:
+        b.sink.error(
+            "BAD_VALUE",
+            f"{name} is the subject key, so it must be pii: true",
+            b.src.at((*path, "subject")),
+        )
+    b.policy.inputs[name] = decl
+    b.names[name] = decl.type
+
+
+def _decl(b: Builder, name: str, spec: s.InputSpec, path: PathKey) -> InputDecl:
+    """The declaration of one input, a list's items or an item's field (checked recursively)."""
+    items: InputDecl | None = None
+    fields: tuple[InputDecl, ...] = ()
+    if spec.type == "list":
+        assert spec.items is not None
+        items = _decl(b, "", spec.items, (*path, "items"))
+        kind = list_of(items.type)
+    elif spec.type == "object":
+        fields = tuple(
+            _decl(b, field_name, field_spec, (*path, "fields", field_name))
+            for field_name, field_spec in (spec.fields or {}).items()
+        )
+        for field_name in spec.fields or {}:
+            if not _IDENT.match(field_name):
+                b.sink.error(
+                    "BAD_VALUE", f"bad field name {field_name!r}", b.src.key_at((*path, "fields", field_name))
+                )
+        kind = object_of({f.name: f.type for f in fields})
+    else:
+        kind = enum_type(spec.values or []) if spec.type == "enum" else TYPES[spec.type]
+    decl = InputDecl(
+        name,
+        kind,
+        b.src.key_at(path),
+        spec.required,
+        None,
+        _bound(b, spec.min, kind, (*path, "min")),
+        _bound(b, spec.max, kind, (*path, "max")),
+        spec.pii,
+        spec.protected,
+        spec.subject,
+        items,
+        fields,
+        spec.max_items or 0,
+    )
+    if spec.default == "today" and kind == DATE:
+        return replace(decl, default_today=True)
+    if spec.default is not None:
+        if kind.container:
+            typed, problems = coerce_container(decl, spec.default, name)
+            problem = problems[0].description if problems else None
+        else:
             typed, problem = coerce(decl, spec.default)
-            if problem:
-                b.sink.error("BAD_VALUE", f"bad default for {name}: {problem}", b.src.at((*path, "default")))
-            decl = InputDecl(**{**decl.__dict__, "default": typed})
-        b.policy.inputs[name] = decl
-        b.names[name] = kind
+        if problem:
+            b.sink.error("BAD_VALUE", f"bad default for {name}: {problem}", b.src.at((*path, "default")))
+        decl = replace(decl, default=typed)
+    return decl
 
 
 def labels(b: Builder) -> None:

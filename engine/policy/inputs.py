@@ -184,12 +184,63 @@ def _prefixes(inputs: Mapping[str, InputDecl]) -> set[str]:
     return {".".join(name.split(".")[:i]) for name in inputs for i in range(1, name.count(".") + 1)}
 
 
+def coerce_container(decl: InputDecl, value: Any, path: str) -> tuple[Any, list[FieldViolation]]:
+    """A list (a tuple of typed items) or an object item (a dict of typed fields), every bad item
+    or field its own violation, named by index and field (`bureau.tradelines[3].balance`)."""
+    if decl.type.kind == "list":
+        assert decl.items is not None
+        if not isinstance(value, (list, tuple)):
+            return None, [FieldViolation(path, f"expected a list, got {_json_type(value)}")]
+        if len(value) > decl.max_items:
+            return None, [FieldViolation(path, f"at most {decl.max_items} items, got {len(value)}")]
+        items: list[Any] = []
+        bad: list[FieldViolation] = []
+        for i, item in enumerate(value):
+            typed, problems = coerce_item(decl.items, item, f"{path}[{i}]")
+            items.append(typed)
+            bad += problems
+        return (None, bad) if bad else (tuple(items), [])
+    if not isinstance(value, Mapping):
+        return None, [FieldViolation(path, f"expected an object, got {_json_type(value)}")]
+    known = {field.name for field in decl.fields}
+    bad = [
+        FieldViolation(f"{path}.{key}", "unknown field (not a field of these items)")
+        for key in value
+        if key not in known
+    ]
+    typed_fields: dict[str, Any] = {}
+    for field in decl.fields:
+        got = value.get(field.name)
+        if got is None:
+            if field.required:
+                bad.append(FieldViolation(f"{path}.{field.name}", "required field is missing"))
+            typed_fields[field.name] = None
+            continue
+        typed, problems = coerce_item(field, got, f"{path}.{field.name}")
+        typed_fields[field.name] = typed
+        bad += problems
+    return (None, bad) if bad else (typed_fields, [])
+
+
+def coerce_item(decl: InputDecl, value: Any, path: str) -> tuple[Any, list[FieldViolation]]:
+    if value is None:
+        return None, [FieldViolation(path, "an item cannot be null")]
+    if decl.type.container:
+        return coerce_container(decl, value, path)
+    typed, problem = coerce(decl, value)
+    return typed, [] if problem is None else [FieldViolation(path, problem)]
+
+
 def validate_application(
-    inputs: Mapping[str, InputDecl], application: Any, open_groups: tuple[str, ...] = ()
+    inputs: Mapping[str, InputDecl],
+    application: Any,
+    open_groups: tuple[str, ...] = (),
+    today: dt.date | None = None,
 ) -> Fact:
     """The typed fact; InvalidInput lists every violation. Fields no input declares are refused, except
     inside `open_groups` (input_groups with `unknown_fields: ignore`), where they are dropped. A group
-    sent as null or as an empty object `{}` is the group absent."""
+    sent as null or as an empty object `{}` is the group absent. `today` is the decision date a
+    `default: today` input takes when the caller leaves it out (None: such an input is then required)."""
     if not isinstance(application, Mapping):
         raise InvalidInput([FieldViolation("", "the application must be a JSON object")])
     flat, violations = flatten(application)
@@ -205,12 +256,21 @@ def validate_application(
     for name, decl in inputs.items():
         value = flat.get(name, _MISSING)
         if value is _MISSING or value is None:
-            if decl.default is not None:
+            if decl.default_today and today is not None:
+                fact[name] = today
+            elif decl.default is not None:
                 fact[name] = decl.default
             elif decl.required:
                 violations.append(FieldViolation(name, "required field is missing"))
             else:
                 fact[name] = None
+            continue
+        if decl.type.container:
+            typed, problems = coerce_container(decl, value, name)
+            if problems:
+                violations += problems
+            else:
+                fact[name] = typed
             continue
         typed, problem = coerce(decl, value)
         if problem and decl.pii:  # an error message (and the log line quoting it) never echoes personal data

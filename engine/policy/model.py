@@ -272,6 +272,47 @@ class Lifetime:
 
 
 @dataclass(frozen=True)
+class Output:
+    """One of the author's own results (`outputs:`): a typed value from an expression, or an object
+    of named expressions (`fields`)."""
+
+    name: str
+    type: Type
+    location: Location
+    formula: Formula | None = None
+    fields: Mapping[str, Formula] = field(default_factory=dict)
+
+    def __call__(self, fact: Mapping[str, Any]) -> Any:
+        if self.formula is None:
+            return {name: _typed(f(fact), f.type) for name, f in self.fields.items()}
+        value = _typed(self.formula(fact), self.type)
+        if self.type.kind == "enum" and value is not None and value not in self.type.values:
+            raise PolicyRuntimeError(
+                f"output {self.name} = {value!r} is not one of its values {list(self.type.values)}",
+                location=self.location,
+            )
+        return value
+
+
+def _typed(value: Any, kind: Type) -> Any:
+    """`value` in its declared type's own form: a decimal output is a Decimal even when an integer
+    computed it (so the wire and the record spell it the same way every time)."""
+    if value is None:
+        return None
+    if kind.kind == "decimal" and type(value) is int:
+        return Decimal(value)
+    if kind.kind == "list" and kind.item is not None:
+        return tuple(_typed(v, kind.item) for v in value)
+    if kind.kind == "object" and isinstance(value, Mapping):
+        return {name: _typed(value.get(name), sub) for name, sub in kind.fields}
+    return value
+
+
+# The decision date a policy's own tests decide on (a `default: today` input a test leaves out)
+TEST_DATE = dt.date(2026, 1, 1)
+
+
+@dataclass(frozen=True)
 class PolicyTest:
     name: str
     input: Mapping[str, Any]
@@ -305,6 +346,7 @@ class Policy:
     products: ProductsSpec | None = None
     offers: OffersSpec | None = None
     tests: list[PolicyTest] = field(default_factory=list)
+    outputs: dict[str, Output] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)  # warnings found while loading
     # decision tables by name (engine.policy.decision_table.DecisionTable), and the evaluation plan of
     # derived values and tables in dependency order: (phase "input" | "score", "derived" | "table", name)
@@ -316,9 +358,14 @@ class Policy:
     loaded_at: str = field(default="", compare=False)
     experiment: Experiment | None = None  # challengers and shadows (engine.policy.experiment)
 
-    def validate(self, application: Mapping[str, Any]) -> Fact:
-        """The typed flat fact of a nested JSON application; InvalidInput lists every bad field."""
-        return validate_application(self.inputs, application, self.open_groups)
+    def validate(self, application: Mapping[str, Any], today: dt.date | None = None) -> Fact:
+        """The typed flat fact of a nested JSON application; InvalidInput lists every bad field.
+        `today` is the decision date for `default: today` inputs the application leaves out."""
+        return validate_application(self.inputs, application, self.open_groups, today)
+
+    def compute_outputs(self, fact: Mapping[str, Any]) -> dict[str, Any]:
+        """The author's `outputs:` on a decided fact, in declaration order."""
+        return {name: output(fact) for name, output in self.outputs.items()}
 
     def derive(self, fact: Fact, evaluator: Any = None) -> list[str]:
         """Add the derived values and the decision-table outputs that need no score to `fact`, in

@@ -20,7 +20,9 @@ Text = str | dict[str, str]
 ExprSrc = str | bool | int | Decimal
 Code = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
 Ident = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-InputType = Literal["integer", "decimal", "boolean", "string", "enum", "date"]
+InputType = Literal["integer", "decimal", "boolean", "string", "enum", "date", "list", "object"]
+OutputType = Literal["integer", "decimal", "boolean", "string", "enum", "date", "list", "object"]
+MAX_ITEMS = 1000  # the longest list a policy may accept: each item is validated on every call
 
 
 class Strict(BaseModel):
@@ -38,6 +40,23 @@ class InputSpec(Strict):
     subject: bool = False  # the key naming whose personal data a record holds (must be pii)
     protected: bool = False
     description: str | None = None
+    items: InputSpec | None = None  # type list: each item's declaration
+    max_items: int | None = Field(default=None, ge=0, le=MAX_ITEMS)  # type list: required
+    fields: dict[str, InputSpec] | None = None  # type object: its fields
+
+    @model_validator(mode="after")
+    def _containers(self) -> InputSpec:
+        if (self.type == "list") != (self.items is not None):
+            raise ValueError("`items` is required for type list and only allowed for it")
+        if (self.type == "list") != (self.max_items is not None):
+            raise ValueError(
+                f"`max_items` (at most {MAX_ITEMS}) is required for type list and only allowed for it"
+            )
+        if (self.type == "object") != (self.fields is not None):
+            raise ValueError("`fields` is required for type object and only allowed for it")
+        if self.type == "object" and not self.fields:
+            raise ValueError("an object needs at least one field")
+        return self
 
     @model_validator(mode="after")
     def _values_for_enum(self) -> InputSpec:
@@ -311,6 +330,27 @@ class OffersSpec(Strict):
     first_due: FirstDueSpec | None = None
 
 
+class OutputSpec(Strict):
+    """An author's own result, returned in the Decision: its type and how it is computed (`expr`, or
+    `fields` for an object)."""
+
+    type: OutputType
+    expr: ExprSrc | None = None
+    fields: dict[str, ExprSrc] | None = None  # type object: each field's expression
+    values: list[str] | None = None  # type enum
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> OutputSpec:
+        if (self.type == "object") == (self.expr is not None) or (self.type == "object") != (
+            self.fields is not None
+        ):
+            raise ValueError("an output needs `expr`, or `fields` (one expression each) for type object")
+        if (self.type == "enum") != (self.values is not None):
+            raise ValueError("`values` is required for type enum and only allowed for it")
+        return self
+
+
 class ExpectSpec(Strict):
     outcome: Literal["APPROVE", "DECLINE", "REFER"] | None = None
     reasons: list[str] | None = None
@@ -320,6 +360,9 @@ class ExpectSpec(Strict):
     segments: list[str] | None = None
     offers: int | None = None
     error: str | None = None
+    outputs: dict[str, Any] | None = None  # output name -> value (decimals as numbers or strings)
+    derived: dict[str, Any] | None = None  # derived value or decision-table output -> value
+    fired: dict[str, list[str]] | None = None  # trace: stage -> the rule ids that fired there
 
 
 class TableOutputSpec(Strict):
@@ -388,6 +431,7 @@ SECTIONS: dict[str, Any] = {
     "price": PriceSpec,
     "products": list[ProductSpec],
     "offers": OffersSpec,
+    "outputs": dict[str, OutputSpec],
     "tests": list[Any],
     "experiment": ExperimentSpec,  # validated by engine.policy.experiment_section
 }
@@ -460,7 +504,9 @@ def report(exc: ValidationError, base: PathKey, data: Any, src: Source, sink: Di
     }
     for (path, code), messages in seen.items():
         where = src.key_at(path) if code == "UNKNOWN_KEY" else src.at(path)
-        if code == "UNKNOWN_KEY" and path[:-1] in missing:
+        if code == "UNKNOWN_KEY" and len(path) >= 2 and path[-2] in LISTED_KEYS:
+            messages = [messages[0] + _allowed(str(path[-1]), LISTED_KEYS[str(path[-2])])]
+        elif code == "UNKNOWN_KEY" and path[:-1] in missing:
             close = difflib.get_close_matches(str(path[-1]), [missing[path[:-1]]], n=1)
             messages = [messages[0] + (f"; did you mean '{close[0]}'?" if close else "")]
         if code == "WRONG_TYPE" and len(messages) > 1:
@@ -474,6 +520,17 @@ def report(exc: ValidationError, base: PathKey, data: Any, src: Source, sink: Di
                 " put that text in quotes"
             )
         sink.error(code, message, where)
+
+
+# mappings whose unknown keys are answered with the keys they allow (a test's `expect`)
+LISTED_KEYS: dict[str, type[BaseModel]] = {"expect": ExpectSpec}
+
+
+def _allowed(key: str, model: type[BaseModel]) -> str:
+    names = list(model.model_fields)
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"; {hint}allowed: {', '.join(names)}"
 
 
 def _split_by_comma(src: Source, path: PathKey) -> bool:

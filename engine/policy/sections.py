@@ -363,7 +363,7 @@ def tests(b: Builder) -> None:
         expect = raw.expect.model_dump(exclude_unset=True)
         if not b.sink.has_errors and "error" not in expect:
             try:
-                validate_application(b.policy.inputs, raw.input, b.policy.open_groups)
+                validate_application(b.policy.inputs, raw.input, b.policy.open_groups, m.TEST_DATE)
             except InvalidInput as exc:
                 for v in exc.violations:
                     b.sink.error(

@@ -15,6 +15,7 @@ from engine.expr import BOOLEAN, DECIMAL, INTEGER, STRING, Scope, Type, check, e
 from engine.expr import types as t
 from engine.expr.closure import compile_value
 from engine.expr.lower import Lowered, lower_condition
+from engine.expr.types import list_of
 from engine.policy import schema as s
 from engine.policy.builder import BROKEN, Builder, PathKey, _value_compiler, mentioned_names
 from engine.policy.cells import Cell, CellError, Piece, parse_cell, render
@@ -469,11 +470,12 @@ def _output_column(
     if default is not None and joined is not None and joined.kind == "enum" and isinstance(default, str):
         joined = enum_type(tuple(dict.fromkeys((*joined.values, default))))
     kind = joined or STRING
-    exported = not (spec.hit == "collect" and spec.aggregate is None)
-    if spec.aggregate == "count":
+    if spec.hit == "collect" and spec.aggregate is None:  # the matched rows' values, in row order
+        kind = list_of(kind)
+    elif spec.aggregate == "count":
         kind = INTEGER
     elif spec.aggregate is not None and not kind.numeric:
         b.sink.error(
             "TYPE_MISMATCH", f"{spec.aggregate} needs a number output; '{name}' is {kind}", locations[name]
         )
-    return TableOutput(name, kind, values, default, exported)
+    return TableOutput(name, kind, values, default)

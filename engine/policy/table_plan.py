@@ -220,14 +220,9 @@ def _table(
         for out in table.outputs:
             if not compiled.ok:  # its own errors are reported: uses of its outputs add no more
                 b.unavailable[out.name] = BROKEN
-            elif out.exported:
+            else:  # a collect table without `aggregate` gives a list of the matched rows' values
                 b.table_outputs[out.name] = compiled.output_locations[out.name]
                 _register(b, out.name, out.type, why, late)
-            else:
-                b.unavailable[out.name] = (
-                    f"is a list (decision table {name} collects without `aggregate`): "
-                    "aggregate it with sum, min, max or count to use it in expressions"
-                )
     if compiled.ok:
         found = analyse(compiled.columns, compiled.tests, spec.hit)
         if found is not None:

@@ -4,13 +4,14 @@ service's full pipeline); `eligibility_decide` checks the eligibility stage alon
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from engine.errors import CredoError, Location
-from engine.policy.model import Policy, PolicyTest
+from engine.policy.model import TEST_DATE, Policy, PolicyTest
 from engine.rules.reference import ReferenceEvaluator
 
 Decide = Callable[[Policy, Mapping[str, Any]], dict[str, Any]]
@@ -46,7 +47,7 @@ class TestReport:
 def eligibility_decide(policy: Policy, application: Mapping[str, Any]) -> dict[str, Any]:
     """Validate, derive and run the eligibility stage only: {outcome, reasons}. DECLINE if any decline
     rule fired (its reasons), else REFER if any refer fired, else APPROVE."""
-    fact = policy.validate(application)
+    fact = policy.validate(application, TEST_DATE)
     policy.derive(fact)
     stage = policy.stage("eligibility")
     fired = ReferenceEvaluator().fire(stage.ruleset, stage.prepare(fact)) if stage else []
@@ -120,6 +121,16 @@ def _rule_codes(policy: Policy) -> set[str]:
 
 
 def _actual(key: str, actual: Mapping[str, Any]) -> Any:
+    if key in ("derived", "fired"):
+        trace = actual.get("trace")
+        if not isinstance(trace, list):
+            return _ABSENT
+        if key == "fired":
+            return {str(t.get("stage")): list(t.get("fired", ())) for t in trace}
+        derive = next((t for t in trace if t.get("stage") == "derive"), None)
+        return {} if derive is None else dict(derive.get("values", {}))
+    if key == "outputs":
+        return dict(actual.get("outputs") or {})
     if key == "grade":
         score = actual.get("score", _ABSENT)
         return score.get("grade") if isinstance(score, Mapping) else (None if score is None else _ABSENT)
@@ -136,6 +147,23 @@ def _actual(key: str, actual: Mapping[str, Any]) -> Any:
 
 
 def _compare(key: str, want: Any, got: Any) -> str | None:
+    if key in ("outputs", "derived", "fired"):
+        problems = []
+        for name, wanted in want.items():
+            if key == "fired":
+                value = got.get(name)
+                if value is None:
+                    problems.append(f"fired.{name}: want {sorted(set(wanted))}, but stage {name} did not run")
+                elif sorted(set(wanted)) != sorted(set(value)):
+                    problems.append(f"fired.{name}: want {sorted(set(wanted))}, got {sorted(set(value))}")
+            elif name not in got:
+                known = ", ".join(sorted(got)) or "none"
+                problems.append(
+                    f"{key}.{name}: no such {key[:-1] if key == 'outputs' else key} value (has: {known})"
+                )
+            elif not _same(wanted, got[name]):
+                problems.append(f"{key}.{name}: want {_shown(wanted)}, got {_shown(got[name])}")
+        return "; ".join(problems) or None
     if key in ("reasons", "segments"):
         if sorted(set(want)) != sorted(set(got)):
             return f"{key}: want {sorted(set(want))}, got {sorted(set(got))}"
@@ -154,3 +182,22 @@ def _number(x: Any) -> Decimal | None:
         return None if x is None else Decimal(str(x))
     except InvalidOperation:
         return None
+
+
+def _same(want: Any, got: Any) -> bool:
+    """An expected value against a decided one (as JSON: decimals and dates as strings): a number
+    the author wrote by value (0.1 equals "0.10"), a string exactly ("0.1" does not equal "0.10"),
+    lists item by item, objects key by key, booleans and null as themselves."""
+    if isinstance(want, Mapping) and isinstance(got, Mapping):
+        return set(want) == set(got) and all(_same(want[k], got[k]) for k in want)
+    if isinstance(want, list) and isinstance(got, list):
+        return len(want) == len(got) and all(_same(w, g) for w, g in zip(want, got, strict=True))
+    if isinstance(want, bool) or isinstance(got, bool) or want is None or got is None:
+        return want is got or (want == got and type(want) is type(got))
+    if isinstance(want, (int, Decimal)) or isinstance(got, (int, Decimal)):
+        return _number(want) is not None and _number(want) == _number(got)
+    return str(want) == str(got)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)

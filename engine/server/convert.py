@@ -172,11 +172,25 @@ def decision_to_pb(
     msg.offers.extend([offer_to_pb(offer, schedules) for offer in decision.offers])
     for m in decision.models:
         msg.models.add(name=m.name, version=m.version, sha256=m.sha256)
+    if decision.outputs:
+        msg.outputs.update(_wire(decision.outputs))
     for t in decision.trace if trace else ():
         entry = msg.trace.add(stage=t.stage, fired=list(t.fired), millis=float(t.millis))
         if t.values:
             entry.values.update(plain(t.values, "number"))
     return msg
+
+
+def _wire(value: Any) -> Any:
+    """An output value for a Struct: plain JSON (decimals and dates as strings), and an integer a
+    double cannot hold exactly as a string too."""
+    if type(value) is int and abs(value) > _MAX_EXACT_INT:
+        return str(value)
+    if isinstance(value, Mapping):
+        return {key: _wire(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wire(item) for item in value]
+    return plain(value)
 
 
 def offer_to_pb(offer: Offer, schedule: bool = True) -> pb.Offer:

@@ -73,6 +73,10 @@ def _value(draw: Any, decl: Any) -> Any:
         return draw(st.sampled_from(decl.type.values))
     if kind == "date":
         return draw(st.dates(dt.date(1940, 1, 1), dt.date(2030, 12, 31)))
+    if kind == "list":  # a few items, each drawn like an input (an object item field by field)
+        return tuple(_value(draw, decl.items) for _ in range(draw(st.integers(0, min(decl.max_items, 4)))))
+    if kind == "object":
+        return {field.name: _value(draw, field) for field in decl.fields}
     return draw(st.text(max_size=8))
 
 
