@@ -136,3 +136,24 @@ def test_policy_info_from_mapping_or_object() -> None:
     )
     assert (info.name, info.status, info.models[0].name) == ("p", "SERVING", "m")
     assert convert.policy_info_to_pb(PolicyRef("q", "3", "c" * 64)).name == "q"
+
+
+def test_outputs_go_on_the_wire_with_decimals_and_dates_as_strings() -> None:
+    import datetime as dt
+
+    outputs = {
+        "risk.band": "low",
+        "utilisation": Decimal("0.1000"),
+        "age": 40,
+        "big": 2**60,  # a double cannot hold it exactly: sent as text
+        "review": {"decided_for": dt.date(2026, 1, 31), "lenders": 2, "staff": False},
+        "benefits": ("cashback", "staff_rate"),
+        "none": None,
+    }
+    msg = convert.decision_to_pb(_decision(outputs=outputs))
+    assert msg.outputs["utilisation"] == "0.1000" and msg.outputs["age"] == 40
+    assert msg.outputs["big"] == str(2**60)
+    assert msg.outputs["review"]["decided_for"] == "2026-01-31" and msg.outputs["review"]["staff"] is False
+    assert list(msg.outputs["benefits"]) == ["cashback", "staff_rate"]
+    assert msg.outputs.fields["none"].WhichOneof("kind") == "null_value"
+    assert not convert.decision_to_pb(_decision()).HasField("outputs")  # a policy without outputs
