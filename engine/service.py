@@ -472,7 +472,9 @@ class DecisionService:
         # One idempotency layer: the fingerprint is of what decides (the validated input and the
         # options, defaults applied), computed once; the store's unique request_id index (or, with
         # no store, this process's recent answers) turns a second sight into the first answer.
-        fingerprint = request_fingerprint(loaded.name, language, ctx.input)
+        # a decision date the caller left out is today's: a retry tomorrow is still the same request
+        asked = {name: value for name, value in ctx.input.items() if name not in ctx.dated}
+        fingerprint = request_fingerprint(loaded.name, language, asked)
         if self.log is None:
             if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
                 self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.stages, self.models)

@@ -29,6 +29,7 @@ class DecisionContext:
     models: ModelProvider
     language: str = "en"
     today: dt.date | None = None  # the decision date a `default: today` input takes when absent
+    dated: tuple[str, ...] = ()  # the inputs that took `today` (the application left them out)
     fact: dict[str, Any] = field(default_factory=dict)
     input: dict[str, Any] = field(default_factory=dict)  # the validated fact, before derived values
     derived: dict[str, Any] = field(default_factory=dict)

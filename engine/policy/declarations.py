@@ -243,7 +243,7 @@ def derived_specs(b: Builder) -> dict[str, tuple[PathKey, Any, Type | None]]:
         if isinstance(spec, s.DerivedSpec):
             declared = None
             if spec.type:
-                declared = TYPES.get(spec.type, STRING)
+                declared = STRING if spec.type == "enum" else TYPES.get(spec.type, Type(spec.type))
             specs[name] = ((*path, "expr"), spec.expr, declared)
         else:
             specs[name] = (path, spec, None)
@@ -257,7 +257,13 @@ def compile_derived(
     f = b.formula(path, value, scope, None)
     if f is None:
         return None
-    if declared is not None and not (declared == f.type or (declared == DECIMAL and f.type == INTEGER)):
+    fits = (
+        declared is None
+        or declared == f.type
+        or (declared == DECIMAL and f.type == INTEGER)
+        or (declared.container and declared.kind == f.type.kind)  # `type: list`: any list
+    )
+    if declared is not None and not fits:
         b.sink.error(
             "TYPE_MISMATCH",
             f"derived '{name}' is declared {declared} but computes {f.type}",

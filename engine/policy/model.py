@@ -363,6 +363,11 @@ class Policy:
         `today` is the decision date for `default: today` inputs the application leaves out."""
         return validate_application(self.inputs, application, self.open_groups, today)
 
+    @cached_property
+    def dated_inputs(self) -> tuple[str, ...]:
+        """The date inputs that default to the decision date (`default: today`)."""
+        return tuple(name for name, decl in self.inputs.items() if decl.default_today)
+
     def compute_outputs(self, fact: Mapping[str, Any]) -> dict[str, Any]:
         """The author's `outputs:` on a decided fact, in declaration order."""
         return {name: output(fact) for name, output in self.outputs.items()}

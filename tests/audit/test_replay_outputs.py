@@ -71,3 +71,20 @@ def test_a_changed_output_in_the_record_is_a_field_level_diff(tmp_path: Path, ca
     assert out[0] == f"DIFF {decision.decision_id}: 2 field(s) differ"
     assert "  outputs.risk.band: recorded low, replayed high" in out
     assert "  outputs.benefits[1]: recorded cashback, replayed (absent)" in out
+
+
+def test_a_retry_after_midnight_is_the_same_request_not_a_conflict(tmp_path: Path) -> None:
+    """Regression: the decision date a caller leaves out was part of the idempotency fingerprint, so
+    the retry of a request across midnight (UTC) was refused as another application under the same id."""
+    policies = copy_policies(tmp_path)
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    times = iter(
+        [dt.datetime(2026, 2, 1, 23, 59, 59, tzinfo=dt.UTC), dt.datetime(2026, 2, 2, 0, 0, 5, tzinfo=dt.UTC)]
+    )
+    service = service_with_log(policies, url, clock=lambda: next(times))
+    application = _credit_card_input(policies, "today when the caller leaves it out")
+    first = service.decide("credit_card", application, "midnight")
+    again = service.decide("credit_card", application, "midnight")
+    assert again.decision_id == first.decision_id
+    assert again.outputs["review"]["decided_for"] in (dt.date(2026, 2, 1), "2026-02-01")
+    service.log.close()

@@ -193,3 +193,54 @@ def test_arithmetic_beyond_the_context_is_a_located_runtime_error_not_a_crash() 
     with pytest.raises(PolicyRuntimeError) as info:
         policy.derive(fact)
     assert info.value.location is not None
+
+
+CONTAINERS = """
+policy: p
+version: "1"
+currency: CNY
+inputs:
+  xs: {type: list, max_items: 3, items: {type: integer, min: 0}}
+  home: {type: object, fields: {city: {type: string}, years: {type: integer, min: 0}}}
+  as_of: {type: date, default: today}
+derived:
+  n: {type: integer, expr: "count(xs, . > 1) + home.years"}
+  every: {type: list, expr: xs}
+stages:
+  - name: eligibility
+    rules:
+      - {id: r, when: "n > 3 and 2 in xs and startswith(home.city, 'Bei')", decline: {code: X, text: x}}
+"""
+
+
+def test_list_and_object_inputs_are_validated_item_by_item_and_field_by_field() -> None:
+    policy = load_policy_text(CONTAINERS)
+    assert sorted(policy.inputs) == ["as_of", "home.city", "home.years", "xs"]  # an object is its fields
+    with pytest.raises(InvalidInput) as caught:
+        policy.validate({"xs": [1, "a", -3], "home": {"city": 3}}, dt.date(2026, 5, 1))
+    assert [(v.field, v.description) for v in caught.value.violations] == [
+        ("home.city", "expected a string, got number 3"),
+        ("home.years", "required field is missing"),
+        ("xs[1]", "expected an integer, got string 'a'"),
+        ("xs[2]", "must be >= 0, got -3"),
+    ]
+    with pytest.raises(InvalidInput) as caught:
+        policy.validate({"xs": [1, 2, 3, 4], "home": {"city": "x", "years": 1}}, dt.date(2026, 5, 1))
+    assert [(v.field, v.description) for v in caught.value.violations] == [("xs", "at most 3 items, got 4")]
+
+
+def test_a_date_defaulting_to_today_takes_the_decision_date_unless_the_caller_pins_it() -> None:
+    policy = load_policy_text(CONTAINERS)
+    app = {"xs": [1, 2], "home": {"city": "Beijing", "years": 5}}
+    assert policy.validate(app, dt.date(2026, 5, 1)) == {
+        "xs": (1, 2),
+        "home.city": "Beijing",
+        "home.years": 5,
+        "as_of": dt.date(2026, 5, 1),
+    }
+    assert policy.validate({**app, "as_of": "2025-12-31"}, dt.date(2026, 5, 1))["as_of"] == dt.date(
+        2025, 12, 31
+    )
+    with pytest.raises(InvalidInput) as caught:  # no decision date known and none sent
+        policy.validate(app)
+    assert [v.field for v in caught.value.violations] == ["as_of"]
