@@ -165,7 +165,7 @@ class _Compiler:
             x, xs = operand(f), collection(f)
             if x is None or xs is None:
                 return None
-            return any(_same(x, v) for v in xs) != negated
+            return member(x, xs, negated)
 
         return run
 
@@ -345,9 +345,9 @@ class _Compiler:
         return lambda f: (x := inner(f)) is not None and x is want
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Membership equality as the rule IR has it: True is not 1, 1 equals 1.0."""
-    return (isinstance(a, bool) == isinstance(b, bool)) and a == b
+def member(x: Any, xs: Any, negated: bool = False) -> bool:
+    """`x in xs` (`not in` when `negated`) with the rule IR's equality: True is not 1, 1 equals 1.0."""
+    return any((isinstance(x, bool) == isinstance(v, bool)) and x == v for v in xs) != negated
 
 
 def compile_value(
