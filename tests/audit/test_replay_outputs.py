@@ -38,11 +38,11 @@ def test_the_decision_date_is_recorded_and_replay_years_later_matches_without_th
     assert "decision_date" not in application
     decision = service.decide("credit_card", application, "cc-1")
     assert decision.outputs["review"]["decided_for"] == dt.date(2026, 2, 1)
-    assert decision.outputs["age"] == 18  # born 2008-01-02: eighteen on 2026-02-01
+    assert decision.outputs["age"] == 10  # born 2015-06-01: ten on 2026-02-01
     service.log.close()
     body = _body(url, decision.decision_id)
     assert body["input"]["decision_date"] == "2026-02-01"  # type: ignore[index]
-    assert body["decision"]["outputs"]["age"] == 18  # type: ignore[index]
+    assert body["decision"]["outputs"]["age"] == 10  # type: ignore[index]
     assert len(body["input"]["bureau.tradelines"]) == 1  # type: ignore[index]
     # five years on, a service whose clock says 2031 replays the record as it was decided
     later = DecisionService(policies, MODELS, store=url, clock=lambda: dt.datetime(2031, 6, 1, tzinfo=dt.UTC))
