@@ -473,7 +473,7 @@ class DecisionService:
         # options, defaults applied), computed once; the store's unique request_id index (or, with
         # no store, this process's recent answers) turns a second sight into the first answer.
         # a decision date the caller left out is today's: a retry tomorrow is still the same request
-        asked = {name: value for name, value in ctx.input.items() if name not in ctx.dated}
+        asked = {k: v for k, v in ctx.input.items() if k not in ctx.dated} if ctx.dated else ctx.input
         fingerprint = request_fingerprint(loaded.name, language, asked)
         if self.log is None:
             if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
