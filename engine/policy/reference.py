@@ -47,21 +47,23 @@ def policy_keys() -> list[Key]:
     return keys
 
 
-def _model(model: type[BaseModel], prefix: str, keys: list[Key]) -> None:
+def _model(model: type[BaseModel], prefix: str, keys: list[Key], within: tuple[type, ...] = ()) -> None:
+    if model in within:  # a declaration inside itself (a list's `items` is an input): its keys once
+        return
     for name, field in model.model_fields.items():
         path = f"{prefix}.{name}" if prefix else name
         default = None if field.default is PydanticUndefined else field.default
         keys.append(Key(path, field.is_required(), default, field.annotation))
-        _walk(field.annotation, path, keys)
+        _walk(field.annotation, path, keys, (*within, model))
 
 
-def _walk(kind: Any, path: str, keys: list[Key]) -> None:
+def _walk(kind: Any, path: str, keys: list[Key], within: tuple[type, ...] = ()) -> None:
     if kind is Any:
         if path in ITEMS:
-            _model(ITEMS[path], path, keys)
+            _model(ITEMS[path], path, keys, within)
         return
     if isinstance(kind, type) and issubclass(kind, BaseModel):
-        _model(kind, path, keys)
+        _model(kind, path, keys, within)
         return
     origin = typing.get_origin(kind)
     args = typing.get_args(kind)
@@ -69,14 +71,14 @@ def _walk(kind: Any, path: str, keys: list[Key]) -> None:
         _walk(args[0], path, keys)
     elif origin in (typing.Union, types.UnionType):
         for arg in args:
-            _walk(arg, path, keys)
+            _walk(arg, path, keys, within)
     elif origin is list:
-        _walk(args[0], f"{path}[]", keys)
+        _walk(args[0], f"{path}[]", keys, within)
     elif origin is dict:
         entry = f"{path}.<name>"
         if all(k.path != entry for k in keys):
             keys.append(Key(entry, False, None, args[1]))
-        _walk(args[1], entry, keys)
+        _walk(args[1], entry, keys, within)
 
 
 def shown_default(key: Key) -> str | None:
