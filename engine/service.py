@@ -503,7 +503,7 @@ class DecisionService:
         committed = self.log.submit(record, archive.blobs)
         if self.shadow is not None:  # a sample is re-checked on the shadow's own thread, after the commit
             self.shadow.offer(
-                loaded, application, language, decision.decision_id, ctx.stages, self.models, committed
+                loaded, ctx.input, language, decision.decision_id, ctx.stages, self.models, committed
             )
         return PendingDecision(decision, committed)
 
