@@ -77,7 +77,8 @@ def test_service_routes_arms_records_them_and_shadows_are_never_answered(tmp_pat
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     service = DecisionService(policies, MODELS, store=url)
     listed = {p["name"]: p for p in service.list_policies()}
-    assert list(listed) == ["consumer_loan", "german_credit"]  # candidates are listed with their champion
+    # candidates are listed with their champion
+    assert list(listed) == ["consumer_loan", "credit_card", "german_credit"]
     assert listed["consumer_loan"]["experiment"]["arms"] == [
         {"policy": "consumer_loan@2.1.0", "share": "0.3"}
     ]

@@ -60,7 +60,7 @@ def test_changed_text_under_a_version_this_server_served_is_refused(tmp_path: Pa
     ledger = VersionLedger(tmp_path / "versions.json")
     served = DecisionService(policies, MODELS, ledger=ledger.path).list_policies()
     ledger.record(served)
-    assert ledger.serving() == {"consumer_loan", "german_credit"}
+    assert ledger.serving() == {"consumer_loan", "credit_card", "german_credit"}
     source = policies / "german_credit" / "policy.yaml"
     source.write_text(source.read_text() + "\n# a comment is a change of text too\n")
     listed = {p["name"]: p for p in DecisionService(policies, MODELS, ledger=ledger.path).list_policies()}
