@@ -19,12 +19,41 @@ from decimal import Decimal, DecimalException
 from typing import Any, ClassVar
 
 from engine.expr import types as t
-from engine.expr.closure import CONTEXT, ROUNDING
+from engine.expr.check import STRING_FUNCTIONS
+from engine.expr.closure import CONTEXT, ROUNDING, days_between, member, months_between, years_between
 
 __all__ = ["RUNTIME", "TRAPS", "ExprWriter", "can_raise"]
 
 TRAPS = (DecimalException, KeyError)
-RUNTIME: dict[str, Any] = {"Decimal": Decimal, "CTX": CONTEXT, "TRAPS": TRAPS}
+
+
+def _total(values: list[Any], zero: int | Decimal) -> int | Decimal:
+    """sum() over a list's values as the closures have it: None skipped, int + int stays int, any
+    Decimal in CTX (a trap raises bare, like the other generated arithmetic)."""
+    total = zero
+    for v in values:
+        if v is not None:
+            total = total + v if type(total) is int and type(v) is int else CONTEXT.add(total, v)
+    return total
+
+
+def _extreme(pick: Callable[[list[Any]], Any], values: list[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return pick(present) if present else None
+
+
+RUNTIME: dict[str, Any] = {
+    "Decimal": Decimal,
+    "CTX": CONTEXT,
+    "TRAPS": TRAPS,
+    "TOTAL": _total,
+    "EXTREME": _extreme,
+    "MEMBER": member,
+    "YEARS": years_between,
+    "MONTHS": months_between,
+    "DAYS": days_between,
+}
+_DATES = {"years_between": "YEARS", "months_between": "MONTHS", "days_between": "DAYS"}
 _CONTEXT_OP = {"+": "CTX.add", "-": "CTX.subtract", "*": "CTX.multiply", "/": "CTX.divide"}
 _NEG = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 _RAISES = (t.Arith, t.Call)  # node kinds whose evaluation can raise (traps, missing table keys)
@@ -45,6 +74,8 @@ class ExprWriter:
         t.Arith: "arith",
         t.IfExp: "ifexp",
         t.Call: "call",
+        t.Item: "item",
+        t.Member: "member",
     }
     COND: ClassVar[dict[type, str]] = {
         t.Lit: "cond_lit",
@@ -52,6 +83,7 @@ class ExprWriter:
         t.BoolOp: "cond_boolop",
         t.Compare: "cond_compare",
         t.InList: "cond_in",
+        t.Member: "cond_member",
     }
 
     def __init__(self, bind: Bind, tables: dict[str, Any] | None = None, rounding: str = "half_even"):
@@ -61,6 +93,7 @@ class ExprWriter:
         self.temps = 0
         self.reads: dict[str, str] = {}  # fact name -> local variable, for the current function
         self.taken: set[str] = set()
+        self.items: list[str] = []  # the loop variable of each list function being written, innermost last
 
     def start(self, taken: set[str] | frozenset[str] = frozenset()) -> None:
         """Begin a new function: no names read yet; `taken` are its other local names."""
@@ -91,7 +124,7 @@ class ExprWriter:
 
     def value(self, node: t.Node) -> str:
         """Source of an expression whose value is the closure's value of `node`."""
-        if node.type == t.BOOLEAN and not isinstance(node, (t.Lit, t.Name)):
+        if isinstance(node, (t.Not, t.BoolOp, t.Compare, t.InList)):
             return self.cond(node, False)
         method = self.VALUE.get(type(node))
         if method is None:
@@ -126,10 +159,25 @@ class ExprWriter:
             return " | ".join(f"({test})" for test in tests)
         return " or ".join(tests)
 
+    def item(self, node: t.Item) -> str:
+        var = self.items[-1]
+        return f"{var}.get({node.field!r})" if node.field else var
+
+    def member(self, node: t.Member) -> str:
+        operands = [self.operand(node.operand), self.operand(node.collection)]
+        missing = self.missing(operands, can_raise(node.collection))
+        test = f"MEMBER({operands[0][1]}, {operands[1][1]}, {node.negated})"
+        return f"(None if {missing} else {test})" if missing else test
+
+    def cond_member(self, node: t.Member, neg: bool) -> str:
+        return f"({self.member(node)} is {not neg})"
+
     def arith(self, node: t.Arith) -> str:
         left, right = self.operand(node.left), self.operand(node.right)
         missing = self.missing([left, right], can_raise(node.right))
         a, b = left[1], right[1]
+        if node.type == t.STRING:  # text + text
+            return f"(None if {missing} else {a} + {b})"
         result = f"{_CONTEXT_OP[node.op]}({a}, {b})"
         if node.op != "/" and not any(_is_decimal(n) for n in (node.left, node.right)):
             ints = [f"isinstance({x}, int)" for x, n in ((a, node.left), (b, node.right)) if not _is_int(n)]
@@ -141,8 +189,54 @@ class ExprWriter:
         test = self.cond(node.test, False)
         return f"({self.value(node.body)} if {test} else {self.value(node.orelse)})"
 
+    def list_call(self, node: t.Call) -> str:
+        """len/count/any/all/sum/min/max over a list, as a generator over its items (None when the
+        list is missing; a predicate counts an item only when it holds)."""
+        assign, xs, maybe = self.operand(node.args[0])
+        func = node.func
+        if len(node.args) == 1 and func in ("len", "count"):
+            body = f"len({xs})"
+        else:
+            self.temps += 1
+            var = f"_it{self.temps}"
+            self.items.append(var)
+            try:
+                if len(node.args) == 1:
+                    each = f"({var} is True)" if func in ("any", "all") else var
+                elif func in ("count", "any", "all"):
+                    each = self.cond(node.args[1], False)
+                else:
+                    each = self.value(node.args[1])
+            finally:
+                self.items.pop()
+            if func == "count":
+                body = f"sum(1 for {var} in {xs} if {each})"
+            elif func in ("any", "all"):
+                body = f"{func}({each} for {var} in {xs})"
+            elif func == "sum":
+                zero = "0" if node.type == t.INTEGER else self.literal(Decimal(0))
+                body = f"TOTAL([{each} for {var} in {xs}], {zero})"
+            else:
+                body = f"EXTREME({func}, [{each} for {var} in {xs}])"
+        return f"(None if {assign} is None else {body})" if maybe else body
+
     def call(self, node: t.Call) -> str:
+        if node.args and node.args[0].type.kind == "list":
+            return self.list_call(node)
         args = [a for a in node.args if not isinstance(a, t.TableRef)]
+        if node.func in _DATES or node.func in STRING_FUNCTIONS:
+            operands = [self.operand(a) for a in args]
+            missing = self.missing(operands, True)
+            vals = [value for _, value, _ in operands]
+            if node.func in _DATES:
+                result = f"{_DATES[node.func]}({vals[0]}, {vals[1]})"
+            elif node.func in ("lower", "upper"):
+                result = f"{vals[0]}.{node.func}()"
+            elif node.func == "contains":
+                result = f"({vals[1]} in {vals[0]})"
+            else:
+                result = f"{vals[0]}.{node.func}({vals[1]})"
+            return f"(None if {missing} else {result})" if missing else result
         if node.func == "coalesce":
             parts: list[str] = []
             for arg in args:
