@@ -258,7 +258,7 @@ def test_decide_names_the_arm_and_list_policies_the_experiment(tmp_path: Path) -
     with serve(tmp_path, policies=policies, workers=1, extra=["--store", url]) as server:
         info = _listed(server)["consumer_loan"]
         assert list(info.experiment_arms) == ["consumer_loan@2.1.0 share 0.5", "shadow consumer_loan@3.0.0"]
-        assert len(server.stub.ListPolicies(pb.ListPoliciesRequest(), timeout=10).policies) == 2
+        assert len(server.stub.ListPolicies(pb.ListPoliciesRequest(), timeout=10).policies) == 3
         answers = []
         for i in range(12):
             application = _consumer_case()
