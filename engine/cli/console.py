@@ -37,6 +37,11 @@ def register(subparsers: Any) -> None:
         " SQLite store is not picked up on its own)",
     )
     p.add_argument("--reports", type=Path, default=None, help="folder of what-if / simulation reports")
+    p.add_argument("--releases", type=Path, default=None, help="release folder: the Policies page lists it")
+    p.add_argument(
+        "--trust", type=Path, default=None, help="trusted public keys the approvals are checked with"
+    )
+    p.add_argument("--approvals", type=int, default=2, help="approvals a release needs (default 2)")
     p.add_argument(
         "--secure-cookie", action="store_true", help="mark the session cookie Secure (behind an HTTPS proxy)"
     )
@@ -81,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         policies=Path(args.policies),
         models=Path(args.models),
         reports=args.reports,
+        releases=args.releases,
+        trust=args.trust,
+        approvals=args.approvals,
         tokens=tokens,
         pii_key_file=Path(args.pii_key_file) if args.pii_key_file else None,
         secure_cookie=args.secure_cookie,

@@ -284,7 +284,11 @@ def _start_console(args: argparse.Namespace) -> subprocess.Popen[bytes]:
         ("--store", args.store),
         ("--token-file", args.token_file),
         ("--reports", args.reports),
+        ("--releases", args.releases),
+        ("--trust", args.trust),
     ):
         if value:
-            command += [flag, value]
+            command += [flag, str(value)]
+    if args.releases:
+        command += ["--approvals", str(args.approvals)]
     return subprocess.Popen(command)

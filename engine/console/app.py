@@ -53,6 +53,9 @@ class ConsoleConfig:
     policies: Path = Path("policies")
     models: Path = Path("models")
     reports: Path | None = None
+    releases: Path | None = None  # a release folder: the Policies page lists its bundles and approvals
+    trust: Path | None = None  # trusted public keys the approvals are checked against
+    approvals: int = 2  # approvals by distinct trusted keys a release needs to serve
     tokens: list[bytes] | None = None  # None: no login (loopback only; `credo console` checks)
     pii_key_file: Path | None = None  # None: personal data stays masked
     secure_cookie: bool = False
@@ -236,7 +239,7 @@ def build_app(config: ConsoleConfig) -> Starlette:
 
     async def policies_page(request: Request) -> Response:
         store = _optional_store(reader)
-        data = await run_in_threadpool(views.policies, reader.service, store)
+        data = await run_in_threadpool(views.policies, reader.service, store, config)
         return render(request, "policies.html", data=data, diff=None, picked={})
 
     async def diff(request: Request) -> Response:
@@ -246,7 +249,7 @@ def build_app(config: ConsoleConfig) -> Starlette:
         if not a or not b:
             raise HTTPException(400, "pick two policy versions to compare")
         store = _optional_store(reader)
-        data = await run_in_threadpool(views.policies, reader.service, store)
+        data = await run_in_threadpool(views.policies, reader.service, store, config)
         texts = {p["sha256"]: (f"{p['name']} {p['version']} (served)", p) for p in data["served"]}
         old, new = _policy_text(reader, a, texts), _policy_text(reader, b, texts)
         lines = views.policy_diff(old, new)

@@ -32,6 +32,8 @@ from engine.models.store import ModelStore
 from engine.monitor.drift import DriftReport, drift_report
 from engine.pipeline.render import decision_from_record
 from engine.policy.testing import run_tests
+from engine.release.bundle import select
+from engine.release.signing import trusted_keys
 from engine.service import DecisionService, decide_for_tests
 
 __all__ = [
@@ -200,9 +202,9 @@ def drift_panels(report: DriftReport) -> list[dict[str, Any]]:
     return panels
 
 
-def policies(service: DecisionService, store: SqlStore | None) -> dict[str, Any]:
-    """Policies served from the folder, each with its own tests' results, and the versions archived
-    in the store (every version that decided something)."""
+def policies(service: DecisionService, store: SqlStore | None, config: Any = None) -> dict[str, Any]:
+    """Policies served from the folder, each with its own tests' results, the versions archived in
+    the store (every version that decided something) and, given a release folder, its releases."""
     served = []
     for info in service.list_policies():
         tests: dict[str, Any] = {"passed": 0, "failed": 0, "failures": []}
@@ -210,7 +212,21 @@ def policies(service: DecisionService, store: SqlStore | None) -> dict[str, Any]
             tests = _test_results(info["name"], info["sha256"], service)
         served.append({**info, "tests": tests})
     archived = [a for a in archived_policies(store) if a["name"].endswith("/policy.yaml")] if store else []
-    return {"served": served, "archived": archived}
+    found = releases(config.releases, config.trust, config.approvals, config.models) if config else None
+    return {"served": served, "archived": archived, "releases": found}
+
+
+def releases(
+    root: Path | None, trust: Path | None, required: int, models: Path
+) -> list[dict[str, Any]] | None:
+    """Every release bundle under `root` with its verdict as `credo release list` gives it: approvers
+    whose signatures hold against the trusted keys, and every reason it may not serve."""
+    if root is None:
+        return None
+    trusted = trusted_keys(trust) if trust else {}
+    active, verdicts = select(root, trusted, required, models)
+    serving = {v.release.release_id for v in active.values()}
+    return [{**v.to_dict(), "serving": v.release.release_id in serving} for v in reversed(verdicts)]
 
 
 @functools.lru_cache(maxsize=64)

@@ -322,3 +322,46 @@ def test_credo_console_refuses_a_bad_key_file_and_a_remote_host_without_login(tm
     ]
     assert main([*common, "--pii-key-file", str(tmp_path / "bad.key")]) == 2
     assert main([*common, "--host", "0.0.0.0"]) == 2
+
+
+def test_policies_list_releases_with_the_approvals_that_hold(store: dict[str, Any], tmp_path: Path) -> None:
+    """A release folder shows each bundle, who approved it and whether it serves: one approval of two
+    is refused with the reason, a second distinct trusted one makes it serve, an untrusted key counts
+    for nothing."""
+    from engine.policy import load_policy
+    from engine.release.bundle import approve, build_release
+    from engine.release.signing import generate_key, load_private_key, load_public_key
+
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    keys = {}
+    for who in ("author", "alice", "bob", "mallory"):
+        private, public = generate_key(tmp_path / who)
+        if who != "mallory":
+            public = public.rename(trust / public.name)
+        keys[who] = (private, public)
+    releases = tmp_path / "releases"
+    policy = load_policy(ROOT / "policies" / "consumer_loan" / "policy.yaml")
+    release = build_release(
+        policy,
+        releases,
+        models_dir=ROOT / "models",
+        tests={"passed": len(policy.tests), "failed": 0},
+        author=load_public_key(keys["author"][1]),
+    )
+    for who in ("alice", "mallory"):
+        approve(release, load_private_key(keys[who][0]))
+
+    def row() -> str:
+        with client(store, releases=releases, trust=trust, approvals=2) as c:
+            page = c.get("/policies").text
+        table = re.search(r'<table id="releases">(.*?)</table>', page, re.S)
+        assert table, "no releases table"
+        return table[1]
+
+    once = row()
+    assert release.release_id[:12] in once and "refused" in once
+    assert "1 of 2 required approvals" in once
+    approve(release, load_private_key(keys["bob"][0]))
+    twice = row()
+    assert "serving" in twice and "refused" not in twice
