@@ -12,6 +12,7 @@ from typing import Any
 from engine.bench.stats import percentile
 from engine.errors import CredoError
 from engine.pipeline.candidates import clear_caches
+from engine.policy.model import TEST_DATE
 from engine.service import DecisionService
 
 __all__ = ["bench_policy", "describe", "floor_millis"]
@@ -21,7 +22,7 @@ def floor_millis(service: DecisionService, policy: Any, apps: list[dict[str, Any
     """Median of: one ONNX call + every rule stage's evaluator call, on already-validated facts."""
     facts = []
     for app in apps:
-        fact = policy.validate(app)
+        fact = policy.validate(app, today=TEST_DATE)  # the date the policy's own tests decide on
         policy.derive(fact)
         facts.append(fact)
     scorer = None

@@ -175,3 +175,17 @@ def test_a_zen_decision_with_different_logic_fails_the_check(monkeypatch: pytest
             },
             inputs,
         )
+
+
+def test_the_pipeline_section_times_every_shipped_policy_dated_inputs_included() -> None:
+    """`credo bench`'s pipeline section failed on credit_card, whose decision date defaults to today:
+    its floor validated the tests' inputs without the date the tests decide on."""
+    from engine.bench.pipeline import bench_policy
+    from engine.service import DecisionService
+
+    service = DecisionService(ROOT / "policies", ROOT / "models")
+    for name in ("consumer_loan", "german_credit", "credit_card"):
+        policy = service.policy(name)
+        result = bench_policy(service, policy, rounds=1)
+        valid = [t for t in policy.tests if "error" not in t.expect]
+        assert result["decisions"] == len(valid) and result["floor_ms"] > 0, name  # every input decided
