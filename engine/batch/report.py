@@ -241,12 +241,15 @@ def svg_open(width: float, height: float, label: str) -> str:
     )
 
 
-def svg_axis(left: float, top: float, plot_h: float, right: float, peak: float, percent: bool) -> str:
+def svg_axis(
+    left: float, top: float, plot_h: float, right: float, peak: float, percent: bool, digits: int = 0
+) -> str:
+    """Five grid lines from 0 to `peak`, labelled as percentages or with `digits` decimals."""
     lines = []
     for k in range(5):
         value = peak * k / 4
         y = top + plot_h - plot_h * k / 4
-        label = f"{value * 100:.0f}%" if percent else f"{value:,.0f}"
+        label = f"{value * 100:.0f}%" if percent else f"{value:,.{digits}f}"
         lines.append(f"<line x1='{left}' x2='{right}' y1='{y:.1f}' y2='{y:.1f}' stroke='#e3e3e3'/>")
         lines.append(f"<text x='{left - 4}' y='{y + 4:.1f}' text-anchor='end' {FONT}>{label}</text>")
     return "".join(lines)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-from engine.batch.report import FONT, TOP, svg_open
+from engine.batch.report import FONT, TOP, svg_axis, svg_open
 from engine.batch.sim_report import PALETTE
 
 __all__ = ["svg_bars", "svg_lines"]
@@ -104,14 +104,7 @@ def svg_bars(bars: Sequence[tuple[str, float]], label: str, *, percent: bool = F
 def _axis(plot_h: float, peak: float, percent: bool) -> str:
     """Five grid lines from 0 to `peak`, labelled with as many decimals as small values need."""
     digits = 0 if percent or peak >= 20 else 1 if peak >= 2 else 2
-    lines = []
-    for k in range(5):
-        value = peak * k / 4
-        y = TOP + plot_h - plot_h * k / 4
-        label = f"{value * 100:.0f}%" if percent else f"{value:,.{digits}f}"
-        lines.append(f"<line x1='{LEFT}' x2='{WIDTH - 10}' y1='{y:.1f}' y2='{y:.1f}' stroke='#e3e3e3'/>")
-        lines.append(f"<text x='{LEFT - 4}' y='{y + 4:.1f}' text-anchor='end' {FONT}>{label}</text>")
-    return "".join(lines)
+    return svg_axis(LEFT, TOP, plot_h, WIDTH - 10, peak, percent, digits)
 
 
 def _polyline(points: list[str], colour: str) -> str:
