@@ -194,14 +194,20 @@ class PiiVault:
     def _day_subject(self, record: DecisionRecord) -> str:
         # No subject key declared or given: the records of one day share a data key, so a new key is
         # written once a day rather than once a decision (erasable by day, not by person).
-        return hmac.digest(self._lookup_key(), b"day\0" + record.received_at[:10].encode(), "sha256").hex()
+        return self._day_hash(record.received_at[:10])
 
-    def _recorded_subject(self, value: str) -> str | None:
-        """subject_hash(value) without creating the store's lookup key (a reader writes nothing):
-        None when the store has none, so holds no subject's records."""
+    def _day_hash(self, day: str) -> str:
+        return hmac.digest(self._lookup_key(), b"day\0" + day.encode(), "sha256").hex()
+
+    def _recorded_subject(self, value: str | None, *, day: str | None = None) -> str | None:
+        """The keyed hash of subject `value`, or of `day`'s records without a subject, without
+        creating the store's lookup key (a reader writes nothing): None when the store has none,
+        so holds no such records."""
+        if (value is None) == (day is None):
+            raise ValueError("name a subject or a day, not both")
         if self._lookup is None and self._data_key(LOOKUP_SUBJECT, create=False, cached=False) is None:
             return None
-        return self.subject_hash(value)
+        return self.subject_hash(value) if value is not None else self._day_hash(str(day))
 
     def _lookup_key(self) -> bytes:
         if self._lookup is None:
@@ -243,18 +249,21 @@ class PiiVault:
             raise PiiKeyError("this command needs the personal-data key: --pii-key-file or $CREDO_PII_KEY")
         return self.master
 
-    def forget(self, subject_value: str) -> dict[str, Any]:
-        """Crypto-shred the subject's data key and chain the erasure; the erasure record."""
-        decisions = len(self.find(subject_value))
-        subject = self._recorded_subject(subject_value)
+    def forget(self, subject_value: str | None = None, *, day: str | None = None) -> dict[str, Any]:
+        """Crypto-shred the data key of a subject, or of one UTC day's records that named no subject
+        (`day` = YYYY-MM-DD), and chain the erasure; the erasure record."""
+        decisions = len(self.find(subject_value, day=day))
+        subject = self._recorded_subject(subject_value, day=day)
         if subject is None or self.table.get(subject) is None:
-            raise PiiKeyError("no personal data is kept for that subject (never recorded, or already erased)")
+            what = "that subject" if day is None else f"the records of {day} that name no subject"
+            raise PiiKeyError(f"no personal data is kept for {what} (never recorded, or already erased)")
         self._keys.pop(subject, None)
         return self.table.erase(subject, decisions)
 
-    def find(self, subject_value: str) -> list[DecisionRecord]:
-        """The records of one subject: found by its keyed hash, so only a key holder can look."""
-        subject = self._recorded_subject(subject_value)
+    def find(self, subject_value: str | None = None, *, day: str | None = None) -> list[DecisionRecord]:
+        """The records of one subject, or of one UTC day's records that named no subject: found by
+        their keyed hash, so only a key holder can look."""
+        subject = self._recorded_subject(subject_value, day=day)
         if subject is None:
             return []
         return [r for r in self.store.iter_records() if (r.extra.get("pii") or {}).get("subject") == subject]

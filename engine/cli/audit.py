@@ -65,13 +65,13 @@ def key_option(parser: argparse.ArgumentParser, without: str) -> None:
 def _register_pii(verbs: Any, common: Any) -> None:
     find = verbs.add_parser("find", help="list the decisions of one data subject (needs the key)")
     common(find)
-    find.add_argument("--subject", required=True, help="the subject's key value, e.g. the ID number")
+    _subject_options(find)
     key_option(find, "required")
     find.set_defaults(func=run_find)
 
     forget = verbs.add_parser("forget", help="erase a subject's personal data: destroy its data key")
     common(forget)
-    forget.add_argument("--subject", required=True, help="the subject's key value, e.g. the ID number")
+    _subject_options(forget)
     key_option(forget, "required")
     forget.set_defaults(func=run_forget)
 
@@ -80,6 +80,24 @@ def _register_pii(verbs: Any, common: Any) -> None:
     key_option(rotate, "the current key")
     rotate.add_argument("--new-key-file", required=True, help="the new key (created, mode 0600, if absent)")
     rotate.set_defaults(func=run_rotate_key)
+
+
+def _subject_options(parser: argparse.ArgumentParser) -> None:
+    whose = parser.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--subject", help="the subject's key value, e.g. the ID number")
+    whose.add_argument(
+        "--day",
+        type=parse_day,
+        help="YYYY-MM-DD (UTC): the records of that day that name no subject (a policy without a"
+        " subject key, or an application without its value) share one data key",
+    )
+
+
+def parse_day(text: str) -> str:
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _register_bench(verbs: Any) -> None:
@@ -226,7 +244,7 @@ def run_find(args: argparse.Namespace) -> int:
     try:
         store = open_store(args.store, create=False, readonly=True)
         try:
-            records = open_vault(store, args.pii_key_file).find(args.subject)
+            records = open_vault(store, args.pii_key_file).find(args.subject, day=args.day)
         finally:
             store.close()
     except CredoError as exc:
@@ -245,7 +263,7 @@ def run_forget(args: argparse.Namespace) -> int:
     try:
         store = open_store(args.store, create=False)
         try:
-            erasure = open_vault(store, args.pii_key_file).forget(args.subject)
+            erasure = open_vault(store, args.pii_key_file).forget(args.subject, day=args.day)
         finally:
             store.close()
     except CredoError as exc:

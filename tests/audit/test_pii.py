@@ -386,3 +386,42 @@ def test_a_writer_never_makes_a_second_key_for_a_store_sealed_under_another(
     with pytest.raises(PiiKeyError, match="give its key file"):
         open_vault(service.log.store, writer=True)
     assert not (Path(sqlite_url[len("sqlite:///") :]).with_suffix(".db.pii-key")).exists()
+
+
+def test_forget_by_day_erases_the_records_that_named_no_subject_and_keeps_the_others(
+    policies: Path, store_url: str, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An applicant who gave a name but no ID number has no subject key: those records share one
+    data key per UTC day, and `credo audit forget --day` is the only way to erase them."""
+    service = service_on(policies, store_url, key_file)
+    (name, id_number), (anonymous, _) = list(PEOPLE.items())[:2]
+    named = service.decide("consumer_loan", application(policies, name, id_number), "with-id").decision_id
+    unnamed = service.decide("consumer_loan", application(policies, anonymous), "without-id").decision_id
+    assert service.log is not None
+    day = service.log.store.get(unnamed).received_at[:10]  # type: ignore[union-attr]
+    service.log.close()
+    key = str(key_file)
+
+    assert main(["audit", "find", "--store", store_url, "--pii-key-file", key, "--day", day]) == 0
+    found = capsys.readouterr()
+    assert unnamed in found.out and named not in found.out and "1 decision(s)" in found.err
+    assert main(["audit", "forget", "--store", store_url, "--pii-key-file", key, "--day", day]) == 0
+    assert "1 decision(s) keep their hashes" in capsys.readouterr().out
+
+    store = open_store(store_url, create=False)
+    try:
+        assert verify_store(store).ok and verify_erasures(store) == (1, None)
+        with Replayer(
+            store, default_evaluator(), vault=PiiVault(store, MasterKey.read(key_file))
+        ) as replayer:
+            erased = replayer.replay(unnamed)
+            assert erased.result == "PARTIAL" and erased.unrestored["input.applicant.name"] == "erased"
+            assert replayer.replay(named).result == "MATCH"
+    finally:
+        store.close()
+    # nothing left for that day: a clear refusal; a malformed day never reaches the store
+    assert main(["audit", "forget", "--store", store_url, "--pii-key-file", key, "--day", day]) == 1
+    assert "the records of " + day + " that name no subject" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["audit", "forget", "--store", store_url, "--pii-key-file", key, "--day", "2026-13-01"])
+    assert "not a date (YYYY-MM-DD)" in capsys.readouterr().err
