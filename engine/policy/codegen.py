@@ -28,6 +28,7 @@ from engine.rules.reference import ReferenceEvaluator
 
 __all__ = ["PolicyProgram", "compile_policy", "policy_formulas", "policy_stages"]
 
+_MEMO_MAX = 4096
 _NOT_DATES = {"integer", "decimal", "boolean", "string", "enum"}
 _SCORE_NAMES = ("score.pd", "score.points", "score.grade")  # numbers and a string, never dates
 
@@ -124,6 +125,7 @@ class _Module:
         self.formulas = policy_formulas(policy)
         self.tables: list[tuple[str, DecisionTable]] = []
         self.late = set(policy.late_names)
+        self.late_names = frozenset(policy.late_names)
         self.taken |= {name for name, _ in self.stages} | {name for name, _ in self.formulas}
         self.taken |= {"derive_input", "derive_score", "score_features"}
 
@@ -185,7 +187,9 @@ class _Module:
             or not any(isinstance(n, t.Name) and n.name in self.late for n in t.walk(node))
         ):
             return []
-        return [f"    {self.bind(self.policy.ensure_after_score, 'B')}(fact)  # score-phase values first"]
+        late = self.bind(self.late_names, "L")
+        ensure = self.bind(self.policy.ensure_after_score, "B")
+        return [f"    if not {late} <= fact.keys():  # score-phase values first", f"        {ensure}(fact)"]
 
     def formula(self, name: str, formula: Formula) -> str:
         head = [f"def {name}(fact):", f"    # {_comment(formula.source)}  ({formula.location})"]
@@ -275,9 +279,9 @@ class _Module:
         if table.stage.hoisted or expression_rows or opaque:
             body.append("local = dict(fact)")
             body += [f"local[{n!r}] = {v}" for n, v in inputs.items()]
-        else:  # the rows read only these: no copy of the fact
-            body.append("local = {" + ", ".join(f"{n!r}: {v}" for n, v in {**reads, **inputs}.items()) + "}")
-        body.append(f"fired = {fire}(local)")
+            body.append(f"fired = {fire}(local)")
+        else:  # the rows read only these: no copy of the fact, and the rows found kept per values
+            body += self.remembered(fire, {**reads, **inputs})
         rows = self.constant_rows(table)
         if not expression_rows and table.hit in ("first", "unique"):
             body += self.one_literal_row(table, rows)
@@ -303,6 +307,25 @@ class _Module:
             "",
         ]
         return "\n".join(lines)
+
+    def remembered(self, fire: str, values: Mapping[str, str]) -> list[str]:
+        """Lines setting `fired` from the rows `fire` finds on `values` (name -> expression), kept
+        per (class, value) of each: a table whose rows read only these finds the same rows for the
+        same values, so each combination is fired once (a value without a hash is fired each time)."""
+        memo = self.bind(_Memo(), "M")
+        temps = {name: v if v.isidentifier() else f"_i{i}" for i, (name, v) in enumerate(values.items())}
+        local = "{" + ", ".join(f"{n!r}: {temps[n]}" for n in values) + "}"
+        key = "(" + "".join(f"{t}.__class__, {t}, " for t in temps.values()) + ")"
+        return [
+            *(f"{temps[n]} = {v}" for n, v in values.items() if temps[n] != v),
+            f"_key = {key}",
+            "try:",
+            f"    fired = {memo}[_key]",
+            "except KeyError:",
+            f"    fired = {memo}.remember(_key, {fire}({local}))",
+            "except TypeError:  # a value without a hash",
+            f"    fired = {fire}({local})",
+        ]
 
     def one_literal_row(self, table: DecisionTable, rows: str) -> list[str]:
         """The hit step of a first/unique table whose rows all have literal outputs: one row's
@@ -450,6 +473,19 @@ class _Module:
         return out
 
 
+class _Memo(dict[tuple[Any, ...], tuple[str, ...]]):
+    """The rows a decision table's rows fire, per (class, value) of what they read; bounded."""
+
+    def remember(self, key: tuple[Any, ...], fired: list[str]) -> tuple[str, ...]:
+        if len(self) >= _MEMO_MAX:  # values from requests: never more than this many kept
+            self.clear()
+        found = self[key] = tuple(fired)
+        return found
+
+    def __repr__(self) -> str:  # the header shows what it is, not what it holds
+        return "(rows fired, per input values)"
+
+
 def _reference_fire(stage: RuleStage) -> Callable[[Mapping[str, Any]], list[str]]:
     """The stage on the reference evaluator (it raises a hoisted value's located error)."""
     reference = ReferenceEvaluator()
@@ -535,6 +571,7 @@ _BOUND = {
     "F": "the formula's closure (engine.expr), run only to word an arithmetic error with its location",
     "R": "the reference evaluation, run only to word an arithmetic error with its location",
     "E": "the error of a unique decision table two of whose rows match",
+    "M": "the rows the table's rows fire, kept per (class, value) of its inputs (bounded)",
 }
 
 

@@ -101,14 +101,14 @@ class RuleWriter:
             left, right, op = right, left, MIRRORED[op]
         a, b = self.operand(left), self.operand(right)
         if isinstance(left, Field) and isinstance(right, Const):
-            kind = _KIND_CLASSES[kind_of(right.value)]
+            kind = _KIND_CLASSES[kind_of(right.value)]  # None is of no kind: the test comes after
             return (
-                f"({a} is not None and ({a} {op} {b} if {a}.__class__ in {kind} else _cmp({op!r}, {a}, {b})))"
+                f"({a} {op} {b} if {a}.__class__ in {kind} else ({a} is not None and _cmp({op!r}, {a}, {b})))"
             )
         if isinstance(left, Field) and isinstance(right, Field):  # two numbers: Python's own comparison
             fast = f"{a}.__class__ in NUM and {b}.__class__ in NUM"
             slow = f"_cmp({op!r}, {a}, {b})"
-            return f"({a} is not None and {b} is not None and ({a} {op} {b} if {fast} else {slow}))"
+            return f"({a} {op} {b} if {fast} else ({a} is not None and {b} is not None and {slow}))"
         return f"_cmp({op!r}, {a}, {b})"
 
     def member(self, node: In) -> str:
@@ -119,7 +119,7 @@ class RuleWriter:
             kind = _KIND_CLASSES[kinds.pop()]
             members = self.bind(frozenset(node.values))
             return (
-                f"({a} is not None and ({a} in {members} if {a}.__class__ in {kind} else _in({a}, {values})))"
+                f"({a} in {members} if {a}.__class__ in {kind} else _in({a}, {values}))"  # _in: None is False
             )
         return f"_in({a}, {values})"
 

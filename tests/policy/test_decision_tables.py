@@ -276,3 +276,32 @@ def test_shipped_limit_multiple_and_rate_spread_rows(grade: str, term: int, prem
     spread = p.decision_tables["RATE_SPREAD"].evaluate(fact).outputs["grade_spread"]
     extra = Decimal(premium) * (2 if grade in ("D", "E") else 1)
     assert spread == Decimal(SHIPPED_SPREAD[grade]) + extra
+
+
+KINDS = """\
+  FLAGGED:
+    hit: first
+    inputs: {n: bureau.flags}
+    outputs: [label]
+    rows:
+      - ["1", one]
+      - ["-", other]
+"""
+
+
+def test_a_table_keeps_its_rows_per_value_and_kind_so_a_bool_never_reads_as_the_int_one() -> None:
+    """The generated table keeps the rows it found per (class, value) of its inputs: True, 1 and
+    Decimal 1 are equal and hash alike, yet bool is its own kind; each must find its own rows,
+    whatever order they come in, as the reference evaluator finds them."""
+    from engine.rules import CompiledEvaluator
+
+    p = policy(KINDS, "label == 'one'")
+    table = p.decision_tables["FLAGGED"]
+    assert table.compiled is not None
+    for value in [1, True, Decimal("1.0"), 1, False, 0, True, None, Decimal("1")]:
+        fact = {"bureau.flags": value}
+        want = table.evaluate(dict(fact), ReferenceEvaluator())
+        got = table.evaluate(dict(fact), CompiledEvaluator())
+        assert (got.rows, dict(got.outputs), got.lines) == (want.rows, dict(want.outputs), want.lines), value
+    assert table.evaluate({"bureau.flags": True}, CompiledEvaluator()).outputs["label"] == "other"
+    assert table.evaluate({"bureau.flags": 1}, CompiledEvaluator()).outputs["label"] == "one"
