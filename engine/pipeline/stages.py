@@ -4,7 +4,7 @@ score, segments, limit and price; each reads and extends the DecisionContext, al
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from engine.decision import ModelRef, Reason, Score, plain
@@ -36,6 +36,7 @@ LIMIT_FLOOR_TEXT = {
 }
 PD_PLACES = Decimal("0.000001")
 CENT = Decimal("0.01")
+_WIDE = Context(prec=50)  # the limit's rounding to its step: room for any amount, default traps
 
 
 def validate_stage(ctx: DecisionContext) -> StageResult:
@@ -67,15 +68,16 @@ def rule_stage(name: str) -> Any:
         fired = stage.fire(ctx.evaluator, ctx.fact)
         declines: list[str] = []
         refers: list[str] = []
-        for rule_id in fired:
-            effect = stage.effects[rule_id]
-            reason = stage.reason(rule_id, ctx.language, name)
-            if effect.kind == "decline":
-                ctx.declines.append(reason)
-                declines.append(effect.code)
-            elif effect.kind == "refer":
-                ctx.refers.append(reason)
-                refers.append(effect.code)
+        if fired:
+            effects, language = stage.effects, ctx.language
+            for rule_id in fired:
+                effect = effects[rule_id]
+                if effect.kind == "decline":
+                    ctx.declines.append(stage.reason(rule_id, language, name))
+                    declines.append(effect.code)
+                elif effect.kind == "refer":
+                    ctx.refers.append(stage.reason(rule_id, language, name))
+                    refers.append(effect.code)
         return StageResult(tuple(fired), {"declines": declines, "refers": refers})
 
     run.__name__ = f"{name}_stage"
@@ -126,8 +128,10 @@ def after_score(ctx: DecisionContext, pd: Decimal, points: int) -> list[str]:
     assert spec is not None  # only a policy with a score section reaches a score
     grade, lines = spec.graded(points, ctx.evaluator)
     ctx.score = Score(pd=pd, points=points, grade=grade)
-    ctx.fact.update({"score.pd": pd, "score.points": points, "score.grade": grade})
-    return [*lines, *ctx.policy.derive_late(ctx.fact, ctx.evaluator)]
+    fact = ctx.fact
+    fact["score.pd"], fact["score.points"], fact["score.grade"] = pd, points, grade
+    late = ctx.policy.derive_late(fact, ctx.evaluator)
+    return [*lines, *late] if late else list(lines)
 
 
 def segments_stage(ctx: DecisionContext) -> StageResult:
@@ -144,16 +148,14 @@ def limit_stage(ctx: DecisionContext) -> StageResult:
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
     formula = _number(spec.formula.run(ctx.fact, ctx.evaluator), spec.formula)
     value, fired = _adjust(ctx, spec.adjustments, formula, "limit")
-    capped = spec.cap is not None and value > spec.cap
-    if capped and spec.cap is not None:
-        value = spec.cap
-    with localcontext() as c:
-        c.prec = 50
-        value = (value / spec.round_to).to_integral_value(
-            rounding=rounding_mode(spec.rounding)
-        ) * spec.round_to
-        if spec.cap is not None and value > spec.cap:  # rounding up never lends above the cap
-            value = (spec.cap / spec.round_to).to_integral_value(rounding=ROUND_DOWN) * spec.round_to
+    cap, step = spec.cap, spec.round_to
+    capped = cap is not None and value > cap
+    if capped and cap is not None:
+        value = cap
+    quantum = spec.step_quantum
+    value = _to_step(value, step, rounding_mode(spec.rounding), quantum)
+    if cap is not None and value > cap:  # rounding up never lends above the cap
+        value = _to_step(cap, step, ROUND_DOWN, quantum)
     value = value.quantize(CENT, rounding=ROUND_DOWN)  # money: in cents (the step is whole cents)
     # a stated floor admits a limit equal to it, 0 included; without one a limit must be above 0
     if value < spec.floor if spec.floor is not None else value <= 0:
@@ -161,6 +163,16 @@ def limit_stage(ctx: DecisionContext) -> StageResult:
     ctx.limit = value
     values = {"formula": formula, "capped": capped, "limit": value}
     return StageResult(fired, values)
+
+
+def _to_step(value: Decimal, step: Decimal, rounding: str, quantum: Decimal | None) -> Decimal:
+    """`value` rounded to a multiple of `step` (in 50 digits: exact for any amount). A step that is a
+    power of ten 1Ek (`quantum`: a cent, a unit, a hundred) is a quantize to exponent k: the same
+    number (the limit is then written in cents)."""
+    if quantum is not None:
+        return value.quantize(quantum, rounding=rounding, context=_WIDE)
+    whole = _WIDE.divide(value, step).to_integral_value(rounding=rounding, context=_WIDE)
+    return _WIDE.multiply(whole, step)
 
 
 def price_stage(ctx: DecisionContext) -> StageResult:
@@ -202,6 +214,8 @@ def _adjust(ctx: DecisionContext, stage: Any, value: Decimal, name: str) -> tupl
 
 def _number(value: Any, formula: Any) -> Decimal:
     """A formula's value as Decimal; a missing (None) or non-numeric value refuses the decision."""
+    if value.__class__ is Decimal and value.is_finite():  # the usual case, as to_decimal returns it
+        return value
     if value is None or isinstance(value, bool) or not isinstance(value, int | Decimal):
         where = getattr(formula, "location", None)
         source = getattr(formula, "source", "?")

@@ -19,6 +19,8 @@ from engine.policy.inputs import validate_application
 from engine.rules.compiled import CompiledEvaluator
 from engine.rules.ir import RuleSet
 
+_GRADED_MAX = 4096  # distinct points kept per grade table (points span a few hundred values)
+
 
 @dataclass(frozen=True)
 class Formula:
@@ -161,20 +163,40 @@ class ScoreSpec:
         return self.graded(points, evaluator)[0]
 
     def graded(self, points: int, evaluator: Any = None) -> tuple[str, tuple[str, ...]]:
-        """(grade of `points`, the grade table's trace lines): the table is evaluated once."""
-        if self.grade_table is not None:
-            hit = self.grade_table.evaluate({"score.points": points}, evaluator)
-            grade = hit.outputs[self.grade_table.outputs[0].name]
-            if grade is None:
-                raise PolicyRuntimeError(
-                    f"no row of grade table {self.grade_table.name} matches score.points = {points}",
-                    location=self.grade_table.location,
-                )
-            return str(grade), hit.lines
-        for g in self.grades:
-            if points >= g.min_points:
-                return g.grade, ()
-        return self.grades[-1].grade, ()
+        """(grade of `points`, the grade table's trace lines): the table is evaluated once. On the
+        compiled evaluator the answer for each int `points` is kept: the grade table reads nothing
+        else, so it is constant for the policy version."""
+        table = self.grade_table
+        if table is None:
+            for g in self.grades:
+                if points >= g.min_points:
+                    return g.grade, ()
+            return self.grades[-1].grade, ()
+        compiled = table.compiled is not None and isinstance(evaluator, CompiledEvaluator)
+        if compiled and points.__class__ is int:
+            known = self._graded.get(points)
+            if known is not None:
+                return known
+        if compiled:
+            assert table.compiled is not None
+            _, outputs, lines = table.compiled({"score.points": points})
+            grade, shown = outputs[table.outputs[0].name], tuple(lines)
+        else:
+            hit = table.evaluate({"score.points": points}, evaluator)
+            grade, shown = hit.outputs[table.outputs[0].name], hit.lines
+        if grade is None:
+            raise PolicyRuntimeError(
+                f"no row of grade table {table.name} matches score.points = {points}", location=table.location
+            )
+        found = (str(grade), shown)
+        if compiled and points.__class__ is int and len(self._graded) < _GRADED_MAX:
+            self._graded[points] = found
+        return found
+
+    @cached_property
+    def _graded(self) -> dict[int, tuple[str, tuple[str, ...]]]:
+        """Per points, the grade table's answer on the compiled evaluator (graded)."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -198,6 +220,12 @@ class LimitSpec:
     cap: Decimal | None
     round_to: Decimal = Decimal("0.01")  # a limit is a multiple of this step (cents by default)
     rounding: str = "down"  # how it reaches the step (schema.RoundingMode)
+
+    @cached_property
+    def step_quantum(self) -> Decimal | None:
+        """1Ek when the step is a power of ten (0.01, 1, 100): rounding to it is a quantize to it."""
+        quantum = self.round_to.normalize()
+        return quantum if quantum.as_tuple().digits == (1,) else None
 
 
 @dataclass(frozen=True)
@@ -394,13 +422,21 @@ class Policy:
     def derive_late(self, fact: Fact, evaluator: Any = None) -> list[str]:
         """The derived values and decision tables that read score.* (not the grade table: the score
         stage has graded already); returns the trace lines of matched rows."""
+        generated = self.program.derive_score if self.program is not None else None
+        if generated is not None and isinstance(evaluator, CompiledEvaluator):  # without _run's lookups
+            lines: list[str] = generated(fact)
+            return lines
         return self._run("score", fact, evaluator)
 
     def ensure_after_score(self, fact: Mapping[str, Any]) -> None:
         """Compute the "score" phase now if nobody has (a formula or rule reading its outputs calls
         this first), on the reference evaluator; a no-op once the outputs are in `fact`."""
-        if isinstance(fact, dict) and not all(name in fact for name in self.late_names):
+        if isinstance(fact, dict) and not self._late_set <= fact.keys():
             self._run("score", fact, None)
+
+    @cached_property
+    def _late_set(self) -> frozenset[str]:
+        return frozenset(self.late_names)
 
     def _generated(self, phase: str, evaluator: Any) -> Callable[[Fact], list[str]] | None:
         """The generated module's function for `phase` of the plan, on the compiled evaluator."""

@@ -74,6 +74,25 @@ def test_limit_rounding_is_a_policy_set_step(extra: str, income: str, limit: str
 
 
 @pytest.mark.parametrize(
+    ("extra", "income", "limit"),
+    [
+        ('round_to: "0.10"', "1001.239", "500.60"),
+        ("round_to: 1\n  rounding: half_even", "1001", "500.00"),
+        ("round_to: 1\n  rounding: half_even", "1003", "502.00"),
+        ("round_to: 1000\n  rounding: up\n  cap: 1500", "2002", "1000.00"),  # up past the cap: back down
+        ("round_to: 1000\n  rounding: half_up\n  floor: 0", "999", "0.00"),
+        ('round_to: "0.01"\n  rounding: up', "1001.231", "500.62"),
+        ("round_to: 1E+2", "1998", "900.00"),
+    ],
+)
+def test_a_limit_rounded_to_a_power_of_ten_reads_in_cents(extra: str, income: str, limit: str) -> None:
+    """A step of 1Ek rounds by a quantize (limit_stage's fast path); the answer is the same number,
+    written the same way, as the general divide-round-multiply gives."""
+    decision = _decide(_policy(LIMIT.format(extra=extra)), {"applicant": {"income": income}})
+    assert decision["limit"] == limit, decision
+
+
+@pytest.mark.parametrize(
     ("limit", "message"),
     [
         ("round_to: 100\n  round_down_to: 100", "give the step once"),
