@@ -23,11 +23,16 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def __call__(self, name: str, version: str, sha256: str | None) -> tuple[ModelPackage, OnnxScorer]:
+        found = self._scorers.get((name, version))  # loaded: no lock (entries are only ever added)
+        if found is not None:
+            check_pin(found[0], sha256)
+            return found
         with self._lock:
             if (name, version) not in self._scorers:
                 package = self.store.load(name, version)
-                self._scorers[(name, version)] = (package, OnnxScorer(package))
+                scorer = OnnxScorer(package)
                 native_scorer(package)  # its SHAP tables, built at load: reasons never call CatBoost
+                self._scorers[(name, version)] = (package, scorer)  # last: a reader sees it complete
             package, scorer = self._scorers[(name, version)]
         check_pin(package, sha256)
         return package, scorer

@@ -39,6 +39,7 @@ CATEGORICAL = "categorical"
 BAD_RATE_PRIOR_ROWS = 10.0
 
 
+_MISSING = object()
 _PLAIN_NUMBERS = {int, float, Decimal, np.int64, np.int32, np.float64, np.float32}
 
 
@@ -60,19 +61,42 @@ class FeatureEncoder:
             else:
                 lo, hi = (float(x) for x in f["range"])
                 self._plan.append((f["name"], False, lo, hi, {}))
+        self._plans = {plan[0]: plan for plan in self._plan}
+        # encode_row's fast path: a range that is not finite takes no value there ([inf, -inf])
+        self._fast = [
+            (name, categorical, lo, hi, codes)
+            if math.isfinite(lo) and math.isfinite(hi)
+            else (name, categorical, math.inf, -math.inf, codes)
+            for name, categorical, lo, hi, codes in self._plan
+        ]
 
     def encode_row(self, row: Mapping[str, Any]) -> np.ndarray:
-        """One row -> float32 vector in card order; raises ModelError naming the bad feature."""
-        out = np.empty(len(self._plan), dtype=np.float32)
-        for i, (name, categorical, lo, hi, codes) in enumerate(self._plan):
-            if name not in row:
-                raise ModelError(f"feature {name!r} is missing", code=FEATURE_MISSING)
-            value = row[name]
+        """One row -> float32 vector in card order; raises ModelError naming the bad feature. The
+        usual values (a known category string; an int, float or Decimal inside a finite range) take
+        a fast path to the same floats; anything else goes through the checks that name it."""
+        values: list[float | int] = []
+        append = values.append
+        for name, categorical, lo, hi, codes in self._fast:
+            value = row.get(name, _MISSING)
+            kind = value.__class__
             if categorical:
-                out[i] = _category_code(name, value, codes)
-            else:
-                out[i] = _number(name, value, lo, hi)
-        return out
+                code = codes.get(value) if kind is str else None
+                append(code if code is not None else self._slow(name, value))
+                continue
+            if kind is int or kind is float or kind is Decimal:
+                number = float(value)
+                if lo <= number <= hi:  # lo and hi finite: so is number
+                    append(number)
+                    continue
+            append(self._slow(name, value))
+        return np.array(values, dtype=np.float32)
+
+    def _slow(self, name: str, value: Any) -> float | int:
+        """The checked encoding of one feature's value (its error names the feature)."""
+        if value is _MISSING:
+            raise ModelError(f"feature {name!r} is missing", code=FEATURE_MISSING)
+        _, categorical, lo, hi, codes = self._plans[name]
+        return _category_code(name, value, codes) if categorical else _number(name, value, lo, hi)
 
     def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Many rows -> float32 matrix, column by column; any doubt falls back to `encode_row`

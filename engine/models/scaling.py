@@ -4,7 +4,7 @@ double the odds) -> grade bands, as a policy's `score.scaling` and `score.grades
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -12,6 +12,7 @@ from engine.errors import BAD_PD, BAD_SCALING, NO_GRADE, ModelError
 
 # A PD of exactly 0 or 1 has infinite odds; clamp so points stay finite and monotone.
 PD_EPSILON = 1e-9
+_LN2 = math.log(2.0)
 
 
 def points(
@@ -19,16 +20,34 @@ def points(
 ) -> int:
     """points = base_points + pdo / ln(2) * ln(odds / base_odds), odds = (1 - pd) / pd (good:bad),
     rounded half-even to an integer. `pd` is clamped to [1e-9, 1 - 1e-9]."""
-    p = float(pd)
-    if not math.isfinite(p) or p < 0.0 or p > 1.0:
-        raise ModelError(f"pd must be a probability in [0, 1], got {pd!r}", code=BAD_PD)
-    if float(base_odds) <= 0 or float(pdo) <= 0:
-        raise ModelError("base_odds and pdo must be positive", code=BAD_SCALING)
-    p = min(max(p, PD_EPSILON), 1.0 - PD_EPSILON)
-    odds = (1.0 - p) / p
-    value = float(base_points) + float(pdo) / math.log(2.0) * math.log(odds / float(base_odds))
-    # Decimal(repr) rounds the float's shortest repr half-even, so 612.5 -> 612 and 613.5 -> 614.
-    return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    return scaler(base_points, base_odds, pdo)(pd)
+
+
+def scaler(
+    base_points: float | Decimal, base_odds: float | Decimal, pdo: float | Decimal
+) -> Callable[[float | Decimal], int]:
+    """`points` with the scaling fixed: its constants converted once (a policy's score stage keeps
+    one per policy version). Same arithmetic, same order, same errors."""
+    base, odds0, slope = float(base_points), float(base_odds), float(pdo)
+    valid = odds0 > 0 and slope > 0
+    factor = slope / _LN2 if valid else 0.0
+
+    def scale(pd: float | Decimal) -> int:
+        p = float(pd)
+        if not math.isfinite(p) or p < 0.0 or p > 1.0:
+            raise ModelError(f"pd must be a probability in [0, 1], got {pd!r}", code=BAD_PD)
+        if not valid:
+            raise ModelError("base_odds and pdo must be positive", code=BAD_SCALING)
+        p = min(max(p, PD_EPSILON), 1.0 - PD_EPSILON)
+        odds = (1.0 - p) / p
+        value = base + factor * math.log(odds / odds0)
+        if math.isfinite(value):
+            # round() is half-even on the float itself, which is the half-even rounding of its
+            # shortest repr too (no float but x.5 itself reprs as x.5): 612.5 -> 612, 613.5 -> 614
+            return round(value)
+        return int(Decimal(repr(value)).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+    return scale
 
 
 def grade(score_points: int, bands: Sequence[Mapping[str, Any]]) -> str:

@@ -69,6 +69,12 @@ class OnnxScorer(_Scorer):
         self._input = str(onnx_card.get("input", self.session.get_inputs()[0].name))
         self._outputs = [str(onnx_card.get("output", self.session.get_outputs()[0].name))]
 
+    def pd(self, features: Mapping[str, Any]) -> float:
+        """One row's P(bad): the float32 from the tensor, as float (what pd_matrix gives for it)."""
+        row = self.encoder.encode_row(features)[None, :]
+        (probabilities,) = self.session.run(self._outputs, {self._input: row})
+        return float(probabilities[0][BAD_CLASS])
+
     def pd_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Already-encoded float32 rows -> P(bad) per row (float32 from the tensor, as float64)."""
         (probabilities,) = self.session.run(

@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from engine.decision import ModelRef
 from engine.errors import MODEL_CARD_INVALID, MODEL_FILE_MISSING, MODEL_HASH_MISMATCH, ModelError, NotFound
 
 CARD = "card.json"
@@ -34,6 +36,11 @@ class ModelPackage:
     sha256: str
     card: dict[str, Any] = field(repr=False, compare=False)
     path: Path
+
+    @cached_property
+    def ref(self) -> ModelRef:
+        """What a Decision records of this package (immutable: one per package)."""
+        return ModelRef(self.name, self.version, self.sha256)
 
     @property
     def onnx_path(self) -> Path:

@@ -7,11 +7,10 @@ from collections.abc import Mapping
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
-from engine.decision import ModelRef, Reason, Score, plain
+from engine.decision import Reason, Score, plain
 from engine.errors import FeatureRefused, FieldViolation, InvalidInput, PolicyRuntimeError
 from engine.finance import to_decimal
 from engine.finance.money import rounding_mode
-from engine.models.scaling import points as scale_points
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.runner import StageResult
 from engine.policy.inputs import flatten
@@ -106,13 +105,13 @@ def score_stage(ctx: DecisionContext) -> StageResult:
         if decl is not None and decl.pii:  # never echo personal data into an error or a log line
             message = f"refused by model feature {exc.feature!r} (a personal value: not repeated here)"
         raise InvalidInput([FieldViolation(field, message)]) from None
-    scaling = spec.scaling
-    points = scale_points(raw_pd, scaling.base_points, scaling.base_odds, scaling.pdo)
-    pd = Decimal(repr(raw_pd)).quantize(PD_PLACES, rounding=ROUND_HALF_EVEN)
+    points = spec.scaling.scale(raw_pd)
+    shown = repr(raw_pd)
+    pd = Decimal(shown).quantize(PD_PLACES, rounding=ROUND_HALF_EVEN)
     ctx.package = package
     ctx.features = features
-    ctx.model_refs.append(ModelRef(package.name, package.version, package.sha256))
-    ctx.model_outputs[package.name] = {"pd": repr(raw_pd), "features": plain(features, "text")}
+    ctx.model_refs.append(package.ref)
+    ctx.model_outputs[package.name] = {"pd": shown, "features": plain(features, "text")}
     values: dict[str, Any] = {"pd": pd, "points": points}
     tables = after_score(ctx, pd, points)
     values["grade"] = ctx.fact["score.grade"]

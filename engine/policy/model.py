@@ -124,6 +124,13 @@ class Scaling:
     base_odds: Decimal
     pdo: Decimal
 
+    @cached_property
+    def scale(self) -> Callable[[float | Decimal], int]:
+        """PD -> points under this scaling (engine.models.scaling.points, its constants converted once)."""
+        from engine.models.scaling import scaler
+
+        return scaler(self.base_points, self.base_odds, self.pdo)
+
 
 @dataclass(frozen=True)
 class Grade:

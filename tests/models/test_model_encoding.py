@@ -100,3 +100,26 @@ def test_missing_feature_is_refused(consumer_pd: ModelPackage) -> None:
 def test_german_credit_enforces_training_range(german_credit: ModelPackage) -> None:
     duration = next(f for f in german_credit.card["features"] if f["name"] == "duration_in_month")
     assert duration["range"] == duration["train_range"] == [4, 72]
+
+
+def test_a_row_encodes_as_its_frame_does_at_the_range_edges(consumer_pd: ModelPackage) -> None:
+    """encode_row's fast path (exact int, float, Decimal inside the range) gives the float32 values
+    the checked column path gives, at both edges of every range and for long Decimals."""
+    encoder = FeatureEncoder(consumer_pd.card["features"])
+    numeric = [f for f in consumer_pd.card["features"] if f["type"] == "numeric"]
+    rows = []
+    for f in numeric:
+        lo, hi = f["range"]
+        for value in (lo, hi, float(lo), Decimal(str(hi)), Decimal(str(lo)) + Decimal("0.000000123456789")):
+            rows.append(consumer_row(**{f["name"]: value}))
+    for row in rows:
+        assert np.array_equal(encoder.encode_row(row), encoder.encode_rows([row])[0]), row
+        assert np.array_equal(encoder.encode_row(row), encoder.encode_frame(pd.DataFrame([row]))[0]), row
+
+
+def test_an_open_ended_range_still_refuses_infinity() -> None:
+    encoder = FeatureEncoder([{"name": "x", "type": "numeric", "range": [0, math.inf]}])
+    assert encoder.encode_row({"x": Decimal("12.5")}).tolist() == [12.5]
+    with pytest.raises(ModelError) as caught:
+        encoder.encode_row({"x": math.inf})
+    assert caught.value.code == "FEATURE_NOT_FINITE"

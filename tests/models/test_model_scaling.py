@@ -48,3 +48,39 @@ def test_grade_bands_in_any_order() -> None:
     assert grade(100, BANDS) == "C"
     with pytest.raises(ModelError):
         grade(-5, BANDS)
+
+
+def test_points_round_the_float_as_its_shortest_repr_rounds_half_even() -> None:
+    """scaler rounds with round() (half-even on the float); the contract is half-even on the
+    float's shortest repr. They agree at and next to every .5 (the float just below 600.5 reprs
+    as 600.49999999999994, never as 600.5)."""
+    import math
+    import random
+
+    from engine.models.scaling import scaler
+
+    def by_repr(value: float) -> int:
+        return int(Decimal(repr(value)).quantize(Decimal(1), rounding="ROUND_HALF_EVEN"))
+
+    rng = random.Random(7)
+    for _ in range(20_000):
+        half = rng.randint(-2000, 2000) + 0.5
+        for value in (
+            half,
+            math.nextafter(half, -math.inf),
+            math.nextafter(half, math.inf),
+            rng.uniform(-3e3, 3e3),
+        ):
+            assert round(value) == by_repr(value), value
+    scale = scaler(600, Decimal("50"), Decimal("20"))
+    for pd in (0.0, 1e-12, 0.001, 0.02, 0.3, 0.5, 0.999, 1.0, Decimal("0.0384615")):
+        assert scale(pd) == points(pd, 600, Decimal("50"), Decimal("20"))
+
+
+def test_bad_scaling_is_refused_after_the_pd_is_checked() -> None:
+    with pytest.raises(ModelError) as caught:
+        points(0.1, 600, 0, 20)
+    assert caught.value.code == "BAD_SCALING"
+    with pytest.raises(ModelError) as caught:
+        points(2.0, 600, 0, 20)
+    assert caught.value.code == "BAD_PD"
