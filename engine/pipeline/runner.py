@@ -14,7 +14,7 @@ from engine.pipeline.context import DecisionContext
 __all__ = ["Stage", "StageResult", "run_stages"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StageResult:
     """What a stage reports for the trace: the rule ids that fired and a few values (JSON-ready)."""
 
