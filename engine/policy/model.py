@@ -13,6 +13,7 @@ from typing import Any, Literal
 from engine.decision import Reason
 from engine.errors import Diagnostic, Location, PolicyRuntimeError
 from engine.expr.types import Type
+from engine.models.scaling import scaler
 from engine.policy.contract import Fact, InputDecl
 from engine.policy.experiment import Experiment
 from engine.policy.inputs import validate_application
@@ -127,8 +128,6 @@ class Scaling:
     @cached_property
     def scale(self) -> Callable[[float | Decimal], int]:
         """PD -> points under this scaling (engine.models.scaling.points, its constants converted once)."""
-        from engine.models.scaling import scaler
-
         return scaler(self.base_points, self.base_odds, self.pdo)
 
 
