@@ -35,6 +35,7 @@ LIMIT_FLOOR_TEXT = {
 }
 PD_PLACES = Decimal("0.000001")
 CENT = Decimal("0.01")
+_ZERO = Decimal(0)
 _WIDE = Context(prec=50)  # the limit's rounding to its step: room for any amount, default traps
 
 
@@ -107,7 +108,7 @@ def score_stage(ctx: DecisionContext) -> StageResult:
         raise InvalidInput([FieldViolation(field, message)]) from None
     points = spec.scaling.scale(raw_pd)
     shown = repr(raw_pd)
-    pd = Decimal(shown).quantize(PD_PLACES, rounding=ROUND_HALF_EVEN)
+    pd = Decimal(shown).quantize(PD_PLACES, ROUND_HALF_EVEN)  # positional: keywords cost more
     ctx.package = package
     ctx.features = features
     ctx.model_refs.append(package.ref)
@@ -126,7 +127,7 @@ def after_score(ctx: DecisionContext, pd: Decimal, points: int) -> list[str]:
     spec = ctx.policy.score
     assert spec is not None  # only a policy with a score section reaches a score
     grade, lines = spec.graded(points, ctx.evaluator)
-    ctx.score = Score(pd=pd, points=points, grade=grade)
+    ctx.score = Score(pd, points, grade)
     fact = ctx.fact
     fact["score.pd"], fact["score.points"], fact["score.grade"] = pd, points, grade
     late = ctx.policy.derive_late(fact, ctx.evaluator)
@@ -155,7 +156,7 @@ def limit_stage(ctx: DecisionContext) -> StageResult:
     value = _to_step(value, step, rounding_mode(spec.rounding), quantum)
     if cap is not None and value > cap:  # rounding up never lends above the cap
         value = _to_step(cap, step, ROUND_DOWN, quantum)
-    value = value.quantize(CENT, rounding=ROUND_DOWN)  # money: in cents (the step is whole cents)
+    value = value.quantize(CENT, ROUND_DOWN)  # money: in cents (the step is whole cents)
     # a stated floor admits a limit equal to it, 0 included; without one a limit must be above 0
     if value < spec.floor if spec.floor is not None else value <= 0:
         ctx.declines.append(Reason(LIMIT_FLOOR_CODE, ctx.text(LIMIT_FLOOR_TEXT), "limit", ""))
@@ -169,8 +170,8 @@ def _to_step(value: Decimal, step: Decimal, rounding: str, quantum: Decimal | No
     power of ten 1Ek (`quantum`: a cent, a unit, a hundred) is a quantize to exponent k: the same
     number (the limit is then written in cents)."""
     if quantum is not None:
-        return value.quantize(quantum, rounding=rounding, context=_WIDE)
-    whole = _WIDE.divide(value, step).to_integral_value(rounding=rounding, context=_WIDE)
+        return value.quantize(quantum, rounding, _WIDE)  # (positional: keywords cost more)
+    whole = _WIDE.divide(value, step).to_integral_value(rounding, _WIDE)
     return _WIDE.multiply(whole, step)
 
 
@@ -179,9 +180,7 @@ def price_stage(ctx: DecisionContext) -> StageResult:
     spec = ctx.policy.price
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
     base = _number(spec.base_rate.run(ctx.fact, ctx.evaluator), spec.base_rate)
-    spread = Decimal(0)
-    if spec.spread is not None:
-        spread = _number(spec.spread.run(ctx.fact, ctx.evaluator), spec.spread)
+    spread = _ZERO if spec.spread is None else _number(spec.spread.run(ctx.fact, ctx.evaluator), spec.spread)
     value, fired = _adjust(ctx, spec.adjustments, base + spread, "price")
     floored = spec.floor is not None and value < spec.floor
     if floored and spec.floor is not None:
