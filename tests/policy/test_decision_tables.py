@@ -305,3 +305,25 @@ def test_a_table_keeps_its_rows_per_value_and_kind_so_a_bool_never_reads_as_the_
         assert (got.rows, dict(got.outputs), got.lines) == (want.rows, dict(want.outputs), want.lines), value
     assert table.evaluate({"bureau.flags": True}, CompiledEvaluator()).outputs["label"] == "other"
     assert table.evaluate({"bureau.flags": 1}, CompiledEvaluator()).outputs["label"] == "one"
+
+
+def test_a_grade_kept_per_points_is_the_tables_answer_and_a_gap_still_refuses_every_time() -> None:
+    """The compiled evaluator keeps the grade per points (the grade table reads nothing else): asked
+    twice it answers as the reference evaluator does, lines included; points no row covers are
+    refused each time, never kept."""
+    from engine.rules import CompiledEvaluator
+
+    gap = SCORED.replace('      - ["< 650", B]', '      - ["< 600", B]').replace(
+        "    complete: true\n", "", 1
+    )
+    p = load_policy_text(gap)
+    assert p.score is not None
+    compiled, reference = CompiledEvaluator(), ReferenceEvaluator()
+    for points in [700, 650, 599, 700, 599, 0, 650]:
+        want = p.score.graded(points, reference)
+        assert p.score.graded(points, compiled) == want == p.score.graded(points, compiled)
+    for _ in range(2):
+        with pytest.raises(
+            PolicyRuntimeError, match=r"no row of grade table GRADE matches score\.points = 620"
+        ):
+            p.score.graded(620, compiled)
