@@ -50,7 +50,11 @@ class DecisionContext:
     outcome: Outcome | None = None
     reasons: list[Reason] = field(default_factory=list)
     trace: list[TraceEntry] = field(default_factory=list)
-    stages: list[dict[str, Any]] = field(default_factory=list)  # per stage: fired and values, for audit
+
+    @property
+    def stages(self) -> list[dict[str, Any]]:
+        """Per stage: fired and values, for audit and the shadow check (read from the trace)."""
+        return [{"stage": e.stage, "fired": list(e.fired), "values": e.values} for e in self.trace]
 
     @property
     def declined(self) -> bool:
