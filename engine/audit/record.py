@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from typing import Any
 
 import engine
@@ -182,21 +184,74 @@ def request_fingerprint(policy: str, language: str, input: Mapping[str, Any]) ->
     (defaults applied: language "" is "en") and the *validated* input, in canonical JSON. The same
     request_id with the same fingerprint is a retry, with another one a conflict. The policy's
     version is left out: a retry after a reload still gets the decision it was given."""
+    members = _scalar_members(input)
+    if members is not None:  # scalars only (the common case): the same bytes without json.dumps
+        text = f'{{"input":{{{members}}},"language":{_json_text(language)},"policy":{_json_text(policy)}}}'
+        try:
+            return sha256_hex(text.encode("utf-8"))
+        except UnicodeEncodeError:  # a lone surrogate: the general form refuses it with its error
+            pass
     # plain once: canonical_json would walk the plain input a second time for the same bytes
     return sha256_hex(
         dumps_plain({"policy": policy, "language": language, "input": plain_text_floats(input)})
     )
 
 
+_json_text = json.encoder.encode_basestring  # json.dumps' own string form (ensure_ascii=False)
+
+
+def _scalar_members(input: Mapping[str, Any]) -> str | None:
+    """The members of canonical_json(plain(input)) for an input of scalars only (str, int, bool,
+    None, finite Decimal, date: what validation yields for scalar inputs), byte for byte; None
+    when a value needs the general form."""
+    parts = []
+    for name in sorted(input):
+        if type(name) is not str:
+            return None
+        value = input[name]
+        kind = type(value)
+        if kind is str:
+            text = _json_text(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        elif kind is Decimal:
+            if not value.is_finite():
+                return None
+            text = f'"{value}"'
+        elif value is None:
+            text = "null"
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif kind is dt.date:
+            text = f'"{value.isoformat()}"'
+        else:
+            return None
+        parts.append(f"{_json_text(name)}:{text}")
+    return ",".join(parts)
+
+
 _id_lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# Random bits for ids are read from the OS in blocks (one urandom call per 512 ids, not one per id);
+# a forked worker drops its parent's block so no two processes hand out the same bits.
+_RANDOM_BLOCK = 4096
+_random = b""
+_random_at = 0
+
+
+def _forget_random() -> None:
+    global _random, _random_at
+    _random, _random_at = b"", 0
+
+
+os.register_at_fork(after_in_child=_forget_random)
 
 
 def new_decision_id(now: float | None = None) -> str:
     """A UUIDv7 string: 48-bit Unix milliseconds first, so ids sort by time; a 12-bit counter keeps
-    ids from one process strictly increasing within a millisecond."""
-    global _last_ms, _counter
+    ids from one process strictly increasing within a millisecond; 62 random bits."""
+    global _last_ms, _counter, _random, _random_at
     with _id_lock:
         ms = int((time.time() if now is None else now) * 1000)
         if ms <= _last_ms:
@@ -208,7 +263,10 @@ def new_decision_id(now: float | None = None) -> str:
         else:
             _last_ms, _counter = ms, 0
         counter = _counter
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        if _random_at >= len(_random):
+            _random, _random_at = os.urandom(_RANDOM_BLOCK), 0
+        rand = int.from_bytes(_random[_random_at : _random_at + 8], "big") & ((1 << 62) - 1)
+        _random_at += 8
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
     text = f"{value:032x}"  # str(uuid.UUID(int=value)) without building the UUID object
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

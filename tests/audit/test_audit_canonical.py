@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.audit.canonical import canonical_json, plain
+from engine.audit.canonical import canonical_json, dumps_plain, plain, plain_text_floats
 from engine.audit.record import chain_hash, request_fingerprint
 from engine.decision import Instalment
 from engine.errors import CanonicalError
@@ -156,3 +156,36 @@ def test_one_value_to_json_function_with_three_float_rules() -> None:
     for bad in ({1: "int key"}, {b"x"}, Decimal("NaN"), dt.datetime(2026, 1, 1), float("inf")):
         with pytest.raises(NotPlain):
             to_plain(bad, "number")
+
+
+def test_fingerprint_value_is_pinned_across_versions() -> None:
+    """Stored records and retries across restarts compare fingerprints: the value of a known
+    request never changes (sha256 of its canonical JSON, written out here by hand)."""
+    fact = {
+        "applicant.age": 40,
+        "loan.amount": Decimal("5000.00"),
+        "name": 'Zoë "Z"',
+        "dob": dt.date(1990, 1, 2),
+    }
+    text = (
+        '{"input":{"applicant.age":40,"dob":"1990-01-02","loan.amount":"5000.00","name":"Zoë \\"Z\\""},'
+        '"language":"en","policy":"p"}'
+    )
+    assert request_fingerprint("p", "en", fact) == hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+fact_values = scalars | st.floats(allow_nan=False) | st.lists(st.integers(), max_size=3)
+
+
+@given(st.dictionaries(st.text(max_size=6), fact_values, max_size=6), st.text(max_size=4))
+def test_fingerprint_equals_the_canonical_json_of_the_request(fact: dict[str, object], language: str) -> None:
+    """The fingerprint's scalar fast path writes the very bytes canonical JSON writes (with floats
+    as text), for every value a validated fact can hold; lone surrogates are refused alike."""
+    request = {"policy": "p", "language": language, "input": plain_text_floats(fact)}
+    try:
+        want = hashlib.sha256(dumps_plain(request)).hexdigest()
+    except CanonicalError:
+        with pytest.raises(CanonicalError):
+            request_fingerprint("p", language, fact)
+        return
+    assert request_fingerprint("p", language, fact) == want
