@@ -13,7 +13,6 @@ from engine.finance import to_decimal
 from engine.finance.money import rounding_mode
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.runner import StageResult
-from engine.policy.inputs import flatten
 
 __all__ = [
     "LIMIT_FLOOR_CODE",
@@ -41,11 +40,8 @@ _WIDE = Context(prec=50)  # the limit's rounding to its step: room for any amoun
 
 def validate_stage(ctx: DecisionContext) -> StageResult:
     """Typed flat fact from the nested application (InvalidInput, listing every bad field, escapes)."""
-    ctx.input = ctx.policy.validate(ctx.application, ctx.today)
+    ctx.input, ctx.dated = ctx.policy.validated(ctx.application, ctx.today)
     ctx.fact = dict(ctx.input)
-    if ctx.policy.dated_inputs:
-        sent, _ = flatten(ctx.application)
-        ctx.dated = tuple(name for name in ctx.policy.dated_inputs if sent.get(name) is None)
     return StageResult(values={"fields": len(ctx.input)})
 
 

@@ -109,7 +109,7 @@ def coerce(decl: InputDecl, value: Any) -> tuple[Any, str | None]:
 # Decimals a caller sends: ASCII digits only (no full-width or Arabic-Indic digits, which Decimal()
 # would accept), short enough to parse cheaply, and within what the pipeline's arithmetic (28
 # significant digits) handles exactly.
-_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
+DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,4})?", re.ASCII)
 MAX_DECIMAL_CHARS = 64
 MAX_DECIMAL_PLACES = 28
 DECIMAL_LIMIT = Decimal(10) ** 18
@@ -135,7 +135,7 @@ def parse_decimal(value: Any) -> tuple[Decimal | None, str | None]:
                 None,
                 f"expected a decimal string of at most {MAX_DECIMAL_CHARS} characters, got {shown(value)}",
             )
-        if not _DECIMAL_TEXT.fullmatch(text):
+        if not DECIMAL_TEXT.fullmatch(text):
             return None, f'expected a decimal string of ASCII digits like "1234.56", got {shown(value)}'
         dec = Decimal(text)
     else:

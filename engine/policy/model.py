@@ -16,7 +16,8 @@ from engine.expr.types import Type
 from engine.models.scaling import scaler
 from engine.policy.contract import Fact, InputDecl
 from engine.policy.experiment import Experiment
-from engine.policy.inputs import validate_application
+from engine.policy.inputs import flatten, validate_application
+from engine.policy.validator import FastValidator, fast_validator
 from engine.rules.compiled import CompiledEvaluator
 from engine.rules.ir import RuleSet
 
@@ -395,7 +396,28 @@ class Policy:
     def validate(self, application: Mapping[str, Any], today: dt.date | None = None) -> Fact:
         """The typed flat fact of a nested JSON application; InvalidInput lists every bad field.
         `today` is the decision date for `default: today` inputs the application leaves out."""
-        return validate_application(self.inputs, application, self.open_groups, today)
+        return self.validated(application, today)[0]
+
+    def validated(
+        self, application: Mapping[str, Any], today: dt.date | None = None
+    ) -> tuple[Fact, tuple[str, ...]]:
+        """`validate`, and the `default: today` inputs the application left out (their value is
+        the decision date, not the caller's). A well-formed application takes this version's
+        generated validator; any other is decided (and its errors listed) by validate_application."""
+        fast = self._fast_validator
+        if fast is not None:
+            found = fast(application, today)
+            if found is not None:
+                return found
+        fact = validate_application(self.inputs, application, self.open_groups, today)
+        if not self.dated_inputs:
+            return fact, ()
+        sent, _ = flatten(application)
+        return fact, tuple(name for name in self.dated_inputs if sent.get(name) is None)
+
+    @cached_property
+    def _fast_validator(self) -> FastValidator | None:
+        return fast_validator(self.inputs, self.open_groups)
 
     @cached_property
     def dated_inputs(self) -> tuple[str, ...]:

@@ -1,0 +1,226 @@
+"""A policy version's validator as generated Python: the well-formed application (nested objects,
+every field valid) becomes its typed fact in straight-line code; anything else returns None and
+engine.policy.inputs.validate_application, the one source of every error, decides it again.
+
+The fast path only ever accepts what validate_application accepts, with the same typed values: it
+reads each declared field by name, checks exact types and bounds, and gives up (None) on an
+unknown key, a dotted spelling, a wrong or out-of-range value, a missing required field or an
+open input group. Names in the source come only from the validated policy, as string literals;
+bounds, defaults and declarations are bound by name, so no text of a request is ever code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from engine.policy.contract import Fact, InputDecl
+from engine.policy.inputs import (
+    DECIMAL_LIMIT,
+    MAX_DECIMAL_PLACES,
+    coerce_container,
+    parse_decimal,
+    to_date,
+)
+
+__all__ = ["FastValidator", "fast_validator", "validator_source"]
+
+# application, today -> (the typed fact, the `default: today` inputs the application left out), or
+# None: not the well-formed case, validate_application decides
+FastValidator = Callable[[Any, "dt.date | None"], "tuple[Fact, tuple[str, ...]] | None"]
+
+_SCALARS = {"integer", "decimal", "boolean", "string", "enum", "date"}
+# Decimal text the fast path parses itself: no exponent and at most 29 characters, so never more
+# than 28 decimal places (parse_decimal's limit); it matches only text parse_decimal accepts as is.
+_SHORT_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)", re.ASCII)
+
+
+def fast_validator(inputs: Mapping[str, InputDecl], open_groups: tuple[str, ...]) -> FastValidator | None:
+    """The generated fast path for these inputs, or None when they have a shape it does not cover
+    (open input groups, a name that is both a field and a group)."""
+    generated = validator_source(inputs, open_groups)
+    if generated is None:
+        return None
+    source, bindings = generated
+    namespace: dict[str, Any] = dict(bindings)
+    exec(compile(source, "<policy validator>", "exec"), namespace)
+    validate: FastValidator = namespace["validate"]
+    return validate
+
+
+def validator_source(
+    inputs: Mapping[str, InputDecl], open_groups: tuple[str, ...]
+) -> tuple[str, dict[str, Any]] | None:
+    """The source of `validate(application, today)` and the values its names are bound to."""
+    if open_groups or not inputs:
+        return None
+    tree: dict[str, Any] = {}  # group key -> subtree; field key -> its declaration
+    for name, decl in inputs.items():
+        *groups, leaf = name.split(".")
+        node = tree
+        for key in groups:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                return None  # a field that is also a group
+        if not all([*groups, leaf]) or leaf in node:
+            return None
+        if not decl.type.container and decl.type.kind not in _SCALARS:
+            return None
+        node[leaf] = decl
+    writer = _Writer()
+    writer.group(tree, "application", 1)
+    fact = ", ".join(f"{name!r}: {writer.typed[name]}" for name in inputs)
+    # the dated inputs in declaration order, as validate_stage lists them
+    flags = "".join(f"({name!r}, {writer.dated[name]}), " for name in inputs if name in writer.dated)
+    dated = f"tuple(name for name, left_out in ({flags}) if left_out)" if flags else "()"
+    lines = [
+        "def validate(application, today):",
+        "    if type(application) is not dict:",
+        "        return None",
+        *writer.lines,
+        f"    return {{{fact}}}, {dated}",
+    ]
+    return "\n".join(lines) + "\n", writer.bindings
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.bindings: dict[str, Any] = {
+            "INTEGER_LIMIT": int(DECIMAL_LIMIT),
+            "DECIMAL_LIMIT": DECIMAL_LIMIT,
+            "SHORT_DECIMAL": MAX_DECIMAL_PLACES + 1,
+            "SHORT_DECIMAL_TEXT": _SHORT_DECIMAL_TEXT.fullmatch,
+            "Decimal": Decimal,
+            "MISSING": _MISSING,
+            "coerce_container": coerce_container,
+            "parse_decimal": parse_decimal,
+            "to_date": to_date,
+        }
+        self.typed: dict[str, str] = {}  # input name -> the local holding its typed value
+        self.dated: dict[str, str] = {}  # `default: today` input -> its local: left out?
+        self.count = 0
+
+    def bind(self, value: Any) -> str:
+        name = f"K{len(self.bindings)}"
+        self.bindings[name] = value
+        return name
+
+    def local(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def emit(self, depth: int, *lines: str) -> None:
+        self.lines += ["    " * depth + line for line in lines]
+
+    def group(self, node: dict[str, Any], var: str, depth: int) -> None:
+        """Read every child of the object in `var`; an unknown key (the count is off) gives up."""
+        present = self.local("n")
+        self.emit(depth, f"{present} = {len(node)}")
+        for key, child in node.items():
+            if isinstance(child, dict):
+                sub = self.local("g")
+                self.emit(
+                    depth,
+                    f"{sub} = {var}.get({key!r}, MISSING)",
+                    f"if {sub} is MISSING or {sub} is None:",
+                    f"    if {sub} is MISSING:",
+                    f"        {present} -= 1",
+                    f"    {sub} = {{}}  # a group sent as null is the group absent",
+                    f"elif type({sub}) is not dict:",
+                    "    return None",
+                )
+                self.group(child, sub, depth)
+            else:
+                self.field(child, key, var, present, depth)
+        self.emit(depth, f"if len({var}) != {present}:", "    return None")
+
+    def field(self, decl: InputDecl, key: str, var: str, present: str, depth: int) -> None:
+        value, typed = self.local("v"), self.local("t")
+        self.typed[decl.name] = typed
+        left_out = self.local("d")
+        if decl.default_today:
+            self.dated[decl.name] = left_out
+        self.emit(
+            depth, f"{value} = {var}.get({key!r}, MISSING)", f"if {value} is MISSING or {value} is None:"
+        )
+        if decl.required and decl.default is None and not decl.default_today:  # it must be sent
+            self.emit(depth + 1, "return None")
+            self.check(decl, value, typed, depth)
+            return
+        self.emit(depth + 1, f"if {value} is MISSING:", f"    {present} -= 1")
+        if decl.default_today:
+            self.emit(depth + 1, f"{left_out} = True")
+            self.emit(depth + 1, "if today is not None:", f"    {typed} = today", "else:")
+            self.missing(decl, typed, depth + 2)
+        else:
+            self.missing(decl, typed, depth + 1)
+        self.emit(depth, "else:")
+        if decl.default_today:
+            self.emit(depth + 1, f"{left_out} = False")
+        self.check(decl, value, typed, depth + 1)
+
+    def missing(self, decl: InputDecl, typed: str, depth: int) -> None:
+        if decl.default is not None:
+            self.emit(depth, f"{typed} = {self.bind(decl.default)}")
+        elif decl.required:
+            self.emit(depth, "return None")
+        else:
+            self.emit(depth, f"{typed} = None")
+
+    def check(self, decl: InputDecl, value: str, typed: str, depth: int) -> None:
+        """`typed` from `value` exactly as engine.policy.inputs.coerce makes it, or give up."""
+        kind = decl.type.kind
+        if decl.type.container:
+            problems = self.local("p")
+            self.emit(
+                depth,
+                f"{typed}, {problems} = coerce_container({self.bind(decl)}, {value}, {decl.name!r})",
+                f"if {problems}:",
+                "    return None",
+            )
+            return
+        if kind == "integer":
+            self.emit(
+                depth,
+                f"if type({value}) is not int or not -INTEGER_LIMIT < {value} < INTEGER_LIMIT:",
+                "    return None",
+                f"{typed} = {value}",
+            )
+        elif kind == "decimal":  # decimal text as sent (parse_decimal for the other forms)
+            problem = self.local("p")
+            self.emit(
+                depth,
+                f"if type({value}) is str and len({value}) <= SHORT_DECIMAL and SHORT_DECIMAL_TEXT({value}):",
+                f"    {typed} = Decimal({value})",
+                f"    if not -DECIMAL_LIMIT < {typed} < DECIMAL_LIMIT:",
+                "        return None",
+                "else:",
+                f"    {typed}, {problem} = parse_decimal({value})",
+                f"    if {problem} is not None:",
+                "        return None",
+            )
+        elif kind == "boolean":
+            self.emit(depth, f"if type({value}) is not bool:", "    return None", f"{typed} = {value}")
+        elif kind == "string":
+            self.emit(depth, f"if type({value}) is not str:", "    return None", f"{typed} = {value}")
+        elif kind == "enum":
+            values = self.bind(frozenset(decl.type.values))
+            self.emit(
+                depth,
+                f"if type({value}) is not str or {value} not in {values}:",
+                "    return None",
+                f"{typed} = {value}",
+            )
+        else:  # date
+            self.emit(depth, f"{typed} = to_date({value})", f"if {typed} is None:", "    return None")
+        if decl.min is not None:
+            self.emit(depth, f"if {typed} < {self.bind(decl.min)}:", "    return None")
+        if decl.max is not None:
+            self.emit(depth, f"if {typed} > {self.bind(decl.max)}:", "    return None")
+
+
+_MISSING = object()
