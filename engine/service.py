@@ -462,11 +462,12 @@ class DecisionService:
     ) -> PendingDecision:
         """Run the pipeline and hand the record (`arm` in the decision, `extra` in the record) to the log."""
         received = self.clock()
-        today = received.astimezone(
-            dt.UTC
-        ).date()  # the decision date; recorded in the input, so replay reads no clock
+        if received.tzinfo is not dt.UTC:  # the default clock's is already
+            received = received.astimezone(dt.UTC)
+        today = received.date()  # the decision date; recorded in the input, so replay reads no clock
         ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer, today)
-        decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
+        decided_at = received.isoformat(timespec="microseconds")
+        decision = build_decision(ctx, self.ids(received), request_id, decided_at)
         if arm:  # the arm is part of the answer and of the record its hash covers
             decision = dataclasses.replace(decision, arm=arm)
         # One idempotency layer: the fingerprint is of what decides (the validated input and the
