@@ -8,10 +8,12 @@ import datetime as dt
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from enum import Enum, StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, dataclass_transform
+
+_T = TypeVar("_T")
 
 # Metadata of fields added after records were first written: left out of to_dict() (and so of the
 # audit record) while empty, so a record made before them replays to the very same body.
@@ -27,13 +29,48 @@ def recorded_fields(value: Any) -> list[tuple[str, Any]]:
     ]
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def value_object(cls: type[_T]) -> type[_T]:
+    """`@dataclass(frozen=True)`, built in one step: dataclasses' frozen __init__ calls
+    object.__setattr__ once per field (~0.1 µs each; a Decision has 18 fields and every answer
+    builds one, plus a TraceEntry per stage and an Instalment per schedule row). This __init__
+    takes the same arguments and defaults and fills the instance's __dict__ at once; the instance
+    is the same frozen dataclass (equality, hashing, replace, pickling unchanged)."""
+    frozen: Any = dataclass(frozen=True)(cls)
+    if hasattr(frozen, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: value_object has no __post_init__ hook")
+    params, body, names = [], [], {"_NO_VALUE": _NO_VALUE}
+    for f in fields(frozen):
+        if f.default is not MISSING:
+            names[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not MISSING:
+            names[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_NO_VALUE")
+            body.append(f"    if {f.name} is _NO_VALUE:\n        {f.name} = _factory_{f.name}()\n")
+        else:
+            params.append(f.name)
+    members = ", ".join(f"{f.name!r}: {f.name}" for f in fields(frozen))
+    source = (
+        f"def __init__(self, {', '.join(params)}):\n{''.join(body)}    self.__dict__.update({{{members}}})\n"
+    )
+    exec(source, names)  # field names only: this module's own classes
+    init = names["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    frozen.__init__ = init
+    return frozen
+
+
+_NO_VALUE: Any = object()
+
+
 class Outcome(StrEnum):
     APPROVE = "APPROVE"
     DECLINE = "DECLINE"
     REFER = "REFER"
 
 
-@dataclass(frozen=True)
+@value_object
 class Reason:
     code: str
     text: str
@@ -41,14 +78,14 @@ class Reason:
     rule_id: str = ""
 
 
-@dataclass(frozen=True)
+@value_object
 class Score:
     pd: Decimal
     points: int
     grade: str
 
 
-@dataclass(frozen=True)
+@value_object
 class Instalment:
     """One row of a repayment schedule."""
 
@@ -60,13 +97,13 @@ class Instalment:
     due_date: str = field(default="", metadata=OMIT_EMPTY)  # ISO date, when the policy dates schedules
 
 
-@dataclass(frozen=True)
+@value_object
 class Fee:
     kind: str  # upfront (once, at drawdown) | monthly (with every instalment)
     amount: Decimal
 
 
-@dataclass(frozen=True)
+@value_object
 class RevolvingTerms:
     """A credit line's repayment terms, in place of a term and a schedule."""
 
@@ -76,7 +113,7 @@ class RevolvingTerms:
     horizon_months: int  # over which expected profit, loss and total_interest are worked
 
 
-@dataclass(frozen=True)
+@value_object
 class Offer:
     product: str
     amount: Decimal
@@ -97,21 +134,21 @@ class Offer:
     revolving: RevolvingTerms | None = field(default=None, metadata=OMIT_EMPTY)  # a credit line
 
 
-@dataclass(frozen=True)
+@value_object
 class PolicyRef:
     name: str
     version: str
     sha256: str
 
 
-@dataclass(frozen=True)
+@value_object
 class ModelRef:
     name: str
     version: str
     sha256: str
 
 
-@dataclass(frozen=True)
+@value_object
 class TraceEntry:
     stage: str
     fired: tuple[str, ...]
@@ -119,7 +156,7 @@ class TraceEntry:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@value_object
 class Decision:
     decision_id: str
     request_id: str

@@ -37,20 +37,16 @@ def run_stages(
     """Run `table` in order on `ctx`, appending one TraceEntry per stage that ran (the audit's
     per-stage view, ctx.stages, is read from the trace when asked for)."""
     trace, declines = ctx.trace.append, ctx.declines
-    start = timer()  # one clock read per stage: a stage ends when the next one starts
     for stage in table:
         if declines and not stage.closing:
             continue
+        start = timer()
         result = stage.run(ctx)
-        end = timer()
+        millis = round((timer() - start) * 1000.0, 3)
         values = result.values
         trace(
             TraceEntry(
-                stage.name,
-                tuple(result.fired),
-                round((end - start) * 1000.0, 3),
-                values if type(values) is dict else dict(values),
+                stage.name, tuple(result.fired), millis, values if type(values) is dict else dict(values)
             )
         )
-        start = end
     return ctx

@@ -46,6 +46,8 @@ def validate_stage(ctx: DecisionContext) -> StageResult:
 
 
 def derive_stage(ctx: DecisionContext) -> StageResult:
+    if not ctx.policy.derived and not ctx.policy.plan:  # no derived values, no decision tables
+        return StageResult()
     tables = ctx.policy.derive(ctx.fact, ctx.evaluator)
     ctx.derived = {name: ctx.fact.get(name) for name in ctx.policy.derived}
     values: dict[str, Any] = plain(ctx.derived, "text")
