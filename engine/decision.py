@@ -64,6 +64,17 @@ def value_object(cls: type[_T]) -> type[_T]:
 _NO_VALUE: Any = object()
 
 
+def replaced(value: _T, **changes: Any) -> _T:
+    """dataclasses.replace for a value object (its fields were checked when it was built): a copy
+    with `changes`, without running __init__ again over every field."""
+    unknown = changes.keys() - value.__dataclass_fields__.keys()  # type: ignore[attr-defined]
+    if unknown:
+        raise TypeError(f"{type(value).__name__} has no field {sorted(unknown)[0]!r}")
+    copy = object.__new__(type(value))
+    copy.__dict__.update(value.__dict__, **changes)
+    return copy
+
+
 class Outcome(StrEnum):
     APPROVE = "APPROVE"
     DECLINE = "DECLINE"

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import replace
 from typing import NamedTuple
 
-from engine.decision import Decision
+from engine.decision import Decision, replaced
 from engine.errors import IdempotencyConflict
 from engine.pipeline.candidates import offer_schedule
 
@@ -49,7 +48,7 @@ class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a 
         if not self.decision.offers:
             return self.decision
         offers = tuple(
-            replace(
+            replaced(
                 o,
                 schedule=offer_schedule(
                     o.amount, o.annual_rate, o.term_months, o.repayment_method, self.rounding
@@ -57,7 +56,7 @@ class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a 
             )
             for o in self.decision.offers
         )
-        return replace(self.decision, offers=offers)
+        return replaced(self.decision, offers=offers)
 
 
 class RecentDecisions:
@@ -83,7 +82,7 @@ class RecentDecisions:
         recomputes the schedules."""
         slim = decision  # offers are kept without their schedule rows (recomputed when asked)
         if decision.offers:
-            slim = replace(decision, offers=tuple(replace(o, schedule=()) for o in decision.offers))
+            slim = replaced(decision, offers=tuple(replaced(o, schedule=()) for o in decision.offers))
         with self._lock:
             earlier = self._by_request.get(request_id)
             if earlier is not None:

@@ -22,7 +22,7 @@ from engine.audit.canonical import sha256_hex
 from engine.audit.log import DecisionLog, Ticket
 from engine.audit.pii import PiiVault, open_vault
 from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
-from engine.decision import Decision, ModelRef
+from engine.decision import Decision, ModelRef, replaced, value_object
 from engine.errors import (
     CredoError,
     FieldViolation,
@@ -135,10 +135,10 @@ def _uuid7(now: dt.datetime) -> str:
 
 def _with_record_hash(decision: Decision, record_hash: str) -> Decision:
     """The decision as answered once logged: carrying its audit record's hash (gRPC `record_hash`)."""
-    return dataclasses.replace(decision, record_hash=record_hash)
+    return replaced(decision, record_hash=record_hash)
 
 
-@dataclasses.dataclass(frozen=True)
+@value_object
 class PendingDecision:
     """A decision whose audit record may still be on its way to the store: `result()` returns the
     decision as answered once its record is committed (acknowledged means durable). Waiting may
@@ -469,7 +469,7 @@ class DecisionService:
         decided_at = received.isoformat(timespec="microseconds")
         decision = build_decision(ctx, self.ids(received), request_id, decided_at)
         if arm:  # the arm is part of the answer and of the record its hash covers
-            decision = dataclasses.replace(decision, arm=arm)
+            decision = replaced(decision, arm=arm)
         # One idempotency layer: the fingerprint is of what decides (the validated input and the
         # options, defaults applied), computed once; the store's unique request_id index (or, with
         # no store, this process's recent answers) turns a second sight into the first answer.

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.decision import TraceEntry
+from engine.decision import TraceEntry, value_object
 from engine.pipeline.context import DecisionContext
 
 __all__ = ["Stage", "StageResult", "run_stages"]
@@ -22,7 +22,7 @@ class StageResult:
     values: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@value_object
 class Stage:
     """One row of the stage table. `closing` stages run even after a decline (outcome, reasons)."""
 
