@@ -233,16 +233,18 @@ def _scalar_members(input: Mapping[str, Any]) -> str | None:
 _id_lock = threading.Lock()
 _last_ms = 0
 _counter = 0
-# Random bits for ids are read from the OS in blocks (one urandom call per 512 ids, not one per id);
-# a forked worker drops its parent's block so no two processes hand out the same bits.
+_ms_text = ""  # the id's first 13 hex digits (time, version) for _last_ms
+# Random bits for ids are read from the OS in blocks as hex text (one urandom call per 256 ids,
+# not one per id); a forked worker drops its parent's block so no two processes share bits.
 _RANDOM_BLOCK = 4096
-_random = b""
+_random = ""
 _random_at = 0
+_VARIANT = str.maketrans("0123456789abcdef", "89ab89ab89ab89ab")  # 0b10xx: RFC 4122's variant
 
 
 def _forget_random() -> None:
     global _random, _random_at
-    _random, _random_at = b"", 0
+    _random, _random_at = "", 0
 
 
 os.register_at_fork(after_in_child=_forget_random)
@@ -251,7 +253,7 @@ os.register_at_fork(after_in_child=_forget_random)
 def new_decision_id(now: float | None = None) -> str:
     """A UUIDv7 string: 48-bit Unix milliseconds first, so ids sort by time; a 12-bit counter keeps
     ids from one process strictly increasing within a millisecond; 62 random bits."""
-    global _last_ms, _counter, _random, _random_at
+    global _last_ms, _counter, _ms_text, _random, _random_at
     with _id_lock:
         ms = int((time.time() if now is None else now) * 1000)
         if ms <= _last_ms:
@@ -259,17 +261,16 @@ def new_decision_id(now: float | None = None) -> str:
             if _counter > 0xFFF:
                 _last_ms += 1
                 _counter = 0
-            ms = _last_ms
+                _ms_text = f"{_last_ms >> 16:08x}-{_last_ms & 0xFFFF:04x}-7"
         else:
             _last_ms, _counter = ms, 0
-        counter = _counter
+            _ms_text = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7"
+        counter, head = _counter, _ms_text
         if _random_at >= len(_random):
-            _random, _random_at = os.urandom(_RANDOM_BLOCK), 0
-        rand = int.from_bytes(_random[_random_at : _random_at + 8], "big") & ((1 << 62) - 1)
-        _random_at += 8
-    value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    text = f"{value:032x}"  # str(uuid.UUID(int=value)) without building the UUID object
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+            _random, _random_at = os.urandom(_RANDOM_BLOCK).hex(), 0
+        rand = _random[_random_at : _random_at + 16]  # 64 random bits, 2 of them become the variant
+        _random_at += 16
+    return f"{head}{counter:03x}-{rand[0].translate(_VARIANT)}{rand[1:4]}-{rand[4:]}"
 
 
 def new_chain_id() -> str:
