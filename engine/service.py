@@ -164,8 +164,26 @@ def decision_of_record(record: DecisionRecord) -> Decision:
     return _with_record_hash(decision_from_record(record.decision, record.stages), record.hash)
 
 
-def _utc_text(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+class _UtcText:
+    """A UTC time as ISO 8601 text with microseconds (decided_at), its text up to the second kept
+    for the second it names: one comparison and a format instead of isoformat() per decision."""
+
+    def __init__(self) -> None:
+        self._second = (dt.datetime.min.replace(tzinfo=dt.UTC), "")  # one tuple: swapped whole
+
+    def __call__(self, when: dt.datetime) -> str:
+        if when.tzinfo is not dt.UTC:
+            when = when.astimezone(dt.UTC)
+        start, text = self._second
+        if not start <= when < start + _SECOND:
+            start = when.replace(microsecond=0)
+            text = start.isoformat()[:-6]  # without "+00:00"
+            self._second = (start, text)
+        return f"{text}.{when.microsecond:06d}+00:00"
+
+
+_SECOND = dt.timedelta(seconds=1)
+_utc_text = _UtcText()
 
 
 class DecisionCore(Protocol):
@@ -466,7 +484,7 @@ class DecisionService:
             received = received.astimezone(dt.UTC)
         today = received.date()  # the decision date; recorded in the input, so replay reads no clock
         ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer, today)
-        decided_at = received.isoformat(timespec="microseconds")
+        decided_at = _utc_text(received)
         decision = build_decision(ctx, self.ids(received), request_id, decided_at)
         if arm:  # the arm is part of the answer and of the record its hash covers
             decision = replaced(decision, arm=arm)

@@ -17,12 +17,12 @@ def outcome_stage(ctx: DecisionContext) -> StageResult:
     """DECLINE carries its decline reasons, REFER its referral reasons, each followed by the model's
     reasons when a score was reached; APPROVE carries the limit and price adjustments that applied."""
     if ctx.declines:
-        ctx.outcome, ruled = Outcome.DECLINE, list(ctx.declines)
+        ctx.outcome, ruled = Outcome.DECLINE, ctx.declines
     elif ctx.refers:
-        ctx.outcome, ruled = Outcome.REFER, list(ctx.refers)
+        ctx.outcome, ruled = Outcome.REFER, ctx.refers
     else:
-        ctx.outcome, ruled = Outcome.APPROVE, list(ctx.adjustments)
-    reasons = _unique(ruled)[:MAX_REASONS]
+        ctx.outcome, ruled = Outcome.APPROVE, ctx.adjustments
+    reasons = _unique(ruled)[:MAX_REASONS] if ruled else []
     model_codes: list[str] = []
     if ctx.outcome is not Outcome.APPROVE and ctx.package is not None and len(reasons) < MAX_REASONS:
         seen = {r.code for r in reasons}

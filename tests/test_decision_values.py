@@ -1,0 +1,82 @@
+"""engine.decision's value objects: built in one step, yet the same frozen dataclasses (defaults,
+fresh default containers, equality, immutability, replace); and decided_at's text."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import pickle
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.decision import Decision, Instalment, Outcome, PolicyRef, TraceEntry, replaced
+from engine.service import _utc_text
+
+
+def _decision(**over: object) -> Decision:
+    fields: dict[str, object] = {
+        "decision_id": "d",
+        "request_id": "r",
+        "outcome": Outcome.APPROVE,
+        "reasons": (),
+        "score": None,
+        "segments": (),
+        "limit": Decimal("100.00"),
+        "annual_rate": None,
+        "offers": (),
+        "policy": PolicyRef("p", "1", "0" * 64),
+        "models": (),
+        "trace": (TraceEntry("validate", (), 0.001),),
+        "decided_at": "2026-01-01T00:00:00.000000+00:00",
+    }
+    return Decision(**{**fields, **over})  # type: ignore[arg-type]
+
+
+def test_value_objects_keep_their_defaults_and_a_fresh_container_each() -> None:
+    first, second = _decision(), _decision()
+    assert (first.currency, first.objective, first.record_hash, first.arm) == ("CNY", "", "", "")
+    assert first.outputs == {} and first.outputs is not second.outputs
+    assert first.trace[0].values == {} and first.trace[0].values is not TraceEntry("x", (), 0.0).values
+    assert Instalment(1, Decimal(1), Decimal(1), Decimal(0), Decimal(0)).due_date == ""
+    assert first == second and first.to_dict() == second.to_dict()
+
+
+def test_value_objects_stay_frozen_and_refuse_what_the_dataclass_refuses() -> None:
+    decision = _decision()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.arm = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Decision(decision_id="d")  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        PolicyRef("p", "1", "x", "extra")  # type: ignore[call-arg]
+    assert hash(PolicyRef("p", "1", "x")) == hash(PolicyRef("p", "1", "x"))
+    assert pickle.loads(pickle.dumps(decision)) == decision
+
+
+def test_replaced_is_dataclasses_replace_without_the_rebuild() -> None:
+    decision = _decision()
+    assert replaced(decision, arm="champion") == dataclasses.replace(decision, arm="champion")
+    assert decision.arm == ""  # the original is untouched
+    assert replaced(decision, record_hash="h").record_hash == "h"
+    with pytest.raises(TypeError, match="no field 'armm'"):
+        replaced(decision, armm="x")
+
+
+@given(
+    st.datetimes(
+        min_value=dt.datetime(1970, 1, 1),
+        max_value=dt.datetime(2100, 1, 1),
+        timezones=st.sampled_from(
+            [dt.UTC, dt.timezone(dt.timedelta(hours=8)), dt.timezone(-dt.timedelta(hours=5))]
+        ),
+    )
+)
+def test_decided_at_is_the_utc_isoformat_with_microseconds(when: dt.datetime) -> None:
+    """decided_at keeps its text up to the second between decisions: the text is still exactly
+    isoformat's, across seconds, days and zones."""
+    assert _utc_text(when) == when.astimezone(dt.UTC).isoformat(timespec="microseconds")
+    later = when + dt.timedelta(microseconds=999_999)
+    assert _utc_text(later) == later.astimezone(dt.UTC).isoformat(timespec="microseconds")
