@@ -65,8 +65,8 @@ _NO_VALUE: Any = object()
 
 
 def replaced(value: _T, **changes: Any) -> _T:
-    """dataclasses.replace for a value object (its fields were checked when it was built): a copy
-    with `changes`, without running __init__ again over every field."""
+    """dataclasses.replace for a value object (its fields were checked when it was built, and it
+    holds nothing but them): a copy with `changes`, without running __init__ over every field."""
     unknown = changes.keys() - value.__dataclass_fields__.keys()  # type: ignore[attr-defined]
     if unknown:
         raise TypeError(f"{type(value).__name__} has no field {sorted(unknown)[0]!r}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import engine
 from engine.audit.canonical import canonical_json, dumps_plain, plain_text_floats, sha256_hex
-from engine.decision import Decision
+from engine.decision import Decision, replaced
 from engine.finance.dates import dated_as
 from engine.finance.schedule import schedule_sha256
 
@@ -161,11 +161,11 @@ def decision_summary(decision: Decision, rounding: str) -> dict[str, Any]:
     record_hash; each offer's schedule rows replaced by {"sha256", "rows", "rounding"}, enough to
     recompute them (engine.pipeline.candidates.offer_schedule) and prove them equal, plus "due" when
     the rows are dated (engine.finance.dates.dated_as: "same" or the first due date)."""
-    body: dict[str, Any] = plain_text_floats(replace(decision, trace=(), offers=()))
+    body: dict[str, Any] = plain_text_floats(replaced(decision, trace=(), offers=()))
     del body["trace"], body["record_hash"]
     offers = []
     for offer in decision.offers:
-        terms: dict[str, Any] = plain_text_floats(replace(offer, schedule=()))
+        terms: dict[str, Any] = plain_text_floats(replaced(offer, schedule=()))
         terms["schedule"] = {
             "sha256": schedule_sha256(offer.schedule),
             "rows": len(offer.schedule),
