@@ -139,20 +139,16 @@ class _Writer:
         self.emit(depth, f"if len({var}) != {present}:", "    return None")
 
     def field(self, decl: InputDecl, key: str, var: str, present: str, depth: int) -> None:
-        value, typed = self.local("v"), self.local("t")
-        self.typed[decl.name] = typed
+        typed = self.typed[decl.name] = self.local("t")  # the value as sent, then as typed
+        self.emit(depth, f"{typed} = {var}.get({key!r}, MISSING)")
+        if decl.required and decl.default is None and not decl.default_today:
+            self.check(decl, typed, depth)  # it must be sent: every check refuses MISSING and None
+            return
+        self.emit(depth, f"if {typed} is MISSING or {typed} is None:")
+        self.emit(depth + 1, f"if {typed} is MISSING:", f"    {present} -= 1")
         left_out = self.local("d")
         if decl.default_today:
             self.dated[decl.name] = left_out
-        self.emit(
-            depth, f"{value} = {var}.get({key!r}, MISSING)", f"if {value} is MISSING or {value} is None:"
-        )
-        if decl.required and decl.default is None and not decl.default_today:  # it must be sent
-            self.emit(depth + 1, "return None")
-            self.check(decl, value, typed, depth)
-            return
-        self.emit(depth + 1, f"if {value} is MISSING:", f"    {present} -= 1")
-        if decl.default_today:
             self.emit(depth + 1, f"{left_out} = True")
             self.emit(depth + 1, "if today is not None:", f"    {typed} = today", "else:")
             self.missing(decl, typed, depth + 2)
@@ -161,7 +157,7 @@ class _Writer:
         self.emit(depth, "else:")
         if decl.default_today:
             self.emit(depth + 1, f"{left_out} = False")
-        self.check(decl, value, typed, depth + 1)
+        self.check(decl, typed, depth + 1)
 
     def missing(self, decl: InputDecl, typed: str, depth: int) -> None:
         if decl.default is not None:
@@ -171,56 +167,60 @@ class _Writer:
         else:
             self.emit(depth, f"{typed} = None")
 
-    def check(self, decl: InputDecl, value: str, typed: str, depth: int) -> None:
-        """`typed` from `value` exactly as engine.policy.inputs.coerce makes it, or give up."""
+    def check(self, decl: InputDecl, typed: str, depth: int) -> None:
+        """`typed` as engine.policy.inputs.coerce makes it from the value sent, or give up."""
         kind = decl.type.kind
         if decl.type.container:
             problems = self.local("p")
             self.emit(
                 depth,
-                f"{typed}, {problems} = coerce_container({self.bind(decl)}, {value}, {decl.name!r})",
+                f"{typed}, {problems} = coerce_container({self.bind(decl)}, {typed}, {decl.name!r})",
                 f"if {problems}:",
                 "    return None",
             )
             return
+        bounds = self.bounds(decl, typed)
         if kind == "integer":
-            self.emit(
-                depth,
-                f"if type({value}) is not int or not -INTEGER_LIMIT < {value} < INTEGER_LIMIT:",
-                "    return None",
-                f"{typed} = {value}",
-            )
+            limit = f" or not -INTEGER_LIMIT < {typed} < INTEGER_LIMIT"
+            if (
+                decl.min is not None
+                and decl.max is not None
+                and -DECIMAL_LIMIT < decl.min <= decl.max < DECIMAL_LIMIT
+            ):
+                limit = ""  # the declared bounds are inside the limit
+            self.emit(depth, f"if type({typed}) is not int{limit}{bounds}:", "    return None")
         elif kind == "decimal":  # decimal text as sent (parse_decimal for the other forms)
             problem = self.local("p")
             self.emit(
                 depth,
-                f"if type({value}) is str and len({value}) <= SHORT_DECIMAL and SHORT_DECIMAL_TEXT({value}):",
-                f"    {typed} = Decimal({value})",
+                f"if type({typed}) is str and len({typed}) <= SHORT_DECIMAL and SHORT_DECIMAL_TEXT({typed}):",
+                f"    {typed} = Decimal({typed})",
                 f"    if not -DECIMAL_LIMIT < {typed} < DECIMAL_LIMIT:",
                 "        return None",
                 "else:",
-                f"    {typed}, {problem} = parse_decimal({value})",
+                f"    {typed}, {problem} = parse_decimal({typed})",
                 f"    if {problem} is not None:",
                 "        return None",
             )
+            if bounds:
+                self.emit(depth, f"if {bounds[4:]}:", "    return None")
         elif kind == "boolean":
-            self.emit(depth, f"if type({value}) is not bool:", "    return None", f"{typed} = {value}")
-        elif kind == "string":
-            self.emit(depth, f"if type({value}) is not str:", "    return None", f"{typed} = {value}")
-        elif kind == "enum":
-            values = self.bind(frozenset(decl.type.values))
-            self.emit(
-                depth,
-                f"if type({value}) is not str or {value} not in {values}:",
-                "    return None",
-                f"{typed} = {value}",
-            )
+            self.emit(depth, f"if type({typed}) is not bool{bounds}:", "    return None")
+        elif kind in ("string", "enum"):
+            member = f" or {typed} not in {self.bind(frozenset(decl.type.values))}" if kind == "enum" else ""
+            self.emit(depth, f"if type({typed}) is not str{member}{bounds}:", "    return None")
         else:  # date
-            self.emit(depth, f"{typed} = to_date({value})", f"if {typed} is None:", "    return None")
+            self.emit(depth, f"{typed} = to_date({typed})", f"if {typed} is None{bounds}:", "    return None")
+
+    def bounds(self, decl: InputDecl, typed: str) -> str:
+        """` or <out of the declared bounds>`, or "" when none are declared."""
+        if decl.min is not None and decl.max is not None:
+            return f" or not {self.bind(decl.min)} <= {typed} <= {self.bind(decl.max)}"
         if decl.min is not None:
-            self.emit(depth, f"if {typed} < {self.bind(decl.min)}:", "    return None")
+            return f" or {typed} < {self.bind(decl.min)}"
         if decl.max is not None:
-            self.emit(depth, f"if {typed} > {self.bind(decl.max)}:", "    return None")
+            return f" or {typed} > {self.bind(decl.max)}"
+        return ""
 
 
 _MISSING = object()
