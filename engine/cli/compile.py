@@ -15,6 +15,11 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("compile", help="print the Python a policy compiles to")
     parser.add_argument("policy", metavar="POLICY", help="a policy name (under --policies), file or folder")
     parser.add_argument("--policies", default="policies", help="policies folder (default: policies)")
+    parser.add_argument(
+        "--validator",
+        action="store_true",
+        help="print the generated validator of the policy's inputs instead (engine.policy.validator)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -36,6 +41,15 @@ def run(args: argparse.Namespace) -> int:
             if diagnostic.is_error:
                 print(diagnostic, file=sys.stderr)
         return 1
+    if args.validator:
+        from engine.policy.validator import validator_source
+
+        generated = validator_source(policy.inputs, policy.open_groups)
+        if generated is None:  # open input groups: every application takes validate_application
+            print("# no generated validator: engine.policy.inputs validates every application")
+            return 0
+        sys.stdout.write(generated[0])
+        return 0
     sys.stdout.write(policy.program.source)
     return 0
 

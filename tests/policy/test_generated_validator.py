@@ -15,9 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.cli import main
 from engine.errors import InvalidInput
 from engine.policy import Policy, load_policy, load_policy_text
 from engine.policy.inputs import flatten, validate_application
+from engine.policy.validator import validator_source
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "policies").glob("*/policy.yaml"))
@@ -191,3 +193,14 @@ def test_a_date_left_out_is_listed_as_dated_and_takes_today() -> None:
     with pytest.raises(InvalidInput) as refused:
         policy.validated(app, None)  # no decision date and none sent: required
     assert [v.field for v in refused.value.violations] == ["decided_on"]
+
+
+def test_credo_compile_validator_prints_the_validator_that_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """An auditor reads the generated validation as it runs: field names only as string literals,
+    every bound and default bound by name."""
+    assert main(["compile", "consumer_loan", "--policies", str(ROOT / "policies"), "--validator"]) == 0
+    printed = capsys.readouterr().out
+    policy = load_policy(ROOT / "policies" / "consumer_loan" / "policy.yaml")
+    assert printed == validator_source(policy.inputs, policy.open_groups)[0]  # type: ignore[index]
+    assert printed.startswith("def validate(application, today):")
+    assert "application.get('applicant', MISSING)" in printed
