@@ -31,19 +31,28 @@ from engine.rules import Evaluator
 __all__ = ["build_decision", "run_pipeline", "stage_table"]
 
 
-_tables: dict[int, tuple[weakref.ref[Policy], tuple[Stage, ...]]] = {}
+# per loaded policy (a policy never changes once loaded): its stage table and its PolicyRef
+_tables: dict[int, tuple[weakref.ref[Policy], tuple[Stage, ...], PolicyRef]] = {}
 
 
 def stage_table(policy: Policy) -> tuple[Stage, ...]:
     """The stages this policy needs, in decision order; sections a policy leaves out are left out.
-    Built once per loaded policy (a policy never changes once loaded)."""
+    Built once per loaded policy."""
+    return _prepared(policy)[1]
+
+
+def _prepared(policy: Policy) -> tuple[weakref.ref[Policy], tuple[Stage, ...], PolicyRef]:
     known = _tables.get(id(policy))
     if known is not None and known[0]() is policy:
-        return known[1]
-    table = _build_table(policy)
+        return known
     key = id(policy)
-    _tables[key] = (weakref.ref(policy, lambda _: _tables.pop(key, None)), table)
-    return table
+    ref = PolicyRef(policy.name, policy.version, policy.sha256)
+    prepared = _tables[key] = (
+        weakref.ref(policy, lambda _: _tables.pop(key, None)),
+        _build_table(policy),
+        ref,
+    )
+    return prepared
 
 
 def _build_table(policy: Policy) -> tuple[Stage, ...]:
@@ -109,7 +118,7 @@ def build_decision(
         limit=None if declined else ctx.limit,
         annual_rate=None if declined else ctx.annual_rate,
         offers=offers,
-        policy=PolicyRef(policy.name, policy.version, policy.sha256),
+        policy=_prepared(policy)[2],
         models=tuple(ctx.model_refs),
         trace=tuple(ctx.trace),
         decided_at=decided_at,
