@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from enum import Enum, StrEnum
@@ -31,16 +31,18 @@ def recorded_fields(value: Any) -> list[tuple[str, Any]]:
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def value_object(cls: type[_T]) -> type[_T]:
-    """`@dataclass(frozen=True)`, built in one step: dataclasses' frozen __init__ calls
-    object.__setattr__ once per field (~0.1 µs each; a Decision has 18 fields and every answer
-    builds one, plus a TraceEntry per stage and an Instalment per schedule row). This __init__
-    takes the same arguments and defaults and fills the instance's __dict__ at once; the instance
-    is the same frozen dataclass (equality, hashing, replace, pickling unchanged)."""
-    frozen: Any = dataclass(frozen=True)(cls)
+    """`@dataclass(frozen=True, slots=True)` with a cheaper __init__: dataclasses' frozen one
+    calls object.__setattr__ once per field, and a Decision has 18 (every answer builds one, plus
+    a TraceEntry per stage and an Instalment per schedule row). This one takes the same arguments
+    and defaults and sets each slot through its descriptor: about twice as fast, and a slotted
+    instance is a third the size of one with a __dict__. Equality, hashing, immutability,
+    dataclasses.replace and pickling are the frozen dataclass's."""
+    frozen: Any = dataclass(frozen=True, slots=True)(cls)
     if hasattr(frozen, "__post_init__"):
         raise TypeError(f"{cls.__name__}: value_object has no __post_init__ hook")
     params, body, names = [], [], {"_NO_VALUE": _NO_VALUE}
     for f in fields(frozen):
+        names[f"_set_{f.name}"] = getattr(frozen, f.name).__set__  # the slot's own setter
         if f.default is not MISSING:
             names[f"_default_{f.name}"] = f.default
             params.append(f"{f.name}=_default_{f.name}")
@@ -50,28 +52,35 @@ def value_object(cls: type[_T]) -> type[_T]:
             body.append(f"    if {f.name} is _NO_VALUE:\n        {f.name} = _factory_{f.name}()\n")
         else:
             params.append(f.name)
-    members = ", ".join(f"{f.name!r}: {f.name}" for f in fields(frozen))
-    source = (
-        f"def __init__(self, {', '.join(params)}):\n{''.join(body)}    self.__dict__.update({{{members}}})\n"
+        body.append(f"    _set_{f.name}(self, {f.name})\n")
+    copied = "".join(
+        f"    _set_{f.name}(copy, changes[{f.name!r}] if {f.name!r} in changes else value.{f.name})\n"
+        for f in fields(frozen)
     )
-    exec(source, names)  # field names only: this module's own classes
+    names["_new"], names["_cls"] = object.__new__, frozen
+    exec(  # field names only: this module's own classes
+        f"def __init__(self, {', '.join(params)}):\n{''.join(body)}\n\n"
+        f"def replaced(value, changes):\n    copy = _new(_cls)\n{copied}    return copy\n",
+        names,
+    )
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     frozen.__init__ = init
+    _COPIES[frozen] = names["replaced"]
     return frozen
 
 
 _NO_VALUE: Any = object()
+_COPIES: dict[type, Callable[[Any, dict[str, Any]], Any]] = {}  # value object class -> its replaced()
 
 
 def replaced(value: _T, **changes: Any) -> _T:
-    """dataclasses.replace for a value object (its fields were checked when it was built, and it
-    holds nothing but them): a copy with `changes`, without running __init__ over every field."""
-    unknown = changes.keys() - value.__dataclass_fields__.keys()  # type: ignore[attr-defined]
+    """dataclasses.replace for a value object (its fields were checked when it was built): a copy
+    with `changes`, without running __init__ and its defaults again."""
+    unknown = changes.keys() - type(value).__dataclass_fields__.keys()  # type: ignore[attr-defined]
     if unknown:
         raise TypeError(f"{type(value).__name__} has no field {sorted(unknown)[0]!r}")
-    copy = object.__new__(type(value))
-    copy.__dict__.update(value.__dict__, **changes)
+    copy: _T = _COPIES[type(value)](value, changes)
     return copy
 
 
