@@ -43,10 +43,8 @@ def run_stages(
         start = timer()
         result = stage.run(ctx)
         millis = round((timer() - start) * 1000.0, 3)
-        values = result.values
-        trace(
-            TraceEntry(
-                stage.name, tuple(result.fired), millis, values if type(values) is dict else dict(values)
-            )
-        )
+        values = result.values  # each stage makes a fresh dict: kept, not copied
+        if type(values) is not dict:
+            values = dict(values)
+        trace(TraceEntry(stage.name, tuple(result.fired), millis, values))
     return ctx
