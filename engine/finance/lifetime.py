@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
+from itertools import accumulate, repeat
+from operator import mul, sub
 from typing import Final
 
 from engine.finance.money import money
@@ -61,24 +63,43 @@ class Lifetime:
 
 def marginal_pds(pd_12m: Decimal, term_months: int, curve: str | Sequence[Decimal]) -> tuple[Decimal, ...]:
     """The probability of defaulting in each month 1..term (not conditional on survival)."""
-    return _marginal(str(pd_12m), term_months, curve if isinstance(curve, str) else tuple(map(str, curve)))
+    return _marginal(str(pd_12m), term_months, _curve_key(curve))
 
 
-# Every candidate of a decision shares its PD and most share terms: the fractional powers of the
-# constant-hazard curve are worked once per (PD, term). Keys are decimal strings, as in candidates.py.
+def _curve_key(curve: str | Sequence[Decimal]) -> str | tuple[str, ...]:
+    return curve if isinstance(curve, str) else tuple(map(str, curve))
+
+
+# Every candidate of a decision shares its PD and most share terms: the curve is worked once per
+# (PD, term). Keys are decimal strings, as in candidates.py.
 @lru_cache(maxsize=1024)
 def _marginal(pd_text: str, term_months: int, curve: str | tuple[str, ...]) -> tuple[Decimal, ...]:
     pd_12m = Decimal(pd_text)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         if isinstance(curve, str):  # CONSTANT_HAZARD, the only named curve
-            # S(t) = (1 - PD12)^(t/12) as powers of the monthly survival (1 - PD12)^(1/12): one
-            # fractional power per curve instead of one per month (each costs a 50-digit ln and exp)
-            monthly = (Decimal(1) - pd_12m) ** (Decimal(1) / 12)
-            alive = [Decimal(1)] + [monthly**t for t in range(1, term_months + 1)]
-            return tuple(alive[t - 1] - alive[t] for t in range(1, term_months + 1))
+            # S(t) = (1 - PD12)^(t/12) as powers of the monthly survival (1 - PD12)^(1/12), one
+            # product a month
+            alive = (Decimal(1), *accumulate(repeat(_monthly_survival(pd_text), term_months), mul))
+            return tuple(map(sub, alive, alive[1:]))
         weights = tuple(Decimal(w) for w in curve)
         return tuple(pd_12m * weights[min(t, len(weights)) - 1] / 12 for t in range(1, term_months + 1))
+
+
+@lru_cache(maxsize=1024)
+def _monthly_survival(pd_text: str) -> Decimal:
+    """(1 - PD12)^(1/12) at 50 digits, by Newton's method from the float root: a 50-digit `**` of a
+    fractional power (an ln and an exp) cost 13x as much, and every term of a decision needs it."""
+    alive = 1 - Decimal(pd_text)
+    if alive in (0, 1):
+        return alive
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC + 10
+        root = Decimal(float(alive) ** (1 / 12))  # 16 digits; each step doubles them
+        for _ in range(3):
+            root = (11 * root + alive / root**11) / 12
+        ctx.prec = _PREC
+        return +root
 
 
 @lru_cache(maxsize=256)
@@ -93,33 +114,79 @@ def _discounts(cost_of_funds: str, term_months: int) -> tuple[Decimal, ...]:
         return tuple(out)
 
 
+@lru_cache(maxsize=1024)
+def _loss_weights(
+    pd_text: str, term_months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
+) -> tuple[tuple[Decimal, ...], Decimal]:
+    """d_t x m_t x LGD for t = 1..term (what a unit exposed in month t loses, discounted) and the
+    lifetime PD: shared by every candidate of this term in a decision."""
+    marginal = _marginal(pd_text, term_months, curve)
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        weights = map(mul, _discounts(cost_of_funds, term_months), marginal)
+        return tuple(map(mul, weights, repeat(Decimal(lgd)))), round(sum(marginal, Decimal(0)), 6)
+
+
+@lru_cache(maxsize=256)
+def _operating(cost_of_funds: str, term_months: int, per_month: str, per_loan: str) -> Decimal:
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        return _discounted(cost_of_funds, term_months, Decimal(per_month)) + Decimal(per_loan)
+
+
+def _discounted(cost_of_funds: str, term_months: int, monthly: Decimal) -> Decimal:
+    """sum over t of d_t x `monthly`, added month by month (in the current context)."""
+    return sum(map(mul, _discounts(cost_of_funds, term_months), repeat(monthly)), Decimal(0))
+
+
+def _funding_and_income(
+    schedule: Schedule, cost_of_funds: Decimal, monthly_fee: Decimal
+) -> tuple[Decimal, Decimal]:
+    """sum d_t x opening_t x cof/12 and sum d_t x (interest_t + monthly fee): what a schedule costs
+    to fund and earns whatever the PD, kept with the (cached, shared) schedule."""
+    key = (str(cost_of_funds), str(monthly_fee))
+    sums = schedule.present_values.get(key)
+    if sums is None:
+        discounts = _discounts(key[0], schedule.term_months)
+        with decimal.localcontext() as ctx:
+            ctx.prec = _PREC
+            funded = map(mul, discounts, schedule.openings)
+            earned = (row[3] + monthly_fee for row in schedule.table)
+            sums = (
+                sum(map(mul, funded, repeat(cost_of_funds / 12)), Decimal(0)),
+                sum(map(mul, discounts, earned), Decimal(0)),
+            )
+        schedule.present_values[key] = sums
+    return sums
+
+
 def lifetime(
     schedule: Schedule, terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal, rounding: str
 ) -> Lifetime:
-    """Expected loss, funding and operating cost and expected profit of `schedule`, as NPVs."""
-    marginal = marginal_pds(terms.pd_12m, schedule.term_months, terms.pd_curve)
-    discounts = _discounts(str(terms.cost_of_funds), schedule.term_months)
+    """Expected loss, funding and operating cost and expected profit of `schedule`, as NPVs.
+
+    Each is the sum over months of the module docstring, added month by month in the same order
+    with the same 50-digit products as a loop over the months would: only the loss depends on the
+    PD, so the other sums are cached (per schedule and cost of funds) and the loss's per-month
+    weights d_t x m_t x LGD (per PD and term). tests/finance/test_lifetime_npv.py checks the figures
+    against the month-by-month definition."""
+    cof = str(terms.cost_of_funds)
+    weights, lifetime_pd = _loss_weights(
+        str(terms.pd_12m), schedule.term_months, _curve_key(terms.pd_curve), cof, str(terms.lgd)
+    )
+    funding, income = _funding_and_income(schedule, terms.cost_of_funds, monthly_fee)
+    operating = _operating(
+        cof, schedule.term_months, str(terms.operating_per_month), str(terms.operating_per_loan)
+    )
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
-        monthly_cof = terms.cost_of_funds / 12
-        opening = schedule.amount
-        loss = funding = operating = income = Decimal(0)
-        for (_, _, _, interest, closing), pd_t, discount in zip(
-            schedule.table, marginal, discounts, strict=True
-        ):
-            loss += discount * pd_t * terms.lgd * opening
-            funding += discount * opening * monthly_cof
-            operating += discount * terms.operating_per_month
-            income += discount * (interest + monthly_fee)
-            opening = closing
-        operating += terms.operating_per_loan
-        profit = upfront_fee + income - funding - operating - loss
+        loss = sum(map(mul, weights, schedule.openings), Decimal(0))
         return Lifetime(
-            lifetime_pd=round(sum(marginal, Decimal(0)), 6),
+            lifetime_pd=lifetime_pd,
             expected_loss=money(loss, rounding),
             funding_cost=money(funding, rounding),
             operating_cost=money(operating, rounding),
-            expected_profit=money(profit, rounding),
+            expected_profit=money(upfront_fee + income - funding - operating - loss, rounding),
         )
 
 
@@ -133,23 +200,21 @@ def revolving_lifetime(
     rounding: str,
 ) -> tuple[Lifetime, Decimal]:
     """A credit line's lifetime figures over `horizon_months`, and the interest it earns (undiscounted)."""
-    marginal = marginal_pds(terms.pd_12m, horizon_months, terms.pd_curve)
-    discounts = _discounts(str(terms.cost_of_funds), horizon_months)
+    cof = str(terms.cost_of_funds)
+    weights, lifetime_pd = _loss_weights(
+        str(terms.pd_12m), horizon_months, _curve_key(terms.pd_curve), cof, str(terms.lgd)
+    )
+    operating = _operating(cof, horizon_months, str(terms.operating_per_month), str(terms.operating_per_loan))
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         drawn = limit * utilisation
         exposure = drawn + ccf * (limit - drawn)
         interest = drawn * annual_rate / 12
-        funding_month = drawn * terms.cost_of_funds / 12
-        loss = funding = operating = income = Decimal(0)
-        for pd_t, discount in zip(marginal, discounts, strict=True):
-            loss += discount * pd_t * terms.lgd * exposure
-            funding += discount * funding_month
-            operating += discount * terms.operating_per_month
-            income += discount * interest
-        operating += terms.operating_per_loan
+        loss = sum(map(mul, weights, repeat(exposure)), Decimal(0))
+        funding = _discounted(cof, horizon_months, drawn * terms.cost_of_funds / 12)
+        income = _discounted(cof, horizon_months, interest)
         figures = Lifetime(
-            lifetime_pd=round(sum(marginal, Decimal(0)), 6),
+            lifetime_pd=lifetime_pd,
             expected_loss=money(loss, rounding),
             funding_cost=money(funding, rounding),
             operating_cost=money(operating, rounding),

@@ -58,6 +58,11 @@ class Schedule:
     term_months: int
     method: str
     table: tuple[Row, ...] = field(repr=False)
+    # Its funding cost and income as NPVs by (cost of funds, monthly fee), engine/finance/lifetime.py's:
+    # a cached schedule is priced again by every decision with the same limit and rate.
+    present_values: dict[tuple[str, str], tuple[Decimal, Decimal]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @cached_property
     def rows(self) -> tuple[Instalment, ...]:
@@ -81,6 +86,12 @@ class Schedule:
     @cached_property
     def payments(self) -> tuple[Decimal, ...]:
         return tuple(row[1] for row in self.table)
+
+    @cached_property
+    def openings(self) -> tuple[Decimal, ...]:
+        """Each month's opening balance, its exposure at default: the amount, then the balance
+        each month before leaves."""
+        return (self.amount, *(row[4] for row in self.table[:-1]))
 
 
 def annuity_payment(
