@@ -209,22 +209,24 @@ class ProductPricing:
         terms = self.terms
         assert terms.lifetime is not None
         allowed = terms.affordability_cap * terms.income - terms.existing_payments
-        budget = list(schedule.payments)
-        if schedule.method == INTEREST_ONLY and terms.refinance_months is not None:
-            balloon = schedule.table[-1]
-            refinanced = annuity_payment(balloon[2], self.annual_rate, terms.refinance_months, terms.rounding)
-            budget[-1] = balloon[3] + refinanced
-        worst = max(range(len(budget)), key=lambda i: (budget[i], -i))
-        needed = budget[worst] + self.monthly_fee
-        affordable = terms.income > 0 and needed <= allowed
-        room = money(max(allowed, Decimal(0)), terms.rounding)
-        why = "" if affordable else f"month {worst + 1} needs {needed}, {room} affordable"
-        # an offer that is not made is never ranked: its NPV is not worked out
-        figures = (
-            lifetime(schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding)
-            if affordable
-            else None
+        worst, peak = _peak(
+            self.key[0],
+            self.key[1],
+            schedule.term_months,
+            schedule.method,
+            terms.rounding,
+            terms.refinance_months,
         )
+        needed = peak + self.monthly_fee
+        affordable = terms.income > 0 and needed <= allowed
+        if affordable:
+            why = ""
+            figures: Lifetime | None = lifetime(
+                schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding
+            )
+        else:  # an offer that is not made is never ranked: its NPV is not worked out
+            room = money(max(allowed, Decimal(0)), terms.rounding)
+            why, figures = f"month {worst + 1} needs {needed}, {room} affordable", None
         return Candidate(
             self.product,
             self.index,
@@ -250,6 +252,23 @@ class ProductPricing:
 @lru_cache(maxsize=2048)
 def _schedule(amount: str, annual_rate: str, term_months: int, method: str, rounding: str) -> Schedule:
     return build_schedule(Decimal(amount), Decimal(annual_rate), term_months, method, rounding)
+
+
+@lru_cache(maxsize=2048)
+def _peak(
+    amount: str, annual_rate: str, term_months: int, method: str, rounding: str, refinance_months: int | None
+) -> tuple[int, Decimal]:
+    """The month whose payment the borrower must budget most for (the first of equals, from 0) and
+    that payment, fees aside: the interest-only balloon counts as the instalment refinancing it
+    when the policy states a refinancing term."""
+    schedule = _schedule(amount, annual_rate, term_months, method, rounding)
+    budget = list(schedule.payments)
+    if schedule.method == INTEREST_ONLY and refinance_months is not None:
+        balloon = schedule.table[-1]
+        refinanced = annuity_payment(balloon[2], schedule.annual_rate, refinance_months, rounding)
+        budget[-1] = balloon[3] + refinanced
+    worst = max(range(len(budget)), key=lambda i: (budget[i], -i))
+    return worst, budget[worst]
 
 
 def offer_schedule(
@@ -281,4 +300,5 @@ def disclosed_apr(
 def clear_caches() -> None:
     """Forget every cached schedule and APR (benchmarks start each side cold)."""
     _schedule.cache_clear()
+    _peak.cache_clear()
     disclosed_apr.cache_clear()
