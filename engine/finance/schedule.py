@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property
-from typing import Final
+from typing import Any, Final
 
 from engine.decision import Instalment
 from engine.finance.money import CENT, money, rounding_mode, to_decimal
@@ -33,6 +33,7 @@ __all__ = [
     "Schedule",
     "annuity_payment",
     "build_schedule",
+    "dated_schedule",
     "schedule_sha256",
 ]
 
@@ -195,27 +196,58 @@ def _interest_only_rows(
     return tuple(rows)
 
 
+class _ByIdentity:
+    """Values worked out from immutable objects (schedule rows, due dates), kept by the objects'
+    *identity*: hashing 36 rows of Decimals would cost most of what is saved. An entry holds the
+    objects themselves, so their ids cannot be reused while it is cached; the oldest goes first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[int, ...], tuple[tuple[object, ...], Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, *keys: object) -> Any:
+        with self._lock:
+            hit = self._entries.get(tuple(map(id, keys)))
+        if hit is not None and all(a is b for a, b in zip(hit[0], keys, strict=True)):
+            return hit[1]
+        return None
+
+    def put(self, keys: tuple[object, ...], value: Any) -> None:
+        with self._lock:
+            self._entries[tuple(map(id, keys))] = (keys, value)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
 # Offers share their rows tuple with the offers stage's schedule cache, so a schedule's hash is kept
-# per tuple *identity*: the entry holds the tuple itself, so its id cannot be reused while cached.
-_HASH_CACHE_SIZE = 512
-_hash_cache: OrderedDict[int, tuple[Sequence[Instalment], str]] = OrderedDict()
-_hash_lock = threading.Lock()
+# per tuple identity; so are its dated rows, per rows and due dates (engine/finance/dates.py caches
+# those): every decision of the day at the same limit and rate books the same dated schedule.
+_hashes = _ByIdentity(512)
+_dated = _ByIdentity(512)
 
 
 def schedule_sha256(rows: Sequence[Instalment]) -> str:
     """The sha256 (hex) a decision record keeps of a full schedule instead of its rows: of the
     canonical JSON (engine.audit.canonical) of the rows as arrays
     `[[period, "payment", "principal", "interest", "balance"], ...]`, amounts as Decimal strings."""
-    key = id(rows)
-    with _hash_lock:
-        hit = _hash_cache.get(key)
-        if hit is not None and hit[0] is rows:
-            return hit[1]
+    digest: str | None = _hashes.get(rows)
+    if digest is not None:
+        return digest
     table = [[r.period, str(r.payment), str(r.principal), str(r.interest), str(r.balance)] for r in rows]
     digest = hashlib.sha256(json.dumps(table, separators=(",", ":")).encode("ascii")).hexdigest()
     if isinstance(rows, tuple):  # a list could change under us: only immutable rows are cached
-        with _hash_lock:
-            _hash_cache[key] = (rows, digest)
-            while len(_hash_cache) > _HASH_CACHE_SIZE:
-                _hash_cache.popitem(last=False)
+        _hashes.put((rows,), digest)
     return digest
+
+
+def dated_schedule(rows: tuple[Instalment, ...], dates: tuple[str, ...]) -> tuple[Instalment, ...]:
+    """`rows` with their due dates, one date a row."""
+    dated: tuple[Instalment, ...] | None = _dated.get(rows, dates)
+    if dated is None:
+        dated = tuple(
+            Instalment(row.period, row.payment, row.principal, row.interest, row.balance, day)
+            for row, day in zip(rows, dates, strict=True)
+        )
+        _dated.put((rows, dates), dated)
+    return dated

@@ -11,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from engine.finance import METHODS, annuity_payment, build_schedule, quantize
+from engine.finance.schedule import dated_schedule
 
 D = Decimal
 
@@ -159,3 +160,20 @@ def test_one_to_decimal_refuses_what_validation_reports() -> None:
     with pytest.raises(TypeError):
         to_decimal(True)  # type: ignore[arg-type]
     assert to_decimal(" 12.50 ") == Decimal("12.50") and str(to_decimal(0.1)) == "0.1"
+
+
+def test_a_booked_schedule_carries_its_own_rows_and_due_dates_whatever_was_booked_before() -> None:
+    rows = build_schedule(Decimal(10000), Decimal("0.12"), 3, "equal_instalment").rows
+    same_rows = build_schedule(
+        Decimal(10000), Decimal("0.12"), 3, "equal_instalment"
+    ).rows  # equal, not the same
+    other = build_schedule(Decimal(20000), Decimal("0.12"), 3, "equal_instalment").rows
+    march, april = ("2026-03-15", "2026-04-15", "2026-05-15"), ("2026-04-15", "2026-05-15", "2026-06-15")
+    first = dated_schedule(rows, march)
+    assert [r.due_date for r in first] == list(march) and [r.payment for r in first] == [
+        r.payment for r in rows
+    ]
+    assert dated_schedule(rows, march) is first  # a decision on the same day at the same terms reuses it
+    assert [r.due_date for r in dated_schedule(rows, april)] == list(april)
+    assert [r.due_date for r in dated_schedule(same_rows, april)] == list(april)
+    assert [r.balance for r in dated_schedule(other, march)] == [r.balance for r in other]
