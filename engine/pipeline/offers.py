@@ -76,26 +76,27 @@ def rank_offers(
 
 
 def _offer(c: Candidate, rate: Decimal) -> Offer:
-    offer = Offer(
+    schedule = c.schedule
+    figures = c.lifetime
+    fees = (
+        ()
+        if figures is None
+        else tuple(f for f in (Fee("upfront", c.fee), Fee("monthly", c.monthly_fee)) if f.amount)
+    )
+    return Offer(
         product=c.product,
         amount=c.amount,
-        term_months=c.schedule.term_months,
-        repayment_method=c.schedule.method,
+        term_months=schedule.term_months,
+        repayment_method=schedule.method,
         annual_rate=c.annual_rate,
         apr=rate,
-        instalment=c.schedule.first_payment,
-        total_interest=c.schedule.total_interest,
+        instalment=schedule.first_payment,
+        total_interest=schedule.total_interest,
         expected_profit=c.expected_profit,
-        schedule=c.schedule.rows,
-    )
-    if c.lifetime is None:
-        return offer
-    fees = (Fee("upfront", c.fee), Fee("monthly", c.monthly_fee))
-    return replace(
-        offer,
-        expected_loss=c.lifetime.expected_loss,
-        product_name=c.product_name,
-        fees=tuple(f for f in fees if f.amount),
+        schedule=schedule.rows,
+        expected_loss=None if figures is None else figures.expected_loss,
+        product_name="" if figures is None else c.product_name,
+        fees=fees,
     )
 
 
