@@ -24,7 +24,7 @@ import decimal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import accumulate, repeat
 from operator import mul, sub
 from typing import Final
@@ -48,6 +48,19 @@ class LifetimeTerms:
     operating_per_loan: Decimal = Decimal(0)
     operating_per_month: Decimal = Decimal(0)
     pd_curve: str | tuple[Decimal, ...] = CONSTANT_HAZARD  # or marginal-PD multipliers by month
+
+    @cached_property
+    def keys(self) -> tuple[str, str | tuple[str, ...], str, str, str, str]:
+        """What this module's caches are keyed by, as decimal strings (worked out once for the many
+        offers of a decision): PD, curve, cost of funds, LGD, operating cost per month and per loan."""
+        return (
+            str(self.pd_12m),
+            _curve_key(self.pd_curve),
+            str(self.cost_of_funds),
+            str(self.lgd),
+            str(self.operating_per_month),
+            str(self.operating_per_loan),
+        )
 
 
 @dataclass(frozen=True)
@@ -140,11 +153,11 @@ def _discounted(cost_of_funds: str, term_months: int, monthly: Decimal) -> Decim
 
 
 def _funding_and_income(
-    schedule: Schedule, cost_of_funds: Decimal, monthly_fee: Decimal
+    schedule: Schedule, terms: LifetimeTerms, monthly_fee: Decimal
 ) -> tuple[Decimal, Decimal]:
     """sum d_t x opening_t x cof/12 and sum d_t x (interest_t + monthly fee): what a schedule costs
     to fund and earns whatever the PD, kept with the (cached, shared) schedule."""
-    key = (str(cost_of_funds), str(monthly_fee))
+    key = (terms.keys[2], str(monthly_fee))
     sums = schedule.present_values.get(key)
     if sums is None:
         discounts = _discounts(key[0], schedule.term_months)
@@ -153,7 +166,7 @@ def _funding_and_income(
             funded = map(mul, discounts, schedule.openings)
             earned = (row[3] + monthly_fee for row in schedule.table)
             sums = (
-                sum(map(mul, funded, repeat(cost_of_funds / 12)), Decimal(0)),
+                sum(map(mul, funded, repeat(terms.cost_of_funds / 12)), Decimal(0)),
                 sum(map(mul, discounts, earned), Decimal(0)),
             )
         schedule.present_values[key] = sums
@@ -170,14 +183,10 @@ def lifetime(
     PD, so the other sums are cached (per schedule and cost of funds) and the loss's per-month
     weights d_t x m_t x LGD (per PD and term). tests/finance/test_lifetime_npv.py checks the figures
     against the month-by-month definition."""
-    cof = str(terms.cost_of_funds)
-    weights, lifetime_pd = _loss_weights(
-        str(terms.pd_12m), schedule.term_months, _curve_key(terms.pd_curve), cof, str(terms.lgd)
-    )
-    funding, income = _funding_and_income(schedule, terms.cost_of_funds, monthly_fee)
-    operating = _operating(
-        cof, schedule.term_months, str(terms.operating_per_month), str(terms.operating_per_loan)
-    )
+    pd, curve, cof, lgd, per_month, per_loan = terms.keys
+    weights, lifetime_pd = _loss_weights(pd, schedule.term_months, curve, cof, lgd)
+    funding, income = _funding_and_income(schedule, terms, monthly_fee)
+    operating = _operating(cof, schedule.term_months, per_month, per_loan)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, schedule.openings), Decimal(0))
@@ -200,11 +209,9 @@ def revolving_lifetime(
     rounding: str,
 ) -> tuple[Lifetime, Decimal]:
     """A credit line's lifetime figures over `horizon_months`, and the interest it earns (undiscounted)."""
-    cof = str(terms.cost_of_funds)
-    weights, lifetime_pd = _loss_weights(
-        str(terms.pd_12m), horizon_months, _curve_key(terms.pd_curve), cof, str(terms.lgd)
-    )
-    operating = _operating(cof, horizon_months, str(terms.operating_per_month), str(terms.operating_per_loan))
+    pd, curve, cof, lgd, per_month, per_loan = terms.keys
+    weights, lifetime_pd = _loss_weights(pd, horizon_months, curve, cof, lgd)
+    operating = _operating(cof, horizon_months, per_month, per_loan)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         drawn = limit * utilisation

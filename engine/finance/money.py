@@ -77,4 +77,7 @@ def quantize(x: Decimal | int | str, places: int = 2, rounding: str = "half_even
 
 def money(x: Decimal | int | str, rounding: str = "half_even") -> Decimal:
     """An amount rounded to the cent."""
+    mode = ROUNDINGS.get(rounding)
+    if type(x) is Decimal and mode is not None:  # quantize's own path, without its two calls
+        return x.quantize(CENT, rounding=mode, context=_WIDE)
     return quantize(x, 2, rounding)
