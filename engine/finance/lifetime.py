@@ -32,7 +32,15 @@ from typing import Final
 from engine.finance.money import money
 from engine.finance.schedule import Schedule
 
-__all__ = ["CONSTANT_HAZARD", "Lifetime", "LifetimeTerms", "lifetime", "marginal_pds", "revolving_lifetime"]
+__all__ = [
+    "CONSTANT_HAZARD",
+    "Lifetime",
+    "LifetimeTerms",
+    "lifetime",
+    "marginal_pds",
+    "profit_bound",
+    "revolving_lifetime",
+]
 
 CONSTANT_HAZARD: Final = "constant_hazard"
 _PREC: Final = 50
@@ -48,6 +56,13 @@ class LifetimeTerms:
     operating_per_loan: Decimal = Decimal(0)
     operating_per_month: Decimal = Decimal(0)
     pd_curve: str | tuple[Decimal, ...] = CONSTANT_HAZARD  # or marginal-PD multipliers by month
+
+    @cached_property
+    def loss_never_negative(self) -> bool:
+        """No month's expected loss can be negative: the PD, the LGD and every PD multiplier are >= 0
+        (a constant-hazard curve's marginal PDs then never are)."""
+        curve = self.pd_curve
+        return self.pd_12m >= 0 and self.lgd >= 0 and (isinstance(curve, str) or min(curve) >= 0)
 
     @cached_property
     def keys(self) -> tuple[str, str | tuple[str, ...], str, str, str, str]:
@@ -183,10 +198,9 @@ def lifetime(
     PD, so the other sums are cached (per schedule and cost of funds) and the loss's per-month
     weights d_t x m_t x LGD (per PD and term). tests/finance/test_lifetime_npv.py checks the figures
     against the month-by-month definition."""
-    pd, curve, cof, lgd, per_month, per_loan = terms.keys
+    pd, curve, cof, lgd, _, _ = terms.keys
     weights, lifetime_pd = _loss_weights(pd, schedule.term_months, curve, cof, lgd)
-    funding, income = _funding_and_income(schedule, terms, monthly_fee)
-    operating = _operating(cof, schedule.term_months, per_month, per_loan)
+    funding, operating, before_loss = _before_loss(schedule, terms, upfront_fee, monthly_fee)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, schedule.openings), Decimal(0))
@@ -195,8 +209,31 @@ def lifetime(
             expected_loss=money(loss, rounding),
             funding_cost=money(funding, rounding),
             operating_cost=money(operating, rounding),
-            expected_profit=money(upfront_fee + income - funding - operating - loss, rounding),
+            expected_profit=money(before_loss - loss, rounding),
         )
+
+
+def profit_bound(
+    schedule: Schedule, terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal, rounding: str
+) -> Decimal | None:
+    """The most `lifetime(...).expected_profit` can be, whatever the PD: the profit before the
+    expected loss, which is never negative when the LGD and the PD curve are not (None otherwise).
+    Worked from the same cached sums, so it is cheap, and rounding to the cent keeps the order."""
+    if not terms.loss_never_negative:
+        return None
+    return money(_before_loss(schedule, terms, upfront_fee, monthly_fee)[2], rounding)
+
+
+def _before_loss(
+    schedule: Schedule, terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal
+) -> tuple[Decimal, Decimal, Decimal]:
+    """Funding cost, operating cost, and the expected profit before the expected loss, at 50 digits."""
+    _, _, cof, _, per_month, per_loan = terms.keys
+    funding, income = _funding_and_income(schedule, terms, monthly_fee)
+    operating = _operating(cof, schedule.term_months, per_month, per_loan)
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        return funding, operating, upfront_fee + income - funding - operating
 
 
 def revolving_lifetime(

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 from engine.decision import Instalment
 from engine.finance import annuity_payment, apr, build_schedule, money, quantize
-from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime
+from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime, profit_bound
 from engine.finance.schedule import INTEREST_ONLY, METHODS, Schedule
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Candidate",
     "OfferTerms",
     "ProductPricing",
+    "Unpriced",
     "candidate",
     "clear_caches",
     "disclosed_apr",
@@ -45,6 +46,16 @@ class OfferTerms:
     objective: str = LEGACY_OBJECTIVE
     lifetime: LifetimeTerms | None = None  # set for the lifetime objectives
     refinance_months: int | None = None  # None: an interest-only balloon is budgeted in full
+
+    @cached_property
+    def allowed(self) -> Decimal:
+        """The monthly budget left for a new loan after the existing payments."""
+        return self.affordability_cap * self.income - self.existing_payments
+
+    @cached_property
+    def room(self) -> Decimal:
+        """`allowed` as the trace of an unaffordable offer states it."""
+        return money(max(self.allowed, Decimal(0)), self.rounding)
 
 
 @dataclass(frozen=True)
@@ -206,9 +217,24 @@ class ProductPricing:
         """Every month's payment (fee included) must fit the affordability cap; the interest-only
         balloon too, or, when the policy states a refinancing term, the instalment refinancing it
         at the same rate. Profit and loss are the lifetime NPVs."""
+        return self.unaffordable(schedule) or self.priced(schedule)
+
+    def deferred(self, term_months: int, method: str) -> Candidate | Unpriced:
+        """`candidate`, but an affordable loan's lifetime figures are left for rank_offers to work
+        out if the ranking needs them: an Unpriced with their bound, when there is one."""
         terms = self.terms
         assert terms.lifetime is not None
-        allowed = terms.affordability_cap * terms.income - terms.existing_payments
+        schedule = _schedule(self.key[0], self.key[1], term_months, method, terms.rounding)
+        refused = self.unaffordable(schedule)
+        if refused is not None:
+            return refused
+        bound = profit_bound(schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding)
+        return self.priced(schedule) if bound is None else Unpriced(self, schedule, bound)
+
+    def unaffordable(self, schedule: Schedule) -> Candidate | None:
+        """The candidate of `schedule` when some month's payment does not fit (an offer that is not
+        made is never ranked: its NPV is not worked out), else None."""
+        terms = self.terms
         worst, peak = _peak(
             self.key[0],
             self.key[1],
@@ -218,15 +244,20 @@ class ProductPricing:
             terms.refinance_months,
         )
         needed = peak + self.monthly_fee
-        affordable = terms.income > 0 and needed <= allowed
-        if affordable:
-            why = ""
-            figures: Lifetime | None = lifetime(
-                schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding
-            )
-        else:  # an offer that is not made is never ranked: its NPV is not worked out
-            room = money(max(allowed, Decimal(0)), terms.rounding)
-            why, figures = f"month {worst + 1} needs {needed}, {room} affordable", None
+        if terms.income > 0 and needed <= terms.allowed:
+            return None
+        return self._lifetime_candidate(
+            schedule, None, f"month {worst + 1} needs {needed}, {terms.room} affordable"
+        )
+
+    def priced(self, schedule: Schedule) -> Candidate:
+        """The affordable loan of `schedule` with its lifetime figures."""
+        assert self.terms.lifetime is not None
+        figures = lifetime(schedule, self.terms.lifetime, self.fee, self.monthly_fee, self.terms.rounding)
+        return self._lifetime_candidate(schedule, figures, "")
+
+    def _lifetime_candidate(self, schedule: Schedule, figures: Lifetime | None, why: str) -> Candidate:
+        terms = self.terms
         return Candidate(
             self.product,
             self.index,
@@ -235,7 +266,7 @@ class ProductPricing:
             self.fee,
             schedule,
             Decimal(0) if figures is None else figures.expected_profit,
-            affordable,
+            figures is not None,
             terms.rounding,
             terms.objective,
             self.monthly_fee,
@@ -243,6 +274,27 @@ class ProductPricing:
             why,
             self.name,
         )
+
+
+class Unpriced:
+    """An affordable loan whose lifetime figures are not worked out yet. Under the expected-profit
+    objective a loan that cannot make the top N never needs them: `bound` is its expected profit
+    before the expected loss, the most the loss (never negative) leaves."""
+
+    __slots__ = ("bound", "pricing", "schedule")
+    affordable = True
+    unaffordable = ""
+
+    def __init__(self, pricing: ProductPricing, schedule: Schedule, bound: Decimal) -> None:
+        self.pricing = pricing
+        self.schedule = schedule
+        self.bound = bound
+
+    def price(self) -> Candidate:
+        return self.pricing.priced(self.schedule)
+
+    def label(self) -> str:
+        return f"{self.pricing.product}/{self.schedule.term_months}/{self.schedule.method}"
 
 
 # Schedules and APRs depend only on (amount, rate, term, method, rounding, fee). Limits are rounded

@@ -9,6 +9,7 @@ engine/finance/lifetime.py and check every month's payment, the interest-only ba
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
@@ -18,7 +19,7 @@ from engine.decision import Fee, Offer, Reason
 from engine.errors import PolicyRuntimeError
 from engine.finance import quantize, to_decimal
 from engine.finance.lifetime import LifetimeTerms
-from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, disclosed_apr
+from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, Unpriced, disclosed_apr
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
 from engine.pipeline.runner import StageResult
@@ -34,15 +35,19 @@ NO_OFFER_TEXT = {
 
 
 def rank_offers(
-    candidates: Sequence[Candidate | RevolvingCandidate], terms: OfferTerms
+    candidates: Sequence[Candidate | RevolvingCandidate | Unpriced], terms: OfferTerms
 ) -> tuple[list[Offer], dict[str, int]]:
     """The top N affordable candidates by expected profit whose APR (fees included) is within the
-    cap. APR is the costliest figure, so it is computed only while walking down the ranking."""
-    ranked = sorted((c for c in candidates if c.affordable), key=lambda c: c.sort_key)
+    cap. APR is the costliest figure, so it is computed only while walking down the ranking; so
+    are the lifetime figures of an Unpriced loan (see _next)."""
+    affordable = [c for c in candidates if c.affordable]
+    ranked = sorted((c for c in affordable if not isinstance(c, Unpriced)), key=_sort_key)
+    unpriced = sorted((c for c in affordable if isinstance(c, Unpriced)), key=lambda u: u.bound, reverse=True)
     offers: list[Offer] = []
     over_cap = 0
-    for c in ranked:
-        if len(offers) >= terms.top:
+    while len(offers) < terms.top:
+        c = _next(ranked, unpriced)
+        if c is None:
             break
         if isinstance(c, RevolvingCandidate):
             rate = c.disclosed_apr()
@@ -68,11 +73,27 @@ def rank_offers(
         offers.append(_offer(c, rate))
     counts = {
         "candidates": len(candidates),
-        "affordable": len(ranked),
+        "affordable": len(affordable),
         "over_apr_cap": over_cap,
         "offered": len(offers),
     }
     return offers, counts
+
+
+def _sort_key(c: Candidate | RevolvingCandidate) -> tuple[Decimal, Decimal, int, int, int]:
+    return c.sort_key
+
+
+def _next(
+    ranked: list[Candidate | RevolvingCandidate], unpriced: list[Unpriced]
+) -> Candidate | RevolvingCandidate | None:
+    """Take the next candidate in ranking order from `ranked` (sorted), pricing unpriced loans (by
+    highest bound first) only while one could rank at or ahead of it. Loans are left unpriced only
+    under the expected-profit objective, which ranks by expected profit (then policy order): one
+    whose bound is below the best priced profit comes after it whatever its loss."""
+    while unpriced and (not ranked or ranked[0].expected_profit <= unpriced[0].bound):
+        bisect.insort(ranked, unpriced.pop(0).price(), key=_sort_key)
+    return ranked.pop(0) if ranked else None
 
 
 def _offer(c: Candidate, rate: Decimal) -> Offer:
@@ -129,8 +150,10 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         refinance_months=spec.refinance_months,
     )
     requested = _number(spec.requested(ctx.fact)) if spec.requested is not None else None
+    # ranked by expected profit alone, a loan that cannot make the top N is never priced in full
+    defer = spec.objective == "expected_profit_npv" and spec.rank_by is None
     wanted = set(products.stage.fire(ctx.evaluator, ctx.fact))
-    candidates: list[Candidate | RevolvingCandidate] = []
+    candidates: list[Candidate | RevolvingCandidate | Unpriced] = []
     eligible: list[str] = []
     for index, product in enumerate(products.items):
         if product.id not in wanted:
@@ -148,7 +171,6 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         if price is not None and price.cap is not None:
             rate = min(rate, price.cap)
         if product.revolving is not None and terms.lifetime is not None:
-            allowed = terms.affordability_cap * terms.income - terms.existing_payments
             candidates.append(
                 revolving_candidate(
                     product.id,
@@ -157,7 +179,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
                     rate,
                     product.revolving,
                     terms.lifetime,
-                    allowed if terms.income > 0 else Decimal(-1),
+                    terms.allowed if terms.income > 0 else Decimal(-1),
                     terms.rounding,
                     ctx.text(product.names),
                     terms.objective,
@@ -176,7 +198,9 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         )
         for term in product.terms:
             for method in product.methods:
-                candidates.append(pricing.candidate(term, method))
+                candidates.append(
+                    pricing.deferred(term, method) if defer else pricing.candidate(term, method)
+                )
     if spec.rank_by is not None:
         candidates = [
             _ranked_by(c, spec.rank_by, spec.maximise, ctx.fact) if c.affordable else c for c in candidates
@@ -197,9 +221,11 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
 
 
 def _ranked_by(
-    c: Candidate | RevolvingCandidate, formula: Formula, maximise: bool, fact: dict[str, Any]
+    c: Candidate | RevolvingCandidate | Unpriced, formula: Formula, maximise: bool, fact: dict[str, Any]
 ) -> Candidate | RevolvingCandidate:
     """`c` with the objective expression's value over the applicant and this offer's figures."""
+    if isinstance(c, Unpriced):
+        c = c.price()
     assert c.lifetime is not None
     figures = {
         "offer.expected_profit": c.expected_profit,

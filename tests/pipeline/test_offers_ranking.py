@@ -1,0 +1,97 @@
+"""Under the expected-profit objective the offers stage leaves a loan's lifetime figures unworked
+until the ranking may need them (engine/pipeline/offers.py, _next): the offers made must be the
+ones a full ranking of fully priced candidates makes, ties, APR caps and credit lines included."""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+
+from engine.finance.lifetime import CONSTANT_HAZARD, LifetimeTerms
+from engine.finance.schedule import METHODS
+from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, Unpriced
+from engine.pipeline.offers import rank_offers
+from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
+from engine.policy.model import Revolving
+
+D = Decimal
+
+
+def _terms(rng: random.Random) -> OfferTerms:
+    curve: str | tuple[Decimal, ...] = CONSTANT_HAZARD
+    if rng.random() < 0.3:
+        curve = tuple(D(rng.randint(0, 300)) / 100 for _ in range(rng.randint(1, 24)))
+    pd = D(rng.randint(0, 300_000)) / 1_000_000
+    lgd = D(rng.randint(0, 100)) / 100
+    economics = LifetimeTerms(
+        pd, lgd, D(rng.randint(0, 800)) / 10_000, D(rng.randint(0, 500)), D(rng.randint(0, 20)), curve
+    )
+    return OfferTerms(
+        income=D(rng.randint(0, 60_000)),
+        existing_payments=D(rng.randint(0, 5_000)),
+        affordability_cap=D("0.5"),
+        lgd=lgd,
+        pd=pd,
+        apr_cap=rng.choice([None, D("0.24"), D(rng.randint(500, 2500)) / 10_000]),
+        top=rng.randint(1, 6),
+        rounding=rng.choice(["half_even", "half_up", "down"]),
+        objective="expected_profit_npv",
+        lifetime=economics,
+        refinance_months=rng.choice([None, 12, 24]),
+    )
+
+
+def _products(rng: random.Random, terms: OfferTerms) -> list[ProductPricing]:
+    products: list[ProductPricing] = []
+    for index in range(rng.randint(1, 3)):
+        if products and rng.random() < 0.3:  # a copy of the one before: every profit ties
+            twin = products[-1]
+            upfront, monthly = twin.fee / twin.amount, twin.monthly_fee / twin.amount
+            products.append(
+                ProductPricing(f"p{index}", index, twin.amount, twin.annual_rate, upfront, terms, monthly)
+            )
+            continue
+        amount = D(rng.randint(10, 2_000)) * 100
+        rate = D(rng.randint(300, 3000)) / 10_000
+        upfront = D(rng.choice([0, 1, 2, 3])) / 100
+        monthly = D(rng.choice([0, 0, 5, 10])) / 10_000
+        products.append(
+            ProductPricing(f"p{index}", index, amount, rate, upfront, terms, monthly, f"P{index}")
+        )
+    return products
+
+
+def _line(rng: random.Random, terms: OfferTerms, index: int) -> RevolvingCandidate:
+    assert terms.lifetime is not None
+    line = Revolving(D(100), D("0.03"), 50, D("0.5"), D("0.4"), rng.choice([12, 24]))
+    limit, rate = D(rng.randint(50, 500)) * 100, D(rng.randint(500, 3000)) / 10_000
+    return revolving_candidate(
+        "line",
+        index,
+        limit,
+        rate,
+        line,
+        terms.lifetime,
+        terms.allowed,
+        terms.rounding,
+        "Line",
+        terms.objective,
+    )
+
+
+def test_the_offers_made_are_those_of_a_full_ranking_of_fully_priced_loans() -> None:
+    rng = random.Random(20261202)
+    deferred_some = 0
+    for case in range(400):
+        terms = _terms(rng)
+        products = _products(rng, terms)
+        grid = [(p, t, m) for p in products for t in rng.sample([3, 6, 12, 24, 36, 48], 3) for m in METHODS]
+        full: list[Candidate | RevolvingCandidate | Unpriced] = [p.candidate(t, m) for p, t, m in grid]
+        lazy: list[Candidate | RevolvingCandidate | Unpriced] = [p.deferred(t, m) for p, t, m in grid]
+        if rng.random() < 0.5:
+            line = _line(rng, terms, len(products))
+            full.append(line)
+            lazy.append(line)
+        deferred_some += any(isinstance(c, Unpriced) for c in lazy)
+        assert rank_offers(lazy, terms) == rank_offers(full, terms), f"case {case}"
+    assert deferred_some > 100  # the lazy path was taken, not only the eager one
