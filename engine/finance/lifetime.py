@@ -167,27 +167,6 @@ def _discounted(cost_of_funds: str, term_months: int, monthly: Decimal) -> Decim
     return sum(map(mul, _discounts(cost_of_funds, term_months), repeat(monthly)), Decimal(0))
 
 
-def _funding_and_income(
-    schedule: Schedule, terms: LifetimeTerms, monthly_fee: Decimal
-) -> tuple[Decimal, Decimal]:
-    """sum d_t x opening_t x cof/12 and sum d_t x (interest_t + monthly fee): what a schedule costs
-    to fund and earns whatever the PD, kept with the (cached, shared) schedule."""
-    key = (terms.keys[2], str(monthly_fee))
-    sums = schedule.present_values.get(key)
-    if sums is None:
-        discounts = _discounts(key[0], schedule.term_months)
-        with decimal.localcontext() as ctx:
-            ctx.prec = _PREC
-            funded = map(mul, discounts, schedule.openings)
-            earned = (row[3] + monthly_fee for row in schedule.table)
-            sums = (
-                sum(map(mul, funded, repeat(terms.cost_of_funds / 12)), Decimal(0)),
-                sum(map(mul, discounts, earned), Decimal(0)),
-            )
-        schedule.present_values[key] = sums
-    return sums
-
-
 def lifetime(
     schedule: Schedule, terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal, rounding: str
 ) -> Lifetime:
@@ -227,13 +206,24 @@ def profit_bound(
 def _before_loss(
     schedule: Schedule, terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal
 ) -> tuple[Decimal, Decimal, Decimal]:
-    """Funding cost, operating cost, and the expected profit before the expected loss, at 50 digits."""
+    """Funding cost, operating cost, and the expected profit before the expected loss, at 50 digits:
+    sum d_t x opening_t x cof/12, per month x sum d_t + per loan, and upfront fee + sum d_t x
+    (interest_t + monthly fee) - those two. Kept with the (cached, shared) schedule."""
     _, _, cof, _, per_month, per_loan = terms.keys
-    funding, income = _funding_and_income(schedule, terms, monthly_fee)
-    operating = _operating(cof, schedule.term_months, per_month, per_loan)
-    with decimal.localcontext() as ctx:
-        ctx.prec = _PREC
-        return funding, operating, upfront_fee + income - funding - operating
+    key = (cof, per_month, per_loan, str(upfront_fee), str(monthly_fee))
+    figures = schedule.present_values.get(key)
+    if figures is None:
+        discounts = _discounts(cof, schedule.term_months)
+        operating = _operating(cof, schedule.term_months, per_month, per_loan)
+        with decimal.localcontext() as ctx:
+            ctx.prec = _PREC
+            funded = map(mul, discounts, schedule.openings)
+            earned = (row[3] + monthly_fee for row in schedule.table)
+            funding = sum(map(mul, funded, repeat(terms.cost_of_funds / 12)), Decimal(0))
+            income = sum(map(mul, discounts, earned), Decimal(0))
+            figures = (funding, operating, upfront_fee + income - funding - operating)
+        schedule.present_values[key] = figures
+    return figures
 
 
 def revolving_lifetime(
@@ -249,14 +239,12 @@ def revolving_lifetime(
     pd, curve, cof, lgd, per_month, per_loan = terms.keys
     weights, lifetime_pd = _loss_weights(pd, horizon_months, curve, cof, lgd)
     operating = _operating(cof, horizon_months, per_month, per_loan)
+    exposure, funding, income, interest = _line(
+        str(limit), str(annual_rate), str(utilisation), str(ccf), cof, horizon_months
+    )
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
-        drawn = limit * utilisation
-        exposure = drawn + ccf * (limit - drawn)
-        interest = drawn * annual_rate / 12
         loss = sum(map(mul, weights, repeat(exposure)), Decimal(0))
-        funding = _discounted(cof, horizon_months, drawn * terms.cost_of_funds / 12)
-        income = _discounted(cof, horizon_months, interest)
         figures = Lifetime(
             lifetime_pd=lifetime_pd,
             expected_loss=money(loss, rounding),
@@ -265,3 +253,19 @@ def revolving_lifetime(
             expected_profit=money(income - funding - operating - loss, rounding),
         )
         return figures, money(interest * horizon_months, rounding)
+
+
+# A line's limit is rounded and its rate banded by grade, as a loan's: what does not depend on the
+# PD is kept like a schedule (keys are decimal strings, as there).
+@lru_cache(maxsize=1024)
+def _line(
+    limit: str, annual_rate: str, utilisation: str, ccf: str, cost_of_funds: str, horizon_months: int
+) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """Exposure at default, funding cost and income (discounted) and monthly interest of a line."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        drawn = Decimal(limit) * Decimal(utilisation)
+        exposure = drawn + Decimal(ccf) * (Decimal(limit) - drawn)
+        interest = drawn * Decimal(annual_rate) / 12
+        funding = _discounted(cost_of_funds, horizon_months, drawn * Decimal(cost_of_funds) / 12)
+        return exposure, funding, _discounted(cost_of_funds, horizon_months, interest), interest

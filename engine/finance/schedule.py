@@ -59,9 +59,10 @@ class Schedule:
     term_months: int
     method: str
     table: tuple[Row, ...] = field(repr=False)
-    # Its funding cost and income as NPVs by (cost of funds, monthly fee), engine/finance/lifetime.py's:
-    # a cached schedule is priced again by every decision with the same limit and rate.
-    present_values: dict[tuple[str, str], tuple[Decimal, Decimal]] = field(
+    # Its lifetime figures that do not depend on the PD, by the economics and fees they were worked
+    # at (engine/finance/lifetime.py): a cached schedule is priced again by every decision with the
+    # same limit and rate.
+    present_values: dict[tuple[str, ...], tuple[Decimal, Decimal, Decimal]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
