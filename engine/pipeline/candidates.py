@@ -58,7 +58,10 @@ class OfferTerms:
         return money(max(self.allowed, Decimal(0)), self.rounding)
 
 
-@dataclass(frozen=True)
+# Not frozen: every decision builds one per product x term x method, and a frozen dataclass's
+# __init__ (object.__setattr__ per field) cost 7x a plain one; nothing changes a candidate once
+# built (an objective expression's value goes on a dataclasses.replace copy).
+@dataclass(slots=True)
 class Candidate:
     """One (product, term, method) before APR capping and the top-N cut."""
 
