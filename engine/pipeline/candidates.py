@@ -4,6 +4,7 @@ disclosed APR; schedules and APRs cached, since limits and rates repeat across d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property, lru_cache
@@ -222,17 +223,28 @@ class ProductPricing:
         at the same rate. Profit and loss are the lifetime NPVs."""
         return self.unaffordable(schedule) or self.priced(schedule)
 
-    def deferred(self, term_months: int, method: str) -> Candidate | Unpriced:
-        """`candidate`, but an affordable loan's lifetime figures are left for rank_offers to work
-        out if the ranking needs them: an Unpriced with their bound, when there is one."""
+    def deferred(self, term_months: Sequence[int], methods: Sequence[str]) -> list[Candidate | Unpriced]:
+        """Every term x method of the product as `candidate` makes it, but an affordable loan's
+        lifetime figures are left for rank_offers to work out if the ranking needs them: an
+        Unpriced with their bound, when there is one."""
         terms = self.terms
         assert terms.lifetime is not None
-        schedule = _schedule(self.key[0], self.key[1], term_months, method, terms.rounding)
-        refused = self.unaffordable(schedule)
-        if refused is not None:
-            return refused
-        bound = profit_bound(schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding)
-        return self.priced(schedule) if bound is None else Unpriced(self, schedule, bound)
+        made: list[Candidate | Unpriced] = []
+        for schedule, worst, peak in _plans(
+            self.key[0],
+            self.key[1],
+            tuple(term_months),
+            tuple(methods),
+            terms.rounding,
+            terms.refinance_months,
+        ):
+            refused = self._refused(schedule, worst, peak)
+            if refused is not None:
+                made.append(refused)
+                continue
+            bound = profit_bound(schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding)
+            made.append(self.priced(schedule) if bound is None else Unpriced(self, schedule, bound))
+        return made
 
     def unaffordable(self, schedule: Schedule) -> Candidate | None:
         """The candidate of `schedule` when some month's payment does not fit (an offer that is not
@@ -246,6 +258,10 @@ class ProductPricing:
             terms.rounding,
             terms.refinance_months,
         )
+        return self._refused(schedule, worst, peak)
+
+    def _refused(self, schedule: Schedule, worst: int, peak: Decimal) -> Candidate | None:
+        terms = self.terms
         needed = peak + self.monthly_fee
         if terms.income > 0 and needed <= terms.allowed:
             return None
@@ -326,6 +342,25 @@ def _peak(
     return worst, budget[worst]
 
 
+@lru_cache(maxsize=1024)
+def _plans(
+    amount: str,
+    annual_rate: str,
+    term_months: tuple[int, ...],
+    methods: tuple[str, ...],
+    rounding: str,
+    refinance_months: int | None,
+) -> tuple[tuple[Schedule, int, Decimal], ...]:
+    """Every term x method of a product at one amount and rate: its schedule and `_peak`, found
+    with one lookup a product instead of two a candidate."""
+    plans = []
+    for term in term_months:
+        for method in methods:
+            schedule = _schedule(amount, annual_rate, term, method, rounding)
+            plans.append((schedule, *_peak(amount, annual_rate, term, method, rounding, refinance_months)))
+    return tuple(plans)
+
+
 def offer_schedule(
     amount: Decimal, annual_rate: Decimal, term_months: int, method: str, rounding: str
 ) -> tuple[Instalment, ...]:
@@ -356,4 +391,5 @@ def clear_caches() -> None:
     """Forget every cached schedule and APR (benchmarks start each side cold)."""
     _schedule.cache_clear()
     _peak.cache_clear()
+    _plans.cache_clear()
     disclosed_apr.cache_clear()

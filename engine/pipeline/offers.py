@@ -196,11 +196,12 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
             product.monthly_fee_rate,
             ctx.text(product.names) if life is not None else "",
         )
+        if defer:
+            candidates.extend(pricing.deferred(product.terms, product.methods))
+            continue
         for term in product.terms:
             for method in product.methods:
-                candidates.append(
-                    pricing.deferred(term, method) if defer else pricing.candidate(term, method)
-                )
+                candidates.append(pricing.candidate(term, method))
     if spec.rank_by is not None:
         candidates = [
             _ranked_by(c, spec.rank_by, spec.maximise, ctx.fact) if c.affordable else c for c in candidates

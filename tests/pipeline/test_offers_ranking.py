@@ -85,9 +85,13 @@ def test_the_offers_made_are_those_of_a_full_ranking_of_fully_priced_loans() -> 
     for case in range(400):
         terms = _terms(rng)
         products = _products(rng, terms)
-        grid = [(p, t, m) for p in products for t in rng.sample([3, 6, 12, 24, 36, 48], 3) for m in METHODS]
-        full: list[Candidate | RevolvingCandidate | Unpriced] = [p.candidate(t, m) for p, t, m in grid]
-        lazy: list[Candidate | RevolvingCandidate | Unpriced] = [p.deferred(t, m) for p, t, m in grid]
+        plans = [(p, rng.sample([3, 6, 12, 24, 36, 48], 3)) for p in products]
+        full: list[Candidate | RevolvingCandidate | Unpriced] = [
+            p.candidate(t, m) for p, terms_months in plans for t in terms_months for m in METHODS
+        ]
+        lazy: list[Candidate | RevolvingCandidate | Unpriced] = [
+            c for p, terms_months in plans for c in p.deferred(terms_months, METHODS)
+        ]
         if rng.random() < 0.5:
             line = _line(rng, terms, len(products))
             full.append(line)
