@@ -118,12 +118,14 @@ def _marginal(pd_text: str, term_months: int, curve: str | tuple[str, ...]) -> t
 def _monthly_survival(pd_text: str) -> Decimal:
     """(1 - PD12)^(1/12) at 50 digits, by Newton's method from the float root: a 50-digit `**` of a
     fractional power (an ln and an exp) cost 13x as much, and every term of a decision needs it."""
-    alive = 1 - Decimal(pd_text)
-    if alive in (0, 1):
-        return alive
     with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        alive = 1 - Decimal(pd_text)
+        guess = float(alive) ** (1 / 12)  # 16 digits; each step below doubles them
+        if alive == 1 or not guess:  # no PD, or a survival too small for a float
+            return alive ** (Decimal(1) / 12)
         ctx.prec = _PREC + 10
-        root = Decimal(float(alive) ** (1 / 12))  # 16 digits; each step doubles them
+        root = Decimal(guess)
         for _ in range(3):
             root = (11 * root + alive / root**11) / 12
         ctx.prec = _PREC

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from decimal import Decimal
 
 import pytest
@@ -52,3 +53,14 @@ def test_a_record_keeps_due_dates_in_one_word_and_gets_the_same_dates_back(
     stamp = f"{decided}T23:59:59.000000+00:00"
     assert dated_as(stamp, dates) == kept
     assert dates_again(stamp, kept, 13) == dates
+
+
+@pytest.mark.parametrize("pd", ["0.000001", "0.020660", "0.5", "0.999999", "0." + "9" * 400, "1e-40"])
+def test_marginal_pds_follow_the_survival_curve_even_for_a_pd_a_float_cannot_hold(pd: str) -> None:
+    """The monthly survival is found by Newton's method from a float's root; a PD so close to 1
+    that the survival underflows a float takes the 50-digit power instead."""
+    marginal = marginal_pds(D(pd), 24, CONSTANT_HAZARD)
+    with decimal.localcontext() as ctx:
+        ctx.prec = 50
+        alive = [D(1)] + [(1 - D(pd)) ** (D(t) / 12) for t in range(1, 25)]
+        assert all(abs(m - (alive[t] - alive[t + 1])) < D("1e-45") for t, m in enumerate(marginal))
