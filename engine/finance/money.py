@@ -72,12 +72,12 @@ def quantize(x: Decimal | int | str, places: int = 2, rounding: str = "half_even
     exponent = _EXPONENTS.get(places) or Decimal(1).scaleb(-places)
     # the context as an argument, not a localcontext(): the same precision and traps for a third
     # of the cost (the flags it sets on _WIDE are never read)
-    return value.quantize(exponent, rounding=rounding_mode(rounding), context=_WIDE)
+    return value.quantize(exponent, rounding_mode(rounding), _WIDE)  # positional: keywords cost 2x
 
 
 def money(x: Decimal | int | str, rounding: str = "half_even") -> Decimal:
     """An amount rounded to the cent."""
     mode = ROUNDINGS.get(rounding)
     if type(x) is Decimal and mode is not None:  # quantize's own path, without its two calls
-        return x.quantize(CENT, rounding=mode, context=_WIDE)
+        return x.quantize(CENT, mode, _WIDE)
     return quantize(x, 2, rounding)
