@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from itertools import accumulate, repeat
-from operator import mul, sub
+from operator import add, mul, sub
 from typing import Final
 
 from engine.finance.money import money
@@ -150,11 +150,26 @@ def _loss_weights(
 ) -> tuple[tuple[Decimal, ...], Decimal]:
     """d_t x m_t x LGD for t = 1..term (what a unit exposed in month t loses, discounted) and the
     lifetime PD: shared by every candidate of this term in a decision."""
-    marginal = _marginal(pd_text, term_months, curve)
+    weights, partial_pds = _loss_curve(pd_text, max(term_months, _SPAN), curve, cost_of_funds, lgd)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
-        weights = map(mul, _discounts(cost_of_funds, term_months), marginal)
-        return tuple(map(mul, weights, repeat(Decimal(lgd)))), round(sum(marginal, Decimal(0)), 6)
+        return weights[:term_months], round(partial_pds[term_months - 1], 6)
+
+
+_SPAN: Final = 36  # months of a PD's curve worked out at once: most terms of a decision share them
+
+
+@lru_cache(maxsize=256)
+def _loss_curve(
+    pd_text: str, months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
+) -> tuple[tuple[Decimal, ...], tuple[Decimal, ...]]:
+    """d_t x m_t x LGD and m_1 + ... + m_t for t = 1..months: a term's are the first of these (a
+    month's figures do not depend on the term), so a new PD works its curve out once, not per term."""
+    marginal = _marginal(pd_text, months, curve)
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        weights = map(mul, _discounts(cost_of_funds, months), marginal)
+        return tuple(map(mul, weights, repeat(Decimal(lgd)))), tuple(accumulate(marginal, add))
 
 
 @lru_cache(maxsize=256)
