@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from engine.decision import Offer
+from engine.decision import Offer, replaced
 from engine.finance.dates import due_dates, utc_date
 from engine.finance.schedule import dated_schedule
 
@@ -29,10 +29,12 @@ def book_offers(
     for offer in offers:
         key = f"{decision_id}/{offer.product}/{offer.term_months}/{offer.repayment_method}"
         dates = due_dates(decided, offer.term_months, due_day, due_min_days)
-        changes = {
-            "offer_id": "of_" + hashlib.sha256(key.encode()).hexdigest()[:20],
-            "valid_until": valid_until,
-            "schedule": dated_schedule(offer.schedule, dates),
-        }
-        booked.append(Offer(**(vars(offer) | changes)))  # dataclasses.replace, at a third of its cost
+        booked.append(
+            replaced(
+                offer,
+                offer_id="of_" + hashlib.sha256(key.encode()).hexdigest()[:20],
+                valid_until=valid_until,
+                schedule=dated_schedule(offer.schedule, dates),
+            )
+        )
     return tuple(booked)
