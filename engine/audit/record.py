@@ -205,29 +205,40 @@ def _scalar_members(input: Mapping[str, Any]) -> str | None:
     None, finite Decimal, date: what validation yields for scalar inputs), byte for byte; None
     when a value needs the general form."""
     parts = []
+    keys = _member_keys
     for name in sorted(input):
-        if type(name) is not str:
-            return None
+        key = keys.get(name)
+        if key is None:
+            if type(name) is not str:
+                return None
+            key = f"{_json_text(name)}:"
+            if len(keys) < _MAX_MEMBER_KEYS:  # a policy's field names; anything else is not kept
+                keys[name] = key
         value = input[name]
         kind = type(value)
         if kind is str:
-            text = _json_text(value)
-        elif kind is int:
-            text = int.__repr__(value)
+            parts.append(key + _json_text(value))
         elif kind is Decimal:
             if not value.is_finite():
                 return None
-            text = f'"{value}"'
+            parts.append(f'{key}"{value}"')
+        elif kind is int:
+            parts.append(key + int.__repr__(value))
         elif value is None:
-            text = "null"
+            parts.append(key + "null")
         elif kind is bool:
-            text = "true" if value else "false"
+            parts.append(key + ("true" if value else "false"))
         elif kind is dt.date:
-            text = f'"{value.isoformat()}"'
+            parts.append(f'{key}"{value.isoformat()}"')
         else:
             return None
-        parts.append(f"{_json_text(name)}:{text}")
     return ",".join(parts)
+
+
+# a field name -> its JSON text and colon: the fingerprint writes the same policy field names on
+# every decision (bounded: names past the bound are written out each time)
+_member_keys: dict[str, str] = {}
+_MAX_MEMBER_KEYS = 4096
 
 
 _id_lock = threading.Lock()
