@@ -77,9 +77,9 @@ _COPIES: dict[type, Callable[[Any, dict[str, Any]], Any]] = {}  # value object c
 def replaced(value: _T, **changes: Any) -> _T:
     """dataclasses.replace for a value object (its fields were checked when it was built): a copy
     with `changes`, without running __init__ and its defaults again."""
-    unknown = changes.keys() - type(value).__dataclass_fields__.keys()  # type: ignore[attr-defined]
-    if unknown:
-        raise TypeError(f"{type(value).__name__} has no field {sorted(unknown)[0]!r}")
+    known = type(value).__dataclass_fields__.keys()  # type: ignore[attr-defined]
+    if not changes.keys() <= known:  # a view comparison: no set built on the common path
+        raise TypeError(f"{type(value).__name__} has no field {sorted(changes.keys() - known)[0]!r}")
     copy: _T = _COPIES[type(value)](value, changes)
     return copy
 

@@ -4,11 +4,12 @@ bounded in bytes. With a store, the store's unique request_id index does this jo
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from engine.decision import Decision, replaced
+from engine.decision import Decision, Offer, replaced
 from engine.errors import IdempotencyConflict
 from engine.pipeline.candidates import offer_schedule
 
@@ -38,25 +39,35 @@ def estimated_bytes(decision: Decision) -> int:
     )
 
 
+# An offer is kept as its terms, every field but the schedule (rows recomputed when asked): one
+# attrgetter call instead of a copy of the Offer without its rows (1 vs 7 µs for four offers).
+_OFFER_TERMS = tuple(name for name in Offer.__dataclass_fields__ if name != "schedule")
+_offer_terms = operator.attrgetter(*_OFFER_TERMS)
+_NO_OFFERS: tuple[tuple[Any, ...], ...] = ()
+
+
 class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a frozen dataclass
     fingerprint: str
-    decision: Decision  # schedules left out: `rounding` recomputes them
+    decision: Decision  # without its offers: `offers` and `rounding` rebuild them
+    offers: tuple[tuple[Any, ...], ...]  # each offer's _OFFER_TERMS
     rounding: str
     size: int
 
     def full(self) -> Decision:
-        if not self.decision.offers:
+        if not self.offers:
             return self.decision
-        offers = tuple(
-            replaced(
-                o,
-                schedule=offer_schedule(
-                    o.amount, o.annual_rate, o.term_months, o.repayment_method, self.rounding
-                ),
+        offers = []
+        for terms in self.offers:
+            kept: dict[str, Any] = dict(zip(_OFFER_TERMS, terms, strict=True))
+            schedule = offer_schedule(
+                kept["amount"],
+                kept["annual_rate"],
+                kept["term_months"],
+                kept["repayment_method"],
+                self.rounding,
             )
-            for o in self.decision.offers
-        )
-        return replaced(self.decision, offers=offers)
+            offers.append(Offer(**kept, schedule=schedule))
+        return replaced(self.decision, offers=tuple(offers))
 
 
 class RecentDecisions:
@@ -80,9 +91,9 @@ class RecentDecisions:
         before, return that earlier answer instead (never two decisions), or raise
         IdempotencyConflict when it came with another fingerprint. `rounding` (the policy's)
         recomputes the schedules."""
-        slim = decision  # offers are kept without their schedule rows (recomputed when asked)
+        slim, offers = decision, _NO_OFFERS  # offers are kept as terms, without their schedule rows
         if decision.offers:
-            slim = replaced(decision, offers=tuple(replaced(o, schedule=()) for o in decision.offers))
+            slim, offers = replaced(decision, offers=()), tuple([_offer_terms(o) for o in decision.offers])
         with self._lock:
             earlier = self._by_request.get(request_id)
             if earlier is not None:
@@ -92,7 +103,7 @@ class RecentDecisions:
                         " use a new request_id"
                     )
                 return earlier.full()
-            entry = _Entry(fingerprint, slim, rounding, estimated_bytes(decision))
+            entry = _Entry(fingerprint, slim, offers, rounding, estimated_bytes(decision))
             self._by_request[request_id] = entry
             self._by_decision[decision.decision_id] = request_id
             self.bytes += entry.size

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from pipeline_helpers import application
 
+from engine.decision import Instalment
 from engine.errors import IdempotencyConflict, NotFound
 from engine.recent import RecentDecisions, estimated_bytes
 from engine.service import DecisionService
@@ -61,13 +62,30 @@ def deep_size(value: Any, seen: set[int] | None = None) -> int:
     return size
 
 
+def reaches(value: Any, kind: type, seen: set[int] | None = None) -> bool:
+    """Whether an object of `kind` can be reached from `value` (as deep_size walks it)."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return False
+    seen.add(id(value))
+    if isinstance(value, kind):
+        return True
+    if isinstance(value, dict):
+        return any(reaches(v, kind, seen) for v in value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(reaches(v, kind, seen) for v in value)
+    if hasattr(value, "__dataclass_fields__"):
+        return any(reaches(getattr(value, name), kind, seen) for name in value.__dataclass_fields__)
+    return False
+
+
 def test_the_byte_estimate_bounds_a_real_decision(make_service: Callable[..., DecisionService]) -> None:
     service = make_service()
     decision = service.decide("consumer_mini", application(), "r-3")
     assert decision.offers and decision.offers[0].schedule  # the biggest kind of answer
     assert service.recent is not None
     kept = service.recent._by_request["r-3"]
-    assert not any(o.schedule for o in kept.decision.offers)  # rows are recomputed, not kept
+    assert not reaches(kept, Instalment)  # schedule rows are recomputed, not kept
     assert deep_size(kept) <= estimated_bytes(decision)
     assert kept.full() == decision  # ... and recomputed exactly
 
