@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.audit import record
 from engine.audit.canonical import canonical_json, dumps_plain, plain, plain_text_floats
 from engine.audit.record import chain_hash, request_fingerprint
 from engine.decision import Instalment
@@ -189,3 +190,18 @@ def test_fingerprint_equals_the_canonical_json_of_the_request(fact: dict[str, ob
             request_fingerprint("p", language, fact)
         return
     assert request_fingerprint("p", language, fact) == want
+
+
+def test_fingerprints_of_endless_new_field_names_keep_their_bytes_and_a_bounded_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fingerprint keeps each field name's JSON text for the next decision; names past its
+    bound (an input no policy validates, say) are written out each time, to the same bytes."""
+    monkeypatch.setattr(record, "_member_keys", {})
+    monkeypatch.setattr(record, "_MAX_MEMBER_KEYS", 8)
+    for n in range(40):
+        fact = {f"field.{n}": n, f'"odd" {n}': "x"}
+        want = hashlib.sha256(dumps_plain({"policy": "p", "language": "en", "input": fact})).hexdigest()
+        assert request_fingerprint("p", "en", fact) == want
+        assert request_fingerprint("p", "en", fact) == want  # the second time from kept key texts
+    assert len(record._member_keys) == 8
