@@ -204,16 +204,11 @@ def _scalar_members(input: Mapping[str, Any]) -> str | None:
     """The members of canonical_json(plain(input)) for an input of scalars only (str, int, bool,
     None, finite Decimal, date: what validation yields for scalar inputs), byte for byte; None
     when a value needs the general form."""
+    plan = _member_plan(input)
+    if plan is None:
+        return None
     parts = []
-    keys = _member_keys
-    for name in sorted(input):
-        key = keys.get(name)
-        if key is None:
-            if type(name) is not str:
-                return None
-            key = f"{_json_text(name)}:"
-            if len(keys) < _MAX_MEMBER_KEYS:  # a policy's field names; anything else is not kept
-                keys[name] = key
+    for name, key in plan:
         value = input[name]
         kind = type(value)
         if kind is str:
@@ -235,10 +230,24 @@ def _scalar_members(input: Mapping[str, Any]) -> str | None:
     return ",".join(parts)
 
 
-# a field name -> its JSON text and colon: the fingerprint writes the same policy field names on
-# every decision (bounded: names past the bound are written out each time)
-_member_keys: dict[str, str] = {}
-_MAX_MEMBER_KEYS = 4096
+def _member_plan(input: Mapping[str, Any]) -> list[tuple[str, str]] | None:
+    """(name, the name's JSON text and a colon) for each name of `input`, sorted; None when a name
+    is not a str. Made once per set of names (a policy's validated inputs have one or a few) and
+    kept for at most _MAX_PLANS sets: past that, made on every call."""
+    names = tuple(input)
+    plan = _member_plans.get(names)
+    if plan is None:
+        if any(type(name) is not str for name in names):
+            return None
+        plan = [(name, f"{_json_text(name)}:") for name in sorted(names)]
+        if len(_member_plans) < _MAX_PLANS:
+            _member_plans[names] = plan
+    return plan
+
+
+# a set of input names, in the input's order -> its plan (the same few sets on every decision)
+_member_plans: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+_MAX_PLANS = 1024
 
 
 _id_lock = threading.Lock()

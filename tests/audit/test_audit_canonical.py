@@ -195,13 +195,14 @@ def test_fingerprint_equals_the_canonical_json_of_the_request(fact: dict[str, ob
 def test_fingerprints_of_endless_new_field_names_keep_their_bytes_and_a_bounded_memory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The fingerprint keeps each field name's JSON text for the next decision; names past its
-    bound (an input no policy validates, say) are written out each time, to the same bytes."""
-    monkeypatch.setattr(record, "_member_keys", {})
-    monkeypatch.setattr(record, "_MAX_MEMBER_KEYS", 8)
+    """The fingerprint keeps each set of field names' sorted JSON texts for the next decision;
+    sets past its bound (inputs no policy validates, say) are written out each time, to the same
+    bytes."""
+    monkeypatch.setattr(record, "_member_plans", {})
+    monkeypatch.setattr(record, "_MAX_PLANS", 8)
     for n in range(40):
-        fact = {f"field.{n}": n, f'"odd" {n}': "x"}
+        fact = {f"field.{n}": n, f'"odd" {n}': "x", "a": None}
         want = hashlib.sha256(dumps_plain({"policy": "p", "language": "en", "input": fact})).hexdigest()
         assert request_fingerprint("p", "en", fact) == want
-        assert request_fingerprint("p", "en", fact) == want  # the second time from kept key texts
-    assert len(record._member_keys) == 8
+        assert request_fingerprint("p", "en", fact) == want  # the second time from a kept plan
+    assert len(record._member_plans) == 8
