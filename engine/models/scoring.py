@@ -106,6 +106,16 @@ class NativeScorer(_Scorer):
         """Per-leaf SHAP tables of this model: exact values of one row without calling CatBoost."""
         return shap_table(self.model, len(self.encoder.names))
 
+    @cached_property
+    def card_reasons(self) -> dict[str, tuple[str, dict[str, str]]]:
+        """The card's reason code and texts per feature, read once instead of per explained decision."""
+        reasons: Mapping[str, Any] = self.package.card.get("reasons", {})
+        return {
+            str(name): (str(entry["code"]), {str(k): str(v) for k, v in entry["text"].items()})
+            for name, entry in reasons.items()
+            if isinstance(entry, Mapping) and "code" in entry and isinstance(entry.get("text"), Mapping)
+        }  # a malformed entry is the "no reason code" ModelError when its feature is explained
+
 
 _native_cache: dict[tuple[str, str], NativeScorer] = {}
 _onnx_cache: dict[tuple[str, str], OnnxScorer] = {}
@@ -121,7 +131,7 @@ def native_scorer(package: ModelPackage) -> NativeScorer:
         scorer = _native_cache.get(key)
         if scorer is None:
             scorer = NativeScorer(package)
-            _ = scorer.shap_table
+            _ = scorer.shap_table, scorer.card_reasons
             _native_cache[key] = scorer
         return scorer
 
@@ -143,25 +153,16 @@ def explain(
     in card order), mapped to the card's reason codes and texts; at most `top` (and at most 4)."""
     scorer = native_scorer(package)
     contributions = scorer.shap_table.values(scorer.encoder.encode_row(features))
-    reasons_map: Mapping[str, Any] = package.card.get("reasons", {})
-    order = sorted(range(len(contributions)), key=lambda i: (-contributions[i], i))
     reasons: list[ModelReason] = []
-    for i in order:
-        if len(reasons) >= min(top, 4) or contributions[i] <= 0.0:
+    for i in np.argsort(-contributions, kind="stable").tolist():  # stable: ties stay in card order
+        contribution = float(contributions[i])
+        if len(reasons) >= min(top, 4) or contribution <= 0.0:
             break
         name = scorer.encoder.names[i]
-        entry = reasons_map.get(name)
+        entry = scorer.card_reasons.get(name)
         if entry is None:
             raise ModelError(f"model card has no reason code for feature {name!r}", code=MODEL_CARD_INVALID)
-        texts = {str(k): str(v) for k, v in entry["text"].items()}
+        code, texts = entry
         text = texts.get(language) or texts.get("en") or next(iter(texts.values()), "")
-        reasons.append(
-            ModelReason(
-                code=str(entry["code"]),
-                text=text,
-                feature=name,
-                contribution=float(contributions[i]),
-                texts=texts,
-            )
-        )
+        reasons.append(ModelReason(code, text, name, contribution, dict(texts)))
     return reasons
