@@ -152,10 +152,11 @@ def explain(
     """The features that pushed this applicant's risk up most (largest positive SHAP values, ties
     in card order), mapped to the card's reason codes and texts; at most `top` (and at most 4)."""
     scorer = native_scorer(package)
-    contributions = scorer.shap_table.values(scorer.encoder.encode_row(features))
+    contributions: list[float] = scorer.shap_table.values(scorer.encoder.encode_row(features)).tolist()
     reasons: list[ModelReason] = []
-    for i in np.argsort(-contributions, kind="stable").tolist():  # stable: ties stay in card order
-        contribution = float(contributions[i])
+    # sorting 13-18 Python floats costs less than numpy's argsort; a stable sort keeps ties in card order
+    for i in sorted(range(len(contributions)), key=contributions.__getitem__, reverse=True):
+        contribution = contributions[i]
         if len(reasons) >= min(top, 4) or contribution <= 0.0:
             break
         name = scorer.encoder.names[i]
