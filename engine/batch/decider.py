@@ -192,8 +192,8 @@ class _FixedScore:
     def __init__(self, pd: float) -> None:
         self._pd = pd
 
-    def pd(self, features: Mapping[str, Any]) -> float:
-        return self._pd
+    def scored(self, features: Mapping[str, Any]) -> tuple[float, None]:
+        return self._pd, None  # no row: a batch decision is not explained
 
 
 def _zero() -> float:

@@ -39,7 +39,16 @@ class _Scorer(ABC):
     encoder: FeatureEncoder
 
     def pd(self, features: Mapping[str, Any]) -> float:
-        return float(self.pd_matrix(self.encoder.encode_row(features)[None, :])[0])
+        return self.pd_row(self.encoder.encode_row(features))
+
+    def pd_row(self, row: np.ndarray) -> float:
+        """P(bad) of one row `encoder.encode_row` made."""
+        return float(self.pd_matrix(row[None, :])[0])
+
+    def scored(self, features: Mapping[str, Any]) -> tuple[float, np.ndarray]:
+        """P(bad) of one row and the encoded row it came from (a REFER explains that row)."""
+        row = self.encoder.encode_row(features)
+        return self.pd_row(row), row
 
     def pd_batch(self, rows: Sequence[Mapping[str, Any]]) -> list[float]:
         if not rows:
@@ -69,10 +78,9 @@ class OnnxScorer(_Scorer):
         self._input = str(onnx_card.get("input", self.session.get_inputs()[0].name))
         self._outputs = [str(onnx_card.get("output", self.session.get_outputs()[0].name))]
 
-    def pd(self, features: Mapping[str, Any]) -> float:
-        """One row's P(bad): the float32 from the tensor, as float (what pd_matrix gives for it)."""
-        row = self.encoder.encode_row(features)[None, :]
-        (probabilities,) = self.session.run(self._outputs, {self._input: row})
+    def pd_row(self, row: np.ndarray) -> float:
+        """One encoded row's P(bad): the float32 from the tensor, as float (what pd_matrix gives for it)."""
+        (probabilities,) = self.session.run(self._outputs, {self._input: row[None, :]})
         return float(probabilities[0][BAD_CLASS])
 
     def pd_matrix(self, matrix: np.ndarray) -> np.ndarray:
@@ -151,8 +159,16 @@ def explain(
 ) -> list[ModelReason]:
     """The features that pushed this applicant's risk up most (largest positive SHAP values, ties
     in card order), mapped to the card's reason codes and texts; at most `top` (and at most 4)."""
+    return explain_row(package, native_scorer(package).encoder.encode_row(features), top, language)
+
+
+def explain_row(
+    package: ModelPackage, row: np.ndarray, top: int = 4, language: str = "en"
+) -> list[ModelReason]:
+    """`explain` of a row the package's encoder already made (the score stage's, so a decision
+    encodes its features once)."""
     scorer = native_scorer(package)
-    contributions: list[float] = scorer.shap_table.values(scorer.encoder.encode_row(features)).tolist()
+    contributions: list[float] = scorer.shap_table.values(row).tolist()
     reasons: list[ModelReason] = []
     # sorting 13-18 Python floats costs less than numpy's argsort; a stable sort keeps ties in card order
     for i in sorted(range(len(contributions)), key=contributions.__getitem__, reverse=True):

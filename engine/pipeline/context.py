@@ -39,7 +39,7 @@ class DecisionContext:
     score: Score | None = None
     model_refs: list[ModelRef] = field(default_factory=list)
     model_outputs: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, Any] = field(default_factory=dict)
+    encoded: Any = None  # the model features as its float32 row, kept for explanations
     package: Any = None  # the scoring ModelPackage, kept for explanations
     segments: list[str] = field(default_factory=list)
     limit: Decimal | None = None

@@ -96,7 +96,7 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     package, scorer = ctx.models(spec.model_name, spec.model_version, spec.model_sha256)
     features = spec.features(ctx.fact, ctx.evaluator)
     try:
-        raw_pd = float(scorer.pd(features))
+        raw_pd, row = scorer.scored(features)
     except FeatureRefused as exc:  # the caller's values made it: INVALID_ARGUMENT naming the input
         field = _fed_by(spec, ctx.policy.inputs, exc.feature)
         decl = ctx.policy.inputs.get(field)
@@ -108,7 +108,7 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     shown = repr(raw_pd)
     pd = Decimal(shown).quantize(PD_PLACES, ROUND_HALF_EVEN)  # positional: keywords cost more
     ctx.package = package
-    ctx.features = features
+    ctx.encoded = row
     ctx.model_refs.append(package.ref)
     ctx.model_outputs[package.name] = {"pd": shown, "features": plain(features, "text")}
     values: dict[str, Any] = {"pd": pd, "points": points}

@@ -9,7 +9,7 @@ import pytest
 from models_helpers import consumer_row, german_rows
 
 from engine.errors import ModelError
-from engine.models.scoring import NativeScorer, OnnxScorer, explain
+from engine.models.scoring import NativeScorer, OnnxScorer, explain, explain_row
 from engine.models.store import ModelPackage
 from engine.models.synthetic import generate
 
@@ -58,6 +58,18 @@ def test_single_row_equals_batch_and_is_deterministic(consumer_pd: ModelPackage)
     assert scorer.pd_batch(rows) == [scorer.pd(r) for r in rows] == OnnxScorer(consumer_pd).pd_batch(rows)
     assert NativeScorer(consumer_pd).pd_batch(rows) == NativeScorer(consumer_pd).pd_batch(rows)
     assert scorer.pd_batch([]) == []
+
+
+def test_the_score_stages_row_explains_as_the_features_do(consumer_pd: ModelPackage) -> None:
+    """A decision encodes its features once, for ONNX, and explains that row: same PD, same reasons."""
+    risky = consumer_row(delinquencies_24m=2, bureau_score=560, months_on_file=4)
+    scorer = OnnxScorer(consumer_pd)
+    pd, row = scorer.scored(risky)
+    assert pd == scorer.pd(risky)
+    reasons = explain_row(consumer_pd, row)
+    assert len(reasons) >= 2
+    assert reasons == explain(consumer_pd, risky)
+    assert [r.texts for r in reasons] == [r.texts for r in explain(consumer_pd, risky)]
 
 
 def test_riskier_bureau_data_scores_higher(consumer_pd: ModelPackage) -> None:
