@@ -1,5 +1,6 @@
-"""Where one decide() goes: µs per component (median over N calls) for the README applicant on
-consumer_loan and for the bench's one-input floor policy, on a storeless DecisionService.
+"""Where one decide() goes: µs per component (median over N calls) for the README applicant and a
+referred applicant on consumer_loan and for the bench's one-input floor policy, on a storeless
+DecisionService.
 
     .venv/bin/python scripts/decide_budget.py [N]
 
@@ -32,6 +33,8 @@ from engine.policy import load_policy_text
 from engine.service import DecisionService
 
 ROOT = Path(__file__).resolve().parents[1]
+REFER_TEST = "thin bureau file is referred"
+_REQUESTS = itertools.count()
 
 # (module, attribute, the part it is charged to): what decide() calls around its stages
 PARTS = [
@@ -76,7 +79,7 @@ def timed_parts(service: DecisionService, spent: dict[str, float]) -> Iterator[N
 
 
 def budget(service: DecisionService, policy: Any, application: dict[str, Any], n: int) -> dict[str, float]:
-    ids = (f"budget-{i}" for i in itertools.count())
+    ids = (f"budget-{i}" for i in _REQUESTS)  # one sequence: every row's requests are new ones
     for _ in range(200):  # warm up: sessions, caches
         service.decide(policy, application, next(ids))
     parts: dict[str, list[float]] = defaultdict(list)
@@ -103,7 +106,11 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     service = DecisionService(str(ROOT / "policies"), str(ROOT / "models"))
     readme = json.loads((ROOT / "tests" / "pipeline" / "readme_applicant.json").read_text(encoding="utf-8"))
-    rows = {"README applicant, consumer_loan": budget(service, service.policy("consumer_loan"), readme, n)}
+    consumer = service.policy("consumer_loan")
+    rows = {"README applicant, consumer_loan": budget(service, consumer, readme, n)}
+    # a REFER explains its score (the SHAP tables) in the outcome stage; the README applicant is approved
+    thin = next(t for t in consumer.tests if t.name == REFER_TEST)
+    rows[f"REFER ({REFER_TEST}), consumer_loan"] = budget(service, consumer, dict(thin.input), n)
     with tempfile.TemporaryDirectory() as empty:
         floor = DecisionService(empty, empty)
         floor_policy = load_policy_text(ONE_INPUT_POLICY)
