@@ -63,7 +63,7 @@ def shap_table(model: catboost.CatBoostClassifier, n_features: int) -> ShapTable
     scale = float(doc.get("scale_and_bias", [1.0, [0.0]])[0])
     trees = doc["oblivious_trees"]
     depth = max((len(tree["splits"]) for tree in trees), default=0)
-    slots = max((len({s["float_feature_index"] for s in tree["splits"]}) for tree in trees), default=0)
+    slots = max((len({s.get("float_feature_index") for s in tree["splits"]}) for tree in trees), default=0)
     features = np.zeros((len(trees), depth), dtype=np.intp)
     borders = np.full((len(trees), depth), np.inf, dtype=np.float32)  # a padded level never goes right
     leaves = np.zeros((len(trees), 1 << depth, slots), dtype=np.float64)

@@ -11,6 +11,7 @@ import pytest
 from models_helpers import SHIPPED, consumer_row
 
 from engine.models.scoring import NativeScorer, explain
+from engine.models.shap_table import shap_table
 from engine.models.spec import load_spec
 from engine.models.store import ModelPackage, ModelStore
 from engine.models.training import load_dataset
@@ -52,3 +53,19 @@ def test_explaining_a_decision_never_calls_catboost(
     monkeypatch.setattr(catboost.CatBoostClassifier, "predict", refuse)
     reasons = explain(consumer_pd, consumer_row(delinquencies_24m=3, bureau_score=500))
     assert reasons and all(r.contribution > 0 for r in reasons)
+
+
+def test_shap_tables_of_trees_that_split_one_feature_twice() -> None:
+    """Depth 3 on two features: every tree repeats a feature, some use one only, so the tables
+    hold fewer features per tree than levels and pad the rest; they still equal CatBoost's."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(400, 2)).astype(np.float32)
+    y = ((x[:, 0] + 0.5 * x[:, 1] + rng.normal(scale=0.5, size=400)) > 0).astype(int)
+    model = catboost.CatBoostClassifier(iterations=30, depth=3, verbose=False, thread_count=1, random_seed=1)
+    model.fit(x, y)
+    table = shap_table(model, 2)
+    assert table.leaves.shape[1] <= 2 < 3  # slots: distinct features of a tree, not its levels
+    want = model.get_feature_importance(data=catboost.Pool(x), type="ShapValues", thread_count=1)[:, :-1]
+    got = table.matrix(x)
+    assert float(np.max(np.abs(got - want))) <= 1e-9
+    assert _adverse_order(got) == _adverse_order(want)
