@@ -116,6 +116,7 @@ class SqliteStore(SqlStore):
             raise StoreUnavailable(f"audit store {self.path}: {exc}") from exc
 
     def close(self) -> None:
-        self._write.close()
-        if self._read is not self._write:
-            self._read.close()
+        with self._read_lock:  # never under a lookup another thread is running: sqlite3 can crash
+            self._write.close()
+            if self._read is not self._write:
+                self._read.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,7 @@ from engine.service import DecisionService
 __all__ = ["ConsoleConfig", "build_app"]
 
 HERE = Path(__file__).parent
+log = logging.getLogger("credo.console")
 DECISION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 CURSOR = re.compile(r"(\d{4}-\d\d-\d\dT[0-9:.]+\+00:00)~([0-9a-f-]{36})")
@@ -103,7 +105,13 @@ class Reader:
                 self._replayer = Replayer(store, vault=self._vault)
             return self._replayer
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Close the store once no drift computation reads it. Regression: closing the SQLite
+        connection under a drift job still querying it crashed the process (a segfault in sqlite3);
+        a job still running after `timeout` leaves the store to the process's exit."""
+        if not self.drift.close(timeout):
+            log.warning("console closing with a drift report still computing: its store is left open")
+            return
         with self._lock:
             if self._replayer is not None:
                 self._replayer.close()

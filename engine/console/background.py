@@ -24,6 +24,7 @@ class _Job:
     report: DriftReport | None = None
     error: Exception | None = None
     finished: float = 0.0
+    thread: threading.Thread | None = None
 
 
 class DriftJobs:
@@ -41,12 +42,15 @@ class DriftJobs:
         self.clock = clock
         self._jobs: dict[Window, _Job] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def get(self, since: dt.datetime, until: dt.datetime) -> DriftReport | None:
         """The window's report, or None while it is still being computed. A failure is raised to
         the view that sees it, and the next view tries again."""
         key = (since, until)
         with self._lock:
+            if self._closed:  # shutting down: no new computation on a store about to close
+                return None
             now = self.clock()
             self._jobs = {
                 k: j for k, j in self._jobs.items() if not j.done.is_set() or now - j.finished < self.keep
@@ -54,7 +58,8 @@ class DriftJobs:
             job = self._jobs.get(key)
             if job is None:
                 job = self._jobs[key] = _Job()
-                threading.Thread(target=self._run, args=(job, since, until), daemon=True).start()
+                job.thread = threading.Thread(target=self._run, args=(job, since, until), daemon=True)
+                job.thread.start()
         if not job.done.wait(self.wait):
             return None
         if job.error is not None:
@@ -71,3 +76,14 @@ class DriftJobs:
             job.error = exc
         job.finished = self.clock()
         job.done.set()
+
+    def close(self, timeout: float) -> bool:
+        """Start no more computations and wait up to `timeout` seconds for those running; True when
+        none is left running (only then may the store they read be closed under them)."""
+        with self._lock:
+            self._closed = True
+            threads = [j.thread for j in self._jobs.values() if j.thread is not None]
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)

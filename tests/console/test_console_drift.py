@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from engine.audit.log import DecisionLog
 from engine.batch.inputs import nest
-from engine.console.app import ConsoleConfig, build_app
+from engine.console.app import ConsoleConfig, Reader, build_app
 from engine.console.background import DriftJobs
 from engine.errors import StoreUnavailable
 from engine.models.synthetic import as_applications, generate
@@ -120,3 +120,48 @@ def test_drift_jobs_compute_once_keep_the_report_and_retry_a_failure() -> None:
         jobs.get(DAY1, DAY2)
     assert jobs.get(DAY1, DAY2) == "report" and len(calls) == 2  # a failure is tried again
     assert jobs.get(DAY1, DAY2) == "report" and len(calls) == 2  # a finished report is kept
+
+
+def test_closing_waits_for_a_running_drift_job_and_starts_no_new_one() -> None:
+    release = threading.Event()
+    calls: list[tuple[dt.datetime, dt.datetime]] = []
+
+    def compute(since: dt.datetime, until: dt.datetime) -> Any:
+        calls.append((since, until))
+        assert release.wait(60)
+        return "report"
+
+    jobs = DriftJobs(compute, wait=0.0, keep=300.0)
+    assert jobs.get(DAY1, DAY2) is None  # computing
+    assert jobs.close(timeout=0.05) is False  # still running: its store must stay open
+    assert jobs.get(DAY2, DAY2) is None and len(calls) == 1  # closing: nothing new starts
+    release.set()
+    assert jobs.close(timeout=60) is True
+
+
+def test_the_console_leaves_its_store_open_while_a_drift_job_still_reads_it(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: shutting the console down closed the SQLite connection under a drift job still
+    querying it, and the process crashed in sqlite3 (seen once in a full test run)."""
+    reader = Reader(
+        ConsoleConfig(store=url, policies=ROOT / "policies", models=ROOT / "models", drift_wait=0.0)
+    )
+    release, finished = threading.Event(), threading.Event()
+    counted: list[int] = []
+
+    def compute(since: dt.datetime, until: dt.datetime) -> Any:
+        try:
+            assert release.wait(60)
+            counted.append(sum(1 for _ in reader.store().iter_records()))  # reads after close()
+        finally:
+            finished.set()
+        return "report"
+
+    monkeypatch.setattr(reader.drift, "compute", compute)
+    reader.store()  # opened, as by any page before shutdown
+    assert reader.drift.get(DAY1, DAY2) is None
+    reader.close(timeout=0.05)  # the job still runs: the store stays open under it
+    release.set()
+    assert finished.wait(60) and counted and counted[0] > 0
+    reader.close(timeout=60)  # now nothing reads it: closed
