@@ -29,6 +29,7 @@ from itertools import accumulate, repeat
 from operator import add, mul, sub
 from typing import Final
 
+from engine.decision import value_object
 from engine.finance.money import money
 from engine.finance.schedule import Schedule
 
@@ -38,6 +39,7 @@ __all__ = [
     "LifetimeTerms",
     "lifetime",
     "marginal_pds",
+    "present_value_key",
     "profit_bound",
     "revolving_lifetime",
 ]
@@ -78,7 +80,7 @@ class LifetimeTerms:
         )
 
 
-@dataclass(frozen=True)
+@value_object  # a decision prices several: a frozen dataclass's __init__ cost 3x
 class Lifetime:
     """One offer's lifetime figures, each discounted to the decision date and rounded to the cent."""
 
@@ -185,7 +187,12 @@ def _discounted(cost_of_funds: str, term_months: int, monthly: Decimal) -> Decim
 
 
 def lifetime(
-    schedule: Schedule, terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal, rounding: str
+    schedule: Schedule,
+    terms: LifetimeTerms,
+    upfront_fee: Decimal,
+    monthly_fee: Decimal,
+    rounding: str,
+    key: tuple[str, ...] | None = None,
 ) -> Lifetime:
     """Expected loss, funding and operating cost and expected profit of `schedule`, as NPVs.
 
@@ -193,43 +200,66 @@ def lifetime(
     with the same 50-digit products as a loop over the months would: only the loss depends on the
     PD, so the other sums are cached (per schedule and cost of funds) and the loss's per-month
     weights d_t x m_t x LGD (per PD and term). tests/finance/test_lifetime_npv.py checks the figures
-    against the month-by-month definition."""
+    against the month-by-month definition. `key`: present_value_key(...) of these terms and fees,
+    when the caller prices many schedules at them."""
     pd, curve, cof, lgd, _, _ = terms.keys
     weights, lifetime_pd = _loss_weights(pd, schedule.term_months, curve, cof, lgd)
-    funding, operating, before_loss = _before_loss(schedule, terms, upfront_fee, monthly_fee)
+    before = _before_loss(
+        schedule,
+        terms,
+        upfront_fee,
+        monthly_fee,
+        rounding,
+        key or present_value_key(terms, upfront_fee, monthly_fee, rounding),
+    )
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, schedule.openings), Decimal(0))
-        return Lifetime(
-            lifetime_pd=lifetime_pd,
-            expected_loss=money(loss, rounding),
-            funding_cost=money(funding, rounding),
-            operating_cost=money(operating, rounding),
-            expected_profit=money(before_loss - loss, rounding),
-        )
+        profit = before[2] - loss
+    return Lifetime(lifetime_pd, money(loss, rounding), before[3], before[4], money(profit, rounding))
 
 
 def profit_bound(
-    schedule: Schedule, terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal, rounding: str
+    schedule: Schedule,
+    terms: LifetimeTerms,
+    upfront_fee: Decimal,
+    monthly_fee: Decimal,
+    rounding: str,
+    key: tuple[str, ...] | None = None,
 ) -> Decimal | None:
     """The most `lifetime(...).expected_profit` can be, whatever the PD: the profit before the
     expected loss, which is never negative when the LGD and the PD curve are not (None otherwise).
     Worked from the same cached sums, so it is cheap, and rounding to the cent keeps the order."""
     if not terms.loss_never_negative:
         return None
-    return money(_before_loss(schedule, terms, upfront_fee, monthly_fee)[2], rounding)
+    key = key or present_value_key(terms, upfront_fee, monthly_fee, rounding)
+    return _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)[5]
+
+
+def present_value_key(
+    terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal, rounding: str
+) -> tuple[str, ...]:
+    """What a schedule's PD-free figures are kept by: the economics, the fees (decimal strings) and
+    the rounding of the cent figures kept with them."""
+    _, _, cof, _, per_month, per_loan = terms.keys
+    return (cof, per_month, per_loan, str(upfront_fee), str(monthly_fee), rounding)
 
 
 def _before_loss(
-    schedule: Schedule, terms: LifetimeTerms, upfront_fee: Decimal, monthly_fee: Decimal
-) -> tuple[Decimal, Decimal, Decimal]:
+    schedule: Schedule,
+    terms: LifetimeTerms,
+    upfront_fee: Decimal,
+    monthly_fee: Decimal,
+    rounding: str,
+    key: tuple[str, ...],
+) -> tuple[Decimal, ...]:
     """Funding cost, operating cost, and the expected profit before the expected loss, at 50 digits:
     sum d_t x opening_t x cof/12, per month x sum d_t + per loan, and upfront fee + sum d_t x
-    (interest_t + monthly fee) - those two. Kept with the (cached, shared) schedule."""
-    _, _, cof, _, per_month, per_loan = terms.keys
-    key = (cof, per_month, per_loan, str(upfront_fee), str(monthly_fee))
+    (interest_t + monthly fee) - those two; then the same three rounded to the cent. Kept with the
+    (cached, shared) schedule."""
     figures = schedule.present_values.get(key)
     if figures is None:
+        cof, per_month, per_loan = key[:3]
         discounts = _discounts(cof, schedule.term_months)
         operating = _operating(cof, schedule.term_months, per_month, per_loan)
         with decimal.localcontext() as ctx:
@@ -238,7 +268,15 @@ def _before_loss(
             earned = (row[3] + monthly_fee for row in schedule.table)
             funding = sum(map(mul, funded, repeat(terms.cost_of_funds / 12)), Decimal(0))
             income = sum(map(mul, discounts, earned), Decimal(0))
-            figures = (funding, operating, upfront_fee + income - funding - operating)
+            before = upfront_fee + income - funding - operating
+        figures = (
+            funding,
+            operating,
+            before,
+            money(funding, rounding),
+            money(operating, rounding),
+            money(before, rounding),
+        )
         schedule.present_values[key] = figures
     return figures
 

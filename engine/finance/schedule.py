@@ -62,7 +62,7 @@ class Schedule:
     # Its lifetime figures that do not depend on the PD, by the economics and fees they were worked
     # at (engine/finance/lifetime.py): a cached schedule is priced again by every decision with the
     # same limit and rate.
-    present_values: dict[tuple[str, ...], tuple[Decimal, Decimal, Decimal]] = field(
+    present_values: dict[tuple[str, ...], tuple[Decimal, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 

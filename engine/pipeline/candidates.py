@@ -10,9 +10,9 @@ from decimal import Decimal
 from functools import cached_property, lru_cache
 from typing import Protocol
 
-from engine.decision import Instalment
+from engine.decision import Fee, Instalment
 from engine.finance import annuity_payment, apr, build_schedule, money, quantize
-from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime, profit_bound
+from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime, present_value_key, profit_bound
 from engine.finance.schedule import INTEREST_ONLY, METHODS, Schedule
 
 __all__ = [
@@ -81,6 +81,7 @@ class Candidate:
     unaffordable: str = ""  # why not, for the trace (lifetime objectives)
     product_name: str = ""
     rank_value: Decimal | None = None  # an objective expression's value, lowest first
+    fees: tuple[Fee, ...] = ()  # as an offer states them (lifetime objectives)
 
     @property
     def term_months(self) -> int:
@@ -166,12 +167,14 @@ class ProductPricing:
         "amount",
         "annual_rate",
         "fee",
+        "fees",
         "index",
         "key",
         "loss",
         "monthly_fee",
         "name",
         "product",
+        "pv_key",
         "terms",
     )
 
@@ -196,6 +199,14 @@ class ProductPricing:
         self.key = (str(amount), str(annual_rate))
         self.fee = money(amount * upfront_rate, terms.rounding)
         self.loss = terms.pd * terms.lgd * amount
+        economics = terms.lifetime
+        # the lifetime caches' key and an offer's fees, the same for every term x method
+        self.pv_key = (
+            None
+            if economics is None
+            else present_value_key(economics, self.fee, self.monthly_fee, terms.rounding)
+        )
+        self.fees = () if economics is None else _fees(self.fee, self.monthly_fee)
 
     def candidate(self, term_months: int, method: str) -> Candidate:
         terms = self.terms
@@ -242,7 +253,9 @@ class ProductPricing:
             if refused is not None:
                 made.append(refused)
                 continue
-            bound = profit_bound(schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding)
+            bound = profit_bound(
+                schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding, self.pv_key
+            )
             made.append(self.priced(schedule) if bound is None else Unpriced(self, schedule, bound))
         return made
 
@@ -272,7 +285,9 @@ class ProductPricing:
     def priced(self, schedule: Schedule) -> Candidate:
         """The affordable loan of `schedule` with its lifetime figures."""
         assert self.terms.lifetime is not None
-        figures = lifetime(schedule, self.terms.lifetime, self.fee, self.monthly_fee, self.terms.rounding)
+        figures = lifetime(
+            schedule, self.terms.lifetime, self.fee, self.monthly_fee, self.terms.rounding, self.pv_key
+        )
         return self._lifetime_candidate(schedule, figures, "")
 
     def _lifetime_candidate(self, schedule: Schedule, figures: Lifetime | None, why: str) -> Candidate:
@@ -292,7 +307,14 @@ class ProductPricing:
             figures,
             why,
             self.name,
+            None,
+            self.fees,
         )
+
+
+def _fees(upfront: Decimal, monthly: Decimal) -> tuple[Fee, ...]:
+    """The fees an offer states: those it charges."""
+    return tuple(f for f in (Fee("upfront", upfront), Fee("monthly", monthly)) if f.amount)
 
 
 class Unpriced:

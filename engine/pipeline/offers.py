@@ -15,7 +15,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from engine.decision import Fee, Offer, Reason
+from engine.decision import Offer, Reason
 from engine.errors import PolicyRuntimeError
 from engine.finance import quantize, to_decimal
 from engine.finance.lifetime import LifetimeTerms
@@ -99,11 +99,6 @@ def _next(
 def _offer(c: Candidate, rate: Decimal) -> Offer:
     schedule = c.schedule
     figures = c.lifetime
-    fees = (
-        ()
-        if figures is None
-        else tuple(f for f in (Fee("upfront", c.fee), Fee("monthly", c.monthly_fee)) if f.amount)
-    )
     return Offer(
         product=c.product,
         amount=c.amount,
@@ -117,7 +112,7 @@ def _offer(c: Candidate, rate: Decimal) -> Offer:
         schedule=schedule.rows,
         expected_loss=None if figures is None else figures.expected_loss,
         product_name="" if figures is None else c.product_name,
-        fees=fees,
+        fees=c.fees,
     )
 
 
