@@ -146,16 +146,14 @@ def _discounts(cost_of_funds: str, term_months: int) -> tuple[Decimal, ...]:
         return tuple(out)
 
 
-@lru_cache(maxsize=1024)
 def _loss_weights(
     pd_text: str, term_months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
 ) -> tuple[tuple[Decimal, ...], Decimal]:
-    """d_t x m_t x LGD for t = 1..term (what a unit exposed in month t loses, discounted) and the
-    lifetime PD: shared by every candidate of this term in a decision."""
+    """d_t x m_t x LGD for t = 1..term and on, at least (what a unit exposed in month t loses,
+    discounted: zip the first `term_months` of them), and the lifetime PD over the term. Read from
+    the PD's cached curve, not cached per term: a new PD would fill one entry per term it prices."""
     weights, partial_pds = _loss_curve(pd_text, max(term_months, _SPAN), curve, cost_of_funds, lgd)
-    with decimal.localcontext() as ctx:
-        ctx.prec = _PREC
-        return weights[:term_months], round(partial_pds[term_months - 1], 6)
+    return weights, round(partial_pds[term_months - 1], 6)  # six places: any precision rounds alike
 
 
 _SPAN: Final = 36  # months of a PD's curve worked out at once: most terms of a decision share them
@@ -214,7 +212,7 @@ def lifetime(
     )
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
-        loss = sum(map(mul, weights, schedule.openings), Decimal(0))
+        loss = sum(map(mul, weights, schedule.openings), Decimal(0))  # over the term's months
         profit = before[2] - loss
     return Lifetime(lifetime_pd, money(loss, rounding), before[3], before[4], money(profit, rounding))
 
@@ -299,7 +297,7 @@ def revolving_lifetime(
     )
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
-        loss = sum(map(mul, weights, repeat(exposure)), Decimal(0))
+        loss = sum(map(mul, weights, repeat(exposure, horizon_months)), Decimal(0))
         figures = Lifetime(
             lifetime_pd=lifetime_pd,
             expected_loss=money(loss, rounding),
