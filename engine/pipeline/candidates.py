@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property, lru_cache
-from typing import Protocol
+from typing import Final, Protocol
 
 from engine.decision import Fee, Instalment
 from engine.finance import annuity_payment, apr, build_schedule, money, quantize
@@ -135,7 +135,10 @@ def objective_value(c: Ranked) -> Decimal:
         return c.instalment
     if c.objective == "lowest_total_cost":
         return c.total_cost
-    return Decimal(0)
+    return _ZERO
+
+
+_ZERO: Final = Decimal(0)
 
 
 def candidate(
@@ -198,15 +201,15 @@ class ProductPricing:
         self.terms = terms
         self.key = (str(amount), str(annual_rate))
         self.fee = money(amount * upfront_rate, terms.rounding)
-        self.loss = terms.pd * terms.lgd * amount
         economics = terms.lifetime
-        # the lifetime caches' key and an offer's fees, the same for every term x method
+        self.loss = terms.pd * terms.lgd * amount if economics is None else _ZERO  # the 1.x 12-month loss
+        # the lifetime caches' key, the same for every term x method; an offer's fees, once one is priced
         self.pv_key = (
             None
             if economics is None
             else present_value_key(economics, self.fee, self.monthly_fee, terms.rounding)
         )
-        self.fees = () if economics is None else _fees(self.fee, self.monthly_fee)
+        self.fees: tuple[Fee, ...] | None = None
 
     def candidate(self, term_months: int, method: str) -> Candidate:
         terms = self.terms
@@ -278,8 +281,9 @@ class ProductPricing:
         needed = peak + self.monthly_fee
         if terms.income > 0 and needed <= terms.allowed:
             return None
+        # !s: a Decimal's str is its format() without a spec, at half the cost
         return self._lifetime_candidate(
-            schedule, None, f"month {worst + 1} needs {needed}, {terms.room} affordable"
+            schedule, None, f"month {worst + 1} needs {needed!s}, {terms.room!s} affordable"
         )
 
     def priced(self, schedule: Schedule) -> Candidate:
@@ -288,9 +292,13 @@ class ProductPricing:
         figures = lifetime(
             schedule, self.terms.lifetime, self.fee, self.monthly_fee, self.terms.rounding, self.pv_key
         )
-        return self._lifetime_candidate(schedule, figures, "")
+        if self.fees is None:
+            self.fees = _fees(self.fee, self.monthly_fee)
+        return self._lifetime_candidate(schedule, figures, "", self.fees)
 
-    def _lifetime_candidate(self, schedule: Schedule, figures: Lifetime | None, why: str) -> Candidate:
+    def _lifetime_candidate(
+        self, schedule: Schedule, figures: Lifetime | None, why: str, fees: tuple[Fee, ...] = ()
+    ) -> Candidate:
         terms = self.terms
         return Candidate(
             self.product,
@@ -299,7 +307,7 @@ class ProductPricing:
             self.annual_rate,
             self.fee,
             schedule,
-            Decimal(0) if figures is None else figures.expected_profit,
+            _ZERO if figures is None else figures.expected_profit,
             figures is not None,
             terms.rounding,
             terms.objective,
@@ -308,7 +316,7 @@ class ProductPricing:
             why,
             self.name,
             None,
-            self.fees,
+            fees,
         )
 
 

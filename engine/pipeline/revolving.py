@@ -19,7 +19,8 @@ __all__ = ["REVOLVING", "RevolvingCandidate", "revolving_candidate"]
 REVOLVING = "revolving"  # an Offer's repayment_method for a credit line
 
 
-@dataclass(frozen=True)
+# Not frozen, as Candidate: every decision offering a line builds one
+@dataclass(slots=True)
 class RevolvingCandidate:
     product: str
     product_index: int
@@ -101,8 +102,10 @@ def revolving_candidate(
     monthly budget left after existing payments)."""
     minimum = min(limit, max(terms.minimum_fixed, money(terms.minimum_rate * limit, rounding)))
     affordable = minimum <= allowed
-    room = money(max(allowed, Decimal(0)), rounding)
-    why = "" if affordable else f"minimum payment {minimum} on the full limit, {room} affordable"
+    why = ""
+    if not affordable:
+        room = money(max(allowed, Decimal(0)), rounding)
+        why = f"minimum payment {minimum!s} on the full limit, {room!s} affordable"
     figures, interest = revolving_lifetime(
         limit, annual_rate, terms.utilisation, terms.ccf, terms.horizon_months, economics, rounding
     )
