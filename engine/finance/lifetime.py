@@ -291,34 +291,53 @@ def revolving_lifetime(
     """A credit line's lifetime figures over `horizon_months`, and the interest it earns (undiscounted)."""
     pd, curve, cof, lgd, per_month, per_loan = terms.keys
     weights, lifetime_pd = _loss_weights(pd, horizon_months, curve, cof, lgd)
-    operating = _operating(cof, horizon_months, per_month, per_loan)
-    exposure, funding, income, interest = _line(
-        str(limit), str(annual_rate), str(utilisation), str(ccf), cof, horizon_months
+    exposure, before_loss, funding, operating, interest = _line(
+        str(limit),
+        str(annual_rate),
+        str(utilisation),
+        str(ccf),
+        cof,
+        horizon_months,
+        per_month,
+        per_loan,
+        rounding,
     )
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, repeat(exposure, horizon_months)), Decimal(0))
-        figures = Lifetime(
-            lifetime_pd=lifetime_pd,
-            expected_loss=money(loss, rounding),
-            funding_cost=money(funding, rounding),
-            operating_cost=money(operating, rounding),
-            expected_profit=money(income - funding - operating - loss, rounding),
-        )
-        return figures, money(interest * horizon_months, rounding)
+        profit = before_loss - loss
+    return Lifetime(lifetime_pd, money(loss, rounding), funding, operating, money(profit, rounding)), interest
 
 
 # A line's limit is rounded and its rate banded by grade, as a loan's: what does not depend on the
 # PD is kept like a schedule (keys are decimal strings, as there).
 @lru_cache(maxsize=1024)
 def _line(
-    limit: str, annual_rate: str, utilisation: str, ccf: str, cost_of_funds: str, horizon_months: int
-) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-    """Exposure at default, funding cost and income (discounted) and monthly interest of a line."""
+    limit: str,
+    annual_rate: str,
+    utilisation: str,
+    ccf: str,
+    cost_of_funds: str,
+    horizon_months: int,
+    per_month: str,
+    per_loan: str,
+    rounding: str,
+) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+    """A line's exposure at default and its profit before the expected loss (discounted, at 50
+    digits), then its funding and operating cost (discounted) and the interest over the horizon
+    (undiscounted), to the cent."""
+    operating = _operating(cost_of_funds, horizon_months, per_month, per_loan)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         drawn = Decimal(limit) * Decimal(utilisation)
         exposure = drawn + Decimal(ccf) * (Decimal(limit) - drawn)
         interest = drawn * Decimal(annual_rate) / 12
         funding = _discounted(cost_of_funds, horizon_months, drawn * Decimal(cost_of_funds) / 12)
-        return exposure, funding, _discounted(cost_of_funds, horizon_months, interest), interest
+        income = _discounted(cost_of_funds, horizon_months, interest)
+        return (
+            exposure,
+            income - funding - operating,
+            money(funding, rounding),
+            money(operating, rounding),
+            money(interest * horizon_months, rounding),
+        )
