@@ -170,7 +170,7 @@ def _rows(
         ctx.prec = _PREC
         monthly = rate / 12
         for period in range(1, term_months):
-            interest = (balance * monthly).quantize(CENT, rounding=mode)
+            interest = (balance * monthly).quantize(CENT, mode)  # positional: a keyword costs 2x
             part = fixed_part if level is None else level - interest
             # Clamp: rounding can make a planned part exceed the balance (tiny loans) or an
             # instalment fall below the interest; neither may push the balance below zero.
@@ -180,7 +180,7 @@ def _rows(
                 part = balance
             balance -= part
             rows.append((period, part + interest, part, interest, balance))
-        interest = (balance * monthly).quantize(CENT, rounding=mode)
+        interest = (balance * monthly).quantize(CENT, mode)
         rows.append((term_months, balance + interest, balance, interest, ZERO))
     return tuple(rows)
 
@@ -191,7 +191,7 @@ def _interest_only_rows(
     """先息后本: the balance never moves, so every month's interest is the same cent-rounded figure."""
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
-        interest = (principal * rate / 12).quantize(CENT, rounding=rounding_mode(rounding))
+        interest = (principal * rate / 12).quantize(CENT, rounding_mode(rounding))
     rows: list[Row] = [(period, interest, ZERO, interest, principal) for period in range(1, term_months)]
     rows.append((term_months, principal + interest, principal, interest, ZERO))
     return tuple(rows)

@@ -363,13 +363,13 @@ def _peak(
     that payment, fees aside: the interest-only balloon counts as the instalment refinancing it
     when the policy states a refinancing term."""
     schedule = _schedule(amount, annual_rate, term_months, method, rounding)
-    budget = list(schedule.payments)
+    budget = schedule.payments
     if schedule.method == INTEREST_ONLY and refinance_months is not None:
         balloon = schedule.table[-1]
         refinanced = annuity_payment(balloon[2], schedule.annual_rate, refinance_months, rounding)
-        budget[-1] = balloon[3] + refinanced
-    worst = max(range(len(budget)), key=lambda i: (budget[i], -i))
-    return worst, budget[worst]
+        budget = (*budget[:-1], balloon[3] + refinanced)
+    peak = max(budget)  # the first of equals, as index() finds it
+    return budget.index(peak), peak
 
 
 @lru_cache(maxsize=1024)

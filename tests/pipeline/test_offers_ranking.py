@@ -99,3 +99,34 @@ def test_the_offers_made_are_those_of_a_full_ranking_of_fully_priced_loans() -> 
         deferred_some += any(isinstance(c, Unpriced) for c in lazy)
         assert rank_offers(lazy, terms) == rank_offers(full, terms), f"case {case}"
     assert deferred_some > 100  # the lazy path was taken, not only the eager one
+
+
+def test_a_refused_loans_trace_names_the_first_of_its_largest_months() -> None:
+    """The month the trace says does not fit is the first month whose payment is the largest: a
+    level schedule (no interest) names month 1, equal principal its first, interest-only its
+    balloon, and a refinanced balloon its month when it is the largest."""
+    economics = LifetimeTerms(D("0.02"), D("0.45"), D("0.035"))
+
+    def refusal(amount: str, rate: str, term: int, method: str, refinance: int | None = None) -> str:
+        terms = OfferTerms(
+            D(0),
+            D(0),
+            D("0.5"),
+            D("0.45"),
+            D("0.02"),
+            None,
+            4,
+            "half_even",
+            "expected_profit_npv",
+            economics,
+            refinance,
+        )
+        (refused,) = ProductPricing("p", 0, D(amount), D(rate), D(0), terms).deferred([term], [method])
+        assert isinstance(refused, Candidate) and not refused.affordable
+        return refused.unaffordable
+
+    assert refusal("1200", "0", 12, "equal_instalment") == "month 1 needs 100.00, 0.00 affordable"
+    assert refusal("1200", "0.12", 12, "equal_principal").startswith("month 1 needs 112.00,")
+    assert refusal("1200", "0.12", 12, "interest_only").startswith("month 12 needs 1212.00,")
+    # refinanced over a year at no interest, the 1200 balloon is budgeted as 100 a month
+    assert refusal("1200", "0", 12, "interest_only", 12) == "month 12 needs 100.00, 0.00 affordable"
