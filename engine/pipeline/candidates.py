@@ -372,7 +372,10 @@ def _peak(
     return budget.index(peak), peak
 
 
-@lru_cache(maxsize=1024)
+# Each plan holds a product's dozen schedules, and holding keeps them alive past `_schedule`'s own
+# bound: at 1,024 plans a run of varied amounts kept ~12,000 schedules (RSS +36 MiB, rss_growth 1.13);
+# 128 plans keep about as many schedules as `_schedule` does.
+@lru_cache(maxsize=128)
 def _plans(
     amount: str,
     annual_rate: str,
