@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from itertools import accumulate, repeat
-from operator import add, mul, sub
+from operator import add, itemgetter, mul, sub
 from typing import Final
 
 from engine.decision import value_object
@@ -263,7 +263,13 @@ def _before_loss(
         with decimal.localcontext() as ctx:
             ctx.prec = _PREC
             funded = map(mul, discounts, schedule.openings)
-            earned = (row[3] + monthly_fee for row in schedule.table)
+            # each month's interest and fee; with no fee, the interest as it is (adding a zero in
+            # cents gives the same Decimal, at the cost of an addition a month)
+            earned = (
+                (row[3] + monthly_fee for row in schedule.table)
+                if monthly_fee
+                else map(itemgetter(3), schedule.table)
+            )
             funding = sum(map(mul, funded, repeat(terms.cost_of_funds / 12)), Decimal(0))
             income = sum(map(mul, discounts, earned), Decimal(0))
             before = upfront_fee + income - funding - operating

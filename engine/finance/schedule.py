@@ -178,6 +178,10 @@ def _rows(
                 part = ZERO
             elif part > balance:
                 part = balance
+            elif level is not None:  # part + interest, added back: the level payment itself (cents)
+                balance -= part
+                rows.append((period, level, part, interest, balance))
+                continue
             balance -= part
             rows.append((period, part + interest, part, interest, balance))
         interest = (balance * monthly).quantize(CENT, mode)
