@@ -15,7 +15,7 @@ from engine.batch.decider import Undecided
 from engine.bench.handwritten import consumer_loan_eligibility, consumer_loan_rules
 from engine.finance.lifetime import LifetimeTerms
 from engine.models.scaling import points as scale_points
-from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, clear_caches
+from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, Refused, clear_caches
 from engine.pipeline.offers import rank_offers
 from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
 from engine.policy.model import Revolving
@@ -119,7 +119,7 @@ def _offers(
     terms = OfferTerms(income, existing, _AFFORDABLE, _LGD, pd, _APR_CAP, 4, objective="expected_profit_npv",
                        lifetime=economics)  # fmt: skip
     tenure = fact["applicant.employment_months"]
-    candidates: list[Candidate | RevolvingCandidate] = []
+    candidates: list[Candidate | RevolvingCandidate | Refused] = []
     for index, (product, low, high, product_terms, methods, fee, monthly, adjustment) in enumerate(_PRODUCTS):
         if product == "personal_flex" and tenure < 12:
             continue

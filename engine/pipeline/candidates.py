@@ -20,6 +20,7 @@ __all__ = [
     "Candidate",
     "OfferTerms",
     "ProductPricing",
+    "Refused",
     "Unpriced",
     "candidate",
     "clear_caches",
@@ -150,7 +151,7 @@ def candidate(
     method: str,
     upfront_rate: Decimal,
     terms: OfferTerms,
-) -> Candidate:
+) -> Candidate | Refused:
     """Schedule, fee, affordability and expected profit of one possible offer.
 
     Affordability uses the first instalment (the largest regular one for all three methods: equal
@@ -211,7 +212,7 @@ class ProductPricing:
         )
         self.fees: tuple[Fee, ...] | None = None
 
-    def candidate(self, term_months: int, method: str) -> Candidate:
+    def candidate(self, term_months: int, method: str) -> Candidate | Refused:
         terms = self.terms
         schedule = _schedule(self.key[0], self.key[1], term_months, method, terms.rounding)
         if terms.lifetime is not None:
@@ -231,19 +232,21 @@ class ProductPricing:
             terms.rounding,
         )
 
-    def lifetime_candidate(self, schedule: Schedule) -> Candidate:
+    def lifetime_candidate(self, schedule: Schedule) -> Candidate | Refused:
         """Every month's payment (fee included) must fit the affordability cap; the interest-only
         balloon too, or, when the policy states a refinancing term, the instalment refinancing it
         at the same rate. Profit and loss are the lifetime NPVs."""
         return self.unaffordable(schedule) or self.priced(schedule)
 
-    def deferred(self, term_months: Sequence[int], methods: Sequence[str]) -> list[Candidate | Unpriced]:
+    def deferred(
+        self, term_months: Sequence[int], methods: Sequence[str]
+    ) -> list[Candidate | Unpriced | Refused]:
         """Every term x method of the product as `candidate` makes it, but an affordable loan's
         lifetime figures are left for rank_offers to work out if the ranking needs them: an
         Unpriced with their bound, when there is one."""
         terms = self.terms
         assert terms.lifetime is not None
-        made: list[Candidate | Unpriced] = []
+        made: list[Candidate | Unpriced | Refused] = []
         for schedule, worst, peak in _plans(
             self.key[0],
             self.key[1],
@@ -262,7 +265,7 @@ class ProductPricing:
             made.append(self.priced(schedule) if bound is None else Unpriced(self, schedule, bound))
         return made
 
-    def unaffordable(self, schedule: Schedule) -> Candidate | None:
+    def unaffordable(self, schedule: Schedule) -> Refused | None:
         """The candidate of `schedule` when some month's payment does not fit (an offer that is not
         made is never ranked: its NPV is not worked out), else None."""
         terms = self.terms
@@ -276,14 +279,14 @@ class ProductPricing:
         )
         return self._refused(schedule, worst, peak)
 
-    def _refused(self, schedule: Schedule, worst: int, peak: Decimal) -> Candidate | None:
+    def _refused(self, schedule: Schedule, worst: int, peak: Decimal) -> Refused | None:
         terms = self.terms
         needed = peak + self.monthly_fee
         if terms.income > 0 and needed <= terms.allowed:
             return None
         # !s: a Decimal's str is its format() without a spec, at half the cost
-        return self._lifetime_candidate(
-            schedule, None, f"month {worst + 1} needs {needed!s}, {terms.room!s} affordable"
+        return Refused(
+            self.product, schedule, f"month {worst + 1} needs {needed!s}, {terms.room!s} affordable"
         )
 
     def priced(self, schedule: Schedule) -> Candidate:
@@ -294,11 +297,9 @@ class ProductPricing:
         )
         if self.fees is None:
             self.fees = _fees(self.fee, self.monthly_fee)
-        return self._lifetime_candidate(schedule, figures, "", self.fees)
+        return self._lifetime_candidate(schedule, figures, self.fees)
 
-    def _lifetime_candidate(
-        self, schedule: Schedule, figures: Lifetime | None, why: str, fees: tuple[Fee, ...] = ()
-    ) -> Candidate:
+    def _lifetime_candidate(self, schedule: Schedule, figures: Lifetime, fees: tuple[Fee, ...]) -> Candidate:
         terms = self.terms
         return Candidate(
             self.product,
@@ -307,13 +308,13 @@ class ProductPricing:
             self.annual_rate,
             self.fee,
             schedule,
-            _ZERO if figures is None else figures.expected_profit,
-            figures is not None,
+            figures.expected_profit,
+            True,
             terms.rounding,
             terms.objective,
             self.monthly_fee,
             figures,
-            why,
+            "",
             self.name,
             None,
             fees,
@@ -323,6 +324,23 @@ class ProductPricing:
 def _fees(upfront: Decimal, monthly: Decimal) -> tuple[Fee, ...]:
     """The fees an offer states: those it charges."""
     return tuple(f for f in (Fee("upfront", upfront), Fee("monthly", monthly)) if f.amount)
+
+
+class Refused:
+    """A loan some month's payment of which does not fit the budget (lifetime objectives): never
+    ranked nor priced, only named in the trace with why. Lighter than a Candidate, as a decision
+    refuses about half of its loans."""
+
+    __slots__ = ("product", "schedule", "unaffordable")
+    affordable = False
+
+    def __init__(self, product: str, schedule: Schedule, why: str) -> None:
+        self.product = product
+        self.schedule = schedule
+        self.unaffordable = why
+
+    def label(self) -> str:
+        return f"{self.product}/{self.schedule.term_months}/{self.schedule.method}"
 
 
 class Unpriced:

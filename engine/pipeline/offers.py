@@ -19,7 +19,14 @@ from engine.decision import Offer, Reason
 from engine.errors import PolicyRuntimeError
 from engine.finance import quantize, to_decimal
 from engine.finance.lifetime import LifetimeTerms
-from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, Unpriced, disclosed_apr
+from engine.pipeline.candidates import (
+    Candidate,
+    OfferTerms,
+    ProductPricing,
+    Refused,
+    Unpriced,
+    disclosed_apr,
+)
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
 from engine.pipeline.runner import StageResult
@@ -35,18 +42,26 @@ NO_OFFER_TEXT = {
 
 
 def rank_offers(
-    candidates: Sequence[Candidate | RevolvingCandidate | Unpriced], terms: OfferTerms
+    candidates: Sequence[Candidate | RevolvingCandidate | Unpriced | Refused], terms: OfferTerms
 ) -> tuple[list[Offer], dict[str, int]]:
     """The top N affordable candidates by expected profit whose APR (fees included) is within the
     cap. APR is the costliest figure, so it is computed only while walking down the ranking; so
     are the lifetime figures of an Unpriced loan (see _next)."""
-    affordable = [c for c in candidates if c.affordable]
-    ranked = sorted((c for c in affordable if not isinstance(c, Unpriced)), key=_sort_key)
-    unpriced = sorted((c for c in affordable if isinstance(c, Unpriced)), key=lambda u: u.bound, reverse=True)
+    ranked: list[Candidate | RevolvingCandidate] = []
+    unpriced: list[Unpriced] = []
+    for made in candidates:
+        if isinstance(made, Unpriced):
+            unpriced.append(made)
+        elif not isinstance(made, Refused) and made.affordable:
+            ranked.append(made)
+    affordable = len(ranked) + len(unpriced)
+    ranked.sort(key=_sort_key)
+    unpriced.sort(key=_bound, reverse=True)
+    keys = [c.sort_key for c in ranked]  # beside the ranking: a key is worked out once a candidate
     offers: list[Offer] = []
     over_cap = 0
     while len(offers) < terms.top:
-        c = _next(ranked, unpriced)
+        c = _next(ranked, keys, unpriced)
         if c is None:
             break
         if isinstance(c, RevolvingCandidate):
@@ -73,7 +88,7 @@ def rank_offers(
         offers.append(_offer(c, rate))
     counts = {
         "candidates": len(candidates),
-        "affordable": len(affordable),
+        "affordable": affordable,
         "over_apr_cap": over_cap,
         "offered": len(offers),
     }
@@ -84,16 +99,30 @@ def _sort_key(c: Candidate | RevolvingCandidate) -> tuple[Decimal, Decimal, int,
     return c.sort_key
 
 
+def _bound(u: Unpriced) -> Decimal:
+    return u.bound
+
+
 def _next(
-    ranked: list[Candidate | RevolvingCandidate], unpriced: list[Unpriced]
+    ranked: list[Candidate | RevolvingCandidate],
+    keys: list[tuple[Decimal, Decimal, int, int, int]],
+    unpriced: list[Unpriced],
 ) -> Candidate | RevolvingCandidate | None:
-    """Take the next candidate in ranking order from `ranked` (sorted), pricing unpriced loans (by
-    highest bound first) only while one could rank at or ahead of it. Loans are left unpriced only
-    under the expected-profit objective, which ranks by expected profit (then policy order): one
-    whose bound is below the best priced profit comes after it whatever its loss."""
+    """Take the next candidate in ranking order from `ranked` (sorted, `keys` its sort keys),
+    pricing unpriced loans (by highest bound first) only while one could rank at or ahead of it.
+    Loans are left unpriced only under the expected-profit objective, which ranks by expected
+    profit (then policy order): one whose bound is below the best priced profit comes after it
+    whatever its loss."""
     while unpriced and (not ranked or ranked[0].expected_profit <= unpriced[0].bound):
-        bisect.insort(ranked, unpriced.pop(0).price(), key=_sort_key)
-    return ranked.pop(0) if ranked else None
+        priced = unpriced.pop(0).price()
+        key = priced.sort_key
+        at = bisect.bisect_right(keys, key)  # where bisect.insort(ranked, priced, key=...) puts it
+        keys.insert(at, key)
+        ranked.insert(at, priced)
+    if not ranked:
+        return None
+    del keys[0]
+    return ranked.pop(0)
 
 
 def _offer(c: Candidate, rate: Decimal) -> Offer:
@@ -148,7 +177,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
     # ranked by expected profit alone, a loan that cannot make the top N is never priced in full
     defer = spec.objective == "expected_profit_npv" and spec.rank_by is None
     wanted = set(products.stage.fire(ctx.evaluator, ctx.fact))
-    candidates: list[Candidate | RevolvingCandidate | Unpriced] = []
+    candidates: list[Candidate | RevolvingCandidate | Unpriced | Refused] = []
     eligible: list[str] = []
     for index, product in enumerate(products.items):
         if product.id not in wanted:
@@ -217,12 +246,15 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
 
 
 def _ranked_by(
-    c: Candidate | RevolvingCandidate | Unpriced, formula: Formula, maximise: bool, fact: dict[str, Any]
+    c: Candidate | RevolvingCandidate | Unpriced | Refused,
+    formula: Formula,
+    maximise: bool,
+    fact: dict[str, Any],
 ) -> Candidate | RevolvingCandidate:
     """`c` with the objective expression's value over the applicant and this offer's figures."""
     if isinstance(c, Unpriced):
         c = c.price()
-    assert c.lifetime is not None
+    assert not isinstance(c, Refused) and c.lifetime is not None
     figures = {
         "offer.expected_profit": c.expected_profit,
         "offer.expected_loss": c.lifetime.expected_loss,

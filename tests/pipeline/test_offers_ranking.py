@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from engine.finance.lifetime import CONSTANT_HAZARD, LifetimeTerms
 from engine.finance.schedule import METHODS
-from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, Unpriced
+from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, Refused, Unpriced
 from engine.pipeline.offers import rank_offers
 from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
 from engine.policy.model import Revolving
@@ -86,10 +86,10 @@ def test_the_offers_made_are_those_of_a_full_ranking_of_fully_priced_loans() -> 
         terms = _terms(rng)
         products = _products(rng, terms)
         plans = [(p, rng.sample([3, 6, 12, 24, 36, 48], 3)) for p in products]
-        full: list[Candidate | RevolvingCandidate | Unpriced] = [
+        full: list[Candidate | RevolvingCandidate | Unpriced | Refused] = [
             p.candidate(t, m) for p, terms_months in plans for t in terms_months for m in METHODS
         ]
-        lazy: list[Candidate | RevolvingCandidate | Unpriced] = [
+        lazy: list[Candidate | RevolvingCandidate | Unpriced | Refused] = [
             c for p, terms_months in plans for c in p.deferred(terms_months, METHODS)
         ]
         if rng.random() < 0.5:
@@ -122,7 +122,7 @@ def test_a_refused_loans_trace_names_the_first_of_its_largest_months() -> None:
             refinance,
         )
         (refused,) = ProductPricing("p", 0, D(amount), D(rate), D(0), terms).deferred([term], [method])
-        assert isinstance(refused, Candidate) and not refused.affordable
+        assert isinstance(refused, Refused) and not refused.affordable
         return refused.unaffordable
 
     assert refusal("1200", "0", 12, "equal_instalment") == "month 1 needs 100.00, 0.00 affordable"
