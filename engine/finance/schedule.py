@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from functools import cached_property
+from operator import is_
 from typing import Any, Final
 
 from engine.decision import Instalment
@@ -212,9 +213,11 @@ class _ByIdentity:
         self._lock = threading.Lock()
 
     def get(self, *keys: object) -> Any:
-        with self._lock:
-            hit = self._entries.get(tuple(map(id, keys)))
-        if hit is not None and all(a is b for a, b in zip(hit[0], keys, strict=True)):
+        # no lock to read: one C-level get of the OrderedDict, atomic under the GIL, while put()
+        # holds the lock for its insert and evictions; a hit is checked object by object (C-level
+        # is_, not a generator: booking reads this once an offer)
+        hit = self._entries.get(tuple(map(id, keys)))
+        if hit is not None and all(map(is_, hit[0], keys)):
             return hit[1]
         return None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from functools import lru_cache
 
 from engine.decision import Offer, replaced
 from engine.finance.dates import due_dates, utc_date
@@ -24,7 +25,7 @@ def book_offers(
 ) -> tuple[Offer, ...]:
     """`offers` with offer_id, valid_until and dated schedules, under the policy's conventions."""
     decided = utc_date(decided_at)
-    valid_until = (decided + dt.timedelta(days=validity_days)).isoformat()
+    valid_until = _valid_until(decided, validity_days)
     booked = []
     for offer in offers:
         key = f"{decision_id}/{offer.product}/{offer.term_months}/{offer.repayment_method}"
@@ -38,3 +39,9 @@ def book_offers(
             )
         )
     return tuple(booked)
+
+
+@lru_cache(maxsize=64)
+def _valid_until(decided: dt.date, validity_days: int) -> str:
+    """The last day an offer made on `decided` can be accepted: the same for a day's decisions."""
+    return (decided + dt.timedelta(days=validity_days)).isoformat()
