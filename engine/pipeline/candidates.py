@@ -381,6 +381,10 @@ def _peak(
     that payment, fees aside: the interest-only balloon counts as the instalment refinancing it
     when the policy states a refinancing term."""
     schedule = _schedule(amount, annual_rate, term_months, method, rounding)
+    return _peak_of(schedule, rounding, refinance_months)
+
+
+def _peak_of(schedule: Schedule, rounding: str, refinance_months: int | None) -> tuple[int, Decimal]:
     budget = schedule.payments
     if schedule.method == INTEREST_ONLY and refinance_months is not None:
         balloon = schedule.table[-1]
@@ -408,7 +412,8 @@ def _plans(
     for term in term_months:
         for method in methods:
             schedule = _schedule(amount, annual_rate, term, method, rounding)
-            plans.append((schedule, *_peak(amount, annual_rate, term, method, rounding, refinance_months)))
+            # the peak kept with the plan, not in _peak's cache too (the deferred path reads plans only)
+            plans.append((schedule, *_peak_of(schedule, rounding, refinance_months)))
     return tuple(plans)
 
 
