@@ -14,6 +14,7 @@ import pytest
 from pipeline_helpers import ROOT
 
 from engine.decision import Outcome
+from engine.pipeline.booking import book_offers
 from engine.service import DecisionService
 
 D = Decimal
@@ -214,6 +215,18 @@ def test_offers_are_bookable_dated_from_the_recorded_decision_time(shipped: Deci
     assert first.schedule[0].due_date[8:] == decided[8:] and first.schedule[0].due_date[:7] > decided[:7]
     again = shipped.decide("consumer_loan", README_APPLICANT, "bookable-2", language="zh")
     assert again.offers[0].offer_id != first.offer_id  # one id per decision and offer, never reused
+
+
+def test_an_offer_is_valid_from_the_utc_day_of_its_own_decision(shipped: DecisionService) -> None:
+    """Validity dates are kept per decision day: each booking reads its own day (the UTC one)."""
+    offers = shipped.decide("consumer_loan", README_APPLICANT, "validity").offers
+
+    def valid_until(decided_at: str) -> set[str]:
+        return {o.valid_until for o in book_offers(offers, "d", decided_at, 14, "same", 0)}
+
+    assert valid_until("2026-01-31T23:59:59.999999+00:00") == {"2026-02-14"}
+    assert valid_until("2026-02-01T00:00:00.000000+00:00") == {"2026-02-15"}
+    assert valid_until("2026-02-01T07:30:00+08:00") == {"2026-02-14"}  # still January 31st in UTC
 
 
 def test_an_objective_expression_ranks_the_offers_and_is_named_in_the_decision(
