@@ -27,6 +27,10 @@ _HALF_PLACE: Final = _PLACES / 2
 _FAST_MARGIN: Final = Decimal("1e-17")  # on 12 x rate: 100x the reference solver's own error bound
 _FAST_LAST_STEP: Final = Decimal("1e-13")  # polish step this small -> the polished rate is within ~1e-22
 _FLOAT_MAX_ITER: Final = 60
+# Level flows (below) take their closed form from this monthly rate up: under it 1 - v is too small
+# for the float seed's sums to hold their digits, and the loop does it (a loan below 1.2% a year)
+_LEVEL_FROM: Final = 1e-3
+_LEVEL_FROM_DECIMAL: Final = Decimal("0.001")
 
 
 def npv(rate: Decimal, cash_flows: Sequence[Decimal]) -> Decimal:
@@ -88,13 +92,20 @@ def _apr_fast(flows: list[Decimal], monthly_guess: Decimal | None) -> Decimal | 
     within `_FAST_MARGIN` of a rounding midpoint — then (~2% of loans) the reference path decides."""
     if not flows or flows[0] >= 0 or any(c < 0 for c in flows[1:]) or not any(c > 0 for c in flows[1:]):
         return None  # not a plain loan: possibly several roots or none, leave it to the reference
-    rate = _float_irr(list(map(float, flows)), 0.0 if monthly_guess is None else float(monthly_guess))
+    seed = 0.0 if monthly_guess is None else float(monthly_guess)
+    level = _level(flows)
+    rate = None if level is None else _float_irr_level(level, seed)
+    if rate is None:
+        rate = _float_irr(list(map(float, flows)), seed)
     if rate is None:
         return None
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         x = Decimal(rate)
-        value, slope = _npv_and_slope(x, flows)
+        if level is not None and x >= _LEVEL_FROM_DECIMAL:
+            value, slope = _npv_and_slope_level(x, level)
+        else:
+            value, slope = _npv_and_slope(x, flows)
         if slope == 0:
             return None
         step = value / slope
@@ -131,6 +142,61 @@ def _float_irr(flows: list[float], guess: float) -> float | None:
         if abs(step) <= 1e-13 * max(1.0, abs(x)):  # float noise floor; the Decimal polish does the rest
             return x
     return None
+
+
+Level = tuple[Decimal, Decimal, int, Decimal]  # outflow, level payment, how many, last payment
+
+
+def _level(flows: list[Decimal]) -> Level | None:
+    """The flows as (outflow, a, k, b) when the k payments before the last are all `a` (equal
+    instalment, interest-only): their NPV and its slope then have a closed form in v = 1/(1+rate),
+    a few operations instead of a Horner pass over every month (the seed's and the polish's)."""
+    k = len(flows) - 2
+    if k < 2 or flows[1:-1].count(flows[1]) != k:
+        return None
+    return flows[0], flows[1], k, flows[-1]
+
+
+def _float_irr_level(level: Level, guess: float) -> float | None:
+    """_float_irr over level flows, by the closed form: value = c0 + a v (1 - v^k) / (1 - v) +
+    b v^(k+1), and d value / dv = a (1 - (k+1) v^k + k v^(k+1)) / (1 - v)^2 + b (k+1) v^k.
+    None when it does not settle or the rate goes below _LEVEL_FROM (the loop then seeds)."""
+    c0, a, b = float(level[0]), float(level[1]), float(level[3])
+    k = level[2]
+    x = guess if guess > -0.5 else 0.0
+    for _ in range(_FLOAT_MAX_ITER):
+        if x < _LEVEL_FROM:
+            return None
+        v = 1.0 / (1.0 + x)
+        vk = v**k
+        w = 1.0 - v
+        value = c0 + a * v * (1.0 - vk) / w + b * vk * v
+        dvalue = a * (1.0 - (k + 1) * vk + k * vk * v) / (w * w) + b * (k + 1) * vk
+        slope = -dvalue * v * v
+        if slope == 0.0 or value != value:
+            return None
+        step = value / slope
+        x -= step
+        if x <= -1.0 or x > 1e6:
+            return None
+        if abs(step) <= 1e-13 * max(1.0, abs(x)):
+            return x
+    return None
+
+
+def _npv_and_slope_level(rate: Decimal, level: Level) -> tuple[Decimal, Decimal]:
+    """_npv_and_slope of level flows by the closed form of _float_irr_level, at the same precision:
+    from a monthly rate of 0.001 up, 1 - v keeps the cancellation within a few of its 40 digits, far
+    inside what the polish needs (its result is trusted to ~1e-22)."""
+    c0, a, k, b = level
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        v = 1 / (1 + rate)
+        vk = v**k
+        w = 1 - v
+        value = c0 + a * v * (1 - vk) / w + b * vk * v
+        dvalue = a * (1 - (k + 1) * vk + k * vk * v) / (w * w) + b * (k + 1) * vk
+        return value, -dvalue * v * v
 
 
 def effective_annual_rate(nominal_rate: Decimal | int | str, periods_per_year: int = 12) -> Decimal:

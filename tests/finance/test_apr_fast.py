@@ -52,3 +52,24 @@ def test_fast_path_declines_a_rate_next_to_a_rounding_midpoint(monkeypatch: pyte
     monkeypatch.setattr(apr_module, "_FAST_MARGIN", D("1e-15"))
     assert apr_module._apr_fast(flows, D("0.01")) is None
     assert apr(D("10000"), D("100"), payments) == apr_module._apr_bracketed(flows, None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(amounts, rates, terms, st.sampled_from(["equal_instalment", "interest_only"]), fee_permille)
+def test_level_flows_closed_form_is_the_horner_pass_to_30_digits(
+    amount: Decimal, rate: Decimal, term: int, method: str, permille: int
+) -> None:
+    """Equal-instalment and interest-only flows (one payment, repeated, then the last) are valued by
+    a closed form in the fast path: it must agree with the month-by-month Horner pass."""
+    fee = (amount * permille / 1000).quantize(D("0.01"))
+    flows = [-(amount - fee), *build_schedule(amount, rate, term, method).payments]
+    level = apr_module._level(flows)
+    assert (level is not None) == (term >= 3 and len(set(flows[1:-1])) == 1)
+    if level is None:
+        return
+    scale = sum(abs(c) for c in flows)
+    for monthly in (D("0.001"), rate / 12 + D("0.001"), D("0.05")):
+        value, slope = apr_module._npv_and_slope(monthly, flows)
+        closed_value, closed_slope = apr_module._npv_and_slope_level(monthly, level)
+        assert abs(closed_value - value) <= scale * D("1e-30")
+        assert abs(closed_slope - slope) <= abs(slope) * D("1e-30") + scale * D("1e-30")
