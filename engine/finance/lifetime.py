@@ -227,11 +227,36 @@ def profit_bound(
 ) -> Decimal | None:
     """The most `lifetime(...).expected_profit` can be, whatever the PD: the profit before the
     expected loss, which is never negative when the LGD and the PD curve are not (None otherwise).
-    Worked from the same cached sums, so it is cheap, and rounding to the cent keeps the order."""
+    Worked from the same cached sums, so it is cheap, and rounding to the cent keeps the order.
+
+    A schedule whose sums are not worked out yet (a new amount or rate: three 50-digit sums over
+    its months) gets a looser bound instead, when there is one: the same profit undiscounted and
+    without its funding cost, which a cost of funds >= 0 only lowers. A loan the ranking never
+    reaches is then never summed; one it prices gets its sums, and its exact bound after that."""
     if not terms.loss_never_negative:
         return None
     key = key or present_value_key(terms, upfront_fee, monthly_fee, rounding)
+    figures = schedule.present_values.get(key)
+    if figures is not None:
+        return figures[5]
+    if terms.cost_of_funds >= 0 and monthly_fee >= 0:
+        return _undiscounted_bound(schedule, upfront_fee, monthly_fee, rounding, key)
     return _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)[5]
+
+
+def _undiscounted_bound(
+    schedule: Schedule, upfront_fee: Decimal, monthly_fee: Decimal, rounding: str, key: tuple[str, ...]
+) -> Decimal:
+    """upfront fee + sum of (interest_t + monthly fee) - operating cost, to the cent: at least
+    _before_loss's profit, whose income discounts the same non-negative flows by d_t <= 1 and
+    subtracts a funding cost >= 0 (cost of funds >= 0); the operating cost is the same figure.
+    Worked at 50 digits like it, so a zero cost of funds gives that very figure."""
+    cof, per_month, per_loan = key[:3]
+    operating = _operating(cof, schedule.term_months, per_month, per_loan)
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        before = upfront_fee + schedule.total_interest + monthly_fee * schedule.term_months - operating
+    return money(before, rounding)
 
 
 def present_value_key(

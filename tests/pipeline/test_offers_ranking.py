@@ -9,7 +9,14 @@ from decimal import Decimal
 
 from engine.finance.lifetime import CONSTANT_HAZARD, LifetimeTerms
 from engine.finance.schedule import METHODS
-from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, Refused, Unpriced
+from engine.pipeline.candidates import (
+    Candidate,
+    OfferTerms,
+    ProductPricing,
+    Refused,
+    Unpriced,
+    clear_caches,
+)
 from engine.pipeline.offers import rank_offers
 from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
 from engine.policy.model import Revolving
@@ -80,25 +87,34 @@ def _line(rng: random.Random, terms: OfferTerms, index: int) -> RevolvingCandida
 
 
 def test_the_offers_made_are_those_of_a_full_ranking_of_fully_priced_loans() -> None:
+    """Deferred pricing offers what pricing every loan offers: with cold schedules first (a new
+    amount's loans are bounded without their discounted sums), then warm (their exact bounds)."""
     rng = random.Random(20261202)
     deferred_some = 0
     for case in range(400):
+        clear_caches()
         terms = _terms(rng)
         products = _products(rng, terms)
         plans = [(p, rng.sample([3, 6, 12, 24, 36, 48], 3)) for p in products]
+        line = _line(rng, terms, len(products)) if rng.random() < 0.5 else None
+        cold = _deferred(plans, line)
         full: list[Candidate | RevolvingCandidate | Unpriced | Refused] = [
             p.candidate(t, m) for p, terms_months in plans for t in terms_months for m in METHODS
         ]
-        lazy: list[Candidate | RevolvingCandidate | Unpriced | Refused] = [
-            c for p, terms_months in plans for c in p.deferred(terms_months, METHODS)
-        ]
-        if rng.random() < 0.5:
-            line = _line(rng, terms, len(products))
+        if line is not None:
             full.append(line)
-            lazy.append(line)
-        deferred_some += any(isinstance(c, Unpriced) for c in lazy)
-        assert rank_offers(lazy, terms) == rank_offers(full, terms), f"case {case}"
+        deferred_some += any(isinstance(c, Unpriced) for c in cold)
+        expected = rank_offers(full, terms)
+        assert rank_offers(cold, terms) == expected, f"case {case}, cold"
+        assert rank_offers(_deferred(plans, line), terms) == expected, f"case {case}, warm"
     assert deferred_some > 100  # the lazy path was taken, not only the eager one
+
+
+def _deferred(
+    plans: list[tuple[ProductPricing, list[int]]], line: RevolvingCandidate | None
+) -> list[Candidate | RevolvingCandidate | Unpriced | Refused]:
+    made = [c for p, terms_months in plans for c in p.deferred(terms_months, METHODS)]
+    return made if line is None else [*made, line]
 
 
 def test_a_refused_loans_trace_names_the_first_of_its_largest_months() -> None:
