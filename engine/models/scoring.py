@@ -77,11 +77,31 @@ class OnnxScorer(_Scorer):
         onnx_card = package.card.get("onnx", {})
         self._input = str(onnx_card.get("input", self.session.get_inputs()[0].name))
         self._outputs = [str(onnx_card.get("output", self.session.get_outputs()[0].name))]
+        self._bound = threading.local()  # per thread: an IOBinding and the buffers it reads and fills
 
     def pd_row(self, row: np.ndarray) -> float:
-        """One encoded row's P(bad): the float32 from the tensor, as float (what pd_matrix gives for it)."""
-        (probabilities,) = self.session.run(self._outputs, {self._input: row[None, :]})
-        return float(probabilities[0][BAD_CLASS])
+        """One encoded row's P(bad): the float32 from the tensor, as float (what pd_matrix gives for it).
+        The row is copied into a buffer bound to the session once per thread, and the session writes
+        its [1, 2] output into another: no input or output tensors made per call (~5 µs of the ~10
+        session.run costs on one row; the same model on the same float32s, so the same PD)."""
+        try:
+            binding, given, got = self._bound.io
+        except AttributeError:
+            binding, given, got = self._bound.io = self._binding()
+        if row.shape != given.shape[1:]:  # not this model's row: session.run names what is wrong
+            (probabilities,) = self.session.run(self._outputs, {self._input: row[None, :]})
+            return float(probabilities[0][BAD_CLASS])
+        given[0] = row
+        self.session.run_with_iobinding(binding)
+        return float(got[0, BAD_CLASS])
+
+    def _binding(self) -> tuple[ort.IOBinding, np.ndarray, np.ndarray]:
+        given = np.zeros((1, len(self.encoder.names)), dtype=np.float32)
+        got = np.zeros((1, 2), dtype=np.float32)  # [P(good), P(bad)] of the one row
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self._input, given)
+        binding.bind_output(self._outputs[0], "cpu", 0, np.float32, list(got.shape), got.ctypes.data)
+        return binding, given, got
 
     def pd_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Already-encoded float32 rows -> P(bad) per row (float32 from the tensor, as float64)."""

@@ -3,10 +3,14 @@ reasons are the largest adverse SHAP contributions as catboost itself computes t
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import catboost
 import numpy as np
 import pytest
 from models_helpers import consumer_row, german_rows
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from engine.errors import ModelError
 from engine.models.scoring import NativeScorer, OnnxScorer, explain, explain_row
@@ -58,6 +62,45 @@ def test_single_row_equals_batch_and_is_deterministic(consumer_pd: ModelPackage)
     assert scorer.pd_batch(rows) == [scorer.pd(r) for r in rows] == OnnxScorer(consumer_pd).pd_batch(rows)
     assert NativeScorer(consumer_pd).pd_batch(rows) == NativeScorer(consumer_pd).pd_batch(rows)
     assert scorer.pd_batch([]) == []
+
+
+def test_one_row_scored_through_the_bound_buffers_equals_the_session_run(consumer_pd: ModelPackage) -> None:
+    """pd_row writes each row into a buffer bound to the session once: every row must still get its
+    own PD, bit for bit what session.run gives that row (a stale buffer would repeat the last PD)."""
+    scorer = OnnxScorer(consumer_pd)
+    rows = scorer.encoder.encode_rows(synthetic_rows(consumer_pd, 300, seed=7))
+    single = [scorer.pd_row(row) for row in rows]
+    (probabilities,) = scorer.session.run(None, {scorer.session.get_inputs()[0].name: rows})
+    assert single == [float(p) for p in probabilities[:, 1]]
+    assert len(set(single)) > 100
+
+
+def test_threads_scoring_at_once_each_get_their_own_rows_pd(consumer_pd: ModelPackage) -> None:
+    """The bound buffers are per thread: threads scoring different rows at the same time never read
+    each other's row or PD."""
+    scorer = OnnxScorer(consumer_pd)
+    rows = scorer.encoder.encode_rows(synthetic_rows(consumer_pd, 40, seed=8))
+    want = scorer.pd_batch(synthetic_rows(consumer_pd, 40, seed=8))
+    start = threading.Barrier(4)
+
+    def score(offset: int) -> list[tuple[int, float]]:
+        start.wait(timeout=60)
+        got = []
+        for _ in range(50):
+            for i in range(offset, len(rows), 4):
+                got.append((i, scorer.pd_row(rows[i])))
+        return got
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [pair for part in pool.map(score, range(4)) for pair in part]
+    assert len(results) == 50 * len(rows)
+    assert all(pd == want[i] for i, pd in results)
+
+
+def test_a_row_of_another_width_is_refused_by_onnx_runtime(consumer_pd: ModelPackage) -> None:
+    scorer = OnnxScorer(consumer_pd)
+    with pytest.raises(InvalidArgument, match=r"(?i)dimension"):
+        scorer.pd_row(np.zeros(3, dtype=np.float32))
 
 
 def test_the_score_stages_row_explains_as_the_features_do(consumer_pd: ModelPackage) -> None:
