@@ -123,3 +123,22 @@ def test_an_open_ended_range_still_refuses_infinity() -> None:
     with pytest.raises(ModelError) as caught:
         encoder.encode_row({"x": math.inf})
     assert caught.value.code == "FEATURE_NOT_FINITE"
+
+
+def test_feature_names_with_quotes_and_backslashes_encode_and_are_named_when_refused() -> None:
+    """encode_row is generated per card with the feature names as string literals: a name with a
+    quote, a backslash or a newline is still just a name."""
+    odd = ['it\'s "x"\\', "a\nb"]
+    encoder = FeatureEncoder(
+        [
+            {"name": odd[0], "type": "numeric", "range": [0, 10]},
+            {"name": odd[1], "type": "categorical", "encoding": {"codes": {"p": 0, "q": 1}}},
+        ]
+    )
+    assert encoder.encode_row({odd[0]: 2, odd[1]: "q"}).tolist() == [2.0, 1.0]
+    with pytest.raises(ModelError, match="unseen category") as caught:
+        encoder.encode_row({odd[0]: 2, odd[1]: "r"})
+    assert caught.value.code == "FEATURE_UNSEEN"
+    with pytest.raises(ModelError, match="is missing"):
+        encoder.encode_row({odd[1]: "p"})
+    assert FeatureEncoder([]).encode_row({}).shape == (0,)
