@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from engine.decision import ModelRef, Offer, Outcome, Reason, Score, TraceEntry
+from engine.decision import ModelRef, Offer, Outcome, Reason, Score, TraceEntry, plain
 from engine.policy.model import Policy
 from engine.rules import Evaluator
 
@@ -38,7 +38,9 @@ class DecisionContext:
     adjustments: list[Reason] = field(default_factory=list)  # limit/price rule reasons
     score: Score | None = None
     model_refs: list[ModelRef] = field(default_factory=list)
-    model_outputs: dict[str, Any] = field(default_factory=dict)
+    # per model: its PD as exact text and the features it scored, made plain when model_outputs is
+    # read (the audit record and replay read it; a decision without a store never does)
+    scored: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     encoded: Any = None  # the model features as its float32 row, kept for explanations
     package: Any = None  # the scoring ModelPackage, kept for explanations
     segments: list[str] = field(default_factory=list)
@@ -55,6 +57,14 @@ class DecisionContext:
     def stages(self) -> list[dict[str, Any]]:
         """Per stage: fired and values, for audit and the shadow check (read from the trace)."""
         return [{"stage": e.stage, "fired": list(e.fired), "values": e.values} for e in self.trace]
+
+    @property
+    def model_outputs(self) -> dict[str, Any]:
+        """Raw model outputs for the record: per model, its PD text and its features (plain text)."""
+        return {
+            name: {"pd": pd, "features": plain(features, "text")}
+            for name, (pd, features) in self.scored.items()
+        }
 
     @property
     def declined(self) -> bool:

@@ -110,7 +110,7 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     ctx.package = package
     ctx.encoded = row
     ctx.model_refs.append(package.ref)
-    ctx.model_outputs[package.name] = {"pd": shown, "features": plain(features, "text")}
+    ctx.scored[package.name] = (shown, features)
     values: dict[str, Any] = {"pd": pd, "points": points}
     tables = after_score(ctx, pd, points)
     values["grade"] = ctx.fact["score.grade"]
