@@ -4,16 +4,21 @@ bounded in bytes. With a store, the store's unique request_id index does this jo
 
 from __future__ import annotations
 
+import datetime as dt
 import operator
+import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, NamedTuple
 
+from engine.audit.record import request_fingerprint
 from engine.decision import Decision, Offer, replaced
 from engine.errors import IdempotencyConflict
 from engine.pipeline.candidates import offer_schedule
 
-__all__ = ["DEFAULT_MAX_BYTES", "RecentDecisions", "estimated_bytes"]
+__all__ = ["DEFAULT_MAX_BYTES", "Asked", "RecentDecisions", "estimated_bytes"]
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -25,6 +30,7 @@ _PER_STAGE = 768  # a trace entry with its values
 _PER_REASON = 384
 _PER_OFFER = 768  # an offer's terms; its schedule rows are not kept
 _PER_KEY = 512  # the request_id, decision_id, fingerprint and the map's own entries
+_PER_FIELD = 160  # an input field kept for its fingerprint: its value (a text's characters aside)
 
 
 def estimated_bytes(decision: Decision) -> int:
@@ -46,8 +52,41 @@ _offer_terms = operator.attrgetter(*_OFFER_TERMS)
 _NO_OFFERS: tuple[tuple[Any, ...], ...] = ()
 
 
+class Asked(NamedTuple):
+    """What a request asked, as its fingerprint is of (engine.audit.record.request_fingerprint):
+    the policy name, the language (defaults applied) and the validated input."""
+
+    policy: str
+    language: str
+    input: Mapping[str, Any]
+
+    def fingerprint(self) -> str:
+        return request_fingerprint(self.policy, self.language, self.input)
+
+
+# the values an input is kept as: validation bounds a Decimal's text to 64 characters and an int,
+# bool, None or date is small; a text is charged by its length (a list or object is fingerprinted)
+_SCALARS = frozenset({str, int, bool, type(None), Decimal, dt.date})
+_PER_CHAR = 4  # a str's bytes per character at most (sys.getsizeof: 1, 2 or 4)
+
+
+def _kept(asked: Asked) -> tuple[Asked | str, int]:
+    """What a remembered answer keeps to recognise a retry, and its bytes beyond the decision's:
+    the request itself when its input is scalars (the fingerprint is worked out only if its
+    request_id comes again), else its fingerprint."""
+    values = asked.input.values()
+    if set(map(type, values)) <= _SCALARS:
+        texts = sum(map(len, [v for v in values if v.__class__ is str]))
+        return asked, sys.getsizeof(asked.input) + _PER_FIELD * len(values) + _PER_CHAR * texts
+    return asked.fingerprint(), 0
+
+
+def _fingerprint(kept: Asked | str) -> str:
+    return kept if isinstance(kept, str) else kept.fingerprint()
+
+
 class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a frozen dataclass
-    fingerprint: str
+    asked: Asked | str  # the request, or its fingerprint (_kept)
     decision: Decision  # without its offers: `offers` and `rounding` rebuild them
     offers: tuple[tuple[Any, ...], ...]  # each offer's _OFFER_TERMS
     rounding: str
@@ -86,32 +125,34 @@ class RecentDecisions:
         self._by_decision: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def remember(self, request_id: str, fingerprint: str, decision: Decision, rounding: str) -> Decision:
+    def remember(self, request_id: str, asked: Asked, decision: Decision, rounding: str) -> Decision:
         """Keep `decision` as the answer to `request_id` and return it; if the request_id was seen
         before, return that earlier answer instead (never two decisions), or raise
         IdempotencyConflict when it came with another fingerprint. `rounding` (the policy's)
-        recomputes the schedules."""
+        recomputes the schedules. The fingerprints are worked out only for a request_id seen before:
+        a first request (nearly all of them) only keeps what it asked."""
         slim, offers = decision, _NO_OFFERS  # offers are kept as terms, without their schedule rows
         if decision.offers:
             slim, offers = replaced(decision, offers=()), tuple([_offer_terms(o) for o in decision.offers])
+        kept, size = _kept(asked)
+        entry = _Entry(kept, slim, offers, rounding, estimated_bytes(decision) + size)
         with self._lock:
             earlier = self._by_request.get(request_id)
-            if earlier is not None:
-                if earlier.fingerprint != fingerprint:
-                    raise IdempotencyConflict(
-                        f"request_id {request_id!r} was already used for a different request;"
-                        " use a new request_id"
-                    )
-                return earlier.full()
-            entry = _Entry(fingerprint, slim, offers, rounding, estimated_bytes(decision))
-            self._by_request[request_id] = entry
-            self._by_decision[decision.decision_id] = request_id
-            self.bytes += entry.size
-            while self.bytes > self.max_bytes and len(self._by_request) > 1:
-                _, old = self._by_request.popitem(last=False)
-                self._by_decision.pop(old.decision.decision_id, None)
-                self.bytes -= old.size
-        return decision
+            if earlier is None:
+                self._by_request[request_id] = entry
+                self._by_decision[decision.decision_id] = request_id
+                self.bytes += entry.size
+                while self.bytes > self.max_bytes and len(self._by_request) > 1:
+                    _, old = self._by_request.popitem(last=False)
+                    self._by_decision.pop(old.decision.decision_id, None)
+                    self.bytes -= old.size
+                return decision
+        # a request_id seen before (an entry is never changed once kept: compared outside the lock)
+        if _fingerprint(earlier.asked) != _fingerprint(kept):
+            raise IdempotencyConflict(
+                f"request_id {request_id!r} was already used for a different request; use a new request_id"
+            )
+        return earlier.full()
 
     def get(self, *, request_id: str = "", decision_id: str = "") -> Decision | None:
         with self._lock:

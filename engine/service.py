@@ -35,13 +35,13 @@ from engine.errors import (
     shown,
 )
 from engine.models.cache import ModelCache
-from engine.pipeline import build_decision, run_pipeline
+from engine.pipeline import DecisionContext, build_decision, run_pipeline
 from engine.pipeline.render import decision_from_record
 from engine.pipeline.shadow import ShadowCheck
 from engine.policy import Policy, load_policy
 from engine.policy.experiment import CHAMPION
 from engine.policy.model import TEST_DATE
-from engine.recent import RecentDecisions
+from engine.recent import Asked, RecentDecisions
 from engine.release.bundle import served_release
 from engine.release.guards import VersionLedger, archived_version_conflicts, test_failures, version_conflict
 from engine.release.shadows import ShadowJob, ShadowRunner
@@ -431,6 +431,9 @@ class DecisionService:
     ) -> Decision:
         """Decide one application. With a decision log, a retried request_id returns the stored
         decision (never decides twice) and a new decision is durable before it is returned."""
+        if self.log is None:  # nothing to commit, so nothing to wait for: answered in one call
+            _, loaded, arm, language = self._routed(policy, application, request_id, language, version)
+            return self._decide_unstored(loaded, application, request_id, language, arm)
         return self.submit(policy, application, request_id, language, version, labels).result()
 
     def submit(
@@ -445,17 +448,9 @@ class DecisionService:
         """Decide one application and hand its record to the log without waiting for the commit:
         the caller waits with `.result()`. A server holds its decision lock only for this part, so
         concurrent requests' records share one group commit instead of one fsync each."""
-        bad_id = request_id_violations(request_id)
-        if bad_id:
-            raise InvalidInput(bad_id)
-        loaded = self.policy(policy, version) if isinstance(policy, str) else _pinned(policy, version)
-        champion, arm = loaded, ""
-        if loaded.experiment is not None and not version:  # a pinned version is no experiment
-            chosen = loaded.experiment.assign(application)
-            arm = chosen.ref if chosen else CHAMPION
-            if chosen is not None:
-                loaded = self.candidate(chosen.name, chosen.version)
-        language = policy_language(loaded, language)  # defaults applied before the fingerprint
+        champion, loaded, arm, language = self._routed(policy, application, request_id, language, version)
+        if self.log is None:
+            return PendingDecision(self._decide_unstored(loaded, application, request_id, language, arm))
         pending = self._decide(loaded, application, request_id, language, labels, arm)
         if arm and champion.experiment is not None and champion.experiment.shadows and self.log is not None:
             job = ShadowJob(
@@ -468,6 +463,55 @@ class DecisionService:
             pending = dataclasses.replace(pending, then=functools.partial(self._shadow_runner().offer, job))
         return pending
 
+    def _routed(
+        self,
+        policy: str | Policy,
+        application: Mapping[str, Any],
+        request_id: str,
+        language: str | None,
+        version: str | None,
+    ) -> tuple[Policy, Policy, str, str]:
+        """(the served policy, the one that decides: its experiment's arm or itself, the arm, the
+        language with defaults applied) of a request, after its request_id is checked."""
+        if not request_id or len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
+            raise InvalidInput(request_id_violations(request_id))
+        loaded = self.policy(policy, version) if isinstance(policy, str) else _pinned(policy, version)
+        champion, arm = loaded, ""
+        if loaded.experiment is not None and not version:  # a pinned version is no experiment
+            chosen = loaded.experiment.assign(application)
+            arm = chosen.ref if chosen else CHAMPION
+            if chosen is not None:
+                loaded = self.candidate(chosen.name, chosen.version)
+        return champion, loaded, arm, policy_language(loaded, language)  # defaults before the fingerprint
+
+    def _decided(
+        self, loaded: Policy, application: Mapping[str, Any], request_id: str, language: str, arm: str
+    ) -> tuple[DecisionContext, Decision, dt.datetime, Mapping[str, Any]]:
+        """Run the pipeline at the clock's time: (context, decision, received, what the request asked:
+        the validated input without the decision date the caller left out)."""
+        received = self.clock()
+        if received.tzinfo is not dt.UTC:  # the default clock's is already
+            received = received.astimezone(dt.UTC)
+        today = received.date()  # the decision date; recorded in the input, so replay reads no clock
+        ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer, today)
+        decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
+        if arm:  # the arm is part of the answer and of the record its hash covers
+            decision = replaced(decision, arm=arm)
+        # a decision date the caller left out is today's: a retry tomorrow is still the same request
+        asked = {k: v for k, v in ctx.input.items() if k not in ctx.dated} if ctx.dated else ctx.input
+        return ctx, decision, received, asked
+
+    def _decide_unstored(
+        self, loaded: Policy, application: Mapping[str, Any], request_id: str, language: str, arm: str
+    ) -> Decision:
+        """A decision without a store: this process's recent answers keep it for a retry (the
+        request's fingerprint is worked out only if its request_id comes again)."""
+        ctx, decision, _, asked = self._decided(loaded, application, request_id, language, arm)
+        if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
+            self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.stages, self.models)
+        assert self.recent is not None
+        return self.recent.remember(request_id, Asked(loaded.name, language, asked), decision, ctx.rounding)
+
     def _decide(
         self,
         loaded: Policy,
@@ -479,26 +523,12 @@ class DecisionService:
         extra: Mapping[str, Any] | None = None,
     ) -> PendingDecision:
         """Run the pipeline and hand the record (`arm` in the decision, `extra` in the record) to the log."""
-        received = self.clock()
-        if received.tzinfo is not dt.UTC:  # the default clock's is already
-            received = received.astimezone(dt.UTC)
-        today = received.date()  # the decision date; recorded in the input, so replay reads no clock
-        ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer, today)
-        decided_at = _utc_text(received)
-        decision = build_decision(ctx, self.ids(received), request_id, decided_at)
-        if arm:  # the arm is part of the answer and of the record its hash covers
-            decision = replaced(decision, arm=arm)
+        ctx, decision, received, asked = self._decided(loaded, application, request_id, language, arm)
         # One idempotency layer: the fingerprint is of what decides (the validated input and the
         # options, defaults applied), computed once; the store's unique request_id index (or, with
         # no store, this process's recent answers) turns a second sight into the first answer.
-        # a decision date the caller left out is today's: a retry tomorrow is still the same request
-        asked = {k: v for k, v in ctx.input.items() if k not in ctx.dated} if ctx.dated else ctx.input
         fingerprint = request_fingerprint(loaded.name, language, asked)
-        if self.log is None:
-            if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
-                self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.stages, self.models)
-            assert self.recent is not None
-            return PendingDecision(self.recent.remember(request_id, fingerprint, decision, ctx.rounding))
+        assert self.log is not None  # without one: _decide_unstored
         archive = self._archive(loaded, ctx.model_refs)
         fingerprint = self.pii.keyed(fingerprint)  # a plain hash of personal data could be guessed
         record = DecisionRecord.build(
