@@ -42,7 +42,8 @@ def run_stages(
             continue
         start = timer()
         result = stage.run(ctx)
-        millis = round((timer() - start) * 1000.0, 3)
+        # to the µs: round() to an int, then one division (round(x, 3) formats the float: 3x the cost)
+        millis = round((timer() - start) * 1e6) / 1000
         values = result.values  # each stage makes a fresh dict: kept, not copied
         if type(values) is not dict:
             values = dict(values)

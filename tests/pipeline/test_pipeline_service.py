@@ -72,6 +72,17 @@ def test_runner_times_every_stage_and_a_decline_skips_to_the_closing_stage() -> 
     ]
 
 
+def test_a_stages_millis_are_its_time_rounded_to_the_microsecond() -> None:
+    """The runner rounds a stage's seconds to whole µs then divides (round(x, 3) formatted the
+    float): the trace still reads milliseconds with three decimals, as round(ms, 3) gives them."""
+    ticks = iter([0.0, 0.0012344, 1.0, 1.0000006, 2.0, 2.25])
+    ctx = DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None))
+    stages = [Stage(name, lambda c: StageResult()) for name in ("a", "b", "c")]
+    run_stages(ctx, stages, lambda: next(ticks))
+    assert [t.millis for t in ctx.trace] == [1.234, 0.001, 250.0]
+    assert [t.millis for t in ctx.trace] == [round(s * 1000, 3) for s in (0.0012344, 0.0000006, 0.25)]
+
+
 def test_decisions_are_recorded_retries_return_the_stored_one_and_replay_matches(
     make_service: Callable[..., DecisionService], tmp_path: Path
 ) -> None:
