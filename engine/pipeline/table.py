@@ -108,21 +108,22 @@ def build_decision(
         offers = book_offers(
             offers, decision_id, decided_at, spec.validity_days, spec.due_day, spec.due_min_days
         )
+    # positional, in Decision's field order (keywords cost a third more: one Decision per answer)
     return Decision(
-        decision_id=decision_id,
-        request_id=request_id,
-        outcome=ctx.outcome or Outcome.DECLINE,
-        reasons=tuple(ctx.reasons),
-        score=ctx.score,
-        segments=tuple(ctx.segments),
-        limit=None if declined else ctx.limit,
-        annual_rate=None if declined else ctx.annual_rate,
-        offers=offers,
-        policy=_prepared(policy)[2],
-        models=tuple(ctx.model_refs),
-        trace=tuple(ctx.trace),
-        decided_at=decided_at,
-        currency=policy.currency,
-        objective=ctx.objective,
-        outputs=ctx.outputs,
+        decision_id,
+        request_id,
+        ctx.outcome or Outcome.DECLINE,
+        tuple(ctx.reasons),
+        ctx.score,
+        tuple(ctx.segments),
+        None if declined else ctx.limit,  # limit
+        None if declined else ctx.annual_rate,  # annual_rate
+        offers,
+        _prepared(policy)[2],  # policy
+        tuple(ctx.model_refs),  # models
+        tuple(ctx.trace),
+        decided_at,
+        policy.currency,
+        ctx.objective,
+        ctx.outputs,
     )
