@@ -1,5 +1,6 @@
 """`credo compile POLICY`: print the Python module a policy compiles to (engine.policy.codegen), so
-an author or an auditor can read exactly what runs for every rule of every stage."""
+an author or an auditor can read exactly what runs for every rule of every stage (`--validator`: its
+input validation; `--stages`: the function that runs its stage table, each stage timed and traced)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ def register(subparsers: Any) -> None:
         "--validator",
         action="store_true",
         help="print the generated validator of the policy's inputs instead (engine.policy.validator)",
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="print the function that runs the policy's stage table instead (engine.pipeline.runner)",
     )
     parser.set_defaults(func=run)
 
@@ -49,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
             print("# no generated validator: engine.policy.inputs validates every application")
             return 0
         sys.stdout.write(generated[0])
+        return 0
+    if args.stages:
+        from engine.pipeline.table import stage_source
+
+        sys.stdout.write(stage_source(policy))
         return 0
     sys.stdout.write(policy.program.source)
     return 0

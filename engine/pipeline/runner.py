@@ -1,5 +1,6 @@
 """The pipeline runner: an ordered table of named stages, each timed and traced. A decline stops
-the table; only the closing `outcome` stage (outcome and reasons) still runs."""
+the table; only the closing `outcome` stage (outcome and reasons) still runs. `run_stages` walks any
+table; `compile_stages` writes a policy's table as one straight-line function that does the same."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from engine.decision import TraceEntry, value_object
 from engine.pipeline.context import DecisionContext
 
-__all__ = ["Stage", "StageResult", "run_stages"]
+__all__ = ["CompiledStages", "Stage", "StageResult", "compile_stages", "run_stages"]
 
 
 @dataclass(slots=True)
@@ -49,3 +50,40 @@ def run_stages(
             values = dict(values)
         trace(TraceEntry(stage.name, tuple(result.fired), millis, values))
     return ctx
+
+
+CompiledStages = Callable[[DecisionContext, Callable[[], float]], DecisionContext]
+
+
+def compile_stages(table: Sequence[Stage]) -> tuple[str, CompiledStages]:
+    """(source, function) of `table` as one straight-line function run_stages(ctx, timer) that does
+    what `run_stages` does with it: each stage called, timed and traced in turn, the decline check
+    before each stage that is not closing; no loop, no Stage rows read per decision. A stage's name
+    is a string literal in the source; its function is bound by position (`stage_3`)."""
+    names: dict[str, Any] = {"TraceEntry": TraceEntry, "dict": dict, "tuple": tuple, "round": round}
+    body = []
+    for i, stage in enumerate(table):
+        names[f"stage_{i}"] = stage.run
+        indent = "    " if stage.closing else "        "
+        if not stage.closing:
+            body.append("    if not declines:\n")
+        body.append(
+            f"{indent}# {stage.name!r}{' (closing: runs after a decline too)' if stage.closing else ''}\n"
+            f"{indent}start = timer()\n"
+            f"{indent}result = stage_{i}(ctx)\n"
+            f"{indent}millis = round((timer() - start) * 1e6) / 1000\n"
+            f"{indent}values = result.values\n"
+            f"{indent}if values.__class__ is not dict:\n"
+            f"{indent}    values = dict(values)\n"
+            f"{indent}trace(TraceEntry({stage.name!r}, tuple(result.fired), millis, values))\n"
+        )
+    source = (
+        "def run_stages(ctx, timer):\n"
+        f"    {' -> '.join(stage.name for stage in table)!r}\n"
+        "    trace, declines = ctx.trace.append, ctx.declines\n"
+        f"{''.join(body)}"
+        "    return ctx\n"
+    )
+    exec(compile(source, "<stage table>", "exec"), names)  # stage names only, as literals
+    run: CompiledStages = names["run_stages"]
+    return source, run

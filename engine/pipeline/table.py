@@ -7,14 +7,14 @@ import datetime as dt
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine.decision import Decision, Outcome, PolicyRef
 from engine.pipeline.booking import book_offers
 from engine.pipeline.context import DecisionContext, ModelProvider
 from engine.pipeline.offers import offers_stage
 from engine.pipeline.outcome import outcome_stage
-from engine.pipeline.runner import Stage, run_stages
+from engine.pipeline.runner import CompiledStages, Stage, compile_stages
 from engine.pipeline.stages import (
     derive_stage,
     limit_stage,
@@ -28,29 +28,46 @@ from engine.pipeline.stages import (
 from engine.policy.model import Policy
 from engine.rules import Evaluator
 
-__all__ = ["build_decision", "run_pipeline", "stage_table"]
+__all__ = ["build_decision", "run_pipeline", "stage_source", "stage_table"]
 
 
-# per loaded policy (a policy never changes once loaded): its stage table and its PolicyRef
-_tables: dict[int, tuple[weakref.ref[Policy], tuple[Stage, ...], PolicyRef]] = {}
+class _Prepared(NamedTuple):
+    """What a loaded policy decides with (a policy never changes once loaded)."""
+
+    policy: weakref.ref[Policy]
+    table: tuple[Stage, ...]
+    ref: PolicyRef
+    source: str  # the table as one generated function (engine.pipeline.runner.compile_stages)
+    run: CompiledStages
+
+
+_tables: dict[int, _Prepared] = {}  # per loaded policy, by id (the weakref drops the entry)
 
 
 def stage_table(policy: Policy) -> tuple[Stage, ...]:
     """The stages this policy needs, in decision order; sections a policy leaves out are left out.
     Built once per loaded policy."""
-    return _prepared(policy)[1]
+    return _prepared(policy).table
 
 
-def _prepared(policy: Policy) -> tuple[weakref.ref[Policy], tuple[Stage, ...], PolicyRef]:
+def stage_source(policy: Policy) -> str:
+    """The Python source of the function that runs this policy's stage table (`credo compile --stages`)."""
+    return _prepared(policy).source
+
+
+def _prepared(policy: Policy) -> _Prepared:
     known = _tables.get(id(policy))
-    if known is not None and known[0]() is policy:
+    if known is not None and known.policy() is policy:
         return known
     key = id(policy)
-    ref = PolicyRef(policy.name, policy.version, policy.sha256)
-    prepared = _tables[key] = (
+    table = _build_table(policy)
+    source, run = compile_stages(table)
+    prepared = _tables[key] = _Prepared(
         weakref.ref(policy, lambda _: _tables.pop(key, None)),
-        _build_table(policy),
-        ref,
+        table,
+        PolicyRef(policy.name, policy.version, policy.sha256),
+        source,
+        run,
     )
     return prepared
 
@@ -89,7 +106,7 @@ def run_pipeline(
     """Decide one application on one policy; InvalidInput / PolicyRuntimeError / ModelError escape.
     `today` is the decision date a `default: today` input takes (the caller's clock, never read here)."""
     ctx = DecisionContext(policy, application, evaluator, models, language=language, today=today)
-    return run_stages(ctx, stage_table(policy), timer)
+    return _prepared(policy).run(ctx, timer)  # the stage table as one generated function
 
 
 def build_decision(
@@ -119,7 +136,7 @@ def build_decision(
         None if declined else ctx.limit,  # limit
         None if declined else ctx.annual_rate,  # annual_rate
         offers,
-        _prepared(policy)[2],  # policy
+        _prepared(policy).ref,  # policy
         tuple(ctx.model_refs),  # models
         tuple(ctx.trace),
         decided_at,

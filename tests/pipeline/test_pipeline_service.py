@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pipeline_helpers import MINI, MODELS, ROOT, application
@@ -16,6 +17,7 @@ from engine.cli import main
 from engine.decision import Outcome
 from engine.pipeline import DecisionContext, Stage, StageResult, run_stages
 from engine.pipeline.render import decision_from_dict, decision_json, stable_view
+from engine.pipeline.runner import compile_stages
 from engine.policy import load_policy
 from engine.rules import ReferenceEvaluator
 from engine.service import DecisionService, decide_for_tests
@@ -49,7 +51,13 @@ def test_decision_ids_are_time_ordered() -> None:
     assert all(i[14] == "7" for i in ids)  # UUID version 7
 
 
-def test_runner_times_every_stage_and_a_decline_skips_to_the_closing_stage() -> None:
+def compiled_run(ctx: DecisionContext, table: Sequence[Stage], timer: Callable[[], float]) -> DecisionContext:
+    """run_stages through the table's generated straight-line function (what run_pipeline runs)."""
+    return compile_stages(table)[1](ctx, timer)
+
+
+@pytest.mark.parametrize("run", [run_stages, compiled_run], ids=["loop", "compiled"])
+def test_runner_times_every_stage_and_a_decline_skips_to_the_closing_stage(run: Any) -> None:
     ran: list[str] = []
 
     def stage(name: str, decline: bool = False) -> Stage:
@@ -63,13 +71,32 @@ def test_runner_times_every_stage_and_a_decline_skips_to_the_closing_stage() -> 
 
     clock = iter(range(100))
     ctx = DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None))
-    run_stages(ctx, [stage("a"), stage("b", decline=True), stage("c"), stage("close")], lambda: next(clock))
+    run(ctx, [stage("a"), stage("b", decline=True), stage("c"), stage("close")], lambda: next(clock))
     assert ran == ["a", "b", "close"]
     assert [(t.stage, t.fired, t.millis) for t in ctx.trace] == [
         ("a", ("a",), 1000.0),
         ("b", ("b",), 1000.0),
         ("close", ("close",), 1000.0),
     ]
+
+
+def test_a_context_that_arrives_declined_runs_only_the_closing_stages() -> None:
+    """The batch engine runs a table's second half on a context the first half may have declined:
+    the generated function checks for a decline before its first stage too, as the loop does."""
+    stages = [Stage("a", lambda c: StageResult()), Stage("close", lambda c: StageResult(), closing=True)]
+    for run in (run_stages, compiled_run):
+        ctx = DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None))
+        ctx.declines.append(object())  # type: ignore[arg-type]
+        run(ctx, stages, lambda: 0.0)
+        assert [t.stage for t in ctx.trace] == ["close"]
+
+
+def test_generated_stage_names_are_literals_whatever_they_hold() -> None:
+    odd = 'x\'"""\n# not code'
+    source, run = compile_stages([Stage(odd, lambda c: StageResult(("r",), {"k": 1}))])
+    ctx = run(DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None)), lambda: 0.0)
+    assert [(t.stage, t.fired, t.values) for t in ctx.trace] == [(odd, ("r",), {"k": 1})]
+    assert "not code" not in source.replace(repr(odd), "")
 
 
 def test_a_stages_millis_are_its_time_rounded_to_the_microsecond() -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from engine.cli import main
 from engine.errors import PolicyRuntimeError
+from engine.pipeline.table import stage_source, stage_table
 from engine.policy import Policy, load_policy, load_policy_text
 from engine.policy.codegen import policy_formulas, policy_stages
 from engine.rules import CompiledEvaluator, ReferenceEvaluator
@@ -48,6 +49,25 @@ def test_credo_compile_prints_the_module_that_runs(capsys: pytest.CaptureFixture
     } <= set(defined)
     assert "CTX.divide(debt_monthly_payments, applicant_income_monthly)" in printed
     assert "'row1': (1, ('A', ), 'GRADE row 1: points >= 620 -> A')," in printed
+
+
+def test_credo_compile_stages_prints_the_function_that_runs_the_stage_table(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["compile", "consumer_loan", "--policies", str(ROOT / "policies"), "--stages"]) == 0
+    printed = capsys.readouterr().out
+    policy = load_policy(ROOT / "policies" / "consumer_loan" / "policy.yaml")
+    assert printed == stage_source(policy)
+    (function,) = ast.parse(printed).body
+    assert isinstance(function, ast.FunctionDef) and function.name == "run_stages"
+    calls = [
+        node
+        for node in ast.walk(function)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "TraceEntry"
+    ]
+    traced = [call.args[0].value for call in sorted(calls, key=lambda call: call.lineno)]  # type: ignore[attr-defined]
+    assert traced == [stage.name for stage in stage_table(policy)]
+    assert traced[-1] == "outcome" and "offers" in traced
 
 
 def test_compiling_an_unknown_policy_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
