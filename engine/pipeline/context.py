@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +19,7 @@ __all__ = ["DecisionContext", "ModelProvider"]
 ModelProvider = Callable[[str, str, str | None], tuple[Any, Any]]
 
 
-@dataclass
+@dataclass(init=False)  # its __init__ below: the dataclass one called a factory per list and dict (2x)
 class DecisionContext:
     """Everything a decision knows so far. Stages read and extend it; the runner times them."""
 
@@ -27,31 +27,48 @@ class DecisionContext:
     application: Mapping[str, Any]
     evaluator: Evaluator
     models: ModelProvider
-    language: str = "en"
-    today: dt.date | None = None  # the decision date a `default: today` input takes when absent
-    dated: tuple[str, ...] = ()  # the inputs that took `today` (the application left them out)
-    fact: dict[str, Any] = field(default_factory=dict)
-    input: dict[str, Any] = field(default_factory=dict)  # the validated fact, before derived values
-    derived: dict[str, Any] = field(default_factory=dict)
-    declines: list[Reason] = field(default_factory=list)
-    refers: list[Reason] = field(default_factory=list)
-    adjustments: list[Reason] = field(default_factory=list)  # limit/price rule reasons
-    score: Score | None = None
-    model_refs: list[ModelRef] = field(default_factory=list)
+    language: str
+    today: dt.date | None  # the decision date a `default: today` input takes when absent
+    dated: tuple[str, ...]  # the inputs that took `today` (the application left them out)
+    fact: dict[str, Any]
+    input: dict[str, Any]  # the validated fact, before derived values
+    derived: dict[str, Any]
+    declines: list[Reason]
+    refers: list[Reason]
+    adjustments: list[Reason]  # limit/price rule reasons
+    score: Score | None
+    model_refs: list[ModelRef]
     # per model: its PD as exact text and the features it scored, made plain when model_outputs is
     # read (the audit record and replay read it; a decision without a store never does)
-    scored: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    encoded: Any = None  # the model features as its float32 row, kept for explanations
-    package: Any = None  # the scoring ModelPackage, kept for explanations
-    segments: list[str] = field(default_factory=list)
-    limit: Decimal | None = None
-    annual_rate: Decimal | None = None
-    offers: list[Offer] = field(default_factory=list)
-    objective: str = ""  # what ranked the offers, under the lifetime objectives
-    outputs: dict[str, Any] = field(default_factory=dict)  # the policy's `outputs:`
-    outcome: Outcome | None = None
-    reasons: list[Reason] = field(default_factory=list)
-    trace: list[TraceEntry] = field(default_factory=list)
+    scored: dict[str, tuple[str, dict[str, Any]]]
+    encoded: Any  # the model features as its float32 row, kept for explanations
+    package: Any  # the scoring ModelPackage, kept for explanations
+    segments: list[str]
+    limit: Decimal | None
+    annual_rate: Decimal | None
+    offers: list[Offer]
+    objective: str  # what ranked the offers, under the lifetime objectives
+    outputs: dict[str, Any]  # the policy's `outputs:`
+    outcome: Outcome | None
+    reasons: list[Reason]
+    trace: list[TraceEntry]
+
+    def __init__(
+        self,
+        policy: Policy,
+        application: Mapping[str, Any],
+        evaluator: Evaluator,
+        models: ModelProvider,
+        language: str = "en",
+        today: dt.date | None = None,
+    ) -> None:
+        self.policy, self.application, self.evaluator, self.models = policy, application, evaluator, models
+        self.language, self.today, self.dated = language, today, ()
+        self.fact, self.input, self.derived = {}, {}, {}
+        self.declines, self.refers, self.adjustments = [], [], []
+        self.score, self.model_refs, self.scored, self.encoded, self.package = None, [], {}, None, None
+        self.segments, self.limit, self.annual_rate, self.offers, self.objective = [], None, None, [], ""
+        self.outputs, self.outcome, self.reasons, self.trace = {}, None, [], []
 
     @property
     def stages(self) -> list[dict[str, Any]]:

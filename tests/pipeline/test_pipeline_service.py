@@ -3,6 +3,7 @@ stage runner's trace, audit records with idempotent retries and replay, `credo d
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
@@ -78,6 +79,19 @@ def test_runner_times_every_stage_and_a_decline_skips_to_the_closing_stage(run: 
         ("b", ("b",), 1000.0),
         ("close", ("close",), 1000.0),
     ]
+
+
+def test_a_new_context_sets_every_field_with_containers_of_its_own() -> None:
+    """DecisionContext's __init__ is written by hand (the dataclass one cost 2x): every declared
+    field is set, and no list or dict is shared between two contexts."""
+    one, two = (DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None)) for _ in range(2))
+    names = [f.name for f in dataclasses.fields(DecisionContext)]
+    assert all(hasattr(one, name) for name in names)
+    for name in names:
+        value = getattr(one, name)
+        if isinstance(value, list | dict):
+            assert value == type(value)() and value is not getattr(two, name), name
+    assert (one.language, one.today, one.dated, one.outcome, one.objective) == ("en", None, (), None, "")
 
 
 def test_a_context_that_arrives_declined_runs_only_the_closing_stages() -> None:
