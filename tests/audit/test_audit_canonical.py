@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.audit import record
-from engine.audit.canonical import canonical_json, dumps_plain, plain, plain_text_floats
+from engine.audit.canonical import canonical_json, dumps_plain, json_dumps_plain, plain, plain_text_floats
 from engine.audit.record import chain_hash, request_fingerprint
 from engine.decision import Instalment
 from engine.errors import CanonicalError
@@ -127,6 +127,46 @@ def test_canonical_is_stable_and_round_trips(value: object) -> None:
     assert canonical_json(parsed) == first
     # no insignificant whitespace outside strings: re-serialising compactly changes nothing
     assert json.dumps(parsed, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode() == first
+
+
+# every character class json.dumps treats apart: escapes, controls, DEL, line separators, astral, surrogates
+tricky_text = st.text(
+    st.sampled_from(
+        ['"', "\\", "/", "\x00", "\x1f", "\x7f", "\u2028", "\ufeff", "é", "李", "\U0001f600", "\ud800"]
+    )
+    | st.characters(),
+    max_size=12,
+)
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**200), max_value=2**200) | tricky_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(tricky_text, children, max_size=5),
+    max_leaves=24,
+)
+
+
+@given(plain_values)
+def test_the_fast_encoder_writes_json_dumps_bytes_for_every_plain_value(value: object) -> None:
+    """dumps_plain (msgspec) must write exactly the reference json.dumps bytes: every record hash
+    stored before the switch verifies only if they are the same, and a lone surrogate is refused
+    by both."""
+    try:
+        reference = json_dumps_plain(value)
+    except CanonicalError:
+        with pytest.raises(CanonicalError):
+            dumps_plain(value)
+        return
+    assert dumps_plain(value) == reference
+
+
+def test_a_str_or_int_subclass_takes_the_reference_encoder() -> None:
+    class Name(str):
+        pass
+
+    class Count(int):
+        pass
+
+    value = {Name("b"): [Name("x\n"), Count(7)], "a": True}
+    assert dumps_plain(value) == json_dumps_plain(value) == b'{"a":true,"b":["x\\n",7]}'
 
 
 @given(st.dictionaries(st.text(max_size=5), st.integers(), max_size=6))
