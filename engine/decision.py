@@ -22,11 +22,21 @@ OMIT_EMPTY = {"omit_empty": True}
 
 def recorded_fields(value: Any) -> list[tuple[str, Any]]:
     """(name, value) of a dataclass's fields as recorded: OMIT_EMPTY fields only when set."""
-    return [
-        (name, getattr(value, name))
-        for name, f in value.__dataclass_fields__.items()
-        if not (f.metadata.get("omit_empty") and getattr(value, name) in (None, "", (), {}))
-    ]
+    kind = type(value)
+    plan = _field_plans.get(kind)
+    if plan is None:  # one per dataclass (a few dozen): every audit record walks ~50 of them
+        plan = _field_plans[kind] = tuple(
+            (name, bool(f.metadata.get("omit_empty"))) for name, f in kind.__dataclass_fields__.items()
+        )
+    recorded = []
+    for name, omit_empty in plan:
+        item = getattr(value, name)
+        if not (omit_empty and item in (None, "", (), {})):
+            recorded.append((name, item))
+    return recorded
+
+
+_field_plans: dict[type, tuple[tuple[str, bool], ...]] = {}
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
@@ -249,6 +259,8 @@ def plain(value: Any, floats: FloatRule = "refuse") -> Any:
         return out
     if kind is list or kind is tuple:
         return [plain(item, floats) for item in value]
+    if kind is float:  # a trace's timings, a raw model output: past the abstract-class checks below
+        return _float(value, floats)
     if hasattr(kind, "__dataclass_fields__") and not isinstance(value, type):
         return {name: plain(item, floats) for name, item in recorded_fields(value)}
     if isinstance(value, Enum):  # before str and int: a StrEnum member becomes its plain value
