@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -130,15 +130,27 @@ class DecisionRecord:
         return cls(**dict(data))
 
     def seal(self, chain_id: str, seq: int, prev_hash: str) -> DecisionRecord:
-        """This record placed in a chain: chain fields set and hash computed."""
-        placed = replace(self, chain_id=chain_id, seq=seq, prev_hash=prev_hash, hash="")
-        body = dumps_plain(placed.body())  # build() and from_dict() leave every field plain already
-        sealed = replace(placed, hash=sha256_hex(prev_hash.encode("ascii") + body))
-        object.__setattr__(sealed, "_canonical_body", body)  # the writer stores exactly these bytes
+        """This record placed in a chain: chain fields set and hash computed. The log's leader
+        seals every record of a batch while its callers wait, so this copies the record's fields
+        once (no dataclasses.replace: nothing here needs __init__ again)."""
+        mine = self.__dict__
+        chained = {"chain_id": chain_id, "seq": seq, "prev_hash": prev_hash}
+        body = dumps_plain({name: mine[name] for name in _BODY} | chained)  # build/from_dict: plain
+        sealed = object.__new__(type(self))
+        # the writer stores exactly these bytes
+        sealed.__dict__.update(mine)
+        sealed.__dict__.update(
+            chained, hash=sha256_hex(prev_hash.encode("ascii") + body), _canonical_body=body
+        )
         return sealed
 
     def computed_hash(self) -> str:
         return chain_hash(self.prev_hash, self.body())
+
+
+_BODY = tuple(
+    f.name for f in fields(DecisionRecord) if f.name not in ("hash", "chain_id", "seq", "prev_hash")
+)
 
 
 def chain_hash(prev_hash: str, body: Mapping[str, Any]) -> str:

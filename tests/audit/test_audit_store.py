@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from audit_helpers import START, RecordFactory, execute
 
 from engine.audit import DecisionLog, blob, open_store, verify_store
+from engine.audit.canonical import canonical_json
 from engine.audit.export import remove_older_than
 from engine.audit.record import DecisionRecord
 from engine.errors import IdempotencyConflict
@@ -288,3 +290,19 @@ def report_decision(url: str) -> str:
         return next(iter(store.iter_records())).decision_id
     finally:
         store.close()
+
+
+def test_a_sealed_record_is_its_copy_with_chain_fields_and_the_hash_verify_recomputes(
+    make_record: RecordFactory,
+) -> None:
+    """seal() copies the record without __init__: the copy must equal the dataclass it stands for,
+    leave the record it came from unsealed, and store the very bytes its hash covers."""
+    record = make_record()
+    sealed = record.seal("chain-a", 7, "ab" * 32)
+    expected = replace(record, chain_id="chain-a", seq=7, prev_hash="ab" * 32)
+    assert sealed == replace(expected, hash=expected.computed_hash())
+    assert sealed.hash == sealed.computed_hash()
+    assert sealed.canonical_body() == canonical_json(sealed.body())
+    assert (record.chain_id, record.seq, record.hash) == ("", 0, "")
+    resealed = sealed.seal("chain-a", 8, sealed.hash)  # a sealed record's kept bytes are not reused
+    assert resealed.canonical_body() == canonical_json(resealed.body()) != sealed.canonical_body()
