@@ -12,7 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.decision import Decision, Instalment, Outcome, PolicyRef, TraceEntry, replaced
+from engine.decision import (
+    Decision,
+    FloatRule,
+    Instalment,
+    ModelRef,
+    Outcome,
+    PolicyRef,
+    TraceEntry,
+    plain,
+    replaced,
+)
 from engine.service import _utc_text
 
 
@@ -80,3 +90,37 @@ def test_decided_at_is_the_utc_isoformat_with_microseconds(when: dt.datetime) ->
     assert _utc_text(when) == when.astimezone(dt.UTC).isoformat(timespec="microseconds")
     later = when + dt.timedelta(microseconds=999_999)
     assert _utc_text(later) == later.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _plain_by_fields(value: object, floats: FloatRule) -> object:
+    """plain()'s dataclass rule written out with dataclasses.fields: the generated walk's reference."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _plain_by_fields(getattr(value, f.name), floats)
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get("omit_empty") and getattr(value, f.name) in (None, "", (), {}))
+        }
+    if isinstance(value, (list, tuple)):
+        return [_plain_by_fields(item, floats) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain_by_fields(item, floats) for key, item in value.items()}
+    return plain(value, floats)
+
+
+@pytest.mark.parametrize("floats", ["text", "number"])
+@pytest.mark.parametrize("arm", ["", "challenger@2"])
+def test_plain_of_a_decision_is_its_fields_with_empty_new_ones_left_out(floats: FloatRule, arm: str) -> None:
+    """plain() walks a dataclass with code generated per class: it must give what reading every
+    field does, an OMIT_EMPTY field (arm) left out only while empty, nested value objects too."""
+    decision = _decision(
+        arm=arm,
+        trace=(TraceEntry("score", ("r1",), 0.25, {"pd": Decimal("0.031"), "n": 3, "ok": True}),),
+        models=(ModelRef("m", "1", "1" * 64),),
+    )
+    walked = plain(decision, floats)
+    assert walked == _plain_by_fields(decision, floats)
+    assert ("arm" in walked) == bool(arm)
+    undated = Instalment(1, Decimal("10.00"), Decimal("9.00"), Decimal("1.00"), Decimal("91.00"))
+    dated = replaced(undated, due_date="2026-02-01")
+    row = {"period": 1, "payment": "10.00", "principal": "9.00", "interest": "1.00", "balance": "91.00"}
+    assert plain([undated, dated], floats) == [row, {**row, "due_date": "2026-02-01"}]
