@@ -144,6 +144,32 @@ class NativeScorer(_Scorer):
             if isinstance(entry, Mapping) and "code" in entry and isinstance(entry.get("text"), Mapping)
         }  # a malformed entry is the "no reason code" ModelError when its feature is explained
 
+    def reason_labels(self, language: str) -> tuple[tuple[str, str, dict[str, str]] | None, ...]:
+        """Per feature (encoder order): its reason code, its text in `language` (else English, else
+        the first) and all its texts, or None without a card entry. Made once per language the card
+        writes in; any other language reads as the card's fallback, so the cache stays that small."""
+        key = language if language in self._card_languages else None
+        labels = self._labels.get(key)
+        if labels is None:
+            labels = tuple(
+                None if entry is None else (entry[0], _text_in(entry[1], language), entry[1])
+                for entry in map(self.card_reasons.get, self.encoder.names)
+            )
+            self._labels[key] = labels  # a dict store is atomic: racing threads build equal tuples
+        return labels
+
+    @cached_property
+    def _card_languages(self) -> frozenset[str]:
+        return frozenset(lang for _, texts in self.card_reasons.values() for lang in texts)
+
+    @cached_property
+    def _labels(self) -> dict[str | None, tuple[tuple[str, str, dict[str, str]] | None, ...]]:
+        return {}
+
+
+def _text_in(texts: Mapping[str, str], language: str) -> str:
+    return texts.get(language) or texts.get("en") or next(iter(texts.values()), "")
+
 
 _native_cache: dict[tuple[str, str], NativeScorer] = {}
 _onnx_cache: dict[tuple[str, str], OnnxScorer] = {}
@@ -159,7 +185,7 @@ def native_scorer(package: ModelPackage) -> NativeScorer:
         scorer = _native_cache.get(key)
         if scorer is None:
             scorer = NativeScorer(package)
-            _ = scorer.shap_table, scorer.card_reasons
+            _ = scorer.shap_table, scorer.card_reasons, scorer._card_languages, scorer._labels
             _native_cache[key] = scorer
         return scorer
 
@@ -188,18 +214,38 @@ def explain_row(
     """`explain` of a row the package's encoder already made (the score stage's, so a decision
     encodes its features once)."""
     scorer = native_scorer(package)
+    names = scorer.encoder.names
+    return [
+        ModelReason(code, text, names[i], contribution, dict(texts))
+        for i, contribution, (code, text, texts) in _adverse(scorer, row, top, language)
+    ]
+
+
+def reason_texts(
+    package: ModelPackage, row: np.ndarray, top: int = 4, language: str = "en"
+) -> list[tuple[str, str]]:
+    """(code, text) of each of `explain_row`'s reasons, in its order: what a decision's outcome
+    reads, without building a ModelReason and copying its texts per reason."""
+    return [(label[0], label[1]) for _, _, label in _adverse(native_scorer(package), row, top, language)]
+
+
+def _adverse(
+    scorer: NativeScorer, row: np.ndarray, top: int, language: str
+) -> list[tuple[int, float, tuple[str, str, dict[str, str]]]]:
+    """(feature index, SHAP value, its reason label) of the `top` (at most 4) largest positive
+    contributions, ties in card order."""
     contributions: list[float] = scorer.shap_table.values(row).tolist()
-    reasons: list[ModelReason] = []
+    labels = scorer.reason_labels(language)
+    limit = min(top, 4)
+    picked: list[tuple[int, float, tuple[str, str, dict[str, str]]]] = []
     # sorting 13-18 Python floats costs less than numpy's argsort; a stable sort keeps ties in card order
     for i in sorted(range(len(contributions)), key=contributions.__getitem__, reverse=True):
         contribution = contributions[i]
-        if len(reasons) >= min(top, 4) or contribution <= 0.0:
+        if len(picked) >= limit or contribution <= 0.0:
             break
-        name = scorer.encoder.names[i]
-        entry = scorer.card_reasons.get(name)
-        if entry is None:
+        label = labels[i]
+        if label is None:
+            name = scorer.encoder.names[i]
             raise ModelError(f"model card has no reason code for feature {name!r}", code=MODEL_CARD_INVALID)
-        code, texts = entry
-        text = texts.get(language) or texts.get("en") or next(iter(texts.values()), "")
-        reasons.append(ModelReason(code, text, name, contribution, dict(texts)))
-    return reasons
+        picked.append((i, contribution, label))
+    return picked

@@ -4,7 +4,7 @@ and its reasons (fired rule codes first, then the model's adverse factors; at mo
 from __future__ import annotations
 
 from engine.decision import Outcome, Reason
-from engine.models.scoring import explain_row
+from engine.models.scoring import reason_texts
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.runner import StageResult
 
@@ -26,14 +26,14 @@ def outcome_stage(ctx: DecisionContext) -> StageResult:
     model_codes: list[str] = []
     if ctx.outcome is not Outcome.APPROVE and ctx.package is not None and len(reasons) < MAX_REASONS:
         seen = {r.code for r in reasons}
-        for factor in explain_row(ctx.package, ctx.encoded, MAX_REASONS, ctx.language):
+        for code, text in reason_texts(ctx.package, ctx.encoded, MAX_REASONS, ctx.language):
             if len(reasons) >= MAX_REASONS:
                 break
-            if factor.code in seen:
+            if code in seen:
                 continue
-            seen.add(factor.code)
-            reasons.append(Reason(factor.code, factor.text, "score", ""))
-            model_codes.append(factor.code)
+            seen.add(code)
+            reasons.append(Reason(code, text, "score", ""))
+            model_codes.append(code)
     ctx.reasons = reasons
     return StageResult(values={"outcome": ctx.outcome.value, "model_reasons": model_codes})
 

@@ -13,7 +13,7 @@ from models_helpers import consumer_row, german_rows
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from engine.errors import ModelError
-from engine.models.scoring import NativeScorer, OnnxScorer, explain, explain_row
+from engine.models.scoring import NativeScorer, OnnxScorer, explain, explain_row, reason_texts
 from engine.models.store import ModelPackage
 from engine.models.synthetic import generate
 
@@ -113,6 +113,39 @@ def test_the_score_stages_row_explains_as_the_features_do(consumer_pd: ModelPack
     assert len(reasons) >= 2
     assert reasons == explain(consumer_pd, risky)
     assert [r.texts for r in reasons] == [r.texts for r in explain(consumer_pd, risky)]
+
+
+@pytest.mark.parametrize("model", ["consumer_pd", "german_credit"])
+def test_a_decisions_reason_texts_are_explain_rows_codes_and_texts(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    """The outcome stage reads (code, text) pairs kept per card language: the same reasons, order
+    and texts as explain_row for every language, a language the card lacks falling back as before."""
+    package: ModelPackage = request.getfixturevalue(model)
+    rows = (
+        synthetic_rows(package, 60, seed=11)
+        if model == "consumer_pd"
+        else german_rows(package.feature_names)[:60]
+    )
+    encoder = OnnxScorer(package).encoder
+    languages = ["en", "zh", "xx", "en"]  # xx: no card text in it, after zh was cached
+    explained = 0
+    for row in rows:
+        encoded = encoder.encode_row(row)
+        for language in languages:
+            for top in (4, 2):
+                expected = explain_row(package, encoded, top, language)
+                card = package.card["reasons"]
+                assert reason_texts(package, encoded, top, language) == [
+                    (
+                        card[r.feature]["code"],
+                        card[r.feature]["text"].get(language, card[r.feature]["text"]["en"]),
+                    )
+                    for r in expected
+                ]
+                assert [(r.code, r.text) for r in expected] == reason_texts(package, encoded, top, language)
+                explained += bool(expected)
+    assert explained > len(rows)  # most rows have adverse factors to explain
 
 
 def test_riskier_bureau_data_scores_higher(consumer_pd: ModelPackage) -> None:
