@@ -69,3 +69,25 @@ def test_shap_tables_of_trees_that_split_one_feature_twice() -> None:
     got = table.matrix(x)
     assert float(np.max(np.abs(got - want))) <= 1e-9
     assert _adverse_order(got) == _adverse_order(want)
+
+
+@pytest.mark.parametrize("depth", [2, 4, 6, 8, 10])
+def test_each_trees_leaf_is_catboosts_own_at_every_depth(depth: int) -> None:
+    """A row's leaf per tree, packed from its level bits by one multiply per tree (4-byte words up
+    to depth 4, 8-byte up to 8, a matrix product past that), is the leaf CatBoost itself finds,
+    NaN included; and the SHAP values read from those leaves equal CatBoost's."""
+    rng = np.random.default_rng(depth)
+    x = rng.normal(size=(300, 5)).astype(np.float32)
+    y = ((x[:, 0] - x[:, 1] * x[:, 2] + rng.normal(scale=0.7, size=300)) > 0).astype(int)
+    model = catboost.CatBoostClassifier(
+        iterations=12, depth=depth, verbose=False, thread_count=1, random_seed=3
+    )
+    model.fit(x, y)
+    table = shap_table(model, 5)
+    probe = np.vstack([x[:60], np.where(rng.random(size=(20, 5)) < 0.3, np.nan, x[:20])]).astype(np.float32)
+    want = model.calc_leaf_indexes(catboost.Pool(probe))
+    got = np.array([table.rows(row) - table.first_leaf for row in probe], dtype=np.int64)
+    assert got.tolist() == want.astype(np.int64).tolist()
+    assert len({tuple(r) for r in got.tolist()}) > 10  # the rows reach many different leaves
+    shap = model.get_feature_importance(data=catboost.Pool(probe), type="ShapValues", thread_count=1)[:, :-1]
+    assert float(np.max(np.abs(table.matrix(probe) - shap))) <= 1e-9
