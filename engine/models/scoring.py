@@ -181,6 +181,9 @@ def native_scorer(package: ModelPackage) -> NativeScorer:
     decision that needs reasons never waits on CatBoost. Keyed by content (the verified hashes of
     both model files), so a package restored into another folder (replay) reuses them."""
     key = (package.sha256, str(package.card.get("files", {}).get("model.cbm", package.path)))
+    scorer = _native_cache.get(key)  # stored whole, under the lock, once built: a plain read suffices
+    if scorer is not None:
+        return scorer
     with _cache_lock:
         scorer = _native_cache.get(key)
         if scorer is None:
@@ -236,16 +239,15 @@ def _adverse(
     contributions, ties in card order."""
     contributions: list[float] = scorer.shap_table.values(row).tolist()
     labels = scorer.reason_labels(language)
-    limit = min(top, 4)
+    # sorting the few positive Python floats costs less than numpy's argsort; a stable sort (reverse
+    # keeps it stable) leaves ties in card order
+    adverse = [i for i, contribution in enumerate(contributions) if contribution > 0.0]
+    adverse.sort(key=contributions.__getitem__, reverse=True)
     picked: list[tuple[int, float, tuple[str, str, dict[str, str]]]] = []
-    # sorting 13-18 Python floats costs less than numpy's argsort; a stable sort keeps ties in card order
-    for i in sorted(range(len(contributions)), key=contributions.__getitem__, reverse=True):
-        contribution = contributions[i]
-        if len(picked) >= limit or contribution <= 0.0:
-            break
+    for i in adverse[: max(0, min(top, 4))]:
         label = labels[i]
         if label is None:
             name = scorer.encoder.names[i]
             raise ModelError(f"model card has no reason code for feature {name!r}", code=MODEL_CARD_INVALID)
-        picked.append((i, contribution, label))
+        picked.append((i, contributions[i], label))
     return picked

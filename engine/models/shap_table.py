@@ -45,6 +45,8 @@ class ShapTable:
     borders: np.ndarray  # (trees * width,) float32: bit 1 when value > border; +inf where padded
     width: int  # levels per tree in `features` (depth padded to 4 or 8 bytes; deeper: the depth)
     weights: np.ndarray  # (width,) int: 1 << j (a tree deeper than 8 levels packs its bits with it)
+    magic: np.unsignedinteger[Any] | None  # the word's multiplier, of its dtype (None past 8 levels)
+    top: np.unsignedinteger[Any] | None  # the word's shift, of its dtype
     first_leaf: np.ndarray  # (trees,) uint word of `width` (int past 8): row of each tree's leaf 0
     leaves: np.ndarray  # (trees * 2**depth, slots) float64: SHAP value of each leaf per slot
     slot_features: np.ndarray  # (trees * slots,) int: the feature of each tree's slot (0 where unused)
@@ -54,13 +56,11 @@ class ShapTable:
         """The row of `leaves` each tree's leaf is, for one encoded row: its level bits packed by one
         multiply and shift of a word per tree (a bool matrix product cost 3x), in place."""
         bits = np.greater(row.take(self.features), self.borders)
-        word = _WORDS.get(self.width)
-        if word is None:
+        if self.magic is None:
             return bits.reshape(-1, self.width) @ self.weights + self.first_leaf
-        dtype, magic, top = word
-        index = bits.view(dtype)
-        index *= dtype.type(magic)
-        index >>= dtype.type(top)
+        index = bits.view(self.magic.dtype)
+        index *= self.magic
+        index >>= self.top
         index += self.first_leaf
         return index
 
@@ -117,6 +117,8 @@ def shap_table(model: catboost.CatBoostClassifier, n_features: int) -> ShapTable
         borders.ravel(),
         width,
         weights,
+        word[0].type(word[1]) if word else None,
+        word[0].type(word[2]) if word else None,
         first_leaf,
         leaves.reshape(len(trees) << depth, slots),
         slot_features.ravel(),

@@ -197,3 +197,4 @@ def test_reason_texts_in_each_language(consumer_pd: ModelPackage) -> None:
     assert first.text == first.texts["zh"] != first.texts["en"]
     assert len(explain(consumer_pd, consumer_row(), top=2)) == 2
     assert len(explain(consumer_pd, consumer_row(), top=10)) <= 4
+    assert explain(consumer_pd, consumer_row(), top=0) == explain(consumer_pd, consumer_row(), top=-1) == []
