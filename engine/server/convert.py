@@ -48,7 +48,24 @@ def struct_to_application(struct: struct_pb2.Struct) -> dict[str, Any]:
 
 
 def _struct(struct: struct_pb2.Struct, prefix: str, violations: list[FieldViolation]) -> dict[str, Any]:
-    return {key: _value(val, f"{prefix}{key}", violations) for key, val in struct.fields.items()}
+    # What _value does, with a field's path written out only when it is needed (a nested object or
+    # a violation): an application is mostly strings, exact integers and objects, read once each.
+    out: dict[str, Any] = {}
+    for key, val in struct.fields.items():
+        kind = val.WhichOneof("kind")
+        if kind == "string_value":
+            out[key] = val.string_value
+        elif kind == "number_value":
+            number = val.number_value
+            if number.is_integer() and -_MAX_EXACT_INT <= number <= _MAX_EXACT_INT:
+                out[key] = int(number)
+            else:
+                out[key] = number_from_double(number, f"{prefix}{key}", violations)
+        elif kind == "struct_value":
+            out[key] = _struct(val.struct_value, f"{prefix}{key}.", violations)
+        else:
+            out[key] = _value(val, f"{prefix}{key}", violations)
+    return out
 
 
 def _value(val: struct_pb2.Value, path: str, violations: list[FieldViolation]) -> Any:

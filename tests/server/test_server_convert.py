@@ -8,6 +8,8 @@ from decimal import Decimal
 import pytest
 from credo.v1 import decision_pb2 as pb
 from google.protobuf import struct_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.decision import Decision, Instalment, Offer, Outcome, PolicyRef, Reason, Score, TraceEntry
 from engine.errors import InvalidInput
@@ -157,3 +159,48 @@ def test_outputs_go_on_the_wire_with_decimals_and_dates_as_strings() -> None:
     assert list(msg.outputs["benefits"]) == ["cashback", "staff_rate"]
     assert msg.outputs.fields["none"].WhichOneof("kind") == "null_value"
     assert not convert.decision_to_pb(_decision()).HasField("outputs")  # a policy without outputs
+
+
+def _reference_value(val: struct_pb2.Value, path: str, violations: list) -> object:
+    """The plain recursive reading struct_to_application must keep giving (values, types, violations)."""
+    kind = val.WhichOneof("kind")
+    if kind == "number_value":
+        return convert.number_from_double(val.number_value, path, violations)
+    if kind == "string_value":
+        return val.string_value
+    if kind == "bool_value":
+        return val.bool_value
+    if kind == "struct_value":
+        return {k: _reference_value(v, f"{path}.{k}", violations) for k, v in val.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_reference_value(v, f"{path}[{i}]", violations) for i, v in enumerate(val.list_value.values)]
+    return None
+
+
+_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**60), 2**60).map(float),
+    st.sampled_from([2.0**53, -(2.0**53), 2.0**53 + 2, 0.1, -0.0, 1e300]),
+)
+_SCALARS = st.one_of(_NUMBERS, st.text(max_size=5), st.booleans(), st.none())
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), _JSON, max_size=6))
+def test_an_application_reads_as_the_plain_recursive_reading_does(application: dict) -> None:
+    struct = _struct(application)
+    expected_violations: list = []
+    expected = {k: _reference_value(v, k, expected_violations) for k, v in struct.fields.items()}
+    try:
+        got = convert.struct_to_application(struct)
+    except InvalidInput as exc:
+        assert exc.violations == expected_violations
+    else:
+        assert not expected_violations
+        assert got == expected
+        assert repr(got) == repr(expected)  # same types too: int, Decimal, bool, None
