@@ -80,6 +80,11 @@ def setup_logging(level: str | None = None) -> None:
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
     root.setLevel((level or os.environ.get("CREDO_LOG_LEVEL", "INFO")).upper())
+    # A line names no source file, thread or multiprocessing name: the logging HOWTO's
+    # "Optimization" switches, so every record (one per decision) skips finding them.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
 
 
 def pii_paths(policies_dir: str | Path) -> dict[str, frozenset[str]]:

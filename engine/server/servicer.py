@@ -60,6 +60,9 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         # the one the new set serves.
         self.superseded = threading.Event()
         self._worker = (("credo-worker", str(os.getpid())),)
+        # credo_decisions_total's child per (policy, outcome): labels() checks and hashes its
+        # arguments under a lock on every call
+        self._counted: dict[tuple[str, str], Any] = {}
 
     def close(self) -> None:
         with self._decider:  # wait for a decision still running
@@ -164,20 +167,28 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
             decision, schedules=request.include_schedules, trace=request.include_trace
         )
         elapsed = time.perf_counter() - started
-        metrics.DECISIONS.labels(policy=request.policy, outcome=decision.outcome.value).inc()
+        outcome = decision.outcome.value
+        counted = self._counted.get((request.policy, outcome))
+        if counted is None:  # one per served policy and outcome: the policy decided, so it exists
+            counted = self._counted[request.policy, outcome] = metrics.DECISIONS.labels(
+                policy=request.policy, outcome=outcome
+            )
+        counted.inc()
         metrics.DECISION_SECONDS.observe(elapsed)  # stage timings are in the trace, not in metrics
-        log.info(
-            "decision",
-            extra={
-                "request_id": request.request_id,
-                "decision_id": decision.decision_id,
-                "policy": f"{decision.policy.name}@{decision.policy.version}",
-                "outcome": decision.outcome.value,
-                "reasons": [r.code for r in decision.reasons],
-                "millis": round(elapsed * 1000, 3),
-                "labels": mask_labels(request.labels, self.pii.get(request.policy, frozenset())),
-            },
-        )
+        if log.isEnabledFor(logging.INFO):
+            labels = request.labels
+            log.info(
+                "decision",
+                extra={
+                    "request_id": request.request_id,
+                    "decision_id": decision.decision_id,
+                    "policy": f"{decision.policy.name}@{decision.policy.version}",
+                    "outcome": outcome,
+                    "reasons": [r.code for r in decision.reasons],
+                    "millis": round(elapsed * 1000, 3),
+                    "labels": mask_labels(labels, self.pii.get(request.policy, ())) if labels else {},
+                },
+            )
         return answer
 
     def _on_decider(self, work: Callable[[], Any], context: grpc.ServicerContext) -> Any:
