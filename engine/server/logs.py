@@ -37,7 +37,11 @@ class JsonFormatter(logging.Formatter):
         entry["msg"] = capped(entry["msg"])
         if record.exc_info:
             entry["exc"] = capped(self.formatException(record.exc_info), MAX_TRACEBACK)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _encode(entry)
+
+
+# json.dumps(entry, default=str, ensure_ascii=False) without building an encoder per line
+_encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
 
 # A log line stays readable and bounded whatever a caller sent: each string is cut (saying its
@@ -57,6 +61,11 @@ def capped(value: Any, limit: int = MAX_VALUE, depth: int = 0) -> Any:
         return value
     if depth >= MAX_DEPTH:
         return "..."
+    kind = type(value)
+    if (kind is dict or kind is list) and len(value) <= MAX_ITEMS:  # the usual: no ABC check, no cut
+        if kind is dict:
+            return {capped(str(k), limit): capped(v, limit, depth + 1) for k, v in value.items()}
+        return [capped(v, limit, depth + 1) for v in value]
     if isinstance(value, Mapping):
         items = list(itertools.islice(value.items(), MAX_ITEMS))
         out = {capped(str(k), limit): capped(v, limit, depth + 1) for k, v in items}

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.server.logs import JsonFormatter, mask_application, pii_paths
 from engine.server.security import is_loopback, read_tokens, token_ok
@@ -125,3 +130,70 @@ def test_a_decision_logs_one_line_with_its_fields_and_the_callers_labels_masked(
         assert line["policy"] == f"{policy}@{answer.policy.version}" and line["millis"] > 0
     assert lines[0][1]["labels"] == {}
     assert lines[1][1]["labels"] == {"officer": "***", "channel": "branch"}
+
+
+def _reference_capped(value: Any, limit: int = 512, depth: int = 0) -> Any:
+    """capped() as first written: the generic checks only."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} chars)"
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    if depth >= 8:
+        return "..."
+    if isinstance(value, Mapping):
+        out = {
+            _reference_capped(str(k), limit): _reference_capped(v, limit, depth + 1)
+            for k, v in list(value.items())[:50]
+        }
+        if len(value) > 50:
+            out["..."] = f"{len(value) - 50} more"
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        listed = [_reference_capped(v, limit, depth + 1) for v in list(value)[:50]]
+        if len(value) > 50:
+            listed.append(f"... {len(value) - 50} more")
+        return listed
+    return _reference_capped(str(value), limit)
+
+
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.decimals(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+    st.sampled_from(["x" * 512, "y" * 513, "长" * 600]),
+)
+_VALUES = st.recursive(
+    _LEAVES | st.just({f"k{i}": i for i in range(51)}),
+    lambda inner: (
+        st.tuples(st.lists(inner, max_size=3), st.sampled_from([1, 17])).map(lambda pair: pair[0] * pair[1])
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.one_of(st.text(max_size=4), st.integers()), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True), _VALUES, max_size=6))
+def test_a_log_line_reads_as_the_generic_formatting_wrote_it(extra: dict[str, Any]) -> None:
+    """The formatter's fast paths (exact dicts and lists, one encoder) give the very bytes of the
+    generic walk and json.dumps, for any fields a caller can put in a line."""
+    record = logging.LogRecord("credo.server", logging.INFO, __file__, 1, "decision %s", ("x",), None)
+    for key, value in extra.items():
+        if key not in vars(record) and key not in ("message", "asctime"):
+            setattr(record, key, value)
+    entry: dict[str, Any] = {
+        "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+        "level": "info",
+        "logger": "credo.server",
+        "pid": record.process,
+        "msg": "decision x",
+    }
+    for key, value in vars(record).items():
+        if key in extra and key not in ("msg", "args", "name"):
+            entry[key] = _reference_capped(value)
+    expected = json.dumps(entry, default=str, ensure_ascii=False)
+    assert JsonFormatter().format(record) == expected
