@@ -7,7 +7,6 @@ cannot load the policy set never receives a call. Run by the supervisor: python 
 from __future__ import annotations
 
 import ctypes
-import gc
 import importlib
 import json
 import logging
@@ -293,11 +292,6 @@ def serve(config: WorkerConfig) -> int:
     if audit_log is not None:
         store_health = StoreHealth(health_servicer, ("", SERVICE_NAME), audit_log.store.probe)
         audit_log.on_commit = store_health
-    # What was built to serve (policies, compiled code, models, the gRPC server) lives as long as
-    # this worker: frozen out of the collector, a full collection no longer walks it all (~100 ms
-    # every few thousand decisions; a few ms after). Garbage of the build is collected first.
-    gc.collect()
-    gc.freeze()
     # Listen only when the supervisor says the whole new set is built (binding is listening).
     _notify("built", generation=config.generation)
     while not listen.wait(0.2):
