@@ -38,6 +38,24 @@ _NO_DEADLINE = 10 * 365 * 86400.0
 HANDING_OVER = "this worker is handing over to the current policy set"
 
 
+class Flag:
+    """A one-way flag a signal handler may set. threading.Event.set() takes the Event's lock, and a
+    handler runs on the main thread between two bytecodes, possibly while that same thread holds
+    that lock inside Event.wait(): the handler then waits forever on its own thread (a worker's start
+    hung so). Assigning a bool takes no lock; readers poll is_set()."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def __init__(
         self,
@@ -55,10 +73,11 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         # rule stages.
         self._decider = threading.Lock()
         # Set when this worker hands over (reload or shutdown): its connections are moving away.
-        self.draining = threading.Event()
+        # Set by the worker's signal handlers, so a Flag (no lock), not a threading.Event.
+        self.draining = Flag()
         # Set when a newer policy set starts listening: a pinned version this worker lacks may be
         # the one the new set serves.
-        self.superseded = threading.Event()
+        self.superseded = Flag()
         self._worker = (("credo-worker", str(os.getpid())),)
         # credo_decisions_total's child per (policy, outcome): labels() checks and hashes its
         # arguments under a lock on every call

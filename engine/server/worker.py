@@ -16,7 +16,6 @@ import socket
 import stat
 import sys
 import tempfile
-import threading
 import time
 from concurrent import futures
 from dataclasses import asdict, dataclass, field, replace
@@ -213,30 +212,49 @@ def _notify(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def serve(config: WorkerConfig) -> int:
-    stop = threading.Event()
-    quick: list[bool] = []
+class Asked:
+    """What the supervisor's signals asked of this worker. The handlers only assign attributes and
+    set lock-free Flags: a handler runs on the main thread between two bytecodes, possibly while that
+    thread holds a threading.Event's lock inside wait(), and a handler calling Event.set() then waits
+    on its own thread forever (a worker's start hung so, 2 in ~36 e2e starts). The main thread polls."""
 
-    listen = threading.Event()
-    servicer: DecisionServicer | None = None
+    __slots__ = ("listen", "quick", "servicer", "stop")
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        quick.append(signum == signal.SIGINT)  # Ctrl-C: stop now; SIGTERM: drain
-        if servicer is not None:
-            servicer.draining.set()
-            servicer.superseded.set()
-        stop.set()
+    def __init__(self) -> None:
+        self.listen = False  # SIGUSR1: the whole new set is built
+        self.stop = False  # SIGTERM (drain) or SIGINT (quick)
+        self.quick = False  # the last stop signal was SIGINT
+        self.servicer: DecisionServicer | None = None
 
-    def on_superseded(_signum: int, _frame: Any) -> None:
+    def on_stop(self, signum: int, _frame: Any) -> None:
+        self.quick = signum == signal.SIGINT  # Ctrl-C: stop now; SIGTERM: drain
+        self.stop = True
+        if self.servicer is not None:
+            self.servicer.draining.set()
+            self.servicer.superseded.set()
+
+    def on_listen(self, _signum: int, _frame: Any) -> None:
+        self.listen = True
+
+    def on_superseded(self, _signum: int, _frame: Any) -> None:
         # A newer set is about to listen: a caller pinning the version it serves is sent on
         # (UNAVAILABLE, retry) rather than refused here.
-        if servicer is not None:
-            servicer.superseded.set()
+        if self.servicer is not None:
+            self.servicer.superseded.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGUSR1, lambda *_: listen.set())  # the supervisor: the whole set is built
-    signal.signal(signal.SIGUSR2, on_superseded)
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self.on_stop)
+        signal.signal(signal.SIGINT, self.on_stop)
+        signal.signal(signal.SIGUSR1, self.on_listen)
+        signal.signal(signal.SIGUSR2, self.on_superseded)
+
+
+POLL_SECONDS = 0.05  # how soon the main thread acts on a signal's flag
+
+
+def serve(config: WorkerConfig) -> int:
+    asked = Asked()
+    asked.install()
     started = time.monotonic()
     try:
         config = serve_releases(config)
@@ -256,6 +274,10 @@ def serve(config: WorkerConfig) -> int:
     servicer = DecisionServicer(
         service, pii=pii_paths(config.policies), reload_status=state / "reload.json" if state else None
     )
+    asked.servicer = servicer
+    if asked.stop:  # a stop signal came while the core was being built
+        servicer.draining.set()
+        servicer.superseded.set()
     arrivals = ArrivalClock()
     interceptors: list[grpc.ServerInterceptor] = [arrivals]
     if config.token_file:
@@ -294,9 +316,10 @@ def serve(config: WorkerConfig) -> int:
         audit_log.on_commit = store_health
     # Listen only when the supervisor says the whole new set is built (binding is listening).
     _notify("built", generation=config.generation)
-    while not listen.wait(0.2):
-        if stop.is_set() or os.getppid() == 1:  # the set failed, or the supervisor is gone
+    while not asked.listen:
+        if asked.stop or os.getppid() == 1:  # the set failed, or the supervisor is gone
             return 0
+        time.sleep(POLL_SECONDS)
     address = f"{config.host}:{config.port}"
     try:
         if config.tls_cert and config.tls_key:
@@ -324,10 +347,11 @@ def serve(config: WorkerConfig) -> int:
     if config.state_dir:
         ledger(config).record(i for i in service.list_policies() if i.get("status", "SERVING") == "SERVING")
     _notify("ready", generation=config.generation)
-    while not stop.wait(1.0):
+    while not asked.stop:
         if os.getppid() == 1:  # supervisor gone and no death signal arrived
             break
-    drain(server, servicer, health_servicer, arrivals, config, quick=bool(quick and quick[-1]))
+        time.sleep(POLL_SECONDS)
+    drain(server, servicer, health_servicer, arrivals, config, quick=asked.quick)
     if monitor_servicer is not None:
         monitor_servicer.close()
     if store_health is not None:
