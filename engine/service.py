@@ -508,7 +508,7 @@ class DecisionService:
         request's fingerprint is worked out only if its request_id comes again)."""
         ctx, decision, _, asked = self._decided(loaded, application, request_id, language, arm)
         if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
-            self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.stages, self.models)
+            self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.trace, self.models)
         assert self.recent is not None
         return self.recent.remember(request_id, Asked(loaded.name, language, asked), decision, ctx.rounding)
 
@@ -552,7 +552,7 @@ class DecisionService:
         committed = self.log.submit(record, archive.blobs)
         if self.shadow is not None:  # a sample is re-checked on the shadow's own thread, after the commit
             self.shadow.offer(
-                loaded, ctx.input, language, decision.decision_id, ctx.stages, self.models, committed
+                loaded, ctx.input, language, decision.decision_id, ctx.trace, self.models, committed
             )
         return PendingDecision(decision, committed)
 

@@ -13,10 +13,11 @@ import logging
 import queue
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from engine.decision import TraceEntry
 from engine.errors import CredoError
 from engine.pipeline.context import ModelProvider
 from engine.pipeline.table import run_pipeline
@@ -30,9 +31,9 @@ RESULTS = ("agree", "disagree", "error", "skipped")
 QUEUE_MAX = 1024
 
 
-def stage_firings(stages: list[dict[str, Any]]) -> list[tuple[str, list[str], Any]]:
+def stage_firings(trace: Sequence[TraceEntry]) -> list[tuple[str, list[str], Any]]:
     """What the rule engine decided at each stage: the rules that fired and the table rows matched."""
-    return [(s["stage"], list(s["fired"]), s["values"].get("tables")) for s in stages]
+    return [(e.stage, list(e.fired), e.values.get("tables")) for e in trace]
 
 
 class Committed(Protocol):
@@ -83,15 +84,16 @@ class ShadowCheck:
         application: Mapping[str, Any],
         language: str,
         decision_id: str,
-        stages: list[dict[str, Any]],
+        trace: Sequence[TraceEntry],
         models: ModelProvider,
         committed: Committed | None = None,
     ) -> None:
         """Queue the decision for the check if it is in the sample; never blocks (a full queue
-        skips it). Cheap when it is not: called on the request thread."""
+        skips it). Cheap when it is not: called on the request thread, with the decision's trace (its
+        firings are read only for a decision in the sample)."""
         if not self.wanted():
             return
-        job = _Job(policy, application, language, decision_id, stage_firings(stages), models, committed)
+        job = _Job(policy, application, language, decision_id, stage_firings(trace), models, committed)
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
@@ -124,7 +126,7 @@ class ShadowCheck:
                 return "skipped"  # not committed, so not answered: nothing to check
         try:
             ctx = run_pipeline(job.policy, job.application, self.evaluator, job.models, job.language)
-            again = stage_firings(ctx.stages)
+            again = stage_firings(ctx.trace)
         except CredoError as exc:
             log.error(
                 "shadow check failed",
