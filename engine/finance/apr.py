@@ -10,7 +10,7 @@ instalments). `effective_annual_rate` converts a nominal rate to the compounded 
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Final
 
@@ -123,15 +123,18 @@ def _apr_fast(flows: list[Decimal], monthly_guess: Decimal | None) -> Decimal | 
         return result
 
 
-def _float_irr(flows: list[float], guess: float) -> float | None:
-    """Plain float Newton on the NPV from `guess` (a seed only); None if it does not settle."""
+def _float_newton(
+    value_and_dv: Callable[[float, float], tuple[float, float] | None], guess: float
+) -> float | None:
+    """Plain float Newton on an NPV from `guess` (a seed only); None if it does not settle.
+    `value_and_dv(x, v)` gives the NPV at rate x and its derivative in v = 1/(1+x), or None to give up."""
     x = guess if guess > -0.5 else 0.0
     for _ in range(_FLOAT_MAX_ITER):
         v = 1.0 / (1.0 + x)
-        value = dvalue = 0.0
-        for c in reversed(flows):
-            dvalue = dvalue * v + value
-            value = value * v + c
+        got = value_and_dv(x, v)
+        if got is None:
+            return None
+        value, dvalue = got
         slope = -dvalue * v * v
         if slope == 0.0 or value != value:
             return None
@@ -142,6 +145,19 @@ def _float_irr(flows: list[float], guess: float) -> float | None:
         if abs(step) <= 1e-13 * max(1.0, abs(x)):  # float noise floor; the Decimal polish does the rest
             return x
     return None
+
+
+def _float_irr(flows: list[float], guess: float) -> float | None:
+    """_float_newton over the flows by a Horner pass."""
+
+    def value_and_dv(_x: float, v: float) -> tuple[float, float]:
+        value = dvalue = 0.0
+        for c in reversed(flows):
+            dvalue = dvalue * v + value
+            value = value * v + c
+        return value, dvalue
+
+    return _float_newton(value_and_dv, guess)
 
 
 Level = tuple[Decimal, Decimal, int, Decimal]  # outflow, level payment, how many, last payment
@@ -163,25 +179,17 @@ def _float_irr_level(level: Level, guess: float) -> float | None:
     None when it does not settle or the rate goes below _LEVEL_FROM (the loop then seeds)."""
     c0, a, b = float(level[0]), float(level[1]), float(level[3])
     k = level[2]
-    x = guess if guess > -0.5 else 0.0
-    for _ in range(_FLOAT_MAX_ITER):
+
+    def value_and_dv(x: float, v: float) -> tuple[float, float] | None:
         if x < _LEVEL_FROM:
             return None
-        v = 1.0 / (1.0 + x)
         vk = v**k
         w = 1.0 - v
         value = c0 + a * v * (1.0 - vk) / w + b * vk * v
         dvalue = a * (1.0 - (k + 1) * vk + k * vk * v) / (w * w) + b * (k + 1) * vk
-        slope = -dvalue * v * v
-        if slope == 0.0 or value != value:
-            return None
-        step = value / slope
-        x -= step
-        if x <= -1.0 or x > 1e6:
-            return None
-        if abs(step) <= 1e-13 * max(1.0, abs(x)):
-            return x
-    return None
+        return value, dvalue
+
+    return _float_newton(value_and_dv, guess)
 
 
 def _npv_and_slope_level(rate: Decimal, level: Level) -> tuple[Decimal, Decimal]:
