@@ -189,14 +189,25 @@ class _Writer:
             ):
                 limit = ""  # the declared bounds are inside the limit
             self.emit(depth, f"if type({typed}) is not int{limit}{bounds}:", "    return None")
-        elif kind == "decimal":  # decimal text as sent (parse_decimal for the other forms)
+        elif kind == "decimal":  # decimal text or an exact integer as sent (parse_decimal for the rest)
             problem = self.local("p")
+            # declared bounds inside the limit make its own check redundant (as for integers)
+            inside = (
+                decl.min is not None
+                and decl.max is not None
+                and -DECIMAL_LIMIT < decl.min <= decl.max < DECIMAL_LIMIT
+            )
             self.emit(
                 depth,
                 f"if type({typed}) is str and len({typed}) <= SHORT_DECIMAL and SHORT_DECIMAL_TEXT({typed}):",
                 f"    {typed} = Decimal({typed})",
-                f"    if not -DECIMAL_LIMIT < {typed} < DECIMAL_LIMIT:",
-                "        return None",
+                *(
+                    ()
+                    if inside
+                    else (f"    if not -DECIMAL_LIMIT < {typed} < DECIMAL_LIMIT:", "        return None")
+                ),
+                f"elif type({typed}) is int and -INTEGER_LIMIT < {typed} < INTEGER_LIMIT:",
+                f"    {typed} = Decimal({typed})",
                 "else:",
                 f"    {typed}, {problem} = parse_decimal({typed})",
                 f"    if {problem} is not None:",
