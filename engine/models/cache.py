@@ -25,7 +25,8 @@ class ModelCache:
     def __call__(self, name: str, version: str, sha256: str | None) -> tuple[ModelPackage, OnnxScorer]:
         found = self._scorers.get((name, version))  # loaded: no lock (entries are only ever added)
         if found is not None:
-            check_pin(found[0], sha256)
+            if sha256 and found[0].sha256 != sha256:  # a pin it does not hold (check_pin words it)
+                check_pin(found[0], sha256)
             return found
         with self._lock:
             if (name, version) not in self._scorers:

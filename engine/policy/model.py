@@ -432,7 +432,11 @@ class Policy:
         """Add the derived values and the decision-table outputs that need no score to `fact`, in
         dependency order (PolicyRuntimeError on /0 etc.); tables fire on `evaluator` (reference by
         default). Returns the trace lines of the table rows that matched."""
-        if not self.plan and self._generated(phase="input", evaluator=evaluator) is None:
+        generated = self.program.derive_input if self.program is not None else None
+        if generated is not None and isinstance(evaluator, CompiledEvaluator):  # without _run's lookups
+            lines: list[str] = generated(fact)
+            return lines
+        if not self.plan:
             for name, formula in self.derived.items():
                 fact[name] = formula(fact)
             return []
