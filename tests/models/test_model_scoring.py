@@ -64,10 +64,28 @@ def test_single_row_equals_batch_and_is_deterministic(consumer_pd: ModelPackage)
     assert scorer.pd_batch([]) == []
 
 
-def test_one_row_scored_through_the_bound_buffers_equals_the_session_run(consumer_pd: ModelPackage) -> None:
+class _PublicOnly:
+    """An InferenceSession seen through its public methods only (an onnxruntime without `_sess`)."""
+
+    def __init__(self, session: object):
+        self.session = session
+
+    def __getattr__(self, name: str) -> object:
+        if name == "_sess":
+            raise AttributeError(name)
+        return getattr(self.session, name)
+
+
+@pytest.mark.parametrize("public_only", [False, True], ids=["native run", "public run"])
+def test_one_row_scored_through_the_bound_buffers_equals_the_session_run(
+    consumer_pd: ModelPackage, public_only: bool
+) -> None:
     """pd_row writes each row into a buffer bound to the session once: every row must still get its
-    own PD, bit for bit what session.run gives that row (a stale buffer would repeat the last PD)."""
+    own PD, bit for bit what session.run gives that row (a stale buffer would repeat the last PD),
+    whether it runs the session's native run or, without one, the public run_with_iobinding."""
     scorer = OnnxScorer(consumer_pd)
+    if public_only:
+        scorer.session = _PublicOnly(scorer.session)
     rows = scorer.encoder.encode_rows(synthetic_rows(consumer_pd, 300, seed=7))
     single = [scorer.pd_row(row) for row in rows]
     (probabilities,) = scorer.session.run(None, {scorer.session.get_inputs()[0].name: rows})
