@@ -199,7 +199,10 @@ class _Writer:
             )
             self.emit(
                 depth,
-                f"if type({typed}) is str and len({typed}) <= SHORT_DECIMAL and SHORT_DECIMAL_TEXT({typed}):",
+                # unsigned ASCII digits with at most one point, checked by str methods (half the
+                # regular expression's cost), else the expression: a sign, or not decimal text
+                f"if type({typed}) is str and len({typed}) <= SHORT_DECIMAL and ({typed}.isascii()"
+                f" and {typed}.replace('.', '', 1).isdigit() or SHORT_DECIMAL_TEXT({typed})):",
                 f"    {typed} = Decimal({typed})",
                 *(
                     ()
