@@ -21,17 +21,19 @@ Figures are worked at 50 digits and rounded to the cent once, at the end.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property, lru_cache
 from itertools import accumulate, repeat
+from math import fsum
 from operator import add, itemgetter, mul, sub
 from typing import Final
 
 from engine.decision import value_object
+from engine.finance.float_cents import cents, floats, loss_and_profit, loss_bound, usable
 from engine.finance.money import money
-from engine.finance.schedule import Schedule
+from engine.finance.schedule import PresentValues, Schedule
 
 __all__ = [
     "CONSTANT_HAZARD",
@@ -148,12 +150,13 @@ def _discounts(cost_of_funds: str, term_months: int) -> tuple[Decimal, ...]:
 
 def _loss_weights(
     pd_text: str, term_months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
-) -> tuple[tuple[Decimal, ...], Decimal]:
-    """d_t x m_t x LGD for t = 1..term and on, at least (what a unit exposed in month t loses,
-    discounted: zip the first `term_months` of them), and the lifetime PD over the term. Read from
-    the PD's cached curve, not cached per term: a new PD would fill one entry per term it prices."""
-    weights, partial_pds = _loss_curve(pd_text, max(term_months, _SPAN), curve, cost_of_funds, lgd)
-    return weights, round(partial_pds[term_months - 1], 6)  # six places: any precision rounds alike
+) -> tuple[Decimal, tuple[float, ...] | None]:
+    """The lifetime PD over the term and the loss weights as floats (_approx_weights; None: the
+    loss is left to the 50-digit sum over _decimal_weights), for t = 1..term and on, at least (zip
+    the first `term_months` of them). Read from the PD's cached curve, not cached per term: a new PD
+    would fill one entry per term it prices."""
+    partial_pds, approx = _loss_curve(pd_text, max(term_months, _SPAN), curve, cost_of_funds, lgd)
+    return round(partial_pds[term_months - 1], 6), approx  # six places: any precision rounds alike
 
 
 _SPAN: Final = 36  # months of a PD's curve worked out at once: most terms of a decision share them
@@ -162,14 +165,88 @@ _SPAN: Final = 36  # months of a PD's curve worked out at once: most terms of a 
 @lru_cache(maxsize=256)
 def _loss_curve(
     pd_text: str, months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
-) -> tuple[tuple[Decimal, ...], tuple[Decimal, ...]]:
-    """d_t x m_t x LGD and m_1 + ... + m_t for t = 1..months: a term's are the first of these (a
-    month's figures do not depend on the term), so a new PD works its curve out once, not per term."""
+) -> tuple[tuple[Decimal, ...], tuple[float, ...] | None]:
+    """m_1 + ... + m_t for t = 1..months and the float loss weights: a term's are the first of these
+    (a month's figures do not depend on the term), so a new PD works its curve out once, not per term."""
     marginal = _marginal(pd_text, months, curve)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
-        weights = map(mul, _discounts(cost_of_funds, months), marginal)
-        return tuple(map(mul, weights, repeat(Decimal(lgd)))), tuple(accumulate(marginal, add))
+        partial_pds = tuple(accumulate(marginal, add))
+    return partial_pds, _approx_weights(pd_text, months, curve, cost_of_funds, lgd)
+
+
+@lru_cache(maxsize=256)
+def _decimal_weights(
+    pd_text: str, months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
+) -> tuple[Decimal, ...]:
+    """d_t x m_t x LGD for t = 1..months at 50 digits (what a unit exposed in month t loses,
+    discounted): worked out only when the floats cannot prove a loss's cents."""
+    marginal = _marginal(pd_text, months, curve)
+    with decimal.localcontext() as ctx:
+        ctx.prec = _PREC
+        return tuple(map(mul, map(mul, _discounts(cost_of_funds, months), marginal), repeat(Decimal(lgd))))
+
+
+# The loss's float fast path (engine/finance/float_cents.py) needs the weights w_t = d_t x m_t x LGD
+# of _decimal_weights as floats w'_t = w_t (1 + e_t), |e_t| <= g_(2t+7) + 1e-28 (u = 2^-53,
+# g_k = k u / (1 - k u)). Converting 50-digit Decimals costs ~0.4 us each, so they are worked in
+# floats from the same 50-digit inputs instead, each factor within a few roundings:
+# - constant hazard: the Decimal S_t = fl(S_(t-1) r) = r^t (1 + x), |x| <= t 1e-49, and the exact
+#   m_t = S_(t-1) - S_t = S_(t-1) ((1 - r) - r x_t): relative to r^(t-1) (1 - r) within 1e-29 when
+#   1 - r >= 1e-20 (required). The float S'_(t-1) = float(r)^(t-1), t - 1 products: within
+#   g_(2t) of r^(t-1); q' = float(1 - r) (its 50-digit difference rounded at most once, then the
+#   float once): m'_t = S'_(t-1) q' within g_(2t+3) of r^(t-1) (1 - r);
+# - a PD table: m_t = fl(fl(PD x W_k) / 12), m'_t = float(PD) x float(W_k) / 12: within g_4;
+# - w'_t = float(d_t) x m'_t x float(LGD): two conversions and two products more, g_(2t+7) in all.
+# No float under- or overflows on the way: every factor is 0 (its Decimal exactly 0) or within
+# [1e-50, 1e50], S'_(t-1) >= 1e-50 unless r = 0, q' >= 1e-20, so a non-zero w'_t is within
+# [1e-200, 1e200] and 0 exactly when w_t is; float_cents.usable then keeps it to [1e-150, 1e150].
+_LOW: Final = 1e-50
+_HIGH: Final = 1e50
+_NEAR_ONE: Final = Decimal("1e-20")  # 1 - r at least: the 50-digit m_t within 1e-29 of S (1 - r)
+
+
+def _approx_weights(
+    pd_text: str, months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
+) -> tuple[float, ...] | None:
+    """w'_t for t = 1..months as above, or None when a factor is outside what the bound covers (a
+    zero or negative LGD or PD, a PD below ~1e-19, extreme rates): the 50-digit sums decide then."""
+    discounts = _float_discounts(cost_of_funds, months)
+    loss_given = float(lgd)
+    if discounts is None or not _LOW <= loss_given <= _HIGH:
+        return None
+    marginal: Iterable[float]
+    if isinstance(curve, str):  # CONSTANT_HAZARD
+        survival = _monthly_survival(pd_text)
+        with decimal.localcontext() as ctx:
+            ctx.prec = _PREC
+            dies = 1 - survival
+        if not _NEAR_ONE <= dies <= 1:
+            return None
+        alive = (1.0, *accumulate(repeat(float(survival), months - 1), mul))
+        if survival and not alive[-1] >= _LOW:
+            return None
+        marginal = map(mul, alive, repeat(float(dies)))
+    else:
+        pd_12m, multipliers = float(pd_text), tuple(map(float, curve))
+        if not _LOW <= pd_12m <= _HIGH or not all(map(_factor, multipliers, curve)):
+            return None
+        last = len(multipliers) - 1
+        marginal = (pd_12m * multipliers[min(t, last)] / 12 for t in range(months))
+    weights = tuple(map(mul, map(mul, discounts, marginal), repeat(loss_given)))
+    return weights if usable(weights) else None
+
+
+def _factor(value: float, text: str) -> bool:
+    """A float factor within [1e-50, 1e50], or exactly zero as its decimal string is."""
+    return _LOW <= value <= _HIGH or (value == 0.0 and not Decimal(text))
+
+
+@lru_cache(maxsize=256)
+def _float_discounts(cost_of_funds: str, months: int) -> tuple[float, ...] | None:
+    """float(d_t) for t = 1..months (each rounded once), or None beyond [1e-50, 1e50]."""
+    discounts = tuple(map(float, _discounts(cost_of_funds, months)))
+    return discounts if min(discounts) >= _LOW and max(discounts) <= _HIGH else None
 
 
 @lru_cache(maxsize=256)
@@ -201,7 +278,7 @@ def lifetime(
     against the month-by-month definition. `key`: present_value_key(...) of these terms and fees,
     when the caller prices many schedules at them."""
     pd, curve, cof, lgd, _, _ = terms.keys
-    weights, lifetime_pd = _loss_weights(pd, schedule.term_months, curve, cof, lgd)
+    lifetime_pd, approx = _loss_weights(pd, schedule.term_months, curve, cof, lgd)
     before = _before_loss(
         schedule,
         terms,
@@ -210,6 +287,15 @@ def lifetime(
         rounding,
         key or present_value_key(terms, upfront_fee, monthly_fee, rounding),
     )
+    exposures = schedule.opening_floats
+    if approx is not None and exposures is not None:
+        # the loss's cents from a float sum when it proves them (engine/finance/float_cents.py)
+        approx_loss = fsum(map(mul, approx, exposures)) * 100.0
+        bound = loss_bound(approx_loss, schedule.term_months)
+        fast = loss_and_profit(approx_loss, bound, before[6], rounding)
+        if fast is not None:
+            return Lifetime(lifetime_pd, fast[0], before[3], before[4], fast[1])
+    weights = _decimal_weights(pd, max(schedule.term_months, _SPAN), curve, cof, lgd)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, schedule.openings), Decimal(0))  # over the term's months
@@ -275,10 +361,11 @@ def _before_loss(
     monthly_fee: Decimal,
     rounding: str,
     key: tuple[str, ...],
-) -> tuple[Decimal, ...]:
+) -> PresentValues:
     """Funding cost, operating cost, and the expected profit before the expected loss, at 50 digits:
     sum d_t x opening_t x cof/12, per month x sum d_t + per loan, and upfront fee + sum d_t x
-    (interest_t + monthly fee) - those two; then the same three rounded to the cent. Kept with the
+    (interest_t + monthly fee) - those two; then the same three rounded to the cent, and the profit
+    before the loss as a float in cents (float_cents.loss_and_profit's `before`). Kept with the
     (cached, shared) schedule."""
     figures = schedule.present_values.get(key)
     if figures is None:
@@ -305,6 +392,7 @@ def _before_loss(
             money(funding, rounding),
             money(operating, rounding),
             money(before, rounding),
+            cents(before),
         )
         schedule.present_values[key] = figures
     return figures
@@ -321,8 +409,8 @@ def revolving_lifetime(
 ) -> tuple[Lifetime, Decimal]:
     """A credit line's lifetime figures over `horizon_months`, and the interest it earns (undiscounted)."""
     pd, curve, cof, lgd, per_month, per_loan = terms.keys
-    weights, lifetime_pd = _loss_weights(pd, horizon_months, curve, cof, lgd)
-    exposure, before_loss, funding, operating, interest = _line(
+    lifetime_pd, approx = _loss_weights(pd, horizon_months, curve, cof, lgd)
+    exposure, before_loss, funding, operating, interest, floats_at = _line(
         str(limit),
         str(annual_rate),
         str(utilisation),
@@ -333,6 +421,14 @@ def revolving_lifetime(
         per_loan,
         rounding,
     )
+    if approx is not None and floats_at is not None:
+        # the same month's exposure every month: fsum(w_t) x exposure, five roundings a term as a
+        # loan's (engine/finance/float_cents.py)
+        approx_loss = fsum(approx[:horizon_months]) * floats_at[0] * 100.0
+        fast = loss_and_profit(approx_loss, loss_bound(approx_loss, horizon_months), floats_at[1], rounding)
+        if fast is not None:
+            return Lifetime(lifetime_pd, fast[0], funding, operating, fast[1]), interest
+    weights = _decimal_weights(pd, max(horizon_months, _SPAN), curve, cof, lgd)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, repeat(exposure, horizon_months)), Decimal(0))
@@ -353,10 +449,11 @@ def _line(
     per_month: str,
     per_loan: str,
     rounding: str,
-) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal, tuple[float, float] | None]:
     """A line's exposure at default and its profit before the expected loss (discounted, at 50
     digits), then its funding and operating cost (discounted) and the interest over the horizon
-    (undiscounted), to the cent."""
+    (undiscounted), to the cent; and the exposure as a float, the profit before the loss as a float
+    in cents (None: the exposure is not one float_cents can use)."""
     operating = _operating(cost_of_funds, horizon_months, per_month, per_loan)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
@@ -365,10 +462,13 @@ def _line(
         interest = drawn * Decimal(annual_rate) / 12
         funding = _discounted(cost_of_funds, horizon_months, drawn * Decimal(cost_of_funds) / 12)
         income = _discounted(cost_of_funds, horizon_months, interest)
+        before = income - funding - operating
+        exposed = floats((exposure,))
         return (
             exposure,
-            income - funding - operating,
+            before,
             money(funding, rounding),
             money(operating, rounding),
             money(interest * horizon_months, rounding),
+            None if exposed is None else (exposed[0], cents(before)),
         )

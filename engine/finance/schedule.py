@@ -24,6 +24,7 @@ from operator import is_
 from typing import Any, Final
 
 from engine.decision import Instalment
+from engine.finance.float_cents import floats
 from engine.finance.money import CENT, money, rounding_mode, to_decimal
 
 __all__ = [
@@ -48,6 +49,8 @@ _PREC: Final = 50  # working precision: far beyond cents for any term and rate a
 
 
 Row = tuple[int, Decimal, Decimal, Decimal, Decimal]  # period, payment, principal, interest, balance
+# a schedule's PD-free lifetime figures (engine/finance/lifetime.py's _before_loss)
+PresentValues = tuple[Decimal, Decimal, Decimal, Decimal, Decimal, Decimal, float]
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Schedule:
     # Its lifetime figures that do not depend on the PD, by the economics and fees they were worked
     # at (engine/finance/lifetime.py): a cached schedule is priced again by every decision with the
     # same limit and rate.
-    present_values: dict[tuple[str, ...], tuple[Decimal, ...]] = field(
+    present_values: dict[tuple[str, ...], PresentValues] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -95,6 +98,11 @@ class Schedule:
         """Each month's opening balance, its exposure at default: the amount, then the balance
         each month before leaves."""
         return (self.amount, *(row[4] for row in self.table[:-1]))
+
+    @cached_property
+    def opening_floats(self) -> tuple[float, ...] | None:
+        """`openings` as floats, for the lifetime loss's fast path (engine/finance/float_cents.py)."""
+        return floats(self.openings)
 
 
 def annuity_payment(

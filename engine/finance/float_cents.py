@@ -1,0 +1,107 @@
+"""The cents of a 50-digit Decimal loss sum, and of the profit left after it, read from a float
+approximation of the sum when a proven error bound shows the two cannot round differently; None
+otherwise, and the caller does the Decimal sums (engine/finance/lifetime.py).
+
+Why it is exact. money() (any rounding mode) is constant on each open interval between consecutive
+multiples of half a cent: the half_* modes change value only at k + 1/2 cents, the others only at
+whole cents, and the sign of a zero result is the sign of the interval. So if a value x and an
+approximation a satisfy |a - x| <= B, and a is farther than B from every multiple of half a cent,
+x lies in a's interval and money(x) = money(the interval's midpoint), an exact Decimal.
+
+The loss. lifetime.py adds L = sum of w_t x e_t over n months at 50 digits (w_t >= 0 its loss
+weights, e_t >= 0 the exposures) and approximates it, in cents, by a = 100 x fsum(w'_t x e'_t),
+w'_t within g_(2t+7) + 1e-28 of w_t (lifetime.py shows how), e'_t = float(e_t), u = 2^-53,
+g_k = k u / (1 - k u). Each product then carries at most g_(2t+9) of relative error, math.fsum
+(correctly rounded) and the x 100 one rounding each, and with every term >= 0 the errors add up to
+at most g_(2n+11) x 100 S, S the exact sum of the exact products. The Decimal sum rounds n products
+and n additions, each within 1e-49: |L - S| <= (2n + 1) 1e-49 S. So |a - 100 L| <= (2n + 12) u x a,
+and loss_bound's B = 4 (n + 6) u x a covers it twice (the margin for working B out in floats).
+Nothing under- or overflows: every w'_t and e'_t is 0 or within [1e-150, 1e150] (`usable`), and
+a product is 0 exactly when the Decimal one is.
+The profit P = b - L (b, the profit before the loss, a 50-digit Decimal; the subtraction rounded
+at 50 digits) is approximated by p = b' - a, b' = float(b) x 100 (`cents`, two roundings):
+|p - 100 P| <= B + 2u |b'| + u |p| + 1e-49 |100 P|, which B + 2^-50 (|b'| + |p|) covers.
+Values of 1e15 cents or more, or not finite, are left to the Decimal sum (no float grid there).
+tests/finance/test_float_cents.py checks these figures against the Decimal sums, values placed on
+and within a few ulps of half cents included."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Final
+
+from engine.finance.money import _WIDE, money
+
+__all__ = ["cents", "floats", "loss_and_profit", "loss_bound", "usable"]
+
+_LOW: Final = 1e-150  # a stored value is 0 or within [_LOW, _HIGH]: no product under- or overflows
+_HIGH: Final = 1e150
+_UNIT: Final = 2.0**-51  # 4u
+_PROFIT_REL: Final = 2.0**-50
+_TINY: Final = 1e-300
+_FAR: Final = 1e15  # cents: beyond, a float's grid is too coarse to say anything
+
+
+def floats(values: Iterable[Decimal]) -> tuple[float, ...] | None:
+    """`values` as floats, or None when one is negative, or outside [1e-150, 1e150] and not 0 (the
+    sums above are then left to Decimal)."""
+    decimals = tuple(values)
+    out = tuple(map(float, decimals))
+    if out and min(out) >= _LOW and max(out) <= _HIGH:
+        return out
+    # a zero float is a zero only when the Decimal is (a tiny Decimal turns into 0.0 too)
+    return out if usable(out) and all(f or not d for f, d in zip(out, decimals, strict=True)) else None
+
+
+def usable(values: tuple[float, ...]) -> bool:
+    """Every value 0 or within [1e-150, 1e150]: no product of two of them under- or overflows."""
+    if not values or (min(values) >= _LOW and max(values) <= _HIGH):
+        return True
+    return all(v == 0.0 or _LOW <= v <= _HIGH for v in values)
+
+
+def cents(value: Decimal) -> float:
+    """float(value) x 100: `before` of loss_and_profit; NaN (never proves anything) when the float
+    would not be within two roundings of the value (too small a non-zero, or too large)."""
+    approx = float(value) * 100.0
+    if _LOW <= abs(approx) <= _HIGH or not value:
+        return approx
+    return math.nan
+
+
+def loss_bound(loss: float, months: int) -> float:
+    """B for a loss `loss` = a summed over `months` terms as the module docstring states it."""
+    return abs(loss) * ((months + 6) * _UNIT)
+
+
+def loss_and_profit(
+    loss: float, bound: float, before: float, rounding: str
+) -> tuple[Decimal, Decimal] | None:
+    """money(L, rounding) and money(b - L, rounding), from `loss` = a within `bound` of L and
+    `before` = b' as the module docstring states them (all in cents), or None when either could
+    round apart."""
+    lost = _cents(loss, bound, rounding)
+    if lost is None:
+        return None
+    profit = before - loss
+    made = _cents(profit, bound + (abs(before) + abs(profit)) * _PROFIT_REL, rounding)
+    if made is None:
+        return None
+    return lost, made
+
+
+def _cents(approx: float, bound: float, rounding: str) -> Decimal | None:
+    """money(x, rounding) for any x within `bound` of `approx` (cents), or None if that interval
+    holds a multiple of half a cent (or `approx` is too large for the test)."""
+    if not abs(approx) < _FAR:  # not finite either
+        return None
+    twice = approx * 2.0  # in half cents: exact
+    k = math.floor(twice)
+    frac = twice - k  # exact: a float below 2^53 minus its floor
+    margin = bound * 2.0 + _TINY  # + an absolute floor: no approximation is trusted to a subnormal
+    if frac <= margin or 1.0 - frac <= margin:
+        return None
+    # the midpoint of (k/2, (k+1)/2) cents = (2k+1) x 25 x 10^-4: exact at 60 digits
+    return money(Decimal((2 * k + 1) * 25).scaleb(-4, _WIDE), rounding)
