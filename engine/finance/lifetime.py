@@ -81,6 +81,19 @@ class LifetimeTerms:
             str(self.operating_per_loan),
         )
 
+    def at_pd(self, pd_12m: Decimal) -> LifetimeTerms:
+        """These economics at another 12-month PD, the policy's key strings kept: what every decision
+        of a policy needs, without a frozen __init__ and five Decimal strings each time."""
+        terms = object.__new__(LifetimeTerms)
+        fields = self.__dict__.copy()  # the fields and any cached property worked out
+        fields["pd_12m"] = pd_12m
+        fields.pop("loss_never_negative", None)  # depends on the PD
+        keys = fields.get("keys")
+        if keys is not None:
+            fields["keys"] = (str(pd_12m), *keys[1:])
+        terms.__dict__.update(fields)
+        return terms
+
 
 @value_object  # a decision prices several: a frozen dataclass's __init__ cost 3x
 class Lifetime:

@@ -5,9 +5,9 @@ disclosed APR; schedules and APRs cached, since limits and rates repeat across d
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Final, Protocol
 
 from engine.decision import Fee, Instalment
@@ -33,7 +33,9 @@ LEGACY_OBJECTIVE = "expected_profit"
 APR_PLACES = 4  # APR is disclosed as a percentage with two decimals (0.1234 = 12.34%)
 
 
-@dataclass(frozen=True)
+# Not frozen, as Candidate below: every decision builds one, and the frozen __init__ plus two cached
+# properties cost ~4 us; nothing changes it once built.
+@dataclass(slots=True)
 class OfferTerms:
     """The policy-wide inputs of the offers stage, already evaluated for this applicant."""
 
@@ -48,16 +50,19 @@ class OfferTerms:
     objective: str = LEGACY_OBJECTIVE
     lifetime: LifetimeTerms | None = None  # set for the lifetime objectives
     refinance_months: int | None = None  # None: an interest-only balloon is budgeted in full
+    # the monthly budget left for a new loan after the existing payments
+    allowed: Decimal = field(init=False, repr=False, compare=False)
+    _room: str | None = field(default=None, init=False, repr=False, compare=False)
 
-    @cached_property
-    def allowed(self) -> Decimal:
-        """The monthly budget left for a new loan after the existing payments."""
-        return self.affordability_cap * self.income - self.existing_payments
+    def __post_init__(self) -> None:
+        self.allowed = self.affordability_cap * self.income - self.existing_payments
 
-    @cached_property
-    def room(self) -> Decimal:
-        """`allowed` as the trace of an unaffordable offer states it."""
-        return money(max(self.allowed, Decimal(0)), self.rounding)
+    @property
+    def room(self) -> str:
+        """`allowed` as the trace of an unaffordable offer states it (worked out at the first)."""
+        if self._room is None:
+            self._room = str(money(max(self.allowed, Decimal(0)), self.rounding))
+        return self._room
 
 
 # Not frozen: every decision builds one per product x term x method, and a frozen dataclass's
@@ -285,9 +290,7 @@ class ProductPricing:
         if terms.income > 0 and needed <= terms.allowed:
             return None
         # !s: a Decimal's str is its format() without a spec, at half the cost
-        return Refused(
-            self.product, schedule, f"month {worst + 1} needs {needed!s}, {terms.room!s} affordable"
-        )
+        return Refused(self.product, schedule, f"month {worst + 1} needs {needed!s}, {terms.room} affordable")
 
     def priced(self, schedule: Schedule) -> Candidate:
         """The affordable loan of `schedule` with its lifetime figures."""

@@ -31,6 +31,7 @@ from engine.pipeline.context import DecisionContext
 from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
 from engine.pipeline.runner import StageResult
 from engine.policy.model import Formula
+from engine.policy.model import Lifetime as LifetimeSpec
 
 __all__ = ["NO_OFFER_CODE", "offers_stage", "rank_offers"]
 
@@ -166,11 +167,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         top=spec.top,
         rounding=ctx.rounding,
         objective=spec.objective,
-        lifetime=None
-        if life is None
-        else LifetimeTerms(
-            pd, spec.lgd, life.cost_of_funds, life.operating_per_loan, life.operating_per_month, life.pd_curve
-        ),
+        lifetime=None if life is None else _economics(life, spec.lgd).at_pd(pd),
         refinance_months=spec.refinance_months,
     )
     requested = _number(spec.requested(ctx.fact)) if spec.requested is not None else None
@@ -265,6 +262,25 @@ def _ranked_by(
     }
     value = to_decimal(formula({**fact, **figures}))
     return replace(c, rank_value=-value if maximise else value)
+
+
+def _economics(life: LifetimeSpec, lgd: Decimal) -> LifetimeTerms:
+    """The policy's lifetime economics (at PD 0, its key strings worked out): kept per loaded
+    policy's spec, by identity (a spec never changes once loaded)."""
+    known = _policy_economics.get(id(life))
+    if known is not None and known[0] is life and known[1] is lgd:
+        return known[2]
+    terms = LifetimeTerms(
+        Decimal(0), lgd, life.cost_of_funds, life.operating_per_loan, life.operating_per_month, life.pd_curve
+    )
+    _ = terms.keys  # worked out once, kept by at_pd
+    if len(_policy_economics) >= 64:  # policies loaded and dropped: forget them all, it refills
+        _policy_economics.clear()
+    _policy_economics[id(life)] = (life, lgd, terms)
+    return terms
+
+
+_policy_economics: dict[int, tuple[LifetimeSpec, Decimal, LifetimeTerms]] = {}
 
 
 def _pd(ctx: DecisionContext, formula: Formula | None) -> Decimal:
