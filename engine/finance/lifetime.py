@@ -338,8 +338,14 @@ def profit_bound(
     figures = schedule.present_values.get(key)
     if figures is not None:
         return figures[5]
+    loose = schedule.loose_bounds.get(key)  # kept: a loan never priced is bounded every decision
+    if loose is not None:
+        return loose
     if terms.cost_of_funds >= 0 and monthly_fee >= 0:
-        return _undiscounted_bound(schedule, upfront_fee, monthly_fee, rounding, key)
+        loose = schedule.loose_bounds[key] = _undiscounted_bound(
+            schedule, upfront_fee, monthly_fee, rounding, key
+        )
+        return loose
     return _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)[5]
 
 

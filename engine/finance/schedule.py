@@ -69,6 +69,11 @@ class Schedule:
     present_values: dict[tuple[str, ...], PresentValues] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # the looser profit bound of a schedule whose present values are not worked out (lifetime.py's
+    # profit_bound), by the same keys
+    loose_bounds: dict[tuple[str, ...], Decimal] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @cached_property
     def rows(self) -> tuple[Instalment, ...]:

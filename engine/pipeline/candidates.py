@@ -249,24 +249,25 @@ class ProductPricing:
         """Every term x method of the product as `candidate` makes it, but an affordable loan's
         lifetime figures are left for rank_offers to work out if the ranking needs them: an
         Unpriced with their bound, when there is one."""
-        terms = self.terms
-        assert terms.lifetime is not None
+        terms, key = self.terms, self.pv_key
+        economics = terms.lifetime
+        assert economics is not None and key is not None
+        fits, allowed = terms.income > 0, terms.allowed
         made: list[Candidate | Unpriced | Refused] = []
-        for schedule, worst, peak in _plans(
+        for schedule, needed, label, needs in _plans(
             self.key[0],
             self.key[1],
             tuple(term_months),
             tuple(methods),
             terms.rounding,
             terms.refinance_months,
+            self.product,
+            key[4],  # the monthly fee's string
         ):
-            refused = self._refused(schedule, worst, peak)
-            if refused is not None:
-                made.append(refused)
+            if not fits or needed > allowed:  # as _refused decides, its text from the plan's parts
+                made.append(Refused(self.product, schedule, f"{needs}{terms.room} affordable", label))
                 continue
-            bound = profit_bound(
-                schedule, terms.lifetime, self.fee, self.monthly_fee, terms.rounding, self.pv_key
-            )
+            bound = profit_bound(schedule, economics, self.fee, self.monthly_fee, terms.rounding, key)
             made.append(self.priced(schedule) if bound is None else Unpriced(self, schedule, bound))
         return made
 
@@ -334,16 +335,19 @@ class Refused:
     ranked nor priced, only named in the trace with why. Lighter than a Candidate, as a decision
     refuses about half of its loans."""
 
-    __slots__ = ("product", "schedule", "unaffordable")
+    __slots__ = ("_label", "product", "schedule", "unaffordable")
     affordable = False
 
-    def __init__(self, product: str, schedule: Schedule, why: str) -> None:
+    def __init__(self, product: str, schedule: Schedule, why: str, label: str | None = None) -> None:
         self.product = product
         self.schedule = schedule
         self.unaffordable = why
+        self._label = label
 
     def label(self) -> str:
-        return f"{self.product}/{self.schedule.term_months}/{self.schedule.method}"
+        if self._label is None:
+            return f"{self.product}/{self.schedule.term_months}/{self.schedule.method}"
+        return self._label
 
 
 class Unpriced:
@@ -408,15 +412,25 @@ def _plans(
     methods: tuple[str, ...],
     rounding: str,
     refinance_months: int | None,
-) -> tuple[tuple[Schedule, int, Decimal], ...]:
-    """Every term x method of a product at one amount and rate: its schedule and `_peak`, found
-    with one lookup a product instead of two a candidate."""
+    product: str,
+    monthly_fee: str,
+) -> tuple[tuple[Schedule, Decimal, str, str], ...]:
+    """Every term x method of a product at one amount and rate: its schedule, what its costliest
+    month needs with the monthly fee (`_peak`), its label and the start of the trace's text when it
+    does not fit ("month 12 needs 50487.50, "); found with one lookup a product, not two a candidate,
+    and the texts written once, not for every decision that refuses the loan."""
+    fee = Decimal(monthly_fee)
     plans = []
     for term in term_months:
         for method in methods:
             schedule = _schedule(amount, annual_rate, term, method, rounding)
             # the peak kept with the plan, not in _peak's cache too (the deferred path reads plans only)
-            plans.append((schedule, *_peak_of(schedule, rounding, refinance_months)))
+            worst, peak = _peak_of(schedule, rounding, refinance_months)
+            needed = peak + fee
+            # !s: a Decimal's str is its format() without a spec, at half the cost
+            plans.append(
+                (schedule, needed, f"{product}/{term}/{method}", f"month {worst + 1} needs {needed!s}, ")
+            )
     return tuple(plans)
 
 
