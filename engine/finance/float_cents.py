@@ -34,7 +34,7 @@ from typing import Final
 
 from engine.finance.money import _WIDE, money
 
-__all__ = ["cents", "floats", "loss_and_profit", "loss_bound", "usable"]
+__all__ = ["cents", "floats", "half_unit_midpoint", "loss_and_profit", "loss_bound", "usable"]
 
 _LOW: Final = 1e-150  # a stored value is 0 or within [_LOW, _HIGH]: no product under- or overflows
 _HIGH: Final = 1e150
@@ -95,13 +95,23 @@ def loss_and_profit(
 def _cents(approx: float, bound: float, rounding: str) -> Decimal | None:
     """money(x, rounding) for any x within `bound` of `approx` (cents), or None if that interval
     holds a multiple of half a cent (or `approx` is too large for the test)."""
+    odd = half_unit_midpoint(approx, bound)
+    if odd is None:
+        return None
+    # the midpoint of (k/2, (k+1)/2) cents = (2k+1) x 25 x 10^-4: exact at 60 digits
+    return money(Decimal(odd * 25).scaleb(-4, _WIDE), rounding)
+
+
+def half_unit_midpoint(approx: float, bound: float) -> int | None:
+    """2k + 1 when every x within `bound` of `approx` lies strictly between k/2 and (k+1)/2 units
+    (x then rounds to whole units, in any mode, as (2k+1)/4 does), else None; None too beyond 1e15
+    units or for a value not finite."""
     if not abs(approx) < _FAR:  # not finite either
         return None
-    twice = approx * 2.0  # in half cents: exact
+    twice = approx * 2.0  # in half units: exact
     k = math.floor(twice)
     frac = twice - k  # exact: a float below 2^53 minus its floor
     margin = bound * 2.0 + _TINY  # + an absolute floor: no approximation is trusted to a subnormal
     if frac <= margin or 1.0 - frac <= margin:
         return None
-    # the midpoint of (k/2, (k+1)/2) cents = (2k+1) x 25 x 10^-4: exact at 60 digits
-    return money(Decimal((2 * k + 1) * 25).scaleb(-4, _WIDE), rounding)
+    return 2 * k + 1

@@ -31,8 +31,8 @@ from operator import add, itemgetter, mul, sub
 from typing import Final
 
 from engine.decision import value_object
-from engine.finance.float_cents import cents, floats, loss_and_profit, loss_bound, usable
-from engine.finance.money import money
+from engine.finance.float_cents import cents, floats, half_unit_midpoint, loss_and_profit, loss_bound, usable
+from engine.finance.money import _WIDE, money
 from engine.finance.schedule import PresentValues, Schedule
 
 __all__ = [
@@ -168,24 +168,61 @@ def _loss_weights(
     loss is left to the 50-digit sum over _decimal_weights), for t = 1..term and on, at least (zip
     the first `term_months` of them). Read from the PD's cached curve, not cached per term: a new PD
     would fill one entry per term it prices."""
-    partial_pds, approx = _loss_curve(pd_text, max(term_months, _SPAN), curve, cost_of_funds, lgd)
-    return round(partial_pds[term_months - 1], 6), approx  # six places: any precision rounds alike
+    months = max(term_months, _SPAN)
+    known = _loss_curve(pd_text, months, curve, cost_of_funds, lgd)
+    lifetime_pd = known.pds.get(term_months)
+    if lifetime_pd is None:
+        lifetime_pd = known.pds[term_months] = _lifetime_pd(pd_text, months, curve, term_months, known.alive)
+    return lifetime_pd, known.weights
 
 
 _SPAN: Final = 36  # months of a PD's curve worked out at once: most terms of a decision share them
 
 
+class _Curve:
+    """A PD's curve over a span of months: the float loss weights and survival (_approx_weights),
+    and the lifetime PD of each term asked for so far."""
+
+    __slots__ = ("alive", "pds", "weights")
+
+    def __init__(self, weights: tuple[float, ...] | None, alive: tuple[float, ...] | None) -> None:
+        self.weights = weights
+        self.alive = alive
+        self.pds: dict[int, Decimal] = {}
+
+
 @lru_cache(maxsize=256)
 def _loss_curve(
     pd_text: str, months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
-) -> tuple[tuple[Decimal, ...], tuple[float, ...] | None]:
-    """m_1 + ... + m_t for t = 1..months and the float loss weights: a term's are the first of these
-    (a month's figures do not depend on the term), so a new PD works its curve out once, not per term."""
+) -> _Curve:
+    """A term's figures are the first of these (a month's figures do not depend on the term), so a
+    new PD works its curve out once, not per term."""
+    return _Curve(*_approx_weights(pd_text, months, curve, cost_of_funds, lgd))
+
+
+def _lifetime_pd(
+    pd_text: str, months: int, curve: str | tuple[str, ...], term_months: int, alive: tuple[float, ...] | None
+) -> Decimal:
+    """round(m_1 + ... + m_term, 6) of the 50-digit marginal PDs (six places: any precision rounds
+    alike). Under a constant hazard the floats decide it when they prove it: the 50-digit partial
+    sum P (the m_t >= 0 each rounded once, then added) is within (2T + 1) 1e-49 of 1 - r^T, the
+    float 1 - S'_T within g_(2T) + u of it (S'_T = float(r)^T, _approx_weights), so 1e6 (1 - S'_T)
+    is within (2T + 4) u 1e6 of 1e6 P: B = 4 (T + 2) u 1e6 covers it twice."""
+    if alive is not None:
+        millionths = (1.0 - alive[term_months]) * 1e6
+        odd = half_unit_midpoint(millionths, (term_months + 2) * 2.0**-51 * 1e6)
+        if odd is not None:  # P is strictly between two half-millionths: it rounds as their midpoint
+            return round(Decimal(odd * 25).scaleb(-8, _WIDE), 6)
+    return round(_partial_pds(pd_text, months, curve)[term_months - 1], 6)
+
+
+@lru_cache(maxsize=256)
+def _partial_pds(pd_text: str, months: int, curve: str | tuple[str, ...]) -> tuple[Decimal, ...]:
+    """m_1 + ... + m_t for t = 1..months at 50 digits."""
     marginal = _marginal(pd_text, months, curve)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
-        partial_pds = tuple(accumulate(marginal, add))
-    return partial_pds, _approx_weights(pd_text, months, curve, cost_of_funds, lgd)
+        return tuple(accumulate(marginal, add))
 
 
 @lru_cache(maxsize=256)
@@ -221,33 +258,35 @@ _NEAR_ONE: Final = Decimal("1e-20")  # 1 - r at least: the 50-digit m_t within 1
 
 def _approx_weights(
     pd_text: str, months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
-) -> tuple[float, ...] | None:
-    """w'_t for t = 1..months as above, or None when a factor is outside what the bound covers (a
-    zero or negative LGD or PD, a PD below ~1e-19, extreme rates): the 50-digit sums decide then."""
+) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """w'_t for t = 1..months as above, and under a constant hazard S'_t for t = 0..months; None
+    when a factor is outside what the bound covers (a zero or negative LGD or PD, a PD below
+    ~1e-19, extreme rates): the 50-digit sums decide then."""
     discounts = _float_discounts(cost_of_funds, months)
     loss_given = float(lgd)
     if discounts is None or not _LOW <= loss_given <= _HIGH:
-        return None
+        return None, None
     marginal: Iterable[float]
+    alive: tuple[float, ...] | None = None
     if isinstance(curve, str):  # CONSTANT_HAZARD
         survival = _monthly_survival(pd_text)
         with decimal.localcontext() as ctx:
             ctx.prec = _PREC
             dies = 1 - survival
         if not _NEAR_ONE <= dies <= 1:
-            return None
-        alive = (1.0, *accumulate(repeat(float(survival), months - 1), mul))
+            return None, None
+        alive = (1.0, *accumulate(repeat(float(survival), months), mul))
         if survival and not alive[-1] >= _LOW:
-            return None
-        marginal = map(mul, alive, repeat(float(dies)))
+            return None, None
+        marginal = map(mul, alive, repeat(float(dies)))  # zipped with `months` discounts
     else:
         pd_12m, multipliers = float(pd_text), tuple(map(float, curve))
         if not _LOW <= pd_12m <= _HIGH or not all(map(_factor, multipliers, curve)):
-            return None
+            return None, None
         last = len(multipliers) - 1
         marginal = (pd_12m * multipliers[min(t, last)] / 12 for t in range(months))
     weights = tuple(map(mul, map(mul, discounts, marginal), repeat(loss_given)))
-    return weights if usable(weights) else None
+    return (weights, alive) if usable(weights) else (None, None)
 
 
 def _factor(value: float, text: str) -> bool:

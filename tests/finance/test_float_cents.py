@@ -220,10 +220,11 @@ def test_the_float_loss_weights_are_within_their_proven_error_of_the_50_digit_on
     terms = _terms(data)
     months = data.draw(st.integers(1, 120))
     pd, curve, cof, lgd, _, _ = terms.keys
-    approx = lifetime_module._approx_weights(pd, months, curve, cof, lgd)
+    approx, _ = lifetime_module._approx_weights(pd, months, curve, cof, lgd)
     exact = lifetime_module._decimal_weights(pd, months, curve, cof, lgd)
-    if approx is None:  # a zero PD or LGD: no float path at all
-        assert terms.pd_12m == 0 or terms.lgd == 0 or (isinstance(curve, tuple) and not any(map(D, curve)))
+    if approx is None:  # a zero PD or LGD, or a survival a float cannot hold for long: no float path
+        zero_curve = isinstance(curve, tuple) and not any(map(D, curve))
+        assert terms.pd_12m == 0 or terms.lgd == 0 or zero_curve or terms.pd_12m > D("0.99")
         return
     assert len(approx) == len(exact) == months
     u = D(2) ** -53
@@ -233,3 +234,44 @@ def test_the_float_loss_weights_are_within_their_proven_error_of_the_50_digit_on
             continue
         k = 2 * t + 7
         assert abs(D(fast) / slow - 1) <= k * u / (1 - k * u) + D("1e-28"), f"month {t}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pd=st.one_of(st.sampled_from([D("0.000001"), D("0.999999"), D("0.5")]), st.integers(1, 999_999).map(D)),
+    term=st.integers(1, 120),
+)
+def test_a_lifetime_pd_from_the_float_survival_is_the_50_digit_ones(pd: Decimal, term: int) -> None:
+    """1 - S'_T stays within (2T + 2) u of the 50-digit partial sum of the marginal PDs, and the
+    lifetime PD it proves is that sum's, rounded to six places."""
+    pd = pd if pd < 1 else pd / 1_000_000
+    months = max(term, 36)
+    _, alive = lifetime_module._approx_weights(str(pd), months, CONSTANT_HAZARD, "0.035", "0.45")
+    if alive is None:  # S_T below 1e-50: the 50-digit sum decides
+        assert pd > D("0.99")
+        return
+    partial = lifetime_module._partial_pds(str(pd), months, CONSTANT_HAZARD)[term - 1]
+    u = D(2) ** -53
+    assert abs(1 - D(alive[term]) - partial) <= (2 * term + 2) * u * D("1.001")
+    want = round(partial, 6)
+    got = lifetime_module._lifetime_pd(str(pd), months, CONSTANT_HAZARD, term, alive)
+    assert (str(got), got) == (str(want), want)
+
+
+def test_a_survival_that_puts_the_lifetime_pd_on_a_half_millionth_is_left_to_the_decimal_sum() -> None:
+    """A float survival whose lifetime PD reads exactly 0.0206605 (a half-millionth: half_even and
+    half_up round it apart) proves nothing: the 50-digit sum decides."""
+    want = round(lifetime_module._partial_pds("0.020660", 36, CONSTANT_HAZARD)[11], 6)
+    on = 1 - 0.0206605
+    above = on
+    while (1.0 - above) * 2e6 <= 41321.0:  # a hair above the half-millionth, well within the bound
+        above = math.nextafter(above, 0.0)
+    for survival in (on, above, math.nextafter(on, 1.0)):
+        alive = (1.0,) * 12 + (survival,)
+        assert (
+            lifetime_module._lifetime_pd("0.020660", 36, CONSTANT_HAZARD, 12, alive) == want == D("0.020660")
+        )
+    far = (1.0,) * 12 + (1 - 0.0206601,)  # a float that does prove (a wrong one, to show it is used)
+    assert lifetime_module._lifetime_pd("0.020660", 36, CONSTANT_HAZARD, 12, far) == D("0.020660")
+    wrong = (1.0,) * 12 + (1 - 0.03012345,)
+    assert lifetime_module._lifetime_pd("0.020660", 36, CONSTANT_HAZARD, 12, wrong) == D("0.030123")
