@@ -480,8 +480,8 @@ def revolving_lifetime(
         rounding,
     )
     if approx is not None and floats_at is not None:
-        # the same month's exposure every month: fsum(w_t) x exposure, five roundings a term as a
-        # loan's (engine/finance/float_cents.py)
+        # the same exposure every month: fsum(w'_t) x float(exposure) x 100, as many roundings a
+        # term as a loan's sum has (engine/finance/float_cents.py), so the same bound
         approx_loss = fsum(approx[:horizon_months]) * floats_at[0] * 100.0
         fast = loss_and_profit(approx_loss, loss_bound(approx_loss, horizon_months), floats_at[1], rounding)
         if fast is not None:
