@@ -7,6 +7,7 @@ cannot load the policy set never receives a call. Run by the supervisor: python 
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import json
 import logging
@@ -314,6 +315,11 @@ def serve(config: WorkerConfig) -> int:
     if audit_log is not None:
         store_health = StoreHealth(health_servicer, ("", SERVICE_NAME), audit_log.store.probe)
         audit_log.on_commit = store_health
+    # What was built to serve (policies, compiled code, models, the gRPC server) lives as long as
+    # this worker: frozen out of the collector, a full collection no longer walks it all (at 16 in
+    # flight ~190 -> ~85 µs of collection per Decide, its pauses ~190-285 -> ~75-110 ms).
+    gc.collect()
+    gc.freeze()
     # Listen only when the supervisor says the whole new set is built (binding is listening).
     _notify("built", generation=config.generation)
     while not asked.listen:
