@@ -36,6 +36,7 @@ class Worker:
     proc: subprocess.Popen[str]
     generation: int
     started: float
+    cpu: int | None = None  # the CPU this worker keeps to itself (see worker_cpus)
     ready: bool = False
     draining_since: float | None = None
     failure: list[str] = field(default_factory=list)
@@ -67,6 +68,25 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     return holder, holder.getsockname()[1]
 
 
+def worker_cpus(count: int) -> list[int | None]:
+    """The CPU each of `count` workers is pinned to: one each when the workers are exactly as many
+    as the CPUs this server may run on, else none (the kernel places them).
+
+    A worker is one Python process whose threads (gRPC's poller, the handler threads, grpc's I/O)
+    take turns on the GIL: on one CPU each hand-over is a local wake-up, spread over several it is a
+    cross-CPU one, slow on a VM. Pinned, `credo serve --workers 2` on 2 vCPUs answered 25-45% more
+    Decide and echo calls at 16 in flight, with ~10% less CPU per Decide. With fewer workers than
+    CPUs pinning would leave CPUs unused (and several servers would share the first ones); with
+    more, workers would wait on a busy CPU while another is free."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return [None] * count
+    if len(allowed) != count:
+        return [None] * count
+    return list(allowed)
+
+
 def snapshot(*roots: str) -> dict[str, tuple[int, int]]:
     """mtime and size of every file under the roots (what the policy watcher compares)."""
     found: dict[str, tuple[int, int]] = {}
@@ -96,6 +116,7 @@ class Supervisor:
     ):
         self.config = config
         self.count = workers
+        self.cpus = worker_cpus(workers)
         self.metrics_port = metrics_port
         self.watch_interval = watch_interval
         self.announce = announce or sys.stdout
@@ -214,13 +235,13 @@ class Supervisor:
 
     # -- workers ---------------------------------------------------------------------------------
 
-    def _spawn(self, config: WorkerConfig) -> Worker:
+    def _spawn(self, config: WorkerConfig, cpu: int | None) -> Worker:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.server.worker", config.to_json()],
+            [sys.executable, "-m", "engine.server.worker", replace(config, cpu=cpu).to_json()],
             stdout=subprocess.PIPE,
             text=True,
         )
-        return Worker(proc, config.generation, time.monotonic())
+        return Worker(proc, config.generation, time.monotonic(), cpu)
 
     def _start_workers(self, workers: list[Worker], superseding: Sequence[Worker] = ()) -> bool:
         """Bring up fresh workers: once every one has built its decision core, tell the workers they
@@ -270,7 +291,7 @@ class Supervisor:
     ) -> list[Worker] | None:
         self.generation += 1
         config = replace(base, generation=self.generation)
-        fresh = [self._spawn(config) for _ in range(self.count)]
+        fresh = [self._spawn(config, cpu) for cpu in self.cpus]
         if self._start_workers(fresh, superseding):
             log.info(
                 "generation ready", extra={"generation": self.generation, "pids": [w.pid for w in fresh]}
@@ -313,7 +334,7 @@ class Supervisor:
             quick = time.monotonic() - worker.started < 5
             self._restart_backoff = min(10.0, self._restart_backoff * 2 or 0.5) if quick else 0.0
             time.sleep(self._restart_backoff)
-            fresh = self._spawn(replace(self.config, generation=self.generation))
+            fresh = self._spawn(replace(self.config, generation=self.generation), worker.cpu)
             self.workers.append(fresh)
             if not self._start_workers([fresh]):
                 log.error("replacement worker failed", extra={"errors": fresh.failure})

@@ -219,3 +219,48 @@ def test_supervisor_counts_restarts_and_reloads_on_the_metrics_endpoint(tmp_path
         while time.monotonic() < deadline and 'credo_reloads_total{result="ok"} 1.0' not in _scrape(port):
             time.sleep(0.1)
         assert 'credo_reloads_total{result="ok"} 1.0' in _scrape(port)
+
+
+def _cpus_of(pid: int) -> set[int]:
+    """The CPUs any thread of process `pid` may run on."""
+    cpus: set[int] = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        cpus |= os.sched_getaffinity(int(tid))
+    return cpus
+
+
+def _wait_for_workers(server: Server, count: int, gone: int | None = None) -> list[int]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = server.worker_pids()
+        if len(pids) == count and gone not in pids:
+            return pids
+        time.sleep(0.1)
+    raise AssertionError(f"workers: {server.worker_pids()}")
+
+
+def test_workers_as_many_as_the_cpus_each_keep_one_cpu_and_a_replacement_takes_it_over(
+    tmp_path: Path,
+) -> None:
+    """One worker per CPU, each with all its threads on its own CPU (a GIL hand-over between its
+    threads stays on that CPU); a worker killed is replaced on the CPU it had. With more workers
+    than CPUs none is pinned: the kernel balances them."""
+    allowed = os.sched_getaffinity(0)
+    policies, _, _, _ = _setup("fake", tmp_path)
+    with serve(tmp_path, policies=policies, workers=len(allowed), fake=True) as server:
+        pids = _wait_for_workers(server, len(allowed))
+        placed = {pid: _cpus_of(pid) for pid in pids}
+        assert all(len(cpus) == 1 for cpus in placed.values()), placed
+        assert set().union(*placed.values()) == allowed
+        os.kill(pids[0], signal.SIGKILL)
+        now = _wait_for_workers(server, len(allowed), gone=pids[0])
+        (fresh,) = set(now) - set(pids)
+        deadline = time.monotonic() + 60  # it pins itself once started: wait until it is serving
+        while time.monotonic() < deadline and not any(
+            e.get("msg") == "worker serving" and e.get("pid") == fresh for e in server.events()
+        ):
+            time.sleep(0.1)
+        assert _cpus_of(fresh) == placed[pids[0]]
+    with serve(tmp_path, policies=policies, workers=len(allowed) + 1, fake=True) as server:
+        pids = _wait_for_workers(server, len(allowed) + 1)
+        assert all(_cpus_of(pid) == allowed for pid in pids)
