@@ -1,5 +1,6 @@
 """gRPC section: Decide vs a trivial echo on the same server model (`credo serve --echo`), p50/p99 and
-throughput at 1 and 16 calls in flight, with and without the durable audit log (--store sqlite).
+throughput at 1 and 16 calls in flight, with and without the durable audit log (--store sqlite), and
+the server's CPU time per call (its workers', from /proc: steadier than latency on a shared machine).
 (The measurement moved here from scripts/bench_grpc.py, which keeps its CLI as a thin wrapper.)"""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import select
 import signal
@@ -30,7 +32,7 @@ from credo.v1 import decision_pb2 as pb
 
 from engine.server.echo import METHOD as ECHO_METHOD
 
-__all__ = ["bench_grpc", "call_factories", "measure", "sample_application", "serving"]
+__all__ = ["Served", "bench_grpc", "call_factories", "measure", "sample_application", "serving"]
 
 ROOT = Path(__file__).resolve().parents[2]
 Call = Callable[[], Any]
@@ -40,10 +42,33 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
+class Served(str):
+    """A running server's target ("host:port"), which also knows its supervisor's pid."""
+
+    pid: int
+
+    def __new__(cls, target: str, pid: int) -> Served:
+        served = super().__new__(cls, target)
+        served.pid = pid
+        return served
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time its workers used so far (user + system; Linux /proc), None where unknown."""
+        try:
+            total = 0.0
+            for task in Path(f"/proc/{self.pid}/task").iterdir():
+                for worker in (task / "children").read_text().split():
+                    fields = Path(f"/proc/{worker}/stat").read_text().rsplit(")", 1)[1].split()
+                    total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+            return total / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
+
 @contextmanager
 def serving(
     workers: int, policies: str, models: str, store: str | None = None, extra: tuple[str, ...] = ()
-) -> Iterator[str]:
+) -> Iterator[Served]:
     """A real `credo serve --echo` on an ephemeral loopback port; yields its target, stops it after."""
     cmd = [sys.executable, "-m", "engine", "serve", "--echo", "--host", "127.0.0.1", "--port", "0",
            "--workers", str(workers), "--policies", policies, "--models", models,
@@ -66,7 +91,7 @@ def serving(
                     break
         if target is None:
             raise RuntimeError(f"credo serve did not start: {' '.join(cmd)}")
-        yield target
+        yield Served(target, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -74,6 +99,7 @@ def serving(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
 
 def sample_application(policies: str, policy: str | None) -> tuple[str, dict[str, Any]]:
@@ -105,8 +131,10 @@ async def measure(
     workers: int = 1,
 ) -> dict[str, Any]:
     """`inflight` concurrent callers for `seconds` over `channels` connections: calls, calls/s, p50, p99,
-    and for Decide each worker's share of the calls. SO_REUSEPORT places each connection on a worker
-    by a hash: more connections are opened (up to 4 per worker) until the warm-up has met every one."""
+    for Decide each worker's share of the calls, and for a `Served` target the server's CPU time per
+    call (`server_cpu_us`: its workers' user + system time while the calls were timed). SO_REUSEPORT
+    places each connection on a worker by a hash: more connections are opened (up to 4 per worker)
+    until the warm-up has met every one."""
     opened: list[grpc.aio.Channel] = []
     calls: list[Call] = []
     seen: set[str] = set()
@@ -122,6 +150,8 @@ async def measure(
                     seen.add(worker)
         latencies: list[float] = []
         answered: dict[str, int] = {}
+        served = target if isinstance(target, Served) else None
+        cpu_before = served.cpu_seconds() if served else None
         end = time.perf_counter() + seconds
 
         async def loop(call: Call) -> None:
@@ -136,6 +166,7 @@ async def measure(
         t0 = time.perf_counter()
         await asyncio.gather(*(loop(calls[i % len(calls)]) for i in range(inflight)))
         elapsed = time.perf_counter() - t0
+        cpu_after = served.cpu_seconds() if served else None
     finally:
         for ch in opened:
             await ch.close()
@@ -147,6 +178,8 @@ async def measure(
         "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "channels": len(opened),
     }
+    if cpu_before is not None and cpu_after is not None:
+        result["server_cpu_us"] = (cpu_after - cpu_before) / len(latencies) * 1e6
     if answered:
         total = sum(answered.values())
         shares = sorted((count / total for count in answered.values()), reverse=True)
@@ -220,15 +253,17 @@ def describe(result: dict[str, Any]) -> list[str]:
     lines = [
         f"credo serve, {result['workers']} worker(s), policy {result['policy']}, "
         f"{result['seconds']:.0f} s per row, client: one grpc.aio process on the same machine",
-        f"{'service':12} {'in flight':>9} {'calls':>7} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8}",
+        f"{'service':12} {'in flight':>9} {'calls':>7} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'server CPU/call':>15}",
     ]
     for key, r in result["rows"].items():
         name, _, inflight = key.partition("@")
         inflight, _, log = inflight.partition("+")
         label = f"{name}+{log}" if log else name
         shares = " ".join(f"{s:.2f}" for s in r.get("worker_shares", ()))
+        cpu = f"{r['server_cpu_us']:>12.0f} µs" if "server_cpu_us" in r else f"{'-':>15}"
         lines.append(
             f"{label:12} {inflight:>9} {r['calls']:>7.0f} {r['rps']:>9.0f} "
-            f"{r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f}" + (f"  worker shares {shares}" if shares else "")
+            f"{r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {cpu}" + (f"  worker shares {shares}" if shares else "")
         )
     return lines
