@@ -15,13 +15,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from time import time_ns as _time_ns
 from typing import Any, Protocol
 
 from engine.audit.archive import Archive, archive_files, decision_archive
 from engine.audit.canonical import sha256_hex
 from engine.audit.log import DecisionLog, Ticket
 from engine.audit.pii import PiiVault, open_vault
-from engine.audit.record import DecisionRecord, new_decision_id, request_fingerprint
+from engine.audit.record import DecisionRecord, decision_id_at, new_decision_id, request_fingerprint
 from engine.decision import Decision, ModelRef, replaced, value_object
 from engine.errors import (
     CredoError,
@@ -38,6 +39,7 @@ from engine.models.cache import ModelCache
 from engine.pipeline import DecisionContext, build_decision, run_pipeline
 from engine.pipeline.render import decision_from_record
 from engine.pipeline.shadow import ShadowCheck
+from engine.pipeline.table import decider
 from engine.policy import Policy, load_policy
 from engine.policy.experiment import CHAMPION
 from engine.policy.model import TEST_DATE
@@ -133,6 +135,12 @@ def _uuid7(now: dt.datetime) -> str:
     return new_decision_id(now.timestamp())
 
 
+def _asked(ctx: DecisionContext) -> Mapping[str, Any]:
+    """What a request asked: its validated input, without a decision date the caller left out
+    (that input is today's: a retry tomorrow is still the same request)."""
+    return {k: v for k, v in ctx.input.items() if k not in ctx.dated} if ctx.dated else ctx.input
+
+
 def _with_record_hash(decision: Decision, record_hash: str) -> Decision:
     """The decision as answered once logged: carrying its audit record's hash (gRPC `record_hash`)."""
     return replaced(decision, record_hash=record_hash)
@@ -170,6 +178,7 @@ class _UtcText:
 
     def __init__(self) -> None:
         self._second = (dt.datetime.min.replace(tzinfo=dt.UTC), "")  # one tuple: swapped whole
+        self._unix = (-1, "", _EPOCH.date())  # `at`'s: (Unix second, its text, its date)
 
     def __call__(self, when: dt.datetime) -> str:
         if when.tzinfo is not dt.UTC:
@@ -181,8 +190,20 @@ class _UtcText:
             self._second = (start, text)
         return f"{text}.{when.microsecond:06d}+00:00"
 
+    def at(self, micros: int) -> tuple[str, dt.date]:
+        """(the text, the UTC date) of Unix time `micros` in whole µs: what __call__ and date() give
+        for that instant, without a datetime made per decision."""
+        second, micro = divmod(micros, 1_000_000)
+        start, text, day = self._unix
+        if second != start:
+            when = _EPOCH + dt.timedelta(seconds=second)
+            text, day = when.isoformat()[:-6], when.date()
+            self._unix = (second, text, day)
+        return f"{text}.{micro:06d}+00:00", day
+
 
 _SECOND = dt.timedelta(seconds=1)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _utc_text = _UtcText()
 
 
@@ -489,28 +510,60 @@ class DecisionService:
     ) -> tuple[DecisionContext, Decision, dt.datetime, Mapping[str, Any]]:
         """Run the pipeline at the clock's time: (context, decision, received, what the request asked:
         the validated input without the decision date the caller left out)."""
+        received = self._received()
+        today, decided_at = received.date(), _utc_text(received)
+        ctx, decision = self._run(
+            loaded, application, request_id, language, arm, today, self.ids, received, decided_at
+        )
+        return ctx, decision, received, _asked(ctx)
+
+    def _received(self) -> dt.datetime:
         received = self.clock()
-        if received.tzinfo is not dt.UTC:  # the default clock's is already
-            received = received.astimezone(dt.UTC)
-        today = received.date()  # the decision date; recorded in the input, so replay reads no clock
-        ctx = run_pipeline(loaded, application, self.evaluator, self.models, language, self.timer, today)
-        decision = build_decision(ctx, self.ids(received), request_id, _utc_text(received))
-        if arm:  # the arm is part of the answer and of the record its hash covers
-            decision = replaced(decision, arm=arm)
-        # a decision date the caller left out is today's: a retry tomorrow is still the same request
-        asked = {k: v for k, v in ctx.input.items() if k not in ctx.dated} if ctx.dated else ctx.input
-        return ctx, decision, received, asked
+        return received if received.tzinfo is dt.UTC else received.astimezone(dt.UTC)  # the default's is
+
+    def _run(
+        self,
+        loaded: Policy,
+        application: Mapping[str, Any],
+        request_id: str,
+        language: str,
+        arm: str,
+        today: dt.date,
+        ids: Callable[[Any], str],
+        received: Any,
+        decided_at: str,
+    ) -> tuple[DecisionContext, Decision]:
+        """The policy's generated decide at `received` (the decision date `today` is recorded in the
+        input, so replay reads no clock); `ids(received)` is the decision id."""
+        return decider(loaded)(
+            loaded, application, self.evaluator, self.models, language, self.timer,
+            today, ids, received, request_id, decided_at, arm,
+        )  # fmt: skip
 
     def _decide_unstored(
         self, loaded: Policy, application: Mapping[str, Any], request_id: str, language: str, arm: str
     ) -> Decision:
         """A decision without a store: this process's recent answers keep it for a retry (the
         request's fingerprint is worked out only if its request_id comes again)."""
-        ctx, decision, _, asked = self._decided(loaded, application, request_id, language, arm)
+        ids: Callable[[Any], str]
+        received: Any
+        if self.clock is _utc_now and self.ids is _uuid7:
+            # No record needs a received datetime: the time is read once, in whole µs, for the
+            # decision date, decided_at and the id's milliseconds (as datetime.now would read it).
+            micros = _time_ns() // 1000
+            (decided_at, today), ids, received = _utc_text.at(micros), decision_id_at, micros // 1000
+        else:
+            when = self._received()
+            today, ids, received, decided_at = when.date(), self.ids, when, _utc_text(when)
+        ctx, decision = self._run(
+            loaded, application, request_id, language, arm, today, ids, received, decided_at
+        )
         if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
             self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.trace, self.models)
         assert self.recent is not None
-        return self.recent.remember(request_id, Asked(loaded.name, language, asked), decision, ctx.rounding)
+        return self.recent.remember(
+            request_id, Asked(loaded.name, language, _asked(ctx)), decision, ctx.rounding
+        )
 
     def _decide(
         self,

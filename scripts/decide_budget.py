@@ -7,9 +7,10 @@ DecisionService.
 Stages are the runner's own per-stage timings (the Decision trace). The service's parts around the
 stages are timed inside those same decide() calls (each wrapped in this script only), on the
 decision's own inputs: timed alone on one repeated input they look cheaper than they are in a
-decision (warm caches, a decision date that never changes). "runner" is run_pipeline() minus its
-stages (the DecisionContext, per-stage timing and trace entries); "the rest" is decide() minus
-everything above it (request checks, the clock, the garbage collector, calls between parts)."""
+decision (warm caches, a decision date that never changes). "runner" is the policy's generated
+run_stages minus its stages (per-stage timing and trace entries), "build Decision" its generated
+build (the Decision of the finished context); "the rest" is decide() minus everything above it
+(request checks, the clock, the DecisionContext, the garbage collector, calls between parts)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import engine.pipeline.table
 import engine.service
 from engine.bench.floor import ONE_INPUT_POLICY
+from engine.pipeline.table import decider
 from engine.policy import load_policy_text
 from engine.service import DecisionService
 
@@ -36,19 +37,19 @@ ROOT = Path(__file__).resolve().parents[1]
 REFER_TEST = "thin bureau file is referred"
 _REQUESTS = itertools.count()
 
-# (module, attribute, the part it is charged to): what decide() calls around its stages
+# (name in the policy's generated code, the part it is charged to): what its decide calls
+GENERATED = [("run_stages", "runner"), ("build", "build Decision"), ("book_offers", "book offers")]
+# (module, attribute, the part it is charged to): what decide() calls around them
 PARTS = [
-    (engine.service, "run_pipeline", "runner"),
-    (engine.pipeline.table, "book_offers", "book offers"),
-    (engine.service, "build_decision", "build Decision"),
+    (engine.service, "decision_id_at", "ids"),
     (engine.service, "request_fingerprint", "fingerprint"),
 ]
 
 
 @contextmanager
-def timed_parts(service: DecisionService, spent: dict[str, float]) -> Iterator[None]:
-    """Charge each PARTS call (and the service's ids and recent answers) to `spent`, in seconds;
-    the originals are put back on exit."""
+def timed_parts(service: DecisionService, policy: Any, spent: dict[str, float]) -> Iterator[None]:
+    """Charge each call of PARTS, of the GENERATED functions of `policy` and of the service's recent
+    answers to `spent`, in seconds; the originals are put back on exit."""
 
     def wrap(fn: Callable[..., Any], part: str) -> Callable[..., Any]:
         @functools.wraps(fn)
@@ -61,19 +62,22 @@ def timed_parts(service: DecisionService, spent: dict[str, float]) -> Iterator[N
 
         return timed
 
+    generated = decider(policy).__globals__  # the namespace the generated functions read
     saved = [(module, name, getattr(module, name)) for module, name, _ in PARTS]
-    ids, recent = service.ids, service.recent
+    kept = {name: generated[name] for name, _ in GENERATED}
+    recent = service.recent
     try:
         for module, name, part in PARTS:
             setattr(module, name, wrap(getattr(module, name), part))
-        service.ids = wrap(ids, "ids")
+        for name, part in GENERATED:
+            generated[name] = wrap(generated[name], part)
         if recent is not None:
             recent.remember = wrap(recent.remember, "recent answers")  # type: ignore[method-assign]
         yield
     finally:
         for module, name, fn in saved:
             setattr(module, name, fn)
-        service.ids = ids
+        generated.update(kept)
         if recent is not None:
             del recent.remember
 
@@ -83,7 +87,7 @@ def budget(service: DecisionService, policy: Any, application: dict[str, Any], n
     for _ in range(200):  # warm up: sessions, caches
         service.decide(policy, application, next(ids))
     parts: dict[str, list[float]] = defaultdict(list)
-    with timed_parts(service, spent := defaultdict(float)):
+    with timed_parts(service, policy, spent := defaultdict(float)):
         for _ in range(n):
             spent.clear()
             start = time.perf_counter()

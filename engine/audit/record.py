@@ -25,6 +25,7 @@ __all__ = [
     "RECORD_VERSION",
     "DecisionRecord",
     "chain_hash",
+    "decision_id_at",
     "decision_summary",
     "new_chain_id",
     "new_decision_id",
@@ -266,12 +267,13 @@ _id_lock = threading.Lock()
 _last_ms = 0
 _counter = 0
 _ms_text = ""  # the id's first 13 hex digits (time, version) for _last_ms
-# Random bits for ids are read from the OS in blocks as hex text (one urandom call per 256 ids,
-# not one per id); a forked worker drops its parent's block so no two processes share bits.
+# Random bits for ids are read from the OS in blocks as hex text (one urandom call per 512 ids,
+# not one per id), each id's first byte already carrying the variant; a forked worker drops its
+# parent's block so no two processes share bits.
 _RANDOM_BLOCK = 4096
 _random = ""
 _random_at = 0
-_VARIANT = str.maketrans("0123456789abcdef", "89ab89ab89ab89ab")  # 0b10xx: RFC 4122's variant
+_VARIANT = bytes((byte & 0x3F) | 0x80 for byte in range(256))  # 0b10xx xxxx: RFC 4122's variant
 
 
 def _forget_random() -> None:
@@ -282,27 +284,39 @@ def _forget_random() -> None:
 os.register_at_fork(after_in_child=_forget_random)
 
 
+def _random_hex() -> str:
+    """A block of random bits as hex text, 16 digits (64 bits) per id, the first byte of each
+    id's eight with its top two bits set to the variant (62 random bits left)."""
+    block = bytearray(os.urandom(_RANDOM_BLOCK))
+    block[::8] = block[::8].translate(_VARIANT)
+    return block.hex()
+
+
 def new_decision_id(now: float | None = None) -> str:
     """A UUIDv7 string: 48-bit Unix milliseconds first, so ids sort by time; a 12-bit counter keeps
     ids from one process strictly increasing within a millisecond; 62 random bits."""
+    return decision_id_at(int((time.time() if now is None else now) * 1000))
+
+
+def decision_id_at(ms: int) -> str:
+    """`new_decision_id` at Unix time `ms` in whole milliseconds (the service reads the clock once,
+    in µs, for the id and decided_at both)."""
     global _last_ms, _counter, _ms_text, _random, _random_at
     with _id_lock:
-        ms = int((time.time() if now is None else now) * 1000)
-        if ms <= _last_ms:
+        if ms > _last_ms:
+            _last_ms, _counter = ms, 0
+            _ms_text = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7"
+        else:
             _counter += 1
             if _counter > 0xFFF:
                 _last_ms += 1
                 _counter = 0
                 _ms_text = f"{_last_ms >> 16:08x}-{_last_ms & 0xFFFF:04x}-7"
-        else:
-            _last_ms, _counter = ms, 0
-            _ms_text = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7"
-        counter, head = _counter, _ms_text
-        if _random_at >= len(_random):
-            _random, _random_at = os.urandom(_RANDOM_BLOCK).hex(), 0
-        rand = _random[_random_at : _random_at + 16]  # 64 random bits, 2 of them become the variant
-        _random_at += 16
-    return f"{head}{counter:03x}-{rand[0].translate(_VARIANT)}{rand[1:4]}-{rand[4:]}"
+        at = _random_at
+        if at >= len(_random):
+            _random, at = _random_hex(), 0
+        _random_at = at + 16
+        return f"{_ms_text}{_counter:03x}-{_random[at : at + 4]}-{_random[at + 4 : at + 16]}"
 
 
 def new_chain_id() -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from engine.decision import TraceEntry, value_object
 from engine.pipeline.context import DecisionContext
 
-__all__ = ["CompiledStages", "Stage", "StageResult", "compile_stages", "run_stages"]
+__all__ = ["CompiledStages", "Stage", "StageResult", "compile_stages", "no_work", "run_stages", "stage_lines"]
 
 
 @dataclass(slots=True)
@@ -41,6 +41,9 @@ def run_stages(
     for stage in table:
         if declines and not stage.closing:
             continue
+        if stage.run is no_work:  # as the generated function does: no call, no timing
+            trace(TraceEntry(stage.name, (), 0.0, {}))
+            continue
         start = timer()
         result = stage.run(ctx)
         # to the µs: round() to an int, then one division (round(x, 3) formats the float: 3x the cost)
@@ -55,20 +58,31 @@ def run_stages(
 CompiledStages = Callable[[DecisionContext, Callable[[], float]], DecisionContext]
 
 
-def compile_stages(table: Sequence[Stage]) -> tuple[str, CompiledStages]:
-    """(source, function) of `table` as one straight-line function run_stages(ctx, timer) that does
-    what `run_stages` does with it: each stage called, timed and traced in turn, the decline check
-    before each stage that is not closing; no loop, no Stage rows read per decision. A stage's name
-    is a string literal in the source; its function is bound by position (`stage_3`)."""
-    names: dict[str, Any] = {"TraceEntry": TraceEntry, "dict": dict, "tuple": tuple, "round": round}
+def no_work(ctx: DecisionContext) -> StageResult:
+    """The run of a stage with nothing to do for a policy (derive, for one without derived values or
+    tables): traced with no rule fired and no values. Generated code writes its trace entry inline,
+    without a call or a timing (its time is none: 0.0 ms)."""
+    return StageResult()
+
+
+def stage_lines(table: Sequence[Stage], names: dict[str, Any]) -> str:
+    """The body of a generated function that runs `table` on `ctx` as `run_stages` does (each stage
+    called, timed and traced in turn; a decline skips all but the closing stages), with `trace`
+    (ctx.trace.append) and `declines` (ctx.declines) bound; binds each stage's function in `names`
+    by position (`stage_3`)."""
+    names.update(TraceEntry=TraceEntry, dict=dict, tuple=tuple, round=round)
     body = []
     for i, stage in enumerate(table):
-        names[f"stage_{i}"] = stage.run
         indent = "    " if stage.closing else "        "
         if not stage.closing:
             body.append("    if not declines:\n")
+        closing = " (closing: runs after a decline too)" if stage.closing else ""
+        body.append(f"{indent}# {stage.name!r}{closing}\n")
+        if stage.run is no_work:
+            body.append(f"{indent}trace(TraceEntry({stage.name!r}, (), 0.0, {{}}))  # nothing to do here\n")
+            continue
+        names[f"stage_{i}"] = stage.run
         body.append(
-            f"{indent}# {stage.name!r}{' (closing: runs after a decline too)' if stage.closing else ''}\n"
             f"{indent}start = timer()\n"
             f"{indent}result = stage_{i}(ctx)\n"
             f"{indent}millis = round((timer() - start) * 1e6) / 1000\n"
@@ -77,11 +91,20 @@ def compile_stages(table: Sequence[Stage]) -> tuple[str, CompiledStages]:
             f"{indent}    values = dict(values)\n"
             f"{indent}trace(TraceEntry({stage.name!r}, tuple(result.fired), millis, values))\n"
         )
+    return "".join(body)
+
+
+def compile_stages(table: Sequence[Stage]) -> tuple[str, CompiledStages]:
+    """(source, function) of `table` as one straight-line function run_stages(ctx, timer) that does
+    what `run_stages` does with it: each stage called, timed and traced in turn, the decline check
+    before each stage that is not closing; no loop, no Stage rows read per decision. A stage's name
+    is a string literal in the source; its function is bound by position (`stage_3`)."""
+    names: dict[str, Any] = {}
     source = (
         "def run_stages(ctx, timer):\n"
         f"    {' -> '.join(stage.name for stage in table)!r}\n"
         "    trace, declines = ctx.trace.append, ctx.declines\n"
-        f"{''.join(body)}"
+        f"{stage_lines(table, names)}"
         "    return ctx\n"
     )
     exec(compile(source, "<stage table>", "exec"), names)  # stage names only, as literals

@@ -14,7 +14,7 @@ from engine.pipeline.booking import book_offers
 from engine.pipeline.context import DecisionContext, ModelProvider
 from engine.pipeline.offers import offers_stage
 from engine.pipeline.outcome import outcome_stage
-from engine.pipeline.runner import CompiledStages, Stage, compile_stages
+from engine.pipeline.runner import CompiledStages, Stage, no_work, stage_lines
 from engine.pipeline.stages import (
     derive_stage,
     limit_stage,
@@ -28,7 +28,14 @@ from engine.pipeline.stages import (
 from engine.policy.model import Policy
 from engine.rules import Evaluator
 
-__all__ = ["build_decision", "run_pipeline", "stage_source", "stage_table"]
+__all__ = ["Decide", "build_decision", "decider", "run_pipeline", "stage_source", "stage_table"]
+
+
+# (policy, application, evaluator, models, language, timer, today, ids, received, request_id,
+# decided_at, arm) -> (the finished context, its Decision): `decide` of a policy's generated code
+Decide = Callable[..., tuple[DecisionContext, Decision]]
+# (ctx, decision_id, request_id, decided_at, book, arm) -> the Decision of a finished context
+Build = Callable[[DecisionContext, str, str, str, bool, str], Decision]
 
 
 class _Prepared(NamedTuple):
@@ -36,9 +43,10 @@ class _Prepared(NamedTuple):
 
     policy: weakref.ref[Policy]
     table: tuple[Stage, ...]
-    ref: PolicyRef
-    source: str  # the table as one generated function (engine.pipeline.runner.compile_stages)
-    run: CompiledStages
+    source: str  # the generated functions below (`credo compile --stages` prints it)
+    run: CompiledStages  # the stage table on a context
+    build: Build  # the Decision of a finished context
+    decide: Decide  # a new context through the stage table to its Decision, in one call
 
 
 _tables: dict[int, _Prepared] = {}  # per loaded policy, by id (the weakref drops the entry)
@@ -51,8 +59,15 @@ def stage_table(policy: Policy) -> tuple[Stage, ...]:
 
 
 def stage_source(policy: Policy) -> str:
-    """The Python source of the function that runs this policy's stage table (`credo compile --stages`)."""
+    """The Python source of the functions that run this policy's decisions (`credo compile --stages`):
+    run_stages (the stage table), build (the Decision of a finished context) and decide (both, on a
+    new context, as the service runs them)."""
     return _prepared(policy).source
+
+
+def decider(policy: Policy) -> Decide:
+    """The policy's generated `decide` (see stage_source): made once per loaded policy."""
+    return _prepared(policy).decide
 
 
 def _prepared(policy: Policy) -> _Prepared:
@@ -61,19 +76,83 @@ def _prepared(policy: Policy) -> _Prepared:
         return known
     key = id(policy)
     table = _build_table(policy)
-    source, run = compile_stages(table)
+    source, names = _generated(policy, table)
     prepared = _tables[key] = _Prepared(
         weakref.ref(policy, lambda _: _tables.pop(key, None)),
         table,
-        PolicyRef(policy.name, policy.version, policy.sha256),
         source,
-        run,
+        names["run_stages"],
+        names["build"],
+        names["decide"],
     )
     return prepared
 
 
+# The Decision of a finished context. A DECLINE keeps the score if reached, but no limit, price or
+# offers: nothing is offered to a declined applicant. Positional, in Decision's field order
+# (keywords cost a third more: one Decision per answer).
+_DECISION = """\
+    outcome = ctx.outcome
+    declined = outcome is DECLINE
+    offers = () if declined else tuple(ctx.offers)
+{book}    {returned}Decision(
+        decision_id, request_id, outcome or DECLINE, tuple(ctx.reasons), ctx.score, tuple(ctx.segments),
+        None if declined else ctx.limit, None if declined else ctx.annual_rate, offers, REF,
+        tuple(ctx.model_refs), tuple(ctx.trace), decided_at, CURRENCY, ctx.objective, ctx.outputs, "", arm,
+    )
+"""
+# the lifetime objectives answer bookable offers (offer id, validity, due dates)
+_BOOK = """\
+    if {book}offers and ctx.objective:
+        offers = book_offers(offers, decision_id, decided_at, VALIDITY_DAYS, DUE_DAY, DUE_MIN_DAYS)
+"""
+
+
+def _generated(policy: Policy, table: tuple[Stage, ...]) -> tuple[str, dict[str, Any]]:
+    """(source, namespace) of the policy's run_stages, build and decide. Names in the source are
+    the stages' (as literals) and this module's; the policy's values are bound in the namespace."""
+    names: dict[str, Any] = {
+        "DecisionContext": DecisionContext,
+        "Decision": Decision,
+        "DECLINE": Outcome.DECLINE,
+        "REF": PolicyRef(policy.name, policy.version, policy.sha256),
+        "CURRENCY": policy.currency,
+        "book_offers": book_offers,
+    }
+    spec = policy.offers
+    if spec is not None:
+        names.update(VALIDITY_DAYS=spec.validity_days, DUE_DAY=spec.due_day, DUE_MIN_DAYS=spec.due_min_days)
+
+    def decision(returned: str, book: str) -> str:
+        return _DECISION.format(returned=returned, book=_BOOK.format(book=book) if spec is not None else "")
+
+    source = (
+        "def run_stages(ctx, timer):\n"
+        f"    {' -> '.join(stage.name for stage in table)!r}\n"
+        "    trace, declines = ctx.trace.append, ctx.declines\n"
+        f"{stage_lines(table, names)}"
+        "    return ctx\n"
+        "\n\n"
+        "def build(ctx, decision_id, request_id, decided_at, book, arm):\n"
+        f"{decision('return ', 'book and ')}"
+        "\n\n"
+        "def decide(\n"
+        "    policy, application, evaluator, models, language, timer, today,\n"
+        "    ids, received, request_id, decided_at, arm,\n"
+        "):\n"
+        "    ctx = DecisionContext(policy, application, evaluator, models, language, today)\n"
+        "    run_stages(ctx, timer)\n"
+        "    # the id after the stages: a refused application takes none\n"
+        "    return ctx, build(ctx, ids(received), request_id, decided_at, True, arm)\n"
+    )
+    exec(compile(source, "<stage table>", "exec"), names)  # stage names only, as literals
+    return source, names
+
+
 def _build_table(policy: Policy) -> tuple[Stage, ...]:
-    table = [Stage("validate", validate_stage), Stage("derive", derive_stage)]
+    # derive has nothing to do without derived values or decision tables: traced, not called
+    derive = derive_stage if policy.derived or policy.plan else no_work
+    table = [Stage("validate", validate_stage), Stage("derive", derive)]
     if policy.stage("eligibility") is not None:
         table.append(Stage("eligibility", rule_stage("eligibility")))
     if policy.score is not None:
@@ -105,42 +184,15 @@ def run_pipeline(
 ) -> DecisionContext:
     """Decide one application on one policy; InvalidInput / PolicyRuntimeError / ModelError escape.
     `today` is the decision date a `default: today` input takes (the caller's clock, never read here)."""
-    ctx = DecisionContext(policy, application, evaluator, models, language=language, today=today)
+    ctx = DecisionContext(policy, application, evaluator, models, language, today)
     return _prepared(policy).run(ctx, timer)  # the stage table as one generated function
 
 
 def build_decision(
     ctx: DecisionContext, decision_id: str, request_id: str, decided_at: str, book: bool = True
 ) -> Decision:
-    """The Decision of a finished context. A DECLINE keeps the score if reached, but no limit, price
-    or offers: nothing is offered to a declined applicant. `book=False` leaves the offers unbooked
-    (no offer id, validity or due dates): batch work, which reads none of them."""
-    policy = ctx.policy
-    declined = ctx.outcome is Outcome.DECLINE
-    offers = () if declined else tuple(ctx.offers)
-    spec = policy.offers
-    if (
-        book and ctx.objective and offers and spec is not None
-    ):  # the lifetime objectives answer bookable offers
-        offers = book_offers(
-            offers, decision_id, decided_at, spec.validity_days, spec.due_day, spec.due_min_days
-        )
-    # positional, in Decision's field order (keywords cost a third more: one Decision per answer)
-    return Decision(
-        decision_id,
-        request_id,
-        ctx.outcome or Outcome.DECLINE,
-        tuple(ctx.reasons),
-        ctx.score,
-        tuple(ctx.segments),
-        None if declined else ctx.limit,  # limit
-        None if declined else ctx.annual_rate,  # annual_rate
-        offers,
-        _prepared(policy).ref,  # policy
-        tuple(ctx.model_refs),  # models
-        tuple(ctx.trace),
-        decided_at,
-        policy.currency,
-        ctx.objective,
-        ctx.outputs,
-    )
+    """The Decision of a finished context (the policy's generated `build`). A DECLINE keeps the score
+    if reached, but no limit, price or offers: nothing is offered to a declined applicant.
+    `book=False` leaves the offers unbooked (no offer id, validity or due dates): batch work, which
+    reads none of them."""
+    return _prepared(ctx.policy).build(ctx, decision_id, request_id, decided_at, book, "")

@@ -51,18 +51,24 @@ def test_credo_compile_prints_the_module_that_runs(capsys: pytest.CaptureFixture
     assert "'row1': (1, ('A', ), 'GRADE row 1: points >= 620 -> A')," in printed
 
 
-def test_credo_compile_stages_prints_the_function_that_runs_the_stage_table(
+def test_credo_compile_stages_prints_the_functions_that_run_the_stage_table(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["compile", "consumer_loan", "--policies", str(ROOT / "policies"), "--stages"]) == 0
     printed = capsys.readouterr().out
     policy = load_policy(ROOT / "policies" / "consumer_loan" / "policy.yaml")
     assert printed == stage_source(policy)
-    (function,) = ast.parse(printed).body
-    assert isinstance(function, ast.FunctionDef) and function.name == "run_stages"
+    functions = {node.name: node for node in ast.parse(printed).body if isinstance(node, ast.FunctionDef)}
+    assert list(functions) == ["run_stages", "build", "decide"]
+    called = {
+        node.func.id
+        for node in ast.walk(functions["decide"])
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+    assert {"run_stages", "build"} <= called  # the service's decide: the same table, then its Decision
     calls = [
         node
-        for node in ast.walk(function)
+        for node in ast.walk(functions["run_stages"])
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "TraceEntry"
     ]
     traced = [call.args[0].value for call in sorted(calls, key=lambda call: call.lineno)]  # type: ignore[attr-defined]
