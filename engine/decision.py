@@ -37,9 +37,12 @@ def _fields_plainer(kind: type) -> Callable[[Any, FloatRule], dict[str, Any]]:
         if f.metadata.get("omit_empty"):
             lines.append("    if item not in _EMPTY:\n")
             indent = "        "
-        lines.append(f"{indent}out[{name!r}] = item if type(item) in _AS_IS else plain(item, floats)\n")
+        lines.append(
+            f"{indent}out[{name!r}] = item if type(item) in _AS_IS"
+            " else str(item) if type(item) is _Decimal and item.is_finite() else plain(item, floats)\n"
+        )
     lines.append("    return out\n")
-    names: dict[str, Any] = {"_EMPTY": _EMPTY, "_AS_IS": _AS_IS, "plain": plain}
+    names: dict[str, Any] = {"_EMPTY": _EMPTY, "_AS_IS": _AS_IS, "_Decimal": Decimal, "plain": plain}
     exec("".join(lines), names)  # names are the dataclass's own field identifiers
     made: Callable[[Any, FloatRule], dict[str, Any]] = names["plain_fields"]
     _plainers[kind] = made
@@ -265,10 +268,10 @@ def plain(value: Any, floats: FloatRule = "refuse") -> Any:
         for key, item in value.items():
             if type(key) is not str:
                 raise NotPlain(f"object key {key!r} is not a string")
-            out[key] = plain(item, floats)
+            out[key] = item if type(item) in _AS_IS else plain(item, floats)
         return out
     if kind is list or kind is tuple:
-        return [plain(item, floats) for item in value]
+        return [item if type(item) in _AS_IS else plain(item, floats) for item in value]
     if kind is float:  # a trace's timings, a raw model output: past the abstract-class checks below
         return _float(value, floats)
     if hasattr(kind, "__dataclass_fields__") and not isinstance(value, type):
