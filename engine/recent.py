@@ -68,6 +68,7 @@ class Asked(NamedTuple):
 # bool, None or date is small; a text is charged by its length (a list or object is fingerprinted)
 _SCALARS = frozenset({str, int, bool, type(None), Decimal, dt.date})
 _PER_CHAR = 4  # a str's bytes per character at most (sys.getsizeof: 1, 2 or 4)
+_is_text = str.__instancecheck__
 
 
 def _kept(asked: Asked) -> tuple[Asked | str, int]:
@@ -75,10 +76,13 @@ def _kept(asked: Asked) -> tuple[Asked | str, int]:
     the request itself when its input is scalars (the fingerprint is worked out only if its
     request_id comes again), else its fingerprint."""
     values = asked.input.values()
-    if set(map(type, values)) <= _SCALARS:
-        texts = sum(map(len, [v for v in values if v.__class__ is str]))
-        return asked, sys.getsizeof(asked.input) + _PER_FIELD * len(values) + _PER_CHAR * texts
-    return asked.fingerprint(), 0
+    kinds = set(map(type, values))
+    if not kinds <= _SCALARS:
+        return asked.fingerprint(), 0
+    size = sys.getsizeof(asked.input) + _PER_FIELD * len(values)
+    if str in kinds:  # texts by their length, counted in C: no list of them made
+        size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
+    return asked, size
 
 
 def _fingerprint(kept: Asked | str) -> str:
@@ -109,6 +113,9 @@ class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a 
         return replaced(self.decision, offers=tuple(offers))
 
 
+_new_entry = tuple.__new__
+
+
 class RecentDecisions:
     """request_id -> (fingerprint, Decision) of this process's recent answers, the oldest forgotten
     first once their estimated size passes `max_bytes` (default 64 MiB: ~5,000 decisions with three
@@ -135,17 +142,17 @@ class RecentDecisions:
         if decision.offers:
             slim, offers = replaced(decision, offers=()), tuple([_offer_terms(o) for o in decision.offers])
         kept, size = _kept(asked)
-        entry = _Entry(kept, slim, offers, rounding, estimated_bytes(decision) + size)
+        size += estimated_bytes(decision)
+        entry = _new_entry(_Entry, (kept, slim, offers, rounding, size))  # without NamedTuple's __new__
+        by_request = self._by_request
         with self._lock:
-            earlier = self._by_request.get(request_id)
+            earlier = by_request.get(request_id)
             if earlier is None:
-                self._by_request[request_id] = entry
+                by_request[request_id] = entry
                 self._by_decision[decision.decision_id] = request_id
-                self.bytes += entry.size
-                while self.bytes > self.max_bytes and len(self._by_request) > 1:
-                    _, old = self._by_request.popitem(last=False)
-                    self._by_decision.pop(old.decision.decision_id, None)
-                    self.bytes -= old.size
+                self.bytes += size
+                if self.bytes > self.max_bytes:
+                    self._forget_oldest()
                 return decision
         # a request_id seen before (an entry is never changed once kept: compared outside the lock)
         if _fingerprint(earlier.asked) != _fingerprint(kept):
@@ -153,6 +160,13 @@ class RecentDecisions:
                 f"request_id {request_id!r} was already used for a different request; use a new request_id"
             )
         return earlier.full()
+
+    def _forget_oldest(self) -> None:
+        """Forget the oldest answers until the map is back within its bytes (the newest stays)."""
+        while self.bytes > self.max_bytes and len(self._by_request) > 1:
+            _, old = self._by_request.popitem(last=False)
+            self._by_decision.pop(old.decision.decision_id, None)
+            self.bytes -= old.size
 
     def get(self, *, request_id: str = "", decision_id: str = "") -> Decision | None:
         with self._lock:

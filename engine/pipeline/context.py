@@ -19,7 +19,9 @@ __all__ = ["DecisionContext", "ModelProvider"]
 ModelProvider = Callable[[str, str, str | None], tuple[Any, Any]]
 
 
-@dataclass(init=False)  # its __init__ below: the dataclass one called a factory per list and dict (2x)
+# its __init__ below: the dataclass one called a factory per list and dict (2x); kw_only lets the
+# fields with class defaults stay in their place
+@dataclass(init=False, kw_only=True)
 class DecisionContext:
     """Everything a decision knows so far. Stages read and extend it; the runner times them."""
 
@@ -29,27 +31,29 @@ class DecisionContext:
     models: ModelProvider
     language: str
     today: dt.date | None  # the decision date a `default: today` input takes when absent
-    dated: tuple[str, ...]  # the inputs that took `today` (the application left them out)
+    # Fields with a default below are read from the class until a stage sets them: a context is
+    # made per decision, and each attribute __init__ need not set costs it time.
+    dated: tuple[str, ...] = ()  # the inputs that took `today` (the application left them out)
     fact: dict[str, Any]
     input: dict[str, Any]  # the validated fact, before derived values
     derived: dict[str, Any]
     declines: list[Reason]
     refers: list[Reason]
     adjustments: list[Reason]  # limit/price rule reasons
-    score: Score | None
+    score: Score | None = None
     model_refs: list[ModelRef]
     # per model: its PD as exact text and the features it scored, made plain when model_outputs is
     # read (the audit record and replay read it; a decision without a store never does)
     scored: dict[str, tuple[str, dict[str, Any]]]
-    encoded: Any  # the model features as its float32 row, kept for explanations
-    package: Any  # the scoring ModelPackage, kept for explanations
+    encoded: Any = None  # the model features as its float32 row, kept for explanations
+    package: Any = None  # the scoring ModelPackage, kept for explanations
     segments: list[str]
-    limit: Decimal | None
-    annual_rate: Decimal | None
+    limit: Decimal | None = None
+    annual_rate: Decimal | None = None
     offers: list[Offer]
-    objective: str  # what ranked the offers, under the lifetime objectives
+    objective: str = ""  # what ranked the offers, under the lifetime objectives
     outputs: dict[str, Any]  # the policy's `outputs:`
-    outcome: Outcome | None
+    outcome: Outcome | None = None
     reasons: list[Reason]
     trace: list[TraceEntry]
 
@@ -63,12 +67,11 @@ class DecisionContext:
         today: dt.date | None = None,
     ) -> None:
         self.policy, self.application, self.evaluator, self.models = policy, application, evaluator, models
-        self.language, self.today, self.dated = language, today, ()
+        self.language, self.today = language, today
         self.fact, self.input, self.derived = {}, {}, {}
         self.declines, self.refers, self.adjustments = [], [], []
-        self.score, self.model_refs, self.scored, self.encoded, self.package = None, [], {}, None, None
-        self.segments, self.limit, self.annual_rate, self.offers, self.objective = [], None, None, [], ""
-        self.outputs, self.outcome, self.reasons, self.trace = {}, None, [], []
+        self.model_refs, self.scored, self.segments, self.offers = [], {}, [], []
+        self.outputs, self.reasons, self.trace = {}, [], []
 
     @property
     def stages(self) -> list[dict[str, Any]]:

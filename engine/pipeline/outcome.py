@@ -11,20 +11,24 @@ from engine.pipeline.runner import StageResult
 __all__ = ["MAX_REASONS", "outcome_stage"]
 
 MAX_REASONS = 4
+# an Enum's .value is two Python calls and a member read from its class a lookup: read once here
+_TEXT = {outcome: outcome.value for outcome in Outcome}
+_APPROVE, _DECLINE, _REFER = Outcome.APPROVE, Outcome.DECLINE, Outcome.REFER
 
 
 def outcome_stage(ctx: DecisionContext) -> StageResult:
     """DECLINE carries its decline reasons, REFER its referral reasons, each followed by the model's
     reasons when a score was reached; APPROVE carries the limit and price adjustments that applied."""
     if ctx.declines:
-        ctx.outcome, ruled = Outcome.DECLINE, ctx.declines
+        outcome, ruled = _DECLINE, ctx.declines
     elif ctx.refers:
-        ctx.outcome, ruled = Outcome.REFER, ctx.refers
+        outcome, ruled = _REFER, ctx.refers
     else:
-        ctx.outcome, ruled = Outcome.APPROVE, ctx.adjustments
+        outcome, ruled = _APPROVE, ctx.adjustments
+    ctx.outcome = outcome
     reasons = _unique(ruled)[:MAX_REASONS] if ruled else []
     model_codes: list[str] = []
-    if ctx.outcome is not Outcome.APPROVE and ctx.package is not None and len(reasons) < MAX_REASONS:
+    if outcome is not _APPROVE and ctx.package is not None and len(reasons) < MAX_REASONS:
         seen = {r.code for r in reasons}
         for code, text in reason_texts(ctx.package, ctx.encoded, MAX_REASONS, ctx.language):
             if len(reasons) >= MAX_REASONS:
@@ -35,7 +39,7 @@ def outcome_stage(ctx: DecisionContext) -> StageResult:
             reasons.append(Reason(code, text, "score", ""))
             model_codes.append(code)
     ctx.reasons = reasons
-    return StageResult(values={"outcome": ctx.outcome.value, "model_reasons": model_codes})
+    return StageResult(values={"outcome": _TEXT[outcome], "model_reasons": model_codes})
 
 
 def _unique(reasons: list[Reason]) -> list[Reason]:
