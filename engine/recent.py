@@ -18,7 +18,7 @@ from engine.decision import Decision, Offer, replaced
 from engine.errors import IdempotencyConflict
 from engine.pipeline.candidates import offer_schedule
 
-__all__ = ["DEFAULT_MAX_BYTES", "Asked", "RecentDecisions", "estimated_bytes"]
+__all__ = ["DEFAULT_MAX_BYTES", "RecentDecisions", "estimated_bytes"]
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 
@@ -52,18 +52,6 @@ _offer_terms = operator.attrgetter(*_OFFER_TERMS)
 _NO_OFFERS: tuple[tuple[Any, ...], ...] = ()
 
 
-class Asked(NamedTuple):
-    """What a request asked, as its fingerprint is of (engine.audit.record.request_fingerprint):
-    the policy name, the language (defaults applied) and the validated input."""
-
-    policy: str
-    language: str
-    input: Mapping[str, Any]
-
-    def fingerprint(self) -> str:
-        return request_fingerprint(self.policy, self.language, self.input)
-
-
 # the values an input is kept as: validation bounds a Decimal's text to 64 characters and an int,
 # bool, None or date is small; a text is charged by its length (a list or object is fingerprinted)
 _SCALARS = frozenset({str, int, bool, type(None), Decimal, dt.date})
@@ -71,30 +59,23 @@ _PER_CHAR = 4  # a str's bytes per character at most (sys.getsizeof: 1, 2 or 4)
 _is_text = str.__instancecheck__
 
 
-def _kept(asked: Asked) -> tuple[Asked | str, int]:
-    """What a remembered answer keeps to recognise a retry, and its bytes beyond the decision's:
-    the request itself when its input is scalars (the fingerprint is worked out only if its
-    request_id comes again), else its fingerprint."""
-    values = asked.input.values()
-    kinds = set(map(type, values))
-    if not kinds <= _SCALARS:
-        return asked.fingerprint(), 0
-    size = sys.getsizeof(asked.input) + _PER_FIELD * len(values)
-    if str in kinds:  # texts by their length, counted in C: no list of them made
-        size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
-    return asked, size
-
-
-def _fingerprint(kept: Asked | str) -> str:
-    return kept if isinstance(kept, str) else kept.fingerprint()
-
-
 class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a frozen dataclass
-    asked: Asked | str  # the request, or its fingerprint (_kept)
+    """A remembered answer and what its request asked, as its fingerprint is of
+    (engine.audit.record.request_fingerprint): the policy name, the language (defaults applied)
+    and the validated input; an input of scalars is kept as asked (the fingerprint is worked out
+    only if its request_id comes again), any other as its fingerprint."""
+
+    policy: str
+    language: str
+    asked: Mapping[str, Any] | str  # the validated input, or its request's fingerprint
     decision: Decision  # without its offers: `offers` and `rounding` rebuild them
     offers: tuple[tuple[Any, ...], ...]  # each offer's _OFFER_TERMS
     rounding: str
     size: int
+
+    def fingerprint(self) -> str:
+        asked = self.asked
+        return asked if isinstance(asked, str) else request_fingerprint(self.policy, self.language, asked)
 
     def full(self) -> Decision:
         if not self.offers:
@@ -111,6 +92,19 @@ class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a 
             )
             offers.append(Offer(**kept, schedule=schedule))
         return replaced(self.decision, offers=tuple(offers))
+
+
+def _kept(policy: str, language: str, asked: Mapping[str, Any]) -> tuple[Mapping[str, Any] | str, int]:
+    """What a remembered answer keeps of its request's input to recognise a retry, and its bytes
+    beyond the decision's: the input itself when it is scalars, else the request's fingerprint."""
+    values = asked.values()
+    kinds = set(map(type, values))
+    if not kinds <= _SCALARS:
+        return request_fingerprint(policy, language, asked), 0
+    size = sys.getsizeof(asked) + _PER_FIELD * len(values)
+    if str in kinds:  # texts by their length, counted in C: no list of them made
+        size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
+    return asked, size
 
 
 _new_entry = tuple.__new__
@@ -132,18 +126,28 @@ class RecentDecisions:
         self._by_decision: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def remember(self, request_id: str, asked: Asked, decision: Decision, rounding: str) -> Decision:
-        """Keep `decision` as the answer to `request_id` and return it; if the request_id was seen
-        before, return that earlier answer instead (never two decisions), or raise
-        IdempotencyConflict when it came with another fingerprint. `rounding` (the policy's)
-        recomputes the schedules. The fingerprints are worked out only for a request_id seen before:
-        a first request (nearly all of them) only keeps what it asked."""
+    def remember(
+        self,
+        request_id: str,
+        policy: str,
+        language: str,
+        asked: Mapping[str, Any],
+        decision: Decision,
+        rounding: str,
+    ) -> Decision:
+        """Keep `decision` as the answer to `request_id`, whose request asked `policy` in `language`
+        with the validated input `asked`, and return it; if the request_id was seen before, return
+        that earlier answer instead (never two decisions), or raise IdempotencyConflict when it
+        came with another fingerprint. `rounding` (the policy's) recomputes the schedules. The
+        fingerprints are worked out only for a request_id seen before: a first request (nearly all
+        of them) only keeps what it asked."""
         slim, offers = decision, _NO_OFFERS  # offers are kept as terms, without their schedule rows
         if decision.offers:
             slim, offers = replaced(decision, offers=()), tuple([_offer_terms(o) for o in decision.offers])
-        kept, size = _kept(asked)
+        kept, size = _kept(policy, language, asked)
         size += estimated_bytes(decision)
-        entry = _new_entry(_Entry, (kept, slim, offers, rounding, size))  # without NamedTuple's __new__
+        # without NamedTuple's __new__ (a Python call)
+        entry = _new_entry(_Entry, (policy, language, kept, slim, offers, rounding, size))
         by_request = self._by_request
         with self._lock:
             earlier = by_request.get(request_id)
@@ -155,7 +159,7 @@ class RecentDecisions:
                     self._forget_oldest()
                 return decision
         # a request_id seen before (an entry is never changed once kept: compared outside the lock)
-        if _fingerprint(earlier.asked) != _fingerprint(kept):
+        if earlier.fingerprint() != entry.fingerprint():
             raise IdempotencyConflict(
                 f"request_id {request_id!r} was already used for a different request; use a new request_id"
             )

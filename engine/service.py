@@ -43,7 +43,7 @@ from engine.pipeline.table import decider
 from engine.policy import Policy, load_policy
 from engine.policy.experiment import CHAMPION
 from engine.policy.model import TEST_DATE
-from engine.recent import Asked, RecentDecisions
+from engine.recent import RecentDecisions
 from engine.release.bundle import served_release
 from engine.release.guards import VersionLedger, archived_version_conflicts, test_failures, version_conflict
 from engine.release.shadows import ShadowJob, ShadowRunner
@@ -561,9 +561,7 @@ class DecisionService:
         if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
             self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.trace, self.models)
         assert self.recent is not None
-        return self.recent.remember(
-            request_id, Asked(loaded.name, language, _asked(ctx)), decision, ctx.rounding
-        )
+        return self.recent.remember(request_id, loaded.name, language, _asked(ctx), decision, ctx.rounding)
 
     def _decide(
         self,

@@ -14,7 +14,7 @@ from pipeline_helpers import application
 
 from engine.decision import Instalment
 from engine.errors import IdempotencyConflict, NotFound
-from engine.recent import Asked, RecentDecisions, estimated_bytes
+from engine.recent import RecentDecisions, estimated_bytes
 from engine.service import DecisionService
 
 
@@ -86,7 +86,7 @@ def test_the_byte_estimate_bounds_a_real_decision(make_service: Callable[..., De
     assert service.recent is not None
     kept = service.recent._by_request["r-3"]
     assert not reaches(kept, Instalment)  # schedule rows are recomputed, not kept
-    assert isinstance(kept.asked, Asked)  # the validated input, kept for a retry's fingerprint
+    assert isinstance(kept.asked, dict)  # the validated input, kept for a retry's fingerprint
     assert deep_size(kept) <= kept.size
     assert deep_size(kept.asked) <= kept.size - estimated_bytes(decision)  # the kept input is charged
     assert kept.full() == decision  # ... and recomputed exactly
@@ -96,13 +96,20 @@ def test_the_map_forgets_the_oldest_beyond_its_byte_budget(
     make_service: Callable[..., DecisionService],
 ) -> None:
     decision = make_service().decide("consumer_mini", application(), "r-4")
-    asked = Asked("consumer_mini", "en", {"applicant.age": 35})
+    asked = {"applicant.age": 35}
     sizer = RecentDecisions()
-    sizer.remember("r", asked, decision, "half_even")
+    sizer.remember("r", "consumer_mini", "en", asked, decision, "half_even")
     one = sizer.bytes
     recent = RecentDecisions(max_bytes=3 * one)
     for i in range(5):
-        recent.remember(f"r{i}", asked, dataclasses.replace(decision, decision_id=f"d{i}"), "half_even")
+        recent.remember(
+            f"r{i}",
+            "consumer_mini",
+            "en",
+            asked,
+            dataclasses.replace(decision, decision_id=f"d{i}"),
+            "half_even",
+        )
     assert len(recent) == 3 and recent.bytes <= recent.max_bytes
     assert recent.get(request_id="r0") is None and recent.get(decision_id="d1") is None
     assert recent.get(decision_id="d4") is not None
@@ -143,15 +150,13 @@ def test_an_input_with_a_list_is_kept_as_its_fingerprint(
     or an object is fingerprinted at once, and retries and conflicts read the same."""
     decision = make_service().decide("consumer_mini", application(), "r-8")
     recent = RecentDecisions()
-    asked = Asked("p", "en", {"codes": ["a", "b"], "n": 1})
-    assert recent.remember("r", asked, decision, "half_even") is decision
+    asked = {"codes": ["a", "b"], "n": 1}
+    assert recent.remember("r", "p", "en", asked, decision, "half_even") is decision
     assert isinstance(recent._by_request["r"].asked, str)
     again = dataclasses.replace(decision, decision_id="other")
-    assert (
-        recent.remember("r", Asked("p", "en", {"n": 1, "codes": ["a", "b"]}), again, "half_even") == decision
-    )
+    assert recent.remember("r", "p", "en", {"n": 1, "codes": ["a", "b"]}, again, "half_even") == decision
     with pytest.raises(IdempotencyConflict):
-        recent.remember("r", Asked("p", "en", {"codes": ["a", "c"], "n": 1}), again, "half_even")
+        recent.remember("r", "p", "en", {"codes": ["a", "c"], "n": 1}, again, "half_even")
 
 
 def test_a_long_text_input_is_charged_its_size(make_service: Callable[..., DecisionService]) -> None:
@@ -159,5 +164,5 @@ def test_a_long_text_input_is_charged_its_size(make_service: Callable[..., Decis
     so the map cannot be made to hold far more than it is allowed."""
     decision = make_service().decide("consumer_mini", application(), "r-9")
     recent = RecentDecisions()
-    recent.remember("r", Asked("p", "en", {"note": "x" * 100_000}), decision, "half_even")
+    recent.remember("r", "p", "en", {"note": "x" * 100_000}, decision, "half_even")
     assert recent.bytes > 100_000 + estimated_bytes(decision)
