@@ -267,29 +267,31 @@ _id_lock = threading.Lock()
 _last_ms = 0
 _counter = 0
 _ms_text = ""  # the id's first 13 hex digits (time, version) for _last_ms
-# Random bits for ids are read from the OS in blocks as hex text (one urandom call per 512 ids,
-# not one per id), each id's first byte already carrying the variant; a forked worker drops its
-# parent's block so no two processes share bits.
+# Random bits for ids are read from the OS in blocks (one urandom call per 512 ids, not one per id)
+# and cut into each id's last 19 characters at once; a forked worker drops its parent's block so no
+# two processes share bits.
 _RANDOM_BLOCK = 4096
-_random = ""
-_random_at = 0
+_tails: list[str] = []
+_tail_at = 0
 _VARIANT = bytes((byte & 0x3F) | 0x80 for byte in range(256))  # 0b10xx xxxx: RFC 4122's variant
+_COUNTER_TEXT = [f"{n:03x}" for n in range(256)]  # the counter's text, below 256 (nearly always)
 
 
 def _forget_random() -> None:
-    global _random, _random_at
-    _random, _random_at = "", 0
+    global _tails, _tail_at
+    _tails, _tail_at = [], 0
 
 
 os.register_at_fork(after_in_child=_forget_random)
 
 
-def _random_hex() -> str:
-    """A block of random bits as hex text, 16 digits (64 bits) per id, the first byte of each
-    id's eight with its top two bits set to the variant (62 random bits left)."""
+def _random_tails() -> list[str]:
+    """A block of random bits as ids' tails "-vxxx-xxxxxxxxxxxx": 64 bits each, the top two bits of
+    the first byte set to the variant (62 random bits left)."""
     block = bytearray(os.urandom(_RANDOM_BLOCK))
     block[::8] = block[::8].translate(_VARIANT)
-    return block.hex()
+    text = block.hex()
+    return [f"-{text[at : at + 4]}-{text[at + 4 : at + 16]}" for at in range(0, len(text), 16)]
 
 
 def new_decision_id(now: float | None = None) -> str:
@@ -301,7 +303,7 @@ def new_decision_id(now: float | None = None) -> str:
 def decision_id_at(ms: int) -> str:
     """`new_decision_id` at Unix time `ms` in whole milliseconds (the service reads the clock once,
     in µs, for the id and decided_at both)."""
-    global _last_ms, _counter, _ms_text, _random, _random_at
+    global _last_ms, _counter, _ms_text, _tails, _tail_at
     with _id_lock:
         if ms > _last_ms:
             _last_ms, _counter = ms, 0
@@ -312,11 +314,12 @@ def decision_id_at(ms: int) -> str:
                 _last_ms += 1
                 _counter = 0
                 _ms_text = f"{_last_ms >> 16:08x}-{_last_ms & 0xFFFF:04x}-7"
-        at = _random_at
-        if at >= len(_random):
-            _random, at = _random_hex(), 0
-        _random_at = at + 16
-        return f"{_ms_text}{_counter:03x}-{_random[at : at + 4]}-{_random[at + 4 : at + 16]}"
+        at = _tail_at
+        if at >= len(_tails):
+            _tails, at = _random_tails(), 0
+        _tail_at = at + 1
+        counter = _COUNTER_TEXT[_counter] if _counter < 256 else f"{_counter:03x}"
+        return f"{_ms_text}{counter}{_tails[at]}"
 
 
 def new_chain_id() -> str:
