@@ -94,19 +94,6 @@ class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a 
         return replaced(self.decision, offers=tuple(offers))
 
 
-def _kept(policy: str, language: str, asked: Mapping[str, Any]) -> tuple[Mapping[str, Any] | str, int]:
-    """What a remembered answer keeps of its request's input to recognise a retry, and its bytes
-    beyond the decision's: the input itself when it is scalars, else the request's fingerprint."""
-    values = asked.values()
-    kinds = set(map(type, values))
-    if not kinds <= _SCALARS:
-        return request_fingerprint(policy, language, asked), 0
-    size = sys.getsizeof(asked) + _PER_FIELD * len(values)
-    if str in kinds:  # texts by their length, counted in C: no list of them made
-        size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
-    return asked, size
-
-
 _new_entry = tuple.__new__
 
 
@@ -144,8 +131,17 @@ class RecentDecisions:
         slim, offers = decision, _NO_OFFERS  # offers are kept as terms, without their schedule rows
         if decision.offers:
             slim, offers = replaced(decision, offers=()), tuple([_offer_terms(o) for o in decision.offers])
-        kept, size = _kept(policy, language, asked)
-        size += estimated_bytes(decision)
+        # What the answer keeps of its request to recognise a retry, and its bytes beyond the
+        # decision's: an input of scalars as it is, any other as the request's fingerprint.
+        values = asked.values()
+        kinds = set(map(type, values))
+        if kinds <= _SCALARS:
+            kept: Mapping[str, Any] | str = asked
+            size = estimated_bytes(decision) + sys.getsizeof(asked) + _PER_FIELD * len(values)
+            if str in kinds:  # texts by their length, counted in C: no list of them made
+                size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
+        else:
+            kept, size = request_fingerprint(policy, language, asked), estimated_bytes(decision)
         # without NamedTuple's __new__ (a Python call)
         entry = _new_entry(_Entry, (policy, language, kept, slim, offers, rounding, size))
         by_request = self._by_request

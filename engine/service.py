@@ -509,59 +509,38 @@ class DecisionService:
         self, loaded: Policy, application: Mapping[str, Any], request_id: str, language: str, arm: str
     ) -> tuple[DecisionContext, Decision, dt.datetime, Mapping[str, Any]]:
         """Run the pipeline at the clock's time: (context, decision, received, what the request asked:
-        the validated input without the decision date the caller left out)."""
-        received = self._received()
-        today, decided_at = received.date(), _utc_text(received)
-        ctx, decision = self._run(
-            loaded, application, request_id, language, arm, today, self.ids, received, decided_at
-        )
-        return ctx, decision, received, _asked(ctx)
-
-    def _received(self) -> dt.datetime:
+        the validated input without the decision date the caller left out). The decision date is
+        recorded in the input, so replay reads no clock."""
         received = self.clock()
-        return received if received.tzinfo is dt.UTC else received.astimezone(dt.UTC)  # the default's is
-
-    def _run(
-        self,
-        loaded: Policy,
-        application: Mapping[str, Any],
-        request_id: str,
-        language: str,
-        arm: str,
-        today: dt.date,
-        ids: Callable[[Any], str],
-        received: Any,
-        decided_at: str,
-    ) -> tuple[DecisionContext, Decision]:
-        """The policy's generated decide at `received` (the decision date `today` is recorded in the
-        input, so replay reads no clock); `ids(received)` is the decision id."""
-        return decider(loaded)(
+        if received.tzinfo is not dt.UTC:  # the default clock's is already
+            received = received.astimezone(dt.UTC)
+        ctx, decision = decider(loaded)(
             loaded, application, self.evaluator, self.models, language, self.timer,
-            today, ids, received, request_id, decided_at, arm,
+            received.date(), self.ids, received, request_id, _utc_text(received), arm,
         )  # fmt: skip
+        return ctx, decision, received, _asked(ctx)
 
     def _decide_unstored(
         self, loaded: Policy, application: Mapping[str, Any], request_id: str, language: str, arm: str
     ) -> Decision:
         """A decision without a store: this process's recent answers keep it for a retry (the
         request's fingerprint is worked out only if its request_id comes again)."""
-        ids: Callable[[Any], str]
-        received: Any
-        if self.clock is _utc_now and self.ids is _uuid7:
+        if self.clock is not _utc_now or self.ids is not _uuid7:
+            ctx, decision, _, asked = self._decided(loaded, application, request_id, language, arm)
+        else:
             # No record needs a received datetime: the time is read once, in whole µs, for the
             # decision date, decided_at and the id's milliseconds (as datetime.now would read it).
             micros = _time_ns() // 1000
-            (decided_at, today), ids, received = _utc_text.at(micros), decision_id_at, micros // 1000
-        else:
-            when = self._received()
-            today, ids, received, decided_at = when.date(), self.ids, when, _utc_text(when)
-        ctx, decision = self._run(
-            loaded, application, request_id, language, arm, today, ids, received, decided_at
-        )
+            decided_at, today = _utc_text.at(micros)
+            ctx, decision = decider(loaded)(
+                loaded, application, self.evaluator, self.models, language, self.timer,
+                today, decision_id_at, micros // 1000, request_id, decided_at, arm,
+            )  # fmt: skip
+            asked = ctx.input if not ctx.dated else _asked(ctx)
         if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
             self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.trace, self.models)
         assert self.recent is not None
-        return self.recent.remember(request_id, loaded.name, language, _asked(ctx), decision, ctx.rounding)
+        return self.recent.remember(request_id, loaded.name, language, asked, decision, ctx.rounding)
 
     def _decide(
         self,

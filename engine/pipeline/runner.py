@@ -12,7 +12,15 @@ from typing import Any
 from engine.decision import TraceEntry, value_object
 from engine.pipeline.context import DecisionContext
 
-__all__ = ["CompiledStages", "Stage", "StageResult", "compile_stages", "no_work", "run_stages", "stage_lines"]
+__all__ = [
+    "CompiledStages",
+    "Stage",
+    "StageResult",
+    "compile_stages",
+    "no_work",
+    "run_stages",
+    "stages_source",
+]
 
 
 @dataclass(slots=True)
@@ -65,11 +73,11 @@ def no_work(ctx: DecisionContext) -> StageResult:
     return StageResult()
 
 
-def stage_lines(table: Sequence[Stage], names: dict[str, Any]) -> str:
-    """The body of a generated function that runs `table` on `ctx` as `run_stages` does (each stage
-    called, timed and traced in turn; a decline skips all but the closing stages), with `trace`
-    (ctx.trace.append) and `declines` (ctx.declines) bound; binds each stage's function in `names`
-    by position (`stage_3`)."""
+def stages_source(table: Sequence[Stage], names: dict[str, Any]) -> str:
+    """The source of run_stages(ctx, timer) for `table`: one straight-line function that does what
+    `run_stages` does with it (each stage called, timed and traced in turn, the decline check before
+    each stage that is not closing; no loop, no Stage rows read per decision). A stage's name is a
+    string literal in the source; its function is bound in `names` by position (`stage_3`)."""
     names.update(TraceEntry=TraceEntry, dict=dict, tuple=tuple, round=round)
     body = []
     for i, stage in enumerate(table):
@@ -91,22 +99,19 @@ def stage_lines(table: Sequence[Stage], names: dict[str, Any]) -> str:
             f"{indent}    values = dict(values)\n"
             f"{indent}trace(TraceEntry({stage.name!r}, tuple(result.fired), millis, values))\n"
         )
-    return "".join(body)
-
-
-def compile_stages(table: Sequence[Stage]) -> tuple[str, CompiledStages]:
-    """(source, function) of `table` as one straight-line function run_stages(ctx, timer) that does
-    what `run_stages` does with it: each stage called, timed and traced in turn, the decline check
-    before each stage that is not closing; no loop, no Stage rows read per decision. A stage's name
-    is a string literal in the source; its function is bound by position (`stage_3`)."""
-    names: dict[str, Any] = {}
-    source = (
+    return (
         "def run_stages(ctx, timer):\n"
         f"    {' -> '.join(stage.name for stage in table)!r}\n"
         "    trace, declines = ctx.trace.append, ctx.declines\n"
-        f"{stage_lines(table, names)}"
+        f"{''.join(body)}"
         "    return ctx\n"
     )
+
+
+def compile_stages(table: Sequence[Stage]) -> tuple[str, CompiledStages]:
+    """(source, function) of `table` as run_stages(ctx, timer) (see stages_source)."""
+    names: dict[str, Any] = {}
+    source = stages_source(table, names)
     exec(compile(source, "<stage table>", "exec"), names)  # stage names only, as literals
     run: CompiledStages = names["run_stages"]
     return source, run

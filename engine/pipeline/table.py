@@ -14,7 +14,7 @@ from engine.pipeline.booking import book_offers
 from engine.pipeline.context import DecisionContext, ModelProvider
 from engine.pipeline.offers import offers_stage
 from engine.pipeline.outcome import outcome_stage
-from engine.pipeline.runner import CompiledStages, Stage, no_work, stage_lines
+from engine.pipeline.runner import CompiledStages, Stage, no_work, stages_source
 from engine.pipeline.stages import (
     derive_stage,
     limit_stage,
@@ -67,13 +67,16 @@ def stage_source(policy: Policy) -> str:
 
 def decider(policy: Policy) -> Decide:
     """The policy's generated `decide` (see stage_source): made once per loaded policy."""
-    return _prepared(policy).decide
+    known = _tables.get(id(policy))  # _prepared's lookup, inline: one call less on every decision
+    return (known if known is not None and known.policy() is policy else _prepare(policy)).decide
 
 
 def _prepared(policy: Policy) -> _Prepared:
     known = _tables.get(id(policy))
-    if known is not None and known.policy() is policy:
-        return known
+    return known if known is not None and known.policy() is policy else _prepare(policy)
+
+
+def _prepare(policy: Policy) -> _Prepared:
     key = id(policy)
     table = _build_table(policy)
     source, names = _generated(policy, table)
@@ -127,11 +130,7 @@ def _generated(policy: Policy, table: tuple[Stage, ...]) -> tuple[str, dict[str,
         return _DECISION.format(returned=returned, book=_BOOK.format(book=book) if spec is not None else "")
 
     source = (
-        "def run_stages(ctx, timer):\n"
-        f"    {' -> '.join(stage.name for stage in table)!r}\n"
-        "    trace, declines = ctx.trace.append, ctx.declines\n"
-        f"{stage_lines(table, names)}"
-        "    return ctx\n"
+        f"{stages_source(table, names)}"
         "\n\n"
         "def build(ctx, decision_id, request_id, decided_at, book, arm):\n"
         f"{decision('return ', 'book and ')}"
