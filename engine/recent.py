@@ -14,8 +14,10 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 
 from engine.audit.record import request_fingerprint
-from engine.decision import Decision, Offer, replaced
+from engine.decision import Decision, Instalment, Offer, replaced
 from engine.errors import IdempotencyConflict
+from engine.finance.dates import due_dates, utc_date
+from engine.finance.schedule import dated_schedule
 from engine.pipeline.candidates import offer_schedule
 
 __all__ = ["DEFAULT_MAX_BYTES", "RecentDecisions", "estimated_bytes"]
@@ -68,28 +70,39 @@ class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a 
     policy: str
     language: str
     asked: Mapping[str, Any] | str  # the validated input, or its request's fingerprint
-    decision: Decision  # without its offers: `offers` and `rounding` rebuild them
+    decision: Decision  # without its offers: `offers`, `rounding` and `due` rebuild them
     offers: tuple[tuple[Any, ...], ...]  # each offer's _OFFER_TERMS
     rounding: str
     size: int
+    due: tuple[str | int, int] | None  # the policy's (due_day, due_min_days): a booked offer's dates
 
     def fingerprint(self) -> str:
         asked = self.asked
         return asked if isinstance(asked, str) else request_fingerprint(self.policy, self.language, asked)
 
     def full(self) -> Decision:
+        """The Decision as answered: each offer's schedule recomputed from its terms (as the
+        offers stage built it), a credit line's empty, a booked offer's rows dated again from the
+        decision's date under the policy's first-due convention (as booking dated them)."""
         if not self.offers:
             return self.decision
         offers = []
+        decided = None
         for terms in self.offers:
             kept: dict[str, Any] = dict(zip(_OFFER_TERMS, terms, strict=True))
-            schedule = offer_schedule(
-                kept["amount"],
-                kept["annual_rate"],
-                kept["term_months"],
-                kept["repayment_method"],
-                self.rounding,
-            )
+            schedule: tuple[Instalment, ...] = ()
+            if kept["revolving"] is None:  # a credit line has no schedule
+                schedule = offer_schedule(
+                    kept["amount"],
+                    kept["annual_rate"],
+                    kept["term_months"],
+                    kept["repayment_method"],
+                    self.rounding,
+                )
+                if kept["offer_id"] and self.due is not None:  # booked: its rows carry due dates
+                    decided = decided or utc_date(self.decision.decided_at)
+                    dates = due_dates(decided, len(schedule), *self.due)
+                    schedule = dated_schedule(schedule, dates)
             offers.append(Offer(**kept, schedule=schedule))
         return replaced(self.decision, offers=tuple(offers))
 
@@ -121,11 +134,13 @@ class RecentDecisions:
         asked: Mapping[str, Any],
         decision: Decision,
         rounding: str,
+        due: tuple[str | int, int] | None = None,
     ) -> Decision:
         """Keep `decision` as the answer to `request_id`, whose request asked `policy` in `language`
         with the validated input `asked`, and return it; if the request_id was seen before, return
         that earlier answer instead (never two decisions), or raise IdempotencyConflict when it
-        came with another fingerprint. `rounding` (the policy's) recomputes the schedules. The
+        came with another fingerprint. `rounding` (the policy's) recomputes the schedules, and `due`
+        (the policy's offers' due_day and due_min_days) dates a booked offer's rows again. The
         fingerprints are worked out only for a request_id seen before: a first request (nearly all
         of them) only keeps what it asked."""
         slim, offers = decision, _NO_OFFERS  # offers are kept as terms, without their schedule rows
@@ -143,7 +158,7 @@ class RecentDecisions:
         else:
             kept, size = request_fingerprint(policy, language, asked), estimated_bytes(decision)
         # without NamedTuple's __new__ (a Python call)
-        entry = _new_entry(_Entry, (policy, language, kept, slim, offers, rounding, size))
+        entry = _new_entry(_Entry, (policy, language, kept, slim, offers, rounding, size, due))
         by_request = self._by_request
         with self._lock:
             earlier = by_request.get(request_id)

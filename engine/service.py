@@ -540,7 +540,9 @@ class DecisionService:
         if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
             self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.trace, self.models)
         assert self.recent is not None
-        return self.recent.remember(request_id, loaded.name, language, asked, decision, ctx.rounding)
+        spec = loaded.offers  # a booked offer's due dates follow its conventions
+        due = None if spec is None or not decision.offers else (spec.due_day, spec.due_min_days)
+        return self.recent.remember(request_id, loaded.name, language, asked, decision, ctx.rounding, due)
 
     def _decide(
         self,

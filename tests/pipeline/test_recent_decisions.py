@@ -4,9 +4,11 @@ bounded in bytes; the fingerprint is of the validated input with defaults applie
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,3 +168,35 @@ def test_a_long_text_input_is_charged_its_size(make_service: Callable[..., Decis
     recent = RecentDecisions()
     recent.remember("r", "p", "en", {"note": "x" * 100_000}, decision, "half_even")
     assert recent.bytes > 100_000 + estimated_bytes(decision)
+
+
+@pytest.mark.parametrize("due", ["", "first_due: {day: 15, min_days: 20}"], ids=["same-day", "fixed-day"])
+def test_a_storeless_retry_answers_every_shipped_decision_as_first_answered(due: str, tmp_path: Path) -> None:
+    """Regression: a service without a store rebuilt a remembered answer's offers from their terms
+    as undated loan schedules: a retried request_id (or GetDecision) whose answer held a credit line
+    failed (a zero-month schedule, INTERNAL over gRPC), and booked offers lost their due dates.
+    Every shipped policy's valid test inputs and the README applicant, retried, get the first
+    answer, dated rows and lines included; with a fixed first-due day too."""
+    from pipeline_helpers import ROOT
+
+    from engine.policy import load_policy, load_policy_text
+
+    policies = [load_policy(path) for path in sorted((ROOT / "policies").glob("*/policy.yaml"))]
+    if due:  # consumer_loan with a fixed first-due day: its rows dated on another convention
+        text = (ROOT / "policies" / "consumer_loan" / "policy.yaml").read_text(encoding="utf-8")
+        assert text.count("first_due: {day: same}") == 1
+        policies = [load_policy_text(text.replace("first_due: {day: same}", due))]
+    readme = json.loads((ROOT / "tests" / "pipeline" / "readme_applicant.json").read_text(encoding="utf-8"))
+    service = DecisionService(tmp_path, ROOT / "models")
+    dated = lines = 0
+    for policy in policies:
+        inputs = [case.input for case in policy.tests if "error" not in case.expect]
+        if policy.name == "consumer_loan":
+            inputs.append(readme)  # offered a credit line beside its loans
+        for n, asked in enumerate(inputs):
+            first = service.decide(policy, asked, f"r-{policy.name}-{n}")
+            assert service.decide(policy, asked, f"r-{policy.name}-{n}") == first, (policy.name, n)
+            assert service.get_decision(decision_id=first.decision_id) == first
+            dated += sum(1 for o in first.offers if o.schedule and o.schedule[0].due_date)
+            lines += sum(1 for o in first.offers if o.revolving is not None)
+    assert dated and lines  # the cases above reach both
