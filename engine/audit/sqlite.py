@@ -5,8 +5,10 @@ disk before it returns. Errors of the file or disk (full, unreadable) become Sto
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 import urllib.parse
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +47,7 @@ class SqliteStore(SqlStore):
         self.path = sqlite_path(url)
         if not create and not self.path.exists():
             raise StoreUnavailable(f"no audit store at {self.path}")
+        self._lock: int | None = None  # the lock file's descriptor: a writer's turn (see _writers_turn)
         if readonly:
             with self._errors():
                 self._write = self._read = self._connect_readonly()
@@ -53,9 +56,13 @@ class SqliteStore(SqlStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Several worker processes open a new store at once: switching a fresh file to WAL and
             # creating the schema can then fail "database is locked" without waiting for the busy
-            # timeout, so opening is serialised across processes by a lock file beside the store.
-            with open(self.path.with_name(self.path.name + ".open-lock"), "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            # timeout, so opening is serialised across processes by a lock file beside the store,
+            # and so is every write transaction after it (see _writers_turn).
+            lock_path = self.path.with_name(self.path.name + ".open-lock")
+            self._lock = os.open(lock_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            # closed with the store, or when it is dropped unclosed (as its connections are)
+            self._close_lock = weakref.finalize(self, os.close, self._lock)
+            with self._writers_turn():
                 self._write = self._connect()
                 self._write.executescript(SCHEMA.format(blob="BLOB") + INDEXES)
                 self._read = self._connect()
@@ -94,17 +101,36 @@ class SqliteStore(SqlStore):
         return self._read
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        cur = self._write.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+    def _writers_turn(self) -> Iterator[None]:
+        """This process's turn to write, among the store's writer processes (each worker one).
+        SQLite alone makes a writer that finds the store locked poll it, sleeping 1, 2, 5, ... up to
+        100 ms between polls: under load the other worker commits again and again meanwhile, and the
+        waiting one starved for 100-500 ms (its callers with it). A lock on the lock file is waited
+        for in the kernel and handed over the moment the holder lets go. The busy timeout stays as
+        the fallback for a writer that takes no turn (the sqlite3 shell, an older credo)."""
+        lock = self._lock
+        if lock is None:  # read-only: SQLite refuses the write itself
+            yield
+            return
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield cur
-            cur.execute("COMMIT")
-        except BaseException:
-            # SQLite may already have rolled back (e.g. disk full); never mask the first error
-            if self._write.in_transaction:
-                self._write.execute("ROLLBACK")
-            raise
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self._writers_turn():
+            cur = self._write.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                # SQLite may already have rolled back (e.g. disk full); never mask the first error
+                if self._write.in_transaction:
+                    self._write.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -120,3 +146,5 @@ class SqliteStore(SqlStore):
             self._write.close()
             if self._read is not self._write:
                 self._read.close()
+            if self._lock is not None:
+                self._close_lock()
