@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from engine.audit.canonical import canonical_json
 from engine.audit.record import GENESIS_HASH, chain_hash, utc_text
+from engine.audit.sqlite import SqliteStore
 from engine.audit.store import AuditStore, SqlStore
 from engine.errors import BAD_URL, PiiKeyError, UsageError
 
@@ -171,18 +172,13 @@ class KeyTable:
         sealed with it, and the record's synchronous commit flushes the log up to itself, key
         included; a key lost in a crash was used by no durable record. Saves a flush per new subject."""
         store = self.store
-        if not self.sqlite:
-            with store._transaction() as cur:
-                cur.execute("SET LOCAL synchronous_commit = off")
+        if isinstance(store, SqliteStore):
+            with store._transaction(flush=False) as cur:
                 yield cur
             return
-        conn = store._write  # type: ignore[attr-defined]
-        conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            with store._transaction() as cur:
-                yield cur
-        finally:
-            conn.execute("PRAGMA synchronous = FULL")
+        with store._transaction() as cur:
+            cur.execute("SET LOCAL synchronous_commit = off")
+            yield cur
 
     def all(self) -> list[tuple[str, str, str]]:
         if not self._ready:

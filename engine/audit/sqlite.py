@@ -1,5 +1,5 @@
-"""The embedded audit store: one SQLite file in WAL mode with synchronous=FULL, so a commit is on
-disk before it returns. Errors of the file or disk (full, unreadable) become StoreUnavailable.
+"""The embedded audit store: one SQLite file in WAL mode, a commit on disk before it returns (its
+log flushed by fdatasync). Errors of the file or disk (full, unreadable) become StoreUnavailable.
 """
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
 import urllib.parse
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,13 @@ CREATE INDEX IF NOT EXISTS audit_records_policy
 """
 
 
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
 def sqlite_path(url: str) -> Path:
     """sqlite:///rel/path.db -> rel/path.db; sqlite:////abs/path.db -> /abs/path.db."""
     prefix = "sqlite:///"
@@ -48,6 +56,9 @@ class SqliteStore(SqlStore):
         if not create and not self.path.exists():
             raise StoreUnavailable(f"no audit store at {self.path}")
         self._lock: int | None = None  # the lock file's descriptor: a writer's turn (see _writers_turn)
+        self._wal: int | None = None  # the write-ahead log's descriptor, flushed after each commit
+        self._close_wal: Callable[[], None] = lambda: None
+        self._wal_lock = threading.Lock()
         if readonly:
             with self._errors():
                 self._write = self._read = self._connect_readonly()
@@ -70,8 +81,10 @@ class SqliteStore(SqlStore):
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN IMMEDIATE/COMMIT ourselves
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        # In WAL mode a commit is flushed by _transaction, after the writer's turn (see _flush_log);
+        # a file that cannot be in WAL mode flushes inside each commit.
+        conn.execute("PRAGMA synchronous=NORMAL" if str(mode).lower() == "wal" else "PRAGMA synchronous=FULL")
         return conn
 
     def _connect_readonly(self) -> sqlite3.Connection:
@@ -119,7 +132,9 @@ class SqliteStore(SqlStore):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def _transaction(self, *, flush: bool = True) -> Iterator[Any]:
+        """One write transaction, on disk when this returns (`flush` False: only in the log, on disk
+        with the next flushed commit; for what no caller is told is stored)."""
         with self._writers_turn():
             cur = self._write.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -131,6 +146,44 @@ class SqliteStore(SqlStore):
                 if self._write.in_transaction:
                     self._write.execute("ROLLBACK")
                 raise
+        if flush:
+            self._flush_log()
+
+    def _flush_log(self) -> None:
+        """fdatasync the write-ahead log: every commit written to it so far is on disk (this
+        writer's and any other's: the whole file is flushed). SQLite's synchronous=FULL would flush
+        inside COMMIT, holding the store's one write lock through the disk's wait, so the workers'
+        commits queued behind one another's flushes; flushed here, after the writer's turn, the
+        next writer commits meanwhile and the flushes overlap. Nothing is lost that was
+        acknowledged: the log's writer releases its callers only after this returns, and a record
+        read back is flushed before it is handed out (_durable). A commit whose frames were
+        checkpointed into the database file meanwhile was flushed there (in WAL mode
+        synchronous=NORMAL flushes the log before a checkpoint and the file after it)."""
+        if self._lock is None:  # read-only: this process wrote nothing
+            return
+        wal = self.path.with_name(self.path.name + "-wal")
+        with self._wal_lock:
+            if self._wal is not None and os.fstat(self._wal).st_ino != _inode(wal):
+                self._close_wal()  # the log was removed and made again: flush the one there is now
+                self._wal = None
+            if self._wal is None and _inode(wal) is not None:
+                self._wal = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+                self._close_wal = weakref.finalize(self, os.close, self._wal)
+            fd = self._wal
+        if fd is not None:
+            os.fdatasync(fd)
+            return
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)  # no log (not in WAL mode): the file
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def _durable(self) -> None:
+        # A commit is visible to readers before the writer's flush returns: what is read back and
+        # handed out (a retried request's decision, GetDecision) is flushed first.
+        with self._errors():
+            self._flush_log()
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -148,3 +201,4 @@ class SqliteStore(SqlStore):
                 self._read.close()
             if self._lock is not None:
                 self._close_lock()
+            self._close_wal()

@@ -231,13 +231,23 @@ class SqlStore(ABC):
             self._sql(f"INSERT INTO audit_records ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"), rows
         )
 
+    def _durable(self) -> None:  # noqa: B027  (a hook: most stores have nothing to do)
+        """Make what was read durable before it is handed out (a store whose commit is durable
+        before it is visible does nothing)."""
+
     def get(self, decision_id: str) -> DecisionRecord | None:
         rows = self._query("SELECT body, hash FROM audit_records WHERE decision_id = ?", (decision_id,))
-        return parse_record(*rows[0]) if rows else None
+        if not rows:
+            return None
+        self._durable()
+        return parse_record(*rows[0])
 
     def get_by_request(self, request_id: str) -> DecisionRecord | None:
         rows = self._query("SELECT body, hash FROM audit_records WHERE request_id = ?", (request_id,))
-        return parse_record(*rows[0]) if rows else None
+        if not rows:
+            return None
+        self._durable()
+        return parse_record(*rows[0])
 
     def find_requests(self, request_ids: Sequence[str]) -> dict[str, DecisionRecord]:
         found: dict[str, DecisionRecord] = {}
@@ -250,6 +260,8 @@ class SqlStore(ABC):
             ):
                 record = parse_record(body, hash)
                 found[record.request_id] = record
+        if found:
+            self._durable()
         return found
 
     def iter_records(

@@ -3,6 +3,8 @@ chain), kill -9 of a writer (every acknowledged record is stored), missing archi
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import signal
 import subprocess
@@ -52,6 +54,37 @@ def test_disk_full_is_unavailable_and_the_log_recovers(sqlite_url: str, make_rec
     finally:
         log.close()
     assert verified_count(sqlite_url) == len(acked)
+
+
+def test_a_failed_flush_is_never_acknowledged(
+    sqlite_url: str, make_record: RecordFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's write-ahead log is flushed (fdatasync) after each commit, outside the store's write
+    lock. A flush that fails fails its callers (UNAVAILABLE) instead of acknowledging what a crash
+    could take back; the caller's retry gets the very record, once it is on disk."""
+    flushed: list[str] = []
+    disk_fails = False
+    fdatasync = os.fdatasync
+
+    def flush(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        if disk_fails:
+            raise OSError(errno.EIO, "Input/output error")
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", flush)
+    with DecisionLog(sqlite_url) as log:
+        log.append(make_record())
+        assert flushed[-1].endswith("audit.db-wal")  # the commit waited for its log on disk
+        assert log.store._write.execute("PRAGMA synchronous").fetchone()[0] == 1  # type: ignore[attr-defined]
+        disk_fails = True
+        record = make_record()
+        with pytest.raises(StoreUnavailable):
+            log.append(record)
+        disk_fails = False
+        assert log.append(record).seq == 2  # committed, then flushed for the retry: the same record
+        assert log.append(make_record()).seq == 3
+    assert verified_count(sqlite_url) == 3
 
 
 def test_postgres_down_is_unavailable_and_the_log_recovers(make_record: RecordFactory) -> None:
