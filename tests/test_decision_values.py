@@ -92,6 +92,15 @@ def test_decided_at_is_the_utc_isoformat_with_microseconds(when: dt.datetime) ->
     assert _utc_text(later) == later.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
+@given(st.integers(min_value=0, max_value=4_102_444_800_000_000), st.integers(0, 2_000_000))
+def test_decided_at_from_unix_micros_is_the_datetimes_text_and_date(micros: int, step: int) -> None:
+    """The storeless decide reads the clock as whole µs since the epoch (as datetime.now truncates
+    it): its decided_at text and decision date are the datetime's, across seconds and days."""
+    for at in (micros, micros + step):  # the same second's cached text, or the next second's
+        when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=at)
+        assert _utc_text.at(at) == (when.isoformat(timespec="microseconds"), when.date())
+
+
 def _plain_by_fields(value: object, floats: FloatRule) -> object:
     """plain()'s dataclass rule written out with dataclasses.fields: the generated walk's reference."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,21 @@ def test_decision_ids_are_time_ordered() -> None:
     ids = [service.decide("consumer_mini", application(), f"t{i}").decision_id for i in range(5)]
     assert ids == sorted(ids) and len(set(ids)) == 5
     assert all(i[14] == "7" for i in ids)  # UUID version 7
+
+
+def test_the_default_clock_gives_one_instant_to_the_id_and_decided_at() -> None:
+    """Without a store the default clock is read once, in µs, for the decision id, decided_at and
+    the decision date: the id's milliseconds are decided_at's, both between the calls' clock reads."""
+    service = DecisionService(MINI.parent.parent, MODELS)
+    for i in range(50):
+        before = dt.datetime.now(dt.UTC)
+        decision = service.decide("consumer_mini", application(), f"clock-{i}")
+        after = dt.datetime.now(dt.UTC)
+        decided_at = dt.datetime.fromisoformat(decision.decided_at)
+        assert before <= decided_at <= after
+        millis = (decided_at - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+        assert uuid.UUID(decision.decision_id).int >> 80 == millis
+        assert decision.decided_at == decided_at.isoformat(timespec="microseconds")
 
 
 def compiled_run(ctx: DecisionContext, table: Sequence[Stage], timer: Callable[[], float]) -> DecisionContext:
