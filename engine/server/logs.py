@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import yaml
 MASK = "***"
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# the keys JsonFormatter writes of its own
+_OWN = frozenset({"ts", "level", "logger", "pid", "msg", "exc"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,6 +45,8 @@ class JsonFormatter(logging.Formatter):
 
 # json.dumps(entry, default=str, ensure_ascii=False) without building an encoder per line
 _encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
+# how that encoder writes a str (ensure_ascii=False)
+_encode_str = json.encoder.encode_basestring
 
 
 # A log line stays readable and bounded whatever a caller sent: each string is cut (saying its
@@ -80,13 +85,149 @@ def capped(value: Any, limit: int = MAX_VALUE, depth: int = 0) -> Any:
     return capped(str(value), limit)
 
 
+class JsonLines(logging.StreamHandler):
+    """The handler `setup_logging` installs: JsonFormatter lines on a stream, and `KeyedLine`'s
+    lines, built already, written under the same lock with the same one write and flush."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.setFormatter(JsonFormatter())
+
+    def write_line(self, line: str, record: Any) -> None:
+        """Write `line` (newline included) as emit() writes a formatted record; a failing stream is
+        reported as emit() reports it, `record()` making the LogRecord its report names."""
+        with self.lock:  # type: ignore[union-attr]  # made in Handler.__init__
+            try:
+                stream = self.stream
+                stream.write(line)
+                stream.flush()
+            except RecursionError:  # as StreamHandler.emit
+                raise
+            except Exception:
+                self.handleError(record())
+
+
+class KeyedLine:
+    """One kind of INFO line of a logger: `line(*values)` logs what
+    `logger.info(msg, extra=dict(zip(keys, values)))` logs. When the line's only destination is the
+    process's `JsonLines` handler (as `setup_logging` leaves it: no filter, no other handler on the
+    way) the line is written straight to it: the bytes JsonFormatter makes of that record, apart
+    from the time read, without a LogRecord, a walk over its attributes or the handler chain's
+    calls (one per decision on a busy server). Anywhere else (another handler, a filter, pytest's
+    caplog) the call goes through `logger.info` as written. The caller checks the level, once."""
+
+    def __init__(self, logger: logging.Logger, msg: str, keys: tuple[str, ...]):
+        clash = [k for k in keys if k in _STANDARD or k in _OWN or k.startswith("_")]
+        if clash:  # makeRecord refuses a record's attributes; the formatter replaces or drops the rest
+            raise ValueError(f"log line keys {clash} are a record's attributes or the formatter's keys")
+        self.logger = logger
+        self.msg = msg
+        self.keys = keys
+        # after the pid: the message, then each key's `, "key": ` before its value
+        self._msg = f', "msg": {_json(msg)}'
+        self._keys = tuple(f", {_encode_str(k)}: " for k in keys)
+        self._second: tuple[int, str, str] = (-1, "", "")
+
+    def __call__(self, *values: Any) -> None:
+        handler = self._direct()
+        if handler is None:
+            self.logger.info(self.msg, extra=dict(zip(self.keys, values, strict=True)))
+            return
+        parts = [self._head(), self._msg]
+        for key, value in zip(self._keys, values, strict=True):
+            parts.append(key)
+            # a short str, the usual value, without a call
+            parts.append(
+                _encode_str(value) if type(value) is str and len(value) <= MAX_VALUE else _json(value)
+            )
+        parts.append("}\n")
+        handler.write_line("".join(parts), lambda: self._record(values))
+
+    def _direct(self) -> JsonLines | None:
+        """The JsonLines handler that alone would receive this logger's INFO record, unfiltered."""
+        logger: logging.Logger | None = self.logger
+        if self.logger.filters:
+            return None
+        found = None
+        while logger is not None:
+            for handler in logger.handlers:
+                if (
+                    found is not None
+                    or type(handler) is not JsonLines
+                    or handler.filters
+                    or handler.level > logging.INFO
+                    or type(handler.formatter) is not JsonFormatter
+                ):
+                    return None
+                found = handler
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return found
+
+    def _head(self) -> str:
+        """`{"ts": "…", "level": "info", "logger": "…", "pid": …` for now, as JsonFormatter writes
+        it: the time to the millisecond (truncated) in UTC; the part up to the second made once a
+        second."""
+        second, millis = divmod(time.time_ns() // 1_000_000, 1000)
+        cached, before, after = self._second
+        if second != cached:
+            stamp = dt.datetime.fromtimestamp(second, dt.UTC).isoformat(timespec="seconds")
+            level = _encode(logging.getLevelName(logging.INFO).lower())
+            before = f'{{"ts": "{stamp[:-6]}.'
+            after = f'{stamp[-6:]}", "level": {level}, "logger": {_json(self.logger.name)}, "pid": '
+            self._second = (second, before, after)
+        return f"{before}{millis:03d}{after}{_pid[0] if logging.logProcesses else 'null'}"
+
+    def _record(self, values: tuple[Any, ...]) -> logging.LogRecord:
+        return self.logger.makeRecord(
+            self.logger.name,
+            logging.INFO,
+            "(unknown file)",
+            0,
+            self.msg,
+            (),
+            None,
+            extra=dict(zip(self.keys, values, strict=True)),
+        )
+
+
+# os.getpid() (a system call) once per process, as a LogRecord's `process` reads it per record
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+
+
+def _json(value: Any, depth: int = 0) -> str:
+    """`value` as the formatter's encoder writes capped(value) in a line, at `depth` in it: strings,
+    numbers and lists and dicts of them written here; anything else (a long list, a key that is
+    not a str or is cut, a Decimal, NaN) by capped() and the encoder."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value if len(value) <= MAX_VALUE else capped(value))
+    if kind is float and value - value == 0.0:  # finite: the encoder writes float.__repr__
+        return repr(value)
+    if kind is int:
+        return repr(value)
+    if depth < MAX_DEPTH and (kind is list or kind is dict) and len(value) <= MAX_ITEMS:
+        inner = depth + 1
+        if kind is list:
+            return "[" + ", ".join([_json(v, inner) for v in value]) + "]"
+        items = []
+        for k, v in value.items():
+            if type(k) is not str or len(k) > MAX_VALUE:
+                break  # capped() makes k a str, or cuts it (two cut alike would become one key)
+            items.append(f"{_encode_str(k)}: {_json(v, inner)}")
+        else:
+            return "{" + ", ".join(items) + "}"
+    return _encode(capped(value, MAX_VALUE, depth))
+
+
 def setup_logging(level: str | None = None) -> None:
     """JSON lines on stderr for the whole process (idempotent)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler = JsonLines(sys.stderr)
     root.addHandler(handler)
     root.setLevel((level or os.environ.get("CREDO_LOG_LEVEL", "INFO")).upper())
     # A line names no source file, thread or multiprocessing name: the logging HOWTO's

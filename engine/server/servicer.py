@@ -29,10 +29,14 @@ from engine.errors import (
 )
 from engine.server import convert, metrics
 from engine.server.errors import MappedError, abort, map_error, plain_error
-from engine.server.logs import mask_application, mask_labels
+from engine.server.logs import KeyedLine, mask_application, mask_labels
 from engine.service import DecisionCore
 
 log = logging.getLogger("credo.server")
+# the line each decision logs at INFO
+_decision_line = KeyedLine(
+    log, "decision", ("request_id", "decision_id", "policy", "outcome", "reasons", "millis", "labels")
+)
 
 _NO_DEADLINE = 10 * 365 * 86400.0
 HANDING_OVER = "this worker is handing over to the current policy set"
@@ -196,17 +200,14 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         metrics.DECISION_SECONDS.observe(elapsed)  # stage timings are in the trace, not in metrics
         if log.isEnabledFor(logging.INFO):
             labels = request.labels
-            log.info(
-                "decision",
-                extra={
-                    "request_id": request.request_id,
-                    "decision_id": decision.decision_id,
-                    "policy": f"{decision.policy.name}@{decision.policy.version}",
-                    "outcome": outcome,
-                    "reasons": [r.code for r in decision.reasons],
-                    "millis": round(elapsed * 1000, 3),
-                    "labels": mask_labels(labels, self.pii.get(request.policy, ())) if labels else {},
-                },
+            _decision_line(
+                request.request_id,
+                decision.decision_id,
+                f"{decision.policy.name}@{decision.policy.version}",
+                outcome,
+                [r.code for r in decision.reasons],
+                round(elapsed * 1000, 3),
+                mask_labels(labels, self.pii.get(request.policy, ())) if labels else {},
             )
         return answer
 

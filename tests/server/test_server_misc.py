@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from servicer_helpers import DECISION_LINE_KEYS, consumer_loan_servicer
 
 from engine.server.logs import JsonFormatter, mask_application, pii_paths
 from engine.server.security import is_loopback, read_tokens, token_ok
@@ -74,57 +75,26 @@ def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-class _Context:
-    def time_remaining(self) -> None:
-        return None
-
-    def set_trailing_metadata(self, metadata: object) -> None:
-        pass
-
-
 def test_a_decision_logs_one_line_with_its_fields_and_the_callers_labels_masked(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The decision line a log reader sees: its keys in order, no labels as {}, a pii label masked;
     and credo_decisions_total counts each call, whether its (policy, outcome) child is new or kept."""
-    from credo.v1 import decision_pb2 as pb
-    from google.protobuf import struct_pb2
-
-    from engine.bench.grpc import sample_application
     from engine.server import metrics
-    from engine.server.servicer import DecisionServicer
-    from engine.service import DecisionService
 
-    root = Path(__file__).resolve().parents[2]
-    policy, application = sample_application(str(root / "policies"), "consumer_loan")
-    servicer = DecisionServicer(
-        DecisionService(root / "policies", root / "models"),
-        pii={policy: frozenset({"labels.officer"})},
-    )
-    struct = struct_pb2.Struct()
-    struct.update(application)
+    loan_servicer = consumer_loan_servicer()
+    policy = loan_servicer.policy
     counter = metrics.DECISIONS.labels(policy=policy, outcome="APPROVE")
     before = counter._value.get()
     lines = []
     with caplog.at_level(logging.INFO, logger="credo.server"):
         for request_id, labels in (("log-1", {}), ("log-2", {"officer": "Wang Wu", "channel": "branch"})):
-            request = pb.DecideRequest(
-                request_id=request_id, policy=policy, application=struct, labels=labels
-            )
-            answer = servicer.Decide(request, _Context())  # type: ignore[arg-type]
+            answer = loan_servicer.decide(request_id, labels)
             record = next(r for r in reversed(caplog.records) if r.getMessage() == "decision")
             lines.append((answer, json.loads(JsonFormatter().format(record))))
     assert counter._value.get() == before + 2
     for (answer, line), request_id in zip(lines, ("log-1", "log-2"), strict=True):
-        assert list(line)[5:] == [
-            "request_id",
-            "decision_id",
-            "policy",
-            "outcome",
-            "reasons",
-            "millis",
-            "labels",
-        ]
+        assert list(line)[5:] == DECISION_LINE_KEYS
         assert line["request_id"] == request_id and line["decision_id"] == answer.decision_id
         assert line["outcome"] == "APPROVE" and line["reasons"] == [r.code for r in answer.reasons]
         assert line["policy"] == f"{policy}@{answer.policy.version}" and line["millis"] > 0
