@@ -25,13 +25,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SHADOW_QUEUE", "ShadowJob", "ShadowRunner"]
+__all__ = ["SHADOW_QUEUE", "ShadowJob", "ShadowRunner", "spread_children"]
 
 log = logging.getLogger("credo.shadows")
 
 SHADOW_QUEUE = 10_000  # answered requests waiting for their shadow decisions, at most
 BATCH = 64  # requests decided per group commit in the shadow process, at most
 LINGER = 0.25  # seconds the shadow process gathers a batch before deciding it
+
+# The CPUs a shadow process may run on, when not the ones it inherits: a server worker pinned to one
+# CPU would otherwise pin its shadow process there too, with the other CPUs idle.
+_children_cpus: list[frozenset[int] | None] = [None]
+
+
+def spread_children(cpus: frozenset[int] | None) -> None:
+    """Run the shadow processes this process starts from now on `cpus` (a pinned server worker
+    passes every CPU the server was given, read before it pinned itself; None: the ones inherited)."""
+    _children_cpus[0] = cpus
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,7 @@ class ShadowRunner:
         self._done = self._context.Value("q", 0)
         self._process = self._context.Process(
             target=_shadow_main,
-            args=(self._service, os.getpid(), self._queue, self._done),
+            args=(self._service, os.getpid(), self._queue, self._done, _children_cpus[0]),
             name="credo-shadows",
             daemon=True,
         )
@@ -124,10 +134,17 @@ class ShadowRunner:
         return left
 
 
-def _shadow_main(make_service: Callable[[], Any], parent: int, jobs: Any, done: Any) -> None:
+def _shadow_main(
+    make_service: Callable[[], Any], parent: int, jobs: Any, done: Any, cpus: frozenset[int] | None = None
+) -> None:
     """The shadow process: decide and record each job's shadows, a batch per group commit, until
     the sentinel None or the parent is gone."""
     os.nice(10)  # below the answers on a busy machine
+    if cpus:  # off its parent's CPU when the machine has others (niced, it yields to the answers)
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:  # a CPU was taken from the server since: the kernel places us
+            log.warning("shadow process left on its parent's CPU", extra={"cpus": sorted(cpus)})
     service = make_service()
     stopping = False
     try:

@@ -32,6 +32,7 @@ from engine.errors import PolicyError, PolicySetInvalid
 from engine.pipeline.shadow import ShadowCheck
 from engine.release.bundle import materialize, select
 from engine.release.guards import VersionLedger
+from engine.release.shadows import spread_children
 from engine.release.signing import trusted_keys
 from engine.rules import DEFAULT_ENGINE
 from engine.rules import evaluator as rule_engine
@@ -374,7 +375,9 @@ def serve(config: WorkerConfig) -> int:
 
 def pin(cpu: int) -> None:
     """Run this worker on `cpu`: the threads it has (imports start some: numpy's, ONNX Runtime's)
-    and, inherited, every thread and process it starts later."""
+    and, inherited, every thread it starts later. Its shadow process is let out onto every CPU the
+    server was given (engine.release.shadows.spread_children)."""
+    spread_children(frozenset(os.sched_getaffinity(0)))
     try:
         for tid in os.listdir("/proc/self/task"):
             os.sched_setaffinity(int(tid), {cpu})

@@ -8,6 +8,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from engine.batch.experiment import experiment_report, wilson
 from engine.cli import main
 from engine.errors import PolicyError
 from engine.policy import load_policy, load_policy_text
-from engine.release.shadows import ShadowJob, ShadowRunner
+from engine.release.shadows import ShadowJob, ShadowRunner, spread_children
 from engine.service import DecisionService
 
 EXPERIMENT = """
@@ -236,3 +239,32 @@ def test_a_full_shadow_queue_counts_its_drops_and_close_records_every_queued_job
     assert len(records) == runner.offered
     assert all(r.decision["arm"] == "shadow:consumer_loan@3.0.0" for r in records)
     assert {r.request_id for r in records} <= {f"q{i}#shadow:consumer_loan@3.0.0" for i in range(30)}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to pin one")
+def test_a_pinned_workers_shadow_process_runs_on_every_cpu_the_server_was_given(tmp_path: Path) -> None:
+    policies = _experiment_policies(tmp_path, "0.1")
+    make = functools.partial(DecisionService, policies, MODELS, f"sqlite:///{tmp_path / 'audit.db'}")
+    given = frozenset(os.sched_getaffinity(0))
+    runner = ShadowRunner(make)
+    job = ShadowJob((("consumer_loan", "3.0.0"),), _application(policies, "S1"), "q1", "en", "answer-1")
+
+    def pinned_worker() -> None:  # as engine.server.worker.pin: one CPU; the process starts from here
+        spread_children(given)
+        os.sched_setaffinity(0, {min(given)})  # this thread only: the test process keeps its CPUs
+        runner.offer(job)
+
+    try:
+        thread = threading.Thread(target=pinned_worker)
+        thread.start()
+        thread.join()
+        pid = runner._process.pid
+        # the child starts on its parent's one CPU and widens itself first thing
+        for _ in range(600):
+            if os.sched_getaffinity(pid) == given or runner.done:
+                break
+            time.sleep(0.05)
+        assert os.sched_getaffinity(pid) == given
+    finally:
+        spread_children(None)
+        assert runner.close(timeout=120) == 0
