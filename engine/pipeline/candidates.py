@@ -4,7 +4,7 @@ disclosed APR; schedules and APRs cached, since limits and rates repeat across d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -12,21 +12,23 @@ from typing import Final, Protocol
 
 from engine.decision import Fee, Instalment
 from engine.finance import annuity_payment, apr, build_schedule, money, quantize
-from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime, present_value_key, profit_bound
+from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime, present_value_key
 from engine.finance.schedule import INTEREST_ONLY, METHODS, Schedule
 
 __all__ = [
     "LEGACY_OBJECTIVE",
     "Candidate",
     "OfferTerms",
+    "Plan",
+    "ProductPlans",
     "ProductPricing",
     "Refused",
-    "Unpriced",
     "candidate",
     "clear_caches",
     "disclosed_apr",
     "objective_value",
     "offer_schedule",
+    "product_plans",
 ]
 
 LEGACY_OBJECTIVE = "expected_profit"
@@ -243,34 +245,6 @@ class ProductPricing:
         at the same rate. Profit and loss are the lifetime NPVs."""
         return self.unaffordable(schedule) or self.priced(schedule)
 
-    def deferred(
-        self, term_months: Sequence[int], methods: Sequence[str]
-    ) -> list[Candidate | Unpriced | Refused]:
-        """Every term x method of the product as `candidate` makes it, but an affordable loan's
-        lifetime figures are left for rank_offers to work out if the ranking needs them: an
-        Unpriced with their bound, when there is one."""
-        terms, key = self.terms, self.pv_key
-        economics = terms.lifetime
-        assert economics is not None and key is not None
-        fits, allowed = terms.income > 0, terms.allowed
-        made: list[Candidate | Unpriced | Refused] = []
-        for schedule, needed, label, needs in _plans(
-            self.key[0],
-            self.key[1],
-            tuple(term_months),
-            tuple(methods),
-            terms.rounding,
-            terms.refinance_months,
-            self.product,
-            key[4],  # the monthly fee's string
-        ):
-            if not fits or needed > allowed:  # as _refused decides, its text from the plan's parts
-                made.append(Refused(self.product, schedule, f"{needs}{terms.room} affordable", label))
-                continue
-            bound = profit_bound(schedule, economics, self.fee, self.monthly_fee, terms.rounding, key)
-            made.append(self.priced(schedule) if bound is None else Unpriced(self, schedule, bound))
-        return made
-
     def unaffordable(self, schedule: Schedule) -> Refused | None:
         """The candidate of `schedule` when some month's payment does not fit (an offer that is not
         made is never ranked: its NPV is not worked out), else None."""
@@ -335,40 +309,151 @@ class Refused:
     ranked nor priced, only named in the trace with why. Lighter than a Candidate, as a decision
     refuses about half of its loans."""
 
-    __slots__ = ("_label", "product", "schedule", "unaffordable")
+    __slots__ = ("product", "schedule", "unaffordable")
     affordable = False
 
-    def __init__(self, product: str, schedule: Schedule, why: str, label: str | None = None) -> None:
+    def __init__(self, product: str, schedule: Schedule, why: str) -> None:
         self.product = product
         self.schedule = schedule
         self.unaffordable = why
-        self._label = label
 
     def label(self) -> str:
-        if self._label is None:
-            return f"{self.product}/{self.schedule.term_months}/{self.schedule.method}"
-        return self._label
+        return f"{self.product}/{self.schedule.term_months}/{self.schedule.method}"
 
 
-class Unpriced:
-    """An affordable loan whose lifetime figures are not worked out yet. Under the expected-profit
-    objective a loan that cannot make the top N never needs them: `bound` is its expected profit
-    before the expected loss, the most the loss (never negative) leaves."""
+class Plan:
+    """One term x method of a product at one amount and rate (ProductPlans): its schedule, what its
+    costliest month needs with the monthly fee (`_peak`), the start of the trace's text when that
+    does not fit ("personal/12/interest_only: month 12 needs 50487.50, "), and, once a decision
+    asks, its profit bound (lifetime.profit_bound: the exact one once the loan is priced) and its
+    disclosed APR."""
 
-    __slots__ = ("bound", "pricing", "schedule")
-    affordable = True
-    unaffordable = ""
+    __slots__ = ("apr", "bound", "method", "method_index", "needed", "refusal", "schedule", "term")
 
-    def __init__(self, pricing: ProductPricing, schedule: Schedule, bound: Decimal) -> None:
-        self.pricing = pricing
+    def __init__(self, schedule: Schedule, needed: Decimal, refusal: str) -> None:
         self.schedule = schedule
-        self.bound = bound
+        self.term = schedule.term_months
+        self.method = schedule.method
+        self.method_index = METHODS.index(schedule.method)
+        self.needed = needed
+        self.refusal = refusal
+        self.bound: Decimal | None = None
+        self.apr: Decimal | None = None
 
-    def price(self) -> Candidate:
-        return self.pricing.priced(self.schedule)
 
-    def label(self) -> str:
-        return f"{self.pricing.product}/{self.schedule.term_months}/{self.schedule.method}"
+class ProductPlans:
+    """A product lent at one amount and rate, under one policy's economics (lifetime objectives):
+    its fees and every term x method's Plan. Limits are rounded and rates banded by grade, so
+    decisions lend the same ones again and again: each works out per plan only what its applicant
+    changes (affordability; the lifetime figures of the loans the ranking reaches)."""
+
+    __slots__ = (
+        "amount",
+        "annual_rate",
+        "fee",
+        "fees",
+        "index",
+        "monthly_fee",
+        "plans",
+        "product",
+        "pv_key",
+        "rounding",
+        "texts",
+    )
+
+    def __init__(
+        self,
+        product: str,
+        index: int,
+        amount: Decimal,
+        annual_rate: Decimal,
+        upfront_rate: Decimal,
+        monthly_rate: Decimal,
+        term_months: tuple[int, ...],
+        methods: tuple[str, ...],
+        terms: OfferTerms,
+    ) -> None:
+        assert terms.lifetime is not None
+        rounding = self.rounding = terms.rounding
+        self.product, self.index, self.amount, self.annual_rate = product, index, amount, annual_rate
+        # the figures ProductPricing works out, the same expressions
+        self.fee = money(amount * upfront_rate, rounding)
+        self.monthly_fee = money(amount * monthly_rate, rounding)
+        self.pv_key = present_value_key(terms.lifetime, self.fee, self.monthly_fee, rounding)
+        self.fees = _fees(self.fee, self.monthly_fee)
+        amount_text, rate_text = str(amount), str(annual_rate)
+        self.texts = (amount_text, self.pv_key[3], rate_text, self.pv_key[4])  # disclosed_apr's keys
+        plans = []
+        for term in term_months:
+            for method in methods:
+                schedule = _schedule(amount_text, rate_text, term, method, rounding)
+                worst, peak = _peak_of(schedule, rounding, terms.refinance_months)
+                needed = peak + self.monthly_fee
+                # !s: a Decimal's str is its format() without a spec, at half the cost
+                refusal = f"{product}/{term}/{method}: month {worst + 1} needs {needed!s}, "
+                plans.append(Plan(schedule, needed, refusal))
+        self.plans = tuple(plans)
+
+    def disclosed_apr(self, plan: Plan) -> Decimal:
+        """The APR of `plan` (disclosed_apr's), kept with it."""
+        rate = plan.apr
+        if rate is None:
+            amount, fee, annual_rate, monthly_fee = self.texts
+            rate = plan.apr = disclosed_apr(
+                amount, fee, annual_rate, plan.term, plan.method, self.rounding, monthly_fee
+            )
+        return rate
+
+
+def product_plans(
+    product: str,
+    index: int,
+    amount: Decimal,
+    annual_rate: Decimal,
+    upfront_rate: Decimal,
+    monthly_rate: Decimal,
+    term_months: tuple[int, ...],
+    methods: tuple[str, ...],
+    terms: OfferTerms,
+) -> ProductPlans:
+    """The ProductPlans of these figures (kept: the last 128 asked for)."""
+    economics = terms.lifetime
+    assert economics is not None
+    _, _, cost_of_funds, _, per_month, per_loan = economics.keys  # what present_value_key reads
+    key = (
+        product,
+        index,
+        str(amount),  # decimal strings, as _schedule's keys: 0.07 and 0.070 print apart
+        str(annual_rate),
+        upfront_rate,  # read through money() only: equal rates give the same fee
+        monthly_rate,
+        term_months,
+        methods,
+        terms.rounding,
+        terms.refinance_months,
+        cost_of_funds,
+        per_month,
+        per_loan,
+    )
+    known = _product_plans.get(key)
+    if known is None:
+        known = ProductPlans(
+            product, index, amount, annual_rate, upfront_rate, monthly_rate, term_months, methods, terms
+        )
+        with _plans_lock:
+            while len(_product_plans) >= _PLANS_KEPT:  # the oldest first
+                del _product_plans[next(iter(_product_plans))]
+            _product_plans[key] = known
+    return known
+
+
+# Each entry holds a product's dozen schedules, and holding keeps them alive past `_schedule`'s own
+# bound: at 1,024 a run of varied amounts kept ~12,000 schedules (RSS +36 MiB, rss_growth 1.13);
+# 128 keep about as many schedules as `_schedule` does. Read without the lock (one dict get);
+# written under it, so no two writers evict at once.
+_PLANS_KEPT: Final = 128
+_product_plans: dict[tuple[object, ...], ProductPlans] = {}
+_plans_lock = threading.Lock()
 
 
 # Schedules and APRs depend only on (amount, rate, term, method, rounding, fee). Limits are rounded
@@ -401,39 +486,6 @@ def _peak_of(schedule: Schedule, rounding: str, refinance_months: int | None) ->
     return budget.index(peak), peak
 
 
-# Each plan holds a product's dozen schedules, and holding keeps them alive past `_schedule`'s own
-# bound: at 1,024 plans a run of varied amounts kept ~12,000 schedules (RSS +36 MiB, rss_growth 1.13);
-# 128 plans keep about as many schedules as `_schedule` does.
-@lru_cache(maxsize=128)
-def _plans(
-    amount: str,
-    annual_rate: str,
-    term_months: tuple[int, ...],
-    methods: tuple[str, ...],
-    rounding: str,
-    refinance_months: int | None,
-    product: str,
-    monthly_fee: str,
-) -> tuple[tuple[Schedule, Decimal, str, str], ...]:
-    """Every term x method of a product at one amount and rate: its schedule, what its costliest
-    month needs with the monthly fee (`_peak`), its label and the start of the trace's text when it
-    does not fit ("month 12 needs 50487.50, "); found with one lookup a product, not two a candidate,
-    and the texts written once, not for every decision that refuses the loan."""
-    fee = Decimal(monthly_fee)
-    plans = []
-    for term in term_months:
-        for method in methods:
-            schedule = _schedule(amount, annual_rate, term, method, rounding)
-            # the peak kept with the plan, not in _peak's cache too (the deferred path reads plans only)
-            worst, peak = _peak_of(schedule, rounding, refinance_months)
-            needed = peak + fee
-            # !s: a Decimal's str is its format() without a spec, at half the cost
-            plans.append(
-                (schedule, needed, f"{product}/{term}/{method}", f"month {worst + 1} needs {needed!s}, ")
-            )
-    return tuple(plans)
-
-
 def offer_schedule(
     amount: Decimal, annual_rate: Decimal, term_months: int, method: str, rounding: str
 ) -> tuple[Instalment, ...]:
@@ -464,5 +516,6 @@ def clear_caches() -> None:
     """Forget every cached schedule and APR (benchmarks start each side cold)."""
     _schedule.cache_clear()
     _peak.cache_clear()
-    _plans.cache_clear()
+    with _plans_lock:
+        _product_plans.clear()
     disclosed_apr.cache_clear()

@@ -13,19 +13,22 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from operator import itemgetter
+from typing import Any, Final
 
 from engine.decision import Offer, Reason
 from engine.errors import PolicyRuntimeError
 from engine.finance import quantize, to_decimal
-from engine.finance.lifetime import LifetimeTerms
+from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime, profit_bound
 from engine.pipeline.candidates import (
     Candidate,
     OfferTerms,
+    Plan,
+    ProductPlans,
     ProductPricing,
     Refused,
-    Unpriced,
     disclosed_apr,
+    product_plans,
 )
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
@@ -33,7 +36,7 @@ from engine.pipeline.runner import StageResult
 from engine.policy.model import Formula
 from engine.policy.model import Lifetime as LifetimeSpec
 
-__all__ = ["NO_OFFER_CODE", "offers_stage", "rank_offers"]
+__all__ = ["NO_OFFER_CODE", "offers_stage", "rank_offers", "rank_plans"]
 
 NO_OFFER_CODE = "NO_AFFORDABLE_OFFER"
 NO_OFFER_TEXT = {
@@ -43,27 +46,17 @@ NO_OFFER_TEXT = {
 
 
 def rank_offers(
-    candidates: Sequence[Candidate | RevolvingCandidate | Unpriced | Refused], terms: OfferTerms
+    candidates: Sequence[Candidate | RevolvingCandidate | Refused], terms: OfferTerms
 ) -> tuple[list[Offer], dict[str, int]]:
-    """The top N affordable candidates by expected profit whose APR (fees included) is within the
-    cap. APR is the costliest figure, so it is computed only while walking down the ranking; so
-    are the lifetime figures of an Unpriced loan (see _next)."""
-    ranked: list[Candidate | RevolvingCandidate] = []
-    unpriced: list[Unpriced] = []
-    for made in candidates:
-        if isinstance(made, Unpriced):
-            unpriced.append(made)
-        elif not isinstance(made, Refused) and made.affordable:
-            ranked.append(made)
-    affordable = len(ranked) + len(unpriced)
+    """The top N affordable candidates by the objective whose APR (fees included) is within the
+    cap. APR is the costliest figure, so it is computed only while walking down the ranking."""
+    ranked = [c for c in candidates if not isinstance(c, Refused) and c.affordable]
+    affordable = len(ranked)
     ranked.sort(key=_sort_key)
-    unpriced.sort(key=_bound, reverse=True)
-    keys = [c.sort_key for c in ranked]  # beside the ranking: a key is worked out once a candidate
     offers: list[Offer] = []
     over_cap = 0
-    while len(offers) < terms.top:
-        c = _next(ranked, keys, unpriced)
-        if c is None:
+    for c in ranked:
+        if len(offers) == terms.top:
             break
         if isinstance(c, RevolvingCandidate):
             rate = c.disclosed_apr()
@@ -100,30 +93,125 @@ def _sort_key(c: Candidate | RevolvingCandidate) -> tuple[Decimal, Decimal, int,
     return c.sort_key
 
 
-def _bound(u: Unpriced) -> Decimal:
-    return u.bound
+# A loan rank_plans has priced: (sort key, expected profit, its plan, its product's plans, its
+# lifetime figures, its product's name); a credit line: (sort key, expected profit, the line, None,
+# None, "")
+_Priced = tuple[
+    tuple[Decimal, Decimal, int, int, int],
+    Decimal,
+    Plan | RevolvingCandidate,
+    ProductPlans | None,
+    Lifetime | None,
+    str,
+]
 
 
-def _next(
-    ranked: list[Candidate | RevolvingCandidate],
-    keys: list[tuple[Decimal, Decimal, int, int, int]],
-    unpriced: list[Unpriced],
-) -> Candidate | RevolvingCandidate | None:
-    """Take the next candidate in ranking order from `ranked` (sorted, `keys` its sort keys),
-    pricing unpriced loans (by highest bound first) only while one could rank at or ahead of it.
-    Loans are left unpriced only under the expected-profit objective, which ranks by expected
-    profit (then policy order): one whose bound is below the best priced profit comes after it
-    whatever its loss."""
-    while unpriced and (not ranked or ranked[0].expected_profit <= unpriced[0].bound):
-        priced = unpriced.pop(0).price()
-        key = priced.sort_key
-        at = bisect.bisect_right(keys, key)  # where bisect.insort(ranked, priced, key=...) puts it
-        keys.insert(at, key)
-        ranked.insert(at, priced)
-    if not ranked:
-        return None
-    del keys[0]
-    return ranked.pop(0)
+def rank_plans(
+    made: Sequence[tuple[ProductPlans | RevolvingCandidate, str]], terms: OfferTerms
+) -> tuple[list[Offer], dict[str, int], list[str]]:
+    """rank_offers under the expected-profit objective, over each product's plans (with the
+    product's name, for its offers) and credit lines, in policy order; and the trace's text of
+    every loan and line that does not fit the budget. A loan's lifetime figures are worked out only
+    while it could rank at or ahead of the best priced one: the ranking is by expected profit
+    (then policy order), and one whose bound (its profit before the expected loss, which is never
+    negative) is below that profit comes after it whatever its loss. Without such a bound (a
+    negative LGD or PD multiplier) every affordable loan is priced."""
+    economics = terms.lifetime
+    assert economics is not None
+    bounded = economics.loss_never_negative
+    fits, allowed = terms.income > 0, terms.allowed
+    ranked: list[_Priced] = []
+    unpriced: list[tuple[Decimal, Plan, ProductPlans, str]] = []
+    refused: list[str] = []
+    count = 0
+    for entry, name in made:
+        if isinstance(entry, RevolvingCandidate):
+            count += 1
+            if entry.affordable:
+                ranked.append((entry.sort_key, entry.expected_profit, entry, None, None, ""))
+            else:
+                refused.append(f"{entry.label()}: {entry.unaffordable}")
+            continue
+        count += len(entry.plans)
+        for plan in entry.plans:
+            if not fits or plan.needed > allowed:  # as ProductPricing.unaffordable decides
+                refused.append(f"{plan.refusal}{terms.room} affordable")
+            elif not bounded:
+                ranked.append(_priced(plan, entry, name, economics))
+            else:
+                bound = plan.bound
+                if bound is None:
+                    bound = plan.bound = _bound(plan, entry, economics)
+                unpriced.append((bound, plan, entry, name))
+    affordable = count - len(refused)
+    ranked.sort(key=itemgetter(0))
+    unpriced.sort(key=itemgetter(0), reverse=True)  # stable: ties stay in policy order
+    keys = [r[0] for r in ranked]  # beside the ranking, for bisect
+    offers: list[Offer] = []
+    over_cap = 0
+    while len(offers) < terms.top:
+        while unpriced and (not ranked or ranked[0][1] <= unpriced[0][0]):
+            _, plan, entry, name = unpriced.pop(0)
+            priced = _priced(plan, entry, name, economics)
+            plan.bound = _bound(plan, entry, economics)  # exact now: the loan's sums are worked out
+            at = bisect.bisect_right(keys, priced[0])  # where bisect.insort(ranked, ...) puts it
+            keys.insert(at, priced[0])
+            ranked.insert(at, priced)
+        if not ranked:
+            break
+        del keys[0]
+        _, profit, item, plans, figures, name = ranked.pop(0)
+        if isinstance(item, RevolvingCandidate):
+            rate = item.disclosed_apr()
+            if terms.apr_cap is not None and rate > terms.apr_cap:
+                over_cap += 1
+            else:
+                offers.append(item.offer(rate))
+            continue
+        assert isinstance(item, Plan) and plans is not None and figures is not None
+        rate = plans.disclosed_apr(item)
+        if terms.apr_cap is not None and rate > terms.apr_cap:
+            over_cap += 1
+            continue
+        schedule = item.schedule
+        offers.append(  # positional, in Offer's field order (offer_id and valid_until are booked later)
+            Offer(
+                plans.product,
+                plans.amount,
+                item.term,
+                item.method,
+                plans.annual_rate,
+                rate,
+                schedule.first_payment,
+                schedule.total_interest,
+                profit,
+                schedule.rows,
+                figures.expected_loss,
+                "",
+                "",
+                name,
+                plans.fees,
+            )
+        )
+    counts = {"candidates": count, "affordable": affordable, "over_apr_cap": over_cap, "offered": len(offers)}
+    return offers, counts, refused
+
+
+def _priced(plan: Plan, plans: ProductPlans, name: str, economics: LifetimeTerms) -> _Priced:
+    """`plan` with its lifetime figures, ranked by expected profit (then policy order: product,
+    shorter term, method order), as Candidate.sort_key ranks a loan under this objective."""
+    figures = lifetime(plan.schedule, economics, plans.fee, plans.monthly_fee, plans.rounding, plans.pv_key)
+    profit = figures.expected_profit
+    return ((_ZERO, -profit, plans.index, plan.term, plan.method_index), profit, plan, plans, figures, name)
+
+
+def _bound(plan: Plan, plans: ProductPlans, economics: LifetimeTerms) -> Decimal:
+    bound = profit_bound(plan.schedule, economics, plans.fee, plans.monthly_fee, plans.rounding, plans.pv_key)
+    assert bound is not None  # the loss is never negative: rank_plans asked first
+    return bound
+
+
+_ZERO: Final = Decimal(0)
 
 
 def _offer(c: Candidate, rate: Decimal) -> Offer:
@@ -174,7 +262,8 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
     # ranked by expected profit alone, a loan that cannot make the top N is never priced in full
     defer = spec.objective == "expected_profit_npv" and spec.rank_by is None
     wanted = set(products.stage.fire(ctx.evaluator, ctx.fact))
-    candidates: list[Candidate | RevolvingCandidate | Unpriced | Refused] = []
+    candidates: list[Candidate | RevolvingCandidate | Refused] = []
+    made: list[tuple[ProductPlans | RevolvingCandidate, str]] = []  # what rank_plans ranks (defer)
     eligible: list[str] = []
     for index, product in enumerate(products.items):
         if product.id not in wanted:
@@ -192,20 +281,36 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         if price is not None and price.cap is not None:
             rate = min(rate, price.cap)
         if product.revolving is not None and terms.lifetime is not None:
-            candidates.append(
-                revolving_candidate(
-                    product.id,
-                    index,
-                    amount,
-                    rate,
-                    product.revolving,
-                    terms.lifetime,
-                    terms.allowed if terms.income > 0 else Decimal(-1),
-                    terms.rounding,
-                    ctx.text(product.names),
-                    terms.objective,
-                )
+            line = revolving_candidate(
+                product.id,
+                index,
+                amount,
+                rate,
+                product.revolving,
+                terms.lifetime,
+                terms.allowed if terms.income > 0 else Decimal(-1),
+                terms.rounding,
+                ctx.text(product.names),
+                terms.objective,
             )
+            if defer:
+                made.append((line, ""))
+            else:
+                candidates.append(line)
+            continue
+        if defer:
+            plans = product_plans(
+                product.id,
+                index,
+                amount,
+                rate,
+                product.upfront_fee_rate,
+                product.monthly_fee_rate,
+                product.terms,
+                product.methods,
+                terms,
+            )
+            made.append((plans, ctx.text(product.names)))
             continue
         pricing = ProductPricing(
             product.id,
@@ -217,24 +322,24 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
             product.monthly_fee_rate,
             ctx.text(product.names) if life is not None else "",
         )
-        if defer:
-            candidates.extend(pricing.deferred(product.terms, product.methods))
-            continue
         for term in product.terms:
             for method in product.methods:
                 candidates.append(pricing.candidate(term, method))
-    if spec.rank_by is not None:
-        candidates = [
-            _ranked_by(c, spec.rank_by, spec.maximise, ctx.fact) if c.affordable else c for c in candidates
-        ]
-    offers, counts = rank_offers(candidates, terms)
+    if defer:
+        offers, counts, refused = rank_plans(made, terms)
+    else:
+        by, fact = spec.rank_by, ctx.fact
+        if by is not None:
+            candidates = [_ranked_by(c, by, spec.maximise, fact) if c.affordable else c for c in candidates]
+        offers, counts = rank_offers(candidates, terms)
+        refused = [f"{c.label()}: {c.unaffordable}" for c in candidates if not c.affordable]
     ctx.offers = offers
     values: dict[str, Any] = {"eligible_products": eligible, **counts}
     if life is not None:
         ctx.objective = spec.objective
         values["objective"] = spec.objective
         values["pd_12m"] = str(pd)
-        values["not_affordable"] = [f"{c.label()}: {c.unaffordable}" for c in candidates if not c.affordable]
+        values["not_affordable"] = refused
     if not offers:
         ctx.declines.append(Reason(NO_OFFER_CODE, ctx.text(NO_OFFER_TEXT), "offers", ""))
         if life is not None:
@@ -243,14 +348,12 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
 
 
 def _ranked_by(
-    c: Candidate | RevolvingCandidate | Unpriced | Refused,
+    c: Candidate | RevolvingCandidate | Refused,
     formula: Formula,
     maximise: bool,
     fact: dict[str, Any],
 ) -> Candidate | RevolvingCandidate:
     """`c` with the objective expression's value over the applicant and this offer's figures."""
-    if isinstance(c, Unpriced):
-        c = c.price()
     assert not isinstance(c, Refused) and c.lifetime is not None
     figures = {
         "offer.expected_profit": c.expected_profit,
