@@ -76,35 +76,48 @@ def value_object(cls: type[_T]) -> type[_T]:
         else:
             params.append(f.name)
         body.append(f"    _set_{f.name}(self, {f.name})\n")
-    copied = "".join(
-        f"    _set_{f.name}(copy, changes[{f.name!r}] if {f.name!r} in changes else value.{f.name})\n"
-        for f in fields(frozen)
-    )
     names["_new"], names["_cls"] = object.__new__, frozen
-    exec(  # field names only: this module's own classes
-        f"def __init__(self, {', '.join(params)}):\n{''.join(body)}\n\n"
-        f"def replaced(value, changes):\n    copy = _new(_cls)\n{copied}    return copy\n",
-        names,
-    )
+    exec(f"def __init__(self, {', '.join(params)}):\n{''.join(body)}", names)  # field names only
     init = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     frozen.__init__ = init
-    _COPIES[frozen] = names["replaced"]
+    _SETTERS[frozen] = names
     return frozen
 
 
 _NO_VALUE: Any = object()
-_COPIES: dict[type, Callable[[Any, dict[str, Any]], Any]] = {}  # value object class -> its replaced()
+_SETTERS: dict[type, dict[str, Any]] = {}  # value object class -> its slots' setters (and _new, _cls)
+# (value object class, the fields a replaced() call changes, in its order) -> its copier
+_COPIES: dict[tuple[Any, ...], Callable[[Any, dict[str, Any]], Any]] = {}
 
 
 def replaced(value: _T, **changes: Any) -> _T:
     """dataclasses.replace for a value object (its fields were checked when it was built): a copy
-    with `changes`, without running __init__ and its defaults again."""
-    known = type(value).__dataclass_fields__.keys()  # type: ignore[attr-defined]
-    if not changes.keys() <= known:  # a view comparison: no set built on the common path
-        raise TypeError(f"{type(value).__name__} has no field {sorted(changes.keys() - known)[0]!r}")
-    copy: _T = _COPIES[type(value)](value, changes)
+    with `changes`, without running __init__ and its defaults again. Straight-line code made once
+    per class and set of changed fields: a changed field's slot set from `changes`, every other's
+    from `value` (booking copies every offer it answers)."""
+    copier = _COPIES.get((type(value), *changes))
+    if copier is None:
+        copier = _copier(type(value), tuple(changes))
+    copy: _T = copier(value, changes)
     return copy
+
+
+def _copier(kind: type, changed: tuple[str, ...]) -> Callable[[Any, dict[str, Any]], Any]:
+    known = kind.__dataclass_fields__.keys()  # type: ignore[attr-defined]
+    if not known >= set(changed):
+        raise TypeError(f"{kind.__name__} has no field {sorted(set(changed) - known)[0]!r}")
+    lines = "".join(
+        f"    _set_{name}(copy, changes[{name!r}])\n"
+        if name in changed
+        else f"    _set_{name}(copy, value.{name})\n"
+        for name in known
+    )
+    names = dict(_SETTERS[kind])  # this module's classes: field names only
+    exec(f"def replaced(value, changes):\n    copy = _new(_cls)\n{lines}    return copy\n", names)
+    made: Callable[[Any, dict[str, Any]], Any] = names["replaced"]
+    _COPIES[(kind, *changed)] = made
+    return made
 
 
 class Outcome(StrEnum):

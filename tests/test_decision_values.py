@@ -71,6 +71,10 @@ def test_replaced_is_dataclasses_replace_without_the_rebuild() -> None:
     assert replaced(decision, arm="champion") == dataclasses.replace(decision, arm="champion")
     assert decision.arm == ""  # the original is untouched
     assert replaced(decision, record_hash="h").record_hash == "h"
+    assert replaced(decision, record_hash="h").arm == ""  # each set of changes copies on its own
+    both = dataclasses.replace(decision, arm="a", record_hash="h", limit=None)
+    assert replaced(decision, arm="a", record_hash="h", limit=None) == both
+    assert replaced(decision, limit=None, record_hash="h", arm="a") == both
     with pytest.raises(TypeError, match="no field 'armm'"):
         replaced(decision, armm="x")
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 from functools import lru_cache
+from typing import Final
 
-from engine.decision import Offer, replaced
+from engine.decision import Instalment, Offer, replaced
 from engine.finance.dates import due_dates, utc_date
 from engine.finance.schedule import dated_schedule
 
@@ -29,13 +31,12 @@ def book_offers(
     booked = []
     for offer in offers:
         key = f"{decision_id}/{offer.product}/{offer.term_months}/{offer.repayment_method}"
-        dates = due_dates(decided, offer.term_months, due_day, due_min_days)
         booked.append(
             replaced(
                 offer,
                 offer_id="of_" + hashlib.sha256(key.encode()).hexdigest()[:20],
                 valid_until=valid_until,
-                schedule=dated_schedule(offer.schedule, dates),
+                schedule=_dated(offer.schedule, decided, offer.term_months, due_day, due_min_days),
             )
         )
     return tuple(booked)
@@ -45,3 +46,29 @@ def book_offers(
 def _valid_until(decided: dt.date, validity_days: int) -> str:
     """The last day an offer made on `decided` can be accepted: the same for a day's decisions."""
     return (decided + dt.timedelta(days=validity_days)).isoformat()
+
+
+def _dated(
+    rows: tuple[Instalment, ...], decided: dt.date, term_months: int, due_day: str | int, min_days: int
+) -> tuple[Instalment, ...]:
+    """`rows` dated from `decided` (dated_schedule of due_dates), found with one lookup: offers
+    share their rows with the offers stage's cached schedules, so every decision of the day at the
+    same limit and rate books the same dated rows. Kept by the rows' identity (hashing 36 rows
+    would cost most of what is saved); an entry holds the rows, so their id is not reused while it
+    is kept."""
+    key = (id(rows), decided, term_months, due_day, min_days)
+    known = _booked.get(key)  # one C-level get: read without the lock
+    if known is not None and known[0] is rows:
+        return known[1]
+    dated = dated_schedule(rows, due_dates(decided, term_months, due_day, min_days))
+    with _booked_lock:
+        while len(_booked) >= _BOOKED_KEPT:  # the oldest first
+            del _booked[next(iter(_booked))]
+        _booked[key] = (rows, dated)
+    return dated
+
+
+_BOOKED_KEPT: Final = 512  # as schedule.py's dated rows
+_Rows = tuple[Instalment, ...]
+_booked: dict[tuple[int, dt.date, int, str | int, int], tuple[_Rows, _Rows]] = {}  # -> (rows, dated)
+_booked_lock = threading.Lock()

@@ -4,7 +4,9 @@ the interest-only balloon in the affordability check, referral reasons kept, boo
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import random
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -13,7 +15,8 @@ from typing import Any
 import pytest
 from pipeline_helpers import ROOT
 
-from engine.decision import Outcome
+from engine.decision import Outcome, replaced
+from engine.finance.dates import due_dates
 from engine.pipeline.booking import book_offers
 from engine.service import DecisionService
 
@@ -227,6 +230,25 @@ def test_an_offer_is_valid_from_the_utc_day_of_its_own_decision(shipped: Decisio
     assert valid_until("2026-01-31T23:59:59.999999+00:00") == {"2026-02-14"}
     assert valid_until("2026-02-01T00:00:00.000000+00:00") == {"2026-02-15"}
     assert valid_until("2026-02-01T07:30:00+08:00") == {"2026-02-14"}  # still January 31st in UTC
+
+
+def test_booked_rows_are_the_offers_rows_dated_by_their_own_day_and_convention(
+    shipped: DecisionService,
+) -> None:
+    """Booking finds dated rows it made before (kept per rows and day): every booking's rows are
+    still the offer's rows with the due dates of its own decision day and the policy's convention."""
+    offers = shipped.decide("consumer_loan", README_APPLICANT, "dated").offers
+    rng = random.Random(11)
+    for _ in range(100):
+        day = dt.date(2026, 1, 1) + dt.timedelta(days=rng.randint(0, 400))
+        convention = rng.choice([("same", 0), (rng.randint(1, 28), rng.choice([0, 10, 20]))])
+        decided_at = f"{day.isoformat()}T{rng.randint(0, 23):02d}:30:00.000000+00:00"
+        for _ in range(2):  # made, then found again
+            booked = book_offers(offers, "d", decided_at, 14, *convention)
+            for offer, made in zip(offers, booked, strict=True):
+                dates = due_dates(day, offer.term_months, *convention)
+                dated = zip(offer.schedule, dates, strict=True)
+                assert made.schedule == tuple(replaced(row, due_date=due) for row, due in dated)
 
 
 def test_an_objective_expression_ranks_the_offers_and_is_named_in_the_decision(
