@@ -87,7 +87,9 @@ class LifetimeTerms:
         terms = object.__new__(LifetimeTerms)
         fields = self.__dict__.copy()  # the fields and any cached property worked out
         fields["pd_12m"] = pd_12m
-        fields.pop("loss_never_negative", None)  # depends on the PD
+        known = fields.pop("loss_never_negative", None)  # depends on the PD
+        if known is not None and self.pd_12m >= 0:  # then it says whether the LGD and curve are
+            fields["loss_never_negative"] = pd_12m >= 0 and known
         keys = fields.get("keys")
         if keys is not None:
             fields["keys"] = (str(pd_12m), *keys[1:])

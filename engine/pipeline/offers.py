@@ -376,7 +376,7 @@ def _economics(life: LifetimeSpec, lgd: Decimal) -> LifetimeTerms:
     terms = LifetimeTerms(
         Decimal(0), lgd, life.cost_of_funds, life.operating_per_loan, life.operating_per_month, life.pd_curve
     )
-    _ = terms.keys  # worked out once, kept by at_pd
+    _ = terms.keys, terms.loss_never_negative  # worked out once, kept by at_pd
     if len(_policy_economics) >= 64:  # policies loaded and dropped: forget them all, it refills
         _policy_economics.clear()
     _policy_economics[id(life)] = (life, lgd, terms)

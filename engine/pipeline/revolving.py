@@ -66,19 +66,24 @@ class RevolvingCandidate:
 
     def offer(self, apr: Decimal) -> Offer:
         t = self.terms
-        return Offer(
-            product=self.product,
-            amount=self.limit,
-            term_months=0,
-            repayment_method=REVOLVING,
-            annual_rate=self.annual_rate,
-            apr=apr,
-            instalment=self.minimum_at_limit,
-            total_interest=self.interest,
-            expected_profit=self.expected_profit,
-            expected_loss=self.lifetime.expected_loss,
-            product_name=self.product_name,
-            revolving=RevolvingTerms(t.minimum_fixed, t.minimum_rate, t.interest_free_days, t.horizon_months),
+        figures = self.lifetime
+        return Offer(  # positional, in Offer's field order: keywords cost a third more
+            self.product,
+            self.limit,
+            0,
+            REVOLVING,
+            self.annual_rate,
+            apr,
+            self.minimum_at_limit,
+            self.interest,
+            figures.expected_profit,
+            (),
+            figures.expected_loss,
+            "",
+            "",
+            self.product_name,
+            (),
+            RevolvingTerms(t.minimum_fixed, t.minimum_rate, t.interest_free_days, t.horizon_months),
         )
 
     def disclosed_apr(self) -> Decimal:

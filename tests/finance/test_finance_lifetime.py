@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -79,3 +80,22 @@ def test_economics_at_another_pd_are_those_built_at_it() -> None:
         assert moved == built and moved.keys == built.keys
         assert moved.loss_never_negative is built.loss_never_negative is (pd >= 0)
     assert policy.pd_12m == 0 and policy.keys[0] == "0"  # the policy's own are left as they were
+
+
+def test_the_sign_check_moved_to_another_pd_is_the_one_built_at_it() -> None:
+    """at_pd carries the LGD's and the curve's part of loss_never_negative over when it can: a
+    negative LGD, PD multiplier or PD on either side still says the loss can be negative."""
+    curves: tuple[str | tuple[Decimal, ...], ...] = (
+        CONSTANT_HAZARD,
+        (D("0.5"), D("1.5")),
+        (D("1"), D("-0.5")),
+    )
+    for lgd, curve, start, checked in itertools.product(
+        (D("0.45"), D("-0.1")), curves, (D(0), D("-0.1")), (True, False)
+    ):
+        base = LifetimeTerms(start, lgd, D("0.035"), D(300), D(8), curve)
+        if checked:  # worked out before the move, or not
+            _ = base.loss_never_negative
+        for pd in (D("0.02"), D(0), D("-0.1")):
+            built = LifetimeTerms(pd, lgd, D("0.035"), D(300), D(8), curve)
+            assert base.at_pd(pd).loss_never_negative is built.loss_never_negative, (lgd, curve, start, pd)
