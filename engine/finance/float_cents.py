@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Final
 
-from engine.finance.money import _WIDE, money
+from engine.finance.money import _WIDE, CENT, rounding_mode
 
 __all__ = ["cents", "floats", "half_unit_midpoint", "loss_and_profit", "loss_bound", "usable"]
 
@@ -82,24 +82,26 @@ def loss_and_profit(
     """money(L, rounding) and money(b - L, rounding), from `loss` = a within `bound` of L and
     `before` = b' as the module docstring states them (all in cents), or None when either could
     round apart."""
-    lost = _cents(loss, bound, rounding)
+    mode = rounding_mode(rounding)
+    lost = _cents(loss, bound, mode)
     if lost is None:
         return None
     profit = before - loss
-    made = _cents(profit, bound + (abs(before) + abs(profit)) * _PROFIT_REL, rounding)
+    made = _cents(profit, bound + (abs(before) + abs(profit)) * _PROFIT_REL, mode)
     if made is None:
         return None
     return lost, made
 
 
-def _cents(approx: float, bound: float, rounding: str) -> Decimal | None:
-    """money(x, rounding) for any x within `bound` of `approx` (cents), or None if that interval
-    holds a multiple of half a cent (or `approx` is too large for the test)."""
+def _cents(approx: float, bound: float, mode: str) -> Decimal | None:
+    """money(x) under the decimal rounding `mode` for any x within `bound` of `approx` (cents), or
+    None if that interval holds a multiple of half a cent (or `approx` is too large for the test)."""
     odd = half_unit_midpoint(approx, bound)
     if odd is None:
         return None
-    # the midpoint of (k/2, (k+1)/2) cents = (2k+1) x 25 x 10^-4: exact at 60 digits
-    return money(Decimal(odd * 25).scaleb(-4, _WIDE), rounding)
+    # the midpoint of (k/2, (k+1)/2) cents = (2k+1) x 25 x 10^-4: exact at 60 digits; rounded to the
+    # cent as money() rounds it
+    return Decimal(odd * 25).scaleb(-4, _WIDE).quantize(CENT, mode, _WIDE)
 
 
 def half_unit_midpoint(approx: float, bound: float) -> int | None:

@@ -39,6 +39,7 @@ __all__ = [
     "CONSTANT_HAZARD",
     "Lifetime",
     "LifetimeTerms",
+    "expected_loss_and_profit",
     "lifetime",
     "marginal_pds",
     "present_value_key",
@@ -332,29 +333,49 @@ def lifetime(
     against the month-by-month definition. `key`: present_value_key(...) of these terms and fees,
     when the caller prices many schedules at them."""
     pd, curve, cof, lgd, _, _ = terms.keys
-    lifetime_pd, approx = _loss_weights(pd, schedule.term_months, curve, cof, lgd)
-    before = _before_loss(
-        schedule,
-        terms,
-        upfront_fee,
-        monthly_fee,
-        rounding,
-        key or present_value_key(terms, upfront_fee, monthly_fee, rounding),
-    )
+    lifetime_pd, _ = _loss_weights(pd, schedule.term_months, curve, cof, lgd)
+    key = key or present_value_key(terms, upfront_fee, monthly_fee, rounding)
+    before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
+    loss, profit = _loss_and_profit(schedule, terms, before, rounding)
+    return Lifetime(lifetime_pd, loss, before[3], before[4], profit)
+
+
+def expected_loss_and_profit(
+    schedule: Schedule,
+    terms: LifetimeTerms,
+    upfront_fee: Decimal,
+    monthly_fee: Decimal,
+    rounding: str,
+    key: tuple[str, ...],
+) -> tuple[Decimal, Decimal]:
+    """lifetime(...)'s expected loss and expected profit alone: what ranking a loan needs (its
+    lifetime PD and the Lifetime are not made). `key`: present_value_key(...) of these terms and fees."""
+    before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
+    return _loss_and_profit(schedule, terms, before, rounding)
+
+
+def _loss_and_profit(
+    schedule: Schedule, terms: LifetimeTerms, before: PresentValues, rounding: str
+) -> tuple[Decimal, Decimal]:
+    """The expected loss of `schedule` and the profit `before` (_before_loss's) leaves after it, to
+    the cent: from a float sum when it proves the cents (engine/finance/float_cents.py), else the
+    50-digit sum over the term's months."""
+    pd, curve, cof, lgd, _, _ = terms.keys
+    months = max(schedule.term_months, _SPAN)  # as _loss_weights reads the PD's curve
+    approx = _loss_curve(pd, months, curve, cof, lgd).weights
     exposures = schedule.opening_floats
     if approx is not None and exposures is not None:
-        # the loss's cents from a float sum when it proves them (engine/finance/float_cents.py)
-        approx_loss = fsum(map(mul, approx, exposures)) * 100.0
+        approx_loss = fsum(map(mul, approx, exposures)) * 100.0  # over the term's months
         bound = loss_bound(approx_loss, schedule.term_months)
         fast = loss_and_profit(approx_loss, bound, before[6], rounding)
         if fast is not None:
-            return Lifetime(lifetime_pd, fast[0], before[3], before[4], fast[1])
-    weights = _decimal_weights(pd, max(schedule.term_months, _SPAN), curve, cof, lgd)
+            return fast
+    weights = _decimal_weights(pd, months, curve, cof, lgd)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, schedule.openings), Decimal(0))  # over the term's months
         profit = before[2] - loss
-    return Lifetime(lifetime_pd, money(loss, rounding), before[3], before[4], money(profit, rounding))
+    return money(loss, rounding), money(profit, rounding)
 
 
 def profit_bound(

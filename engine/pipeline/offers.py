@@ -19,7 +19,7 @@ from typing import Any, Final
 from engine.decision import Offer, Reason
 from engine.errors import PolicyRuntimeError
 from engine.finance import quantize, to_decimal
-from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime, profit_bound
+from engine.finance.lifetime import LifetimeTerms, expected_loss_and_profit, profit_bound
 from engine.pipeline.candidates import (
     Candidate,
     OfferTerms,
@@ -94,14 +94,14 @@ def _sort_key(c: Candidate | RevolvingCandidate) -> tuple[Decimal, Decimal, int,
 
 
 # A loan rank_plans has priced: (sort key, expected profit, its plan, its product's plans, its
-# lifetime figures, its product's name); a credit line: (sort key, expected profit, the line, None,
+# expected loss, its product's name); a credit line: (sort key, expected profit, the line, None,
 # None, "")
 _Priced = tuple[
     tuple[Decimal, Decimal, int, int, int],
     Decimal,
     Plan | RevolvingCandidate,
     ProductPlans | None,
-    Lifetime | None,
+    Decimal | None,
     str,
 ]
 
@@ -160,7 +160,7 @@ def rank_plans(
         if not ranked:
             break
         del keys[0]
-        _, profit, item, plans, figures, name = ranked.pop(0)
+        _, profit, item, plans, loss, name = ranked.pop(0)
         if isinstance(item, RevolvingCandidate):
             rate = item.disclosed_apr()
             if terms.apr_cap is not None and rate > terms.apr_cap:
@@ -168,7 +168,7 @@ def rank_plans(
             else:
                 offers.append(item.offer(rate))
             continue
-        assert isinstance(item, Plan) and plans is not None and figures is not None
+        assert isinstance(item, Plan) and plans is not None and loss is not None
         rate = plans.disclosed_apr(item)
         if terms.apr_cap is not None and rate > terms.apr_cap:
             over_cap += 1
@@ -186,7 +186,7 @@ def rank_plans(
                 schedule.total_interest,
                 profit,
                 schedule.rows,
-                figures.expected_loss,
+                loss,
                 "",
                 "",
                 name,
@@ -200,9 +200,10 @@ def rank_plans(
 def _priced(plan: Plan, plans: ProductPlans, name: str, economics: LifetimeTerms) -> _Priced:
     """`plan` with its lifetime figures, ranked by expected profit (then policy order: product,
     shorter term, method order), as Candidate.sort_key ranks a loan under this objective."""
-    figures = lifetime(plan.schedule, economics, plans.fee, plans.monthly_fee, plans.rounding, plans.pv_key)
-    profit = figures.expected_profit
-    return ((_ZERO, -profit, plans.index, plan.term, plan.method_index), profit, plan, plans, figures, name)
+    loss, profit = expected_loss_and_profit(
+        plan.schedule, economics, plans.fee, plans.monthly_fee, plans.rounding, plans.pv_key
+    )
+    return ((_ZERO, -profit, plans.index, plan.term, plan.method_index), profit, plan, plans, loss, name)
 
 
 def _bound(plan: Plan, plans: ProductPlans, economics: LifetimeTerms) -> Decimal:
