@@ -362,27 +362,18 @@ class ProductPlans:
     )
 
     def __init__(
-        self,
-        product: str,
-        index: int,
-        amount: Decimal,
-        annual_rate: Decimal,
-        upfront_rate: Decimal,
-        monthly_rate: Decimal,
-        term_months: tuple[int, ...],
-        methods: tuple[str, ...],
-        terms: OfferTerms,
+        self, pricing: ProductPricing, term_months: tuple[int, ...], methods: tuple[str, ...]
     ) -> None:
-        assert terms.lifetime is not None
+        """Every term x method of `pricing`'s product, amount and rate (its fees and keys)."""
+        terms, key = pricing.terms, pricing.pv_key
+        assert key is not None  # a lifetime objective's
+        product = self.product = pricing.product
         rounding = self.rounding = terms.rounding
-        self.product, self.index, self.amount, self.annual_rate = product, index, amount, annual_rate
-        # the figures ProductPricing works out, the same expressions
-        self.fee = money(amount * upfront_rate, rounding)
-        self.monthly_fee = money(amount * monthly_rate, rounding)
-        self.pv_key = present_value_key(terms.lifetime, self.fee, self.monthly_fee, rounding)
+        self.index, self.amount, self.annual_rate = pricing.index, pricing.amount, pricing.annual_rate
+        self.fee, self.monthly_fee, self.pv_key = pricing.fee, pricing.monthly_fee, key
+        amount_text, rate_text = pricing.key
         self.fees = _fees(self.fee, self.monthly_fee)
-        amount_text, rate_text = str(amount), str(annual_rate)
-        self.texts = (amount_text, self.pv_key[3], rate_text, self.pv_key[4])  # disclosed_apr's keys
+        self.texts = (amount_text, key[3], rate_text, key[4])  # disclosed_apr's keys
         plans = []
         for term in term_months:
             for method in methods:
@@ -437,9 +428,8 @@ def product_plans(
     )
     known = _product_plans.get(key)
     if known is None:
-        known = ProductPlans(
-            product, index, amount, annual_rate, upfront_rate, monthly_rate, term_months, methods, terms
-        )
+        pricing = ProductPricing(product, index, amount, annual_rate, upfront_rate, terms, monthly_rate)
+        known = ProductPlans(pricing, term_months, methods)
         with _plans_lock:
             while len(_product_plans) >= _PLANS_KEPT:  # the oldest first
                 del _product_plans[next(iter(_product_plans))]

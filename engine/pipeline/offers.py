@@ -59,11 +59,7 @@ def rank_offers(
         if len(offers) == terms.top:
             break
         if isinstance(c, RevolvingCandidate):
-            rate = c.disclosed_apr()
-            if terms.apr_cap is not None and rate > terms.apr_cap:
-                over_cap += 1
-            else:
-                offers.append(c.offer(rate))
+            over_cap += _offer_line(c, terms, offers)
             continue
         # The cap is checked on the disclosed APR: cent rounding of a fee-free loan priced exactly at
         # the cap can put its exact IRR a millionth above it, which no borrower ever sees.
@@ -91,6 +87,15 @@ def rank_offers(
 
 def _sort_key(c: Candidate | RevolvingCandidate) -> tuple[Decimal, Decimal, int, int, int]:
     return c.sort_key
+
+
+def _offer_line(line: RevolvingCandidate, terms: OfferTerms, offers: list[Offer]) -> int:
+    """Offer `line` (append it to `offers`) unless its APR is over the cap: 1 if it is, else 0."""
+    rate = line.disclosed_apr()
+    if terms.apr_cap is not None and rate > terms.apr_cap:
+        return 1
+    offers.append(line.offer(rate))
+    return 0
 
 
 # A loan rank_plans has priced: (sort key, expected profit, its plan, its product's plans, its
@@ -162,11 +167,7 @@ def rank_plans(
         del keys[0]
         _, profit, item, plans, loss, name = ranked.pop(0)
         if isinstance(item, RevolvingCandidate):
-            rate = item.disclosed_apr()
-            if terms.apr_cap is not None and rate > terms.apr_cap:
-                over_cap += 1
-            else:
-                offers.append(item.offer(rate))
+            over_cap += _offer_line(item, terms, offers)
             continue
         assert isinstance(item, Plan) and plans is not None and loss is not None
         rate = plans.disclosed_apr(item)
