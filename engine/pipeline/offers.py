@@ -128,6 +128,7 @@ def rank_plans(
     ranked: list[_Priced] = []
     unpriced: list[tuple[Decimal, Plan, ProductPlans, str]] = []
     refused: list[str] = []
+    room = ""  # the end of a refused loan's text, worked out at the first
     count = 0
     for entry, name in made:
         if isinstance(entry, RevolvingCandidate):
@@ -140,7 +141,8 @@ def rank_plans(
         count += len(entry.plans)
         for plan in entry.plans:
             if not fits or plan.needed > allowed:  # as ProductPricing.unaffordable decides
-                refused.append(f"{plan.refusal}{terms.room} affordable")
+                room = room or f"{terms.room} affordable"
+                refused.append(plan.refusal + room)
             elif not bounded:
                 ranked.append(_priced(plan, entry, name, economics))
             else:
