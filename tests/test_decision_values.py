@@ -3,6 +3,7 @@ fresh default containers, equality, immutability, replace); and decided_at's tex
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import pickle
@@ -20,6 +21,7 @@ from engine.decision import (
     Outcome,
     PolicyRef,
     TraceEntry,
+    maker,
     plain,
     replaced,
 )
@@ -64,6 +66,25 @@ def test_value_objects_stay_frozen_and_refuse_what_the_dataclass_refuses() -> No
         PolicyRef("p", "1", "x", "extra")  # type: ignore[call-arg]
     assert hash(PolicyRef("p", "1", "x")) == hash(PolicyRef("p", "1", "x"))
     assert pickle.loads(pickle.dumps(decision)) == decision
+
+
+def test_a_value_object_made_by_its_maker_or_copied_is_the_frozen_class_instance() -> None:
+    """Value objects are filled as a mutable twin and handed over as the frozen class: whichever
+    way one is made (the class, its maker, replace, copy, pickle) it is that class, equal, frozen."""
+    decision = _decision()
+    args = [getattr(decision, f.name) for f in dataclasses.fields(Decision)]
+    made = maker(Decision)(*args)
+    entry = maker(TraceEntry)("validate", (), 0.001)
+    for value in (made, copy.copy(decision), copy.deepcopy(decision), replaced(decision, arm="")):
+        assert type(value) is Decision and value == decision
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.outcome = Outcome.DECLINE  # type: ignore[misc]
+    assert type(entry) is TraceEntry and entry == decision.trace[0] and entry.values == {}
+    assert entry.values is not maker(TraceEntry)("validate", (), 0.001).values
+    assert pickle.loads(pickle.dumps(entry, protocol=0)) == entry
+    assert hash(maker(PolicyRef)("p", "1", "x")) == hash(PolicyRef("p", "1", "x"))
+    with pytest.raises(TypeError):
+        maker(PolicyRef)("p", "1")
 
 
 def test_replaced_is_dataclasses_replace_without_the_rebuild() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.decision import TraceEntry, value_object
+from engine.decision import TraceEntry, maker, value_object
 from engine.pipeline.context import DecisionContext
 
 __all__ = [
@@ -78,7 +78,8 @@ def stages_source(table: Sequence[Stage], names: dict[str, Any]) -> str:
     `run_stages` does with it (each stage called, timed and traced in turn, the decline check before
     each stage that is not closing; no loop, no Stage rows read per decision). A stage's name is a
     string literal in the source; its function is bound in `names` by position (`stage_3`)."""
-    names.update(TraceEntry=TraceEntry, dict=dict, tuple=tuple, round=round)
+    # TraceEntry is the value object's maker here: the same arguments, without the class call's steps
+    names.update(TraceEntry=maker(TraceEntry), dict=dict, tuple=tuple, round=round)
     body = []
     for i, stage in enumerate(table):
         indent = "    " if stage.closing else "        "

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from engine.decision import Decision, Outcome, PolicyRef
+from engine.decision import Decision, Outcome, PolicyRef, maker
 from engine.pipeline.booking import book_offers
 from engine.pipeline.context import DecisionContext, ModelProvider
 from engine.pipeline.offers import offers_stage
@@ -116,7 +116,7 @@ def _generated(policy: Policy, table: tuple[Stage, ...]) -> tuple[str, dict[str,
     the stages' (as literals) and this module's; the policy's values are bound in the namespace."""
     names: dict[str, Any] = {
         "DecisionContext": DecisionContext,
-        "Decision": Decision,
+        "Decision": maker(Decision),  # the same arguments, without the class call's own steps
         "DECLINE": Outcome.DECLINE,
         "REF": PolicyRef(policy.name, policy.version, policy.sha256),
         "CURRENCY": policy.currency,
