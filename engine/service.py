@@ -498,14 +498,19 @@ class DecisionService:
         language with defaults applied) of a request, after its request_id is checked."""
         if not request_id or len(request_id) > MAX_REQUEST_ID or not request_id.isprintable():
             raise InvalidInput(request_id_violations(request_id))
-        loaded = self.policy(policy, version) if isinstance(policy, str) else _pinned(policy, version)
+        if isinstance(policy, str):
+            loaded = self.policy(policy, version)
+        else:
+            loaded = _pinned(policy, version) if version else policy
         champion, arm = loaded, ""
         if loaded.experiment is not None and not version:  # a pinned version is no experiment
             chosen = loaded.experiment.assign(application)
             arm = chosen.ref if chosen else CHAMPION
             if chosen is not None:
                 loaded = self.candidate(chosen.name, chosen.version)
-        return champion, loaded, arm, policy_language(loaded, language)  # defaults before the fingerprint
+        # defaults before the fingerprint; the policy's first language inline (no call)
+        language = policy_language(loaded, language) if language else str(loaded.languages[0])
+        return champion, loaded, arm, language
 
     def _decided(
         self, loaded: Policy, application: Mapping[str, Any], request_id: str, language: str, arm: str
@@ -542,9 +547,13 @@ class DecisionService:
         if self.shadow is not None:  # a sample is re-checked on the shadow's own thread
             self.shadow.offer(loaded, ctx.input, language, decision.decision_id, ctx.trace, self.models)
         assert self.recent is not None
-        spec = loaded.offers  # a booked offer's due dates follow its conventions
-        due = None if spec is None or not decision.offers else (spec.due_day, spec.due_min_days)
-        return self.recent.remember(request_id, loaded.name, language, asked, decision, ctx.rounding, due)
+        due = None
+        if decision.offers:  # a booked offer's due dates follow its conventions
+            spec = loaded.offers
+            due = None if spec is None else (spec.due_day, spec.due_min_days)
+        # ctx.rounding inline: one property call less
+        rounding = loaded.rounding or "half_even"
+        return self.recent.remember(request_id, loaded.name, language, asked, decision, rounding, due)
 
     def _decide(
         self,
