@@ -268,30 +268,29 @@ _last_ms = 0
 _counter = 0
 _ms_text = ""  # the id's first 13 hex digits (time, version) for _last_ms
 # Random bits for ids are read from the OS in blocks (one urandom call per 512 ids, not one per id)
-# and cut into each id's last 19 characters at once; a forked worker drops its parent's block so no
-# two processes share bits.
+# and kept as hex text, each id cutting its last 19 characters from its own 16 digits; a forked
+# worker drops its parent's block so no two processes share bits.
 _RANDOM_BLOCK = 4096
-_tails: list[str] = []
-_tail_at = 0
+_random_hex = ""  # the block as hex, 16 digits per id, the variant already set
+_hex_at = 0  # where the next id's 16 digits start
 _VARIANT = bytes((byte & 0x3F) | 0x80 for byte in range(256))  # 0b10xx xxxx: RFC 4122's variant
 _COUNTER_TEXT = [f"{n:03x}" for n in range(256)]  # the counter's text, below 256 (nearly always)
 
 
 def _forget_random() -> None:
-    global _tails, _tail_at
-    _tails, _tail_at = [], 0
+    global _random_hex, _hex_at
+    _random_hex, _hex_at = "", 0
 
 
 os.register_at_fork(after_in_child=_forget_random)
 
 
-def _random_tails() -> list[str]:
-    """A block of random bits as ids' tails "-vxxx-xxxxxxxxxxxx": 64 bits each, the top two bits of
-    the first byte set to the variant (62 random bits left)."""
+def _random_block() -> str:
+    """A block of random bits as hex text, 64 bits per id: the top two bits of each id's first
+    byte set to the variant (62 random bits left)."""
     block = bytearray(os.urandom(_RANDOM_BLOCK))
     block[::8] = block[::8].translate(_VARIANT)
-    text = block.hex()
-    return [f"-{text[at : at + 4]}-{text[at + 4 : at + 16]}" for at in range(0, len(text), 16)]
+    return block.hex()
 
 
 def new_decision_id(now: float | None = None) -> str:
@@ -303,7 +302,7 @@ def new_decision_id(now: float | None = None) -> str:
 def decision_id_at(ms: int) -> str:
     """`new_decision_id` at Unix time `ms` in whole milliseconds (the service reads the clock once,
     in µs, for the id and decided_at both)."""
-    global _last_ms, _counter, _ms_text, _tails, _tail_at
+    global _last_ms, _counter, _ms_text, _random_hex, _hex_at
     _id_lock.acquire()  # not `with`: its __enter__ and __exit__ lookups cost as much as the lock
     try:
         if ms > _last_ms:
@@ -315,12 +314,14 @@ def decision_id_at(ms: int) -> str:
                 _last_ms += 1
                 _counter = 0
                 _ms_text = f"{_last_ms >> 16:08x}-{_last_ms & 0xFFFF:04x}-7"
-        at = _tail_at
-        if at >= len(_tails):
-            _tails, at = _random_tails(), 0
-        _tail_at = at + 1
+        at = _hex_at
+        if at >= len(_random_hex):
+            _random_hex, at = _random_block(), 0
+        _hex_at = at + 16
         counter = _COUNTER_TEXT[_counter] if _counter < 256 else f"{_counter:03x}"
-        return f"{_ms_text}{counter}{_tails[at]}"
+        # the tail "-vxxx-xxxxxxxxxxxx" cut here: two slices cost less than a block's 512 made ahead
+        hex_ = _random_hex
+        return f"{_ms_text}{counter}-{hex_[at : at + 4]}-{hex_[at + 4 : at + 16]}"
     finally:
         _id_lock.release()
 
