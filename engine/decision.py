@@ -141,7 +141,7 @@ def _copier(kind: type, changed: tuple[str, ...]) -> Callable[[Any, dict[str, An
         f"    copy.{name} = changes[{name!r}]\n" if name in changed else f"    copy.{name} = value.{name}\n"
         for name in known
     )
-    names = {"_new": object.__new__, "_twin": _TWINS[kind], "_cls": kind}  # field names only
+    names: dict[str, Any] = {"_new": object.__new__, "_twin": _TWINS[kind], "_cls": kind}  # field names only
     exec(
         f"def replaced(value, changes):\n    copy = _new(_twin)\n{lines}"
         "    copy.__class__ = _cls\n    return copy\n",
