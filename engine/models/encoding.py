@@ -14,7 +14,7 @@ absent from `codes` (unseen categories are an error, never silently mapped).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -69,7 +69,7 @@ class FeatureEncoder:
             else (name, categorical, math.inf, -math.inf, codes)
             for name, categorical, lo, hi, codes in self._plan
         ]
-        self._encode = self._generated()
+        self._encode, self.encode_values = self._generated()
 
     def encode_row(self, row: Mapping[str, Any]) -> np.ndarray:
         """One row -> float32 vector in card order; raises ModelError naming the bad feature. The
@@ -77,6 +77,11 @@ class FeatureEncoder:
         a fast path to the same floats; anything else goes through the checks that name it."""
         encoded: np.ndarray = self._encode(row)
         return encoded
+
+    # encode_values(row) -> tuple: encode_row's values before the float32 array is made, same
+    # checks and errors (np.array(encode_values(row), np.float32) is encode_row(row)): the score
+    # stage writes them straight into the model's input buffer
+    encode_values: Callable[[Mapping[str, Any]], tuple[float | int, ...]]
 
     def _generated(self) -> Any:
         """encode_row's fast path as straight-line code for this card's features, one variable per
@@ -107,9 +112,12 @@ class FeatureEncoder:
                     f"        x{i} = _slow({name!r}, value)\n"
                 )
         values = "".join(f"x{i}, " for i in range(len(self._fast)))
-        source = f"def encode_row(row):\n{''.join(body)}    return _array(({values}), _float32)\n"
+        source = (
+            f"def encode_row(row):\n{''.join(body)}    return _array(({values}), _float32)\n\n\n"
+            f"def encode_values(row):\n{''.join(body)}    return ({values})\n"
+        )
         exec(compile(source, "<feature encoder>", "exec"), names)  # names: the card's, as literals
-        return names["encode_row"]
+        return names["encode_row"], names["encode_values"]
 
     def _slow(self, name: str, value: Any) -> float | int:
         """The checked encoding of one feature's value (its error names the feature)."""

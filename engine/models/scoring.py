@@ -4,6 +4,7 @@ tensor out), native CatBoost for batches, and SHAP-based adverse-action reasons 
 from __future__ import annotations
 
 import functools
+import struct
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,13 @@ from engine.models.shap_table import ShapTable, shap_table
 from engine.models.store import ModelPackage
 
 BAD_CLASS = 1  # column of P(bad) in both runtimes' [N, 2] probability output
+# an encoded row: the float32 array, or the values it is made of (FeatureEncoder.encode_values)
+Row = np.ndarray | tuple[float | int, ...]
+
+
+def as_row(row: Row) -> np.ndarray:
+    """The float32 array of an encoded row (the array itself when it is one)."""
+    return np.array(row, np.float32) if isinstance(row, tuple) else row
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class _Scorer(ABC):
         """P(bad) of one row `encoder.encode_row` made."""
         return float(self.pd_matrix(row[None, :])[0])
 
-    def scored(self, features: Mapping[str, Any]) -> tuple[float, np.ndarray]:
+    def scored(self, features: Mapping[str, Any]) -> tuple[float, Row]:
         """P(bad) of one row and the encoded row it came from (a REFER explains that row)."""
         row = self.encoder.encode_row(features)
         return self.pd_row(row), row
@@ -79,6 +87,33 @@ class OnnxScorer(_Scorer):
         self._input = str(onnx_card.get("input", self.session.get_inputs()[0].name))
         self._outputs = [str(onnx_card.get("output", self.session.get_outputs()[0].name))]
         self._bound = threading.local()  # per thread: an IOBinding and the buffers it reads and fills
+
+    def scored(self, features: Mapping[str, Any]) -> tuple[float, Row]:
+        """P(bad) of one row and the row's encoded values (a REFER explains them: `as_row`). The
+        values are packed as float32 straight into the buffer bound to the session (the C cast
+        numpy's float32 array makes of them, so the same PD), not through an array of their own:
+        that array and its copy into the buffer cost ~1 µs of a decision's score stage."""
+        values = self.encoder.encode_values(features)
+        try:
+            run, pack, got = self._bound.packed
+        except AttributeError:
+            run, pack, got = self._bound.packed = self._packing()
+        try:
+            pack(*values)
+        except OverflowError:  # past float32's range: numpy's array takes it as inf, so the row does
+            return self.pd_row(as_row(values)), values
+        run()
+        return float(got[0, BAD_CLASS]), values
+
+    def _packing(self) -> tuple[Callable[[], None], Callable[..., None], np.ndarray]:
+        """(run the session on this thread's binding, pack values as float32 into its input
+        buffer, its output buffer)."""
+        try:
+            run, given, got = self._bound.io
+        except AttributeError:
+            run, given, got = self._bound.io = self._binding()
+        packer = struct.Struct(f"={given.shape[1]}f")  # 4-byte floats in native byte order, unpadded
+        return run, functools.partial(packer.pack_into, memoryview(given).cast("B"), 0), got
 
     def pd_row(self, row: np.ndarray) -> float:
         """One encoded row's P(bad): the float32 from the tensor, as float (what pd_matrix gives for it).
@@ -219,9 +254,7 @@ def explain(
     return explain_row(package, native_scorer(package).encoder.encode_row(features), top, language)
 
 
-def explain_row(
-    package: ModelPackage, row: np.ndarray, top: int = 4, language: str = "en"
-) -> list[ModelReason]:
+def explain_row(package: ModelPackage, row: Row, top: int = 4, language: str = "en") -> list[ModelReason]:
     """`explain` of a row the package's encoder already made (the score stage's, so a decision
     encodes its features once)."""
     scorer = native_scorer(package)
@@ -233,7 +266,7 @@ def explain_row(
 
 
 def reason_texts(
-    package: ModelPackage, row: np.ndarray, top: int = 4, language: str = "en"
+    package: ModelPackage, row: Row, top: int = 4, language: str = "en"
 ) -> list[tuple[str, str]]:
     """(code, text) of each of `explain_row`'s reasons, in its order: what a decision's outcome
     reads, without building a ModelReason and copying its texts per reason."""
@@ -241,11 +274,11 @@ def reason_texts(
 
 
 def _adverse(
-    scorer: NativeScorer, row: np.ndarray, top: int, language: str
+    scorer: NativeScorer, row: Row, top: int, language: str
 ) -> list[tuple[int, float, tuple[str, str, dict[str, str]]]]:
     """(feature index, SHAP value, its reason label) of the `top` (at most 4) largest positive
     contributions, ties in card order."""
-    contributions: list[float] = scorer.shap_table.values(row).tolist()
+    contributions: list[float] = scorer.shap_table.values(as_row(row)).tolist()
     labels = scorer.reason_labels(language)
     # sorting the few positive Python floats costs less than numpy's argsort; a stable sort (reverse
     # keeps it stable) leaves ties in card order

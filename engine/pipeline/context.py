@@ -45,7 +45,7 @@ class DecisionContext:
     # per model: its PD as exact text and the features it scored, made plain when model_outputs is
     # read (the audit record and replay read it; a decision without a store never does)
     scored: dict[str, tuple[str, dict[str, Any]]]
-    encoded: Any = None  # the model features as its float32 row, kept for explanations
+    encoded: Any = None  # the model features' encoded row (engine.models.scoring.Row), kept for explanations
     package: Any = None  # the scoring ModelPackage, kept for explanations
     segments: list[str]
     limit: Decimal | None = None

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import catboost
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from models_helpers import consumer_row, german_rows
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from engine.errors import ModelError
-from engine.models.scoring import NativeScorer, OnnxScorer, explain, explain_row, reason_texts
+from engine.models.scoring import (
+    NativeScorer,
+    OnnxScorer,
+    as_row,
+    explain,
+    explain_row,
+    onnx_scorer,
+    reason_texts,
+)
 from engine.models.store import ModelPackage
 from engine.models.synthetic import generate
 
@@ -216,3 +227,55 @@ def test_reason_texts_in_each_language(consumer_pd: ModelPackage) -> None:
     assert len(explain(consumer_pd, consumer_row(), top=2)) == 2
     assert len(explain(consumer_pd, consumer_row(), top=10)) <= 4
     assert explain(consumer_pd, consumer_row(), top=0) == explain(consumer_pd, consumer_row(), top=-1) == []
+
+
+def _card_row(package: ModelPackage, data: st.DataObject) -> dict[str, object]:
+    """A row of the card's features: any known category, any int, float or Decimal in range."""
+    row: dict[str, object] = {}
+    for feature in package.card["features"]:
+        name = feature["name"]
+        if feature["type"] == "categorical":
+            row[name] = data.draw(st.sampled_from(sorted(feature["encoding"]["codes"])), label=name)
+            continue
+        lo, hi = (float(x) for x in feature["range"])
+        number = st.floats(lo, hi, allow_nan=False)
+        row[name] = data.draw(
+            st.one_of(
+                number,
+                st.integers(int(lo), int(hi)),
+                st.decimals(lo, hi, allow_nan=False, allow_infinity=False, places=6),
+                number.map(lambda x: Decimal(repr(x))),
+            ),
+            label=name,
+        )
+    return row
+
+
+@pytest.mark.parametrize("model", ["consumer_pd", "german_credit"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_packed_score_is_the_arrays_score(
+    model: str, request: pytest.FixtureRequest, data: st.DataObject
+) -> None:
+    """The score stage's PD (its features' values packed as float32 into the session's bound buffer,
+    no array of their own) is the PD of the row encode_row makes, bit for bit, and its values are
+    that row: any category, any int, float or Decimal in range, each rounded to float32 alike."""
+    package = request.getfixturevalue(model)
+    scorer = onnx_scorer(package)
+    features = _card_row(package, data)
+    pd, values = scorer.scored(features)
+    row = scorer.encoder.encode_row(features)
+    assert as_row(values).tobytes() == row.tobytes()
+    assert repr(pd) == repr(scorer.pd_row(row)) == repr(scorer.pd(features))
+
+
+def test_a_value_past_float32_is_scored_as_the_array_takes_it(consumer_pd: ModelPackage) -> None:
+    """Packing refuses a value past float32's range; numpy's array makes it inf: the score falls
+    back to the array, so the PD is the one the array gives."""
+    scorer = OnnxScorer(consumer_pd)
+    huge = tuple(1e39 if i == 1 else 1.0 for i in range(len(scorer.encoder.names)))
+    scorer.encoder.encode_values = lambda _: huge  # type: ignore[method-assign, assignment, return-value]
+    with np.errstate(over="ignore"):
+        pd, values = scorer.scored({})
+        assert values == huge
+        assert repr(pd) == repr(scorer.pd_row(np.array(huge, np.float32)))
