@@ -124,6 +124,8 @@ class _Module:
         self.stages = policy_stages(policy)
         self.formulas = policy_formulas(policy)
         self.tables: list[tuple[str, DecisionTable]] = []
+        # per hit function whose answer is a function of its key: the lines computing that key
+        self.keys: dict[str, list[str]] = {}
         self.late = set(policy.late_names)
         self.late_names = frozenset(policy.late_names)
         self.taken |= {name for name, _ in self.stages} | {name for name, _ in self.formulas}
@@ -264,7 +266,8 @@ class _Module:
         and trace lines: (row numbers, outputs by name, lines), as DecisionTable.evaluate."""
         hit = table.hit + (f" ({table.aggregate})" if table.aggregate else "")
         lines = [f"def {name}(fact):", f"    # decision table {_comment(table.name)}, hit {hit}"]
-        lines += [line for f in table.inputs.values() for line in self.ensure(f.node)][:1]
+        first = [line for f in table.inputs.values() for line in self.ensure(f.node)][:1]
+        lines += first
         opaque = any(f.node is None for f in table.inputs.values())
         self.expr.start(self.taken)
         inputs = {
@@ -282,6 +285,10 @@ class _Module:
             body.append(f"fired = {fire}(local)")
         else:  # the rows read only these: no copy of the fact, and the rows found kept per values
             body += self.remembered(fire, {**reads, **inputs})
+            if not first and not any(can_raise(f.node) for f in table.inputs.values() if f.node is not None):
+                # nothing computed first and a key that cannot raise: the plan may keep the answer
+                reading = lines[2:]  # after the def and its comment: the fact's reads
+                self.keys[name] = [*reading, *(f"    {line}" for line in self.key(reads | inputs)[0])]
         rows = self.constant_rows(table)
         if not expression_rows and table.hit in ("first", "unique"):
             body += self.one_literal_row(table, rows)
@@ -313,12 +320,9 @@ class _Module:
         per (class, value) of each: a table whose rows read only these finds the same rows for the
         same values, so each combination is fired once (a value without a hash is fired each time)."""
         memo = self.bind(_Memo(), "M")
-        temps = {name: v if v.isidentifier() else f"_i{i}" for i, (name, v) in enumerate(values.items())}
-        local = "{" + ", ".join(f"{n!r}: {temps[n]}" for n in values) + "}"
-        key = "(" + "".join(f"{t}.__class__, {t}, " for t in temps.values()) + ")"
+        key, local = self.key(values)
         return [
-            *(f"{temps[n]} = {v}" for n, v in values.items() if temps[n] != v),
-            f"_key = {key}",
+            *key,
             "try:",
             f"    fired = {memo}[_key]",
             "except KeyError:",
@@ -326,6 +330,38 @@ class _Module:
             "except TypeError:  # a value without a hash",
             f"    fired = {fire}({local})",
         ]
+
+    def key(self, values: Mapping[str, str]) -> tuple[list[str], str]:
+        """(lines setting `_key`, the (class, value) of each of `values` (name -> expression), the
+        dict literal of the values by name)."""
+        temps = {name: v if v.isidentifier() else f"_i{i}" for i, (name, v) in enumerate(values.items())}
+        local = "{" + ", ".join(f"{n!r}: {temps[n]}" for n in values) + "}"
+        key = "(" + "".join(f"{t}.__class__, {t}, " for t in temps.values()) + ")"
+        return [*(f"{temps[n]} = {v}" for n, v in values.items() if temps[n] != v), f"_key = {key}"], local
+
+    def kept(self, hit: str, table: DecisionTable) -> tuple[str, str]:
+        """(name, source) of the plan's step for a table whose answer is a function of the values
+        its rows read: (its exported outputs, its trace lines), kept per those values, from `hit`
+        on a new key."""
+        name = self.unique(f"kept_{hit.removeprefix('hit_')}")
+        memo = self.bind(_Memo(), "K")
+        exported = "(" + "".join(f"outputs[{o.name!r}], " for o in table.outputs if o.exported) + ")"
+        return name, "\n".join(
+            [
+                f"def {name}(fact):",
+                f"    # {hit}'s exported outputs and trace lines, kept per the values its rows read",
+                *self.keys[hit],
+                "    try:",
+                f"        return {memo}[_key]",
+                "    except KeyError:",
+                f"        _, outputs, more = {hit}(fact)",
+                f"        return {memo}.keep(_key, ({exported}, tuple(more)))",
+                "    except TypeError:  # a value without a hash",
+                f"        _, outputs, more = {hit}(fact)",
+                f"        return {exported}, tuple(more)",
+                "",
+            ]
+        )
 
     def one_literal_row(self, table: DecisionTable, rows: str) -> list[str]:
         """The hit step of a first/unique table whose rows all have literal outputs: one row's
@@ -453,6 +489,13 @@ class _Module:
         formula_names = {id(formula): name for name, formula in self.formulas}
         table_names = {id(table): name for name, table in self.tables}
         out = []
+        planned = {id(policy.decision_tables[name]) for _, kind, name in steps if kind != "derived"}
+        kept = {  # the plan's tables whose answer is kept per key: a function of their own each
+            id(table): self.kept(name, table)
+            for name, table in self.tables
+            if name in self.keys and id(table) in planned
+        }
+        out += [source for _, source in kept.values()]
         for phase, function, what in (
             ("input", "derive_input", "the derived values and decision tables that need no score"),
             ("score", "derive_score", "the derived values and decision tables that read score.*"),
@@ -465,8 +508,14 @@ class _Module:
                     lines.append(f"    fact[{name!r}] = {formula_names[id(policy.derived[name])]}(fact)")
                     continue
                 table = policy.decision_tables[name]
-                lines.append(f"    _, outputs, more = {table_names[id(table)]}(fact)")
-                lines += [f"    fact[{o.name!r}] = outputs[{o.name!r}]" for o in table.outputs if o.exported]
+                exported_outputs = [o for o in table.outputs if o.exported]
+                if id(table) in kept:
+                    step = kept[id(table)][0]
+                    lines.append(f"    {'values' if exported_outputs else '_'}, more = {step}(fact)")
+                    lines += [f"    fact[{o.name!r}] = values[{i}]" for i, o in enumerate(exported_outputs)]
+                else:
+                    lines.append(f"    _, outputs, more = {table_names[id(table)]}(fact)")
+                    lines += [f"    fact[{o.name!r}] = outputs[{o.name!r}]" for o in exported_outputs]
                 lines.append("    lines += more")
             if len(lines) > 3 or phase == "input":
                 out.append("\n".join([*lines, "    return lines", ""]))
@@ -481,6 +530,13 @@ class _Memo(dict[tuple[Any, ...], tuple[str, ...]]):
             self.clear()
         found = self[key] = tuple(fired)
         return found
+
+    def keep(self, key: tuple[Any, ...], answer: Any) -> Any:
+        """Keep `answer` (immutable) for `key`, bounded as `remember`; returns it."""
+        if len(self) >= _MEMO_MAX:
+            self.clear()
+        self[key] = answer
+        return answer
 
     def __repr__(self) -> str:  # the header shows what it is, not what it holds
         return "(rows fired, per input values)"
@@ -572,6 +628,7 @@ _BOUND = {
     "R": "the reference evaluation, run only to word an arithmetic error with its location",
     "E": "the error of a unique decision table two of whose rows match",
     "M": "the rows the table's rows fire, kept per (class, value) of its inputs (bounded)",
+    "K": "a table's exported outputs and trace lines, kept per (class, value) of its inputs (bounded)",
 }
 
 

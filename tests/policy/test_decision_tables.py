@@ -111,8 +111,7 @@ def test_collect_gathers_rows_in_order_and_aggregates() -> None:
     assert derived(p, flags=0, kind="salaried")[0]["points"] == 0
 
 
-def test_unique_table_refuses_two_matches_at_decision_time() -> None:
-    table = """\
+LEVELS = """\
   LEVEL:
     inputs: {income: applicant.income}
     outputs: [level]
@@ -121,7 +120,10 @@ def test_unique_table_refuses_two_matches_at_decision_time() -> None:
       - ["applicant.income > 3000", very_high]
       - ["<= 1000", low]
 """
-    p = policy(table, "level == 'low'")
+
+
+def test_unique_table_refuses_two_matches_at_decision_time() -> None:
+    p = policy(LEVELS, "level == 'low'")
     assert derived(p, income="2000")[0]["level"] == "high"
     with pytest.raises(PolicyRuntimeError, match="rows 1 and 2 both match"):
         derived(p, income="5000")
@@ -327,3 +329,36 @@ def test_a_grade_kept_per_points_is_the_tables_answer_and_a_gap_still_refuses_ev
             PolicyRuntimeError, match=r"no row of grade table GRADE matches score\.points = 620"
         ):
             p.score.graded(620, compiled)
+
+
+@pytest.mark.parametrize(
+    ("tables", "uses", "key", "values"),
+    [
+        (KINDS, "label == 'one'", "bureau.flags", [1, True, Decimal("1.0"), 1, False, 0, True, None, 1, 0]),
+        (
+            LEVELS,
+            "level == 'low'",
+            "applicant.income",
+            [Decimal(v) for v in ("900", "2000", "900.0", "2000")],
+        ),
+    ],
+    ids=["first", "unique"],
+)
+def test_a_planned_table_kept_per_value_answers_as_the_reference_every_time(
+    tables: str, uses: str, key: str, values: list[Any]
+) -> None:
+    """The plan keeps a table's outputs and trace lines per (class, value) of what its rows read:
+    asked again, the compiled plan answers what the reference evaluator answers, lines included,
+    a bool never read as the int one; two rows of a unique table matching refuse every time."""
+    from engine.rules import CompiledEvaluator
+
+    p = policy(tables, uses)
+    assert "def kept_" in p.program.source
+    compiled, reference = CompiledEvaluator(), ReferenceEvaluator()
+    for value in values:
+        want, got = {key: value}, {key: value}
+        assert (p.derive(got, compiled), got) == (p.derive(want, reference), want), value
+    if tables is LEVELS:
+        for _ in range(2):
+            with pytest.raises(PolicyRuntimeError, match="rows 1 and 2 both match"):
+                p.derive({key: Decimal("5000")}, compiled)
