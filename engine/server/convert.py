@@ -50,8 +50,12 @@ def struct_to_application(struct: struct_pb2.Struct) -> dict[str, Any]:
 def _struct(struct: struct_pb2.Struct, prefix: str, violations: list[FieldViolation]) -> dict[str, Any]:
     # What _value does, with a field's path written out only when it is needed (a nested object or
     # a violation): an application is mostly strings, exact integers and objects, read once each.
+    # The map is walked by its own (C) iterator and indexed: its items() is collections.abc's, a
+    # Python generator step per field (~20% of reading an application).
     out: dict[str, Any] = {}
-    for key, val in struct.fields.items():
+    fields = struct.fields
+    for key in fields:
+        val = fields[key]
         kind = val.WhichOneof("kind")
         if kind == "string_value":
             out[key] = val.string_value
@@ -63,6 +67,8 @@ def _struct(struct: struct_pb2.Struct, prefix: str, violations: list[FieldViolat
                 out[key] = number_from_double(number, f"{prefix}{key}", violations)
         elif kind == "struct_value":
             out[key] = _struct(val.struct_value, f"{prefix}{key}.", violations)
+        elif kind == "bool_value":
+            out[key] = val.bool_value
         else:
             out[key] = _value(val, f"{prefix}{key}", violations)
     return out
@@ -165,7 +171,7 @@ def decision_to_pb(
     msg = pb.Decision(
         decision_id=decision.decision_id,
         request_id=decision.request_id,
-        outcome=_OUTCOME_TO_PB[Outcome(decision.outcome)],
+        outcome=_OUTCOME_TO_PB[decision.outcome],  # a StrEnum: its text finds it too
         segments=list(decision.segments),
         decided_at=str(decision.decided_at),
         currency=decision.currency,

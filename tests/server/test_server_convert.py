@@ -10,6 +10,7 @@ from credo.v1 import decision_pb2 as pb
 from google.protobuf import struct_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_server_wire_bytes import CASES
 
 from engine.decision import Decision, Instalment, Offer, Outcome, PolicyRef, Reason, Score, TraceEntry
 from engine.errors import InvalidInput
@@ -204,3 +205,20 @@ def test_an_application_reads_as_the_plain_recursive_reading_does(application: d
         assert not expected_violations
         assert got == expected
         assert repr(got) == repr(expected)  # same types too: int, Decimal, bool, None
+
+
+def _reference_application(struct: struct_pb2.Struct) -> tuple[dict, list]:
+    violations: list = []
+    return {k: _reference_value(v, k, violations) for k, v in struct.fields.items()}, violations
+
+
+@pytest.mark.parametrize("policy,slug,application", CASES, ids=[f"{p}/{s}" for p, s, _ in CASES])
+def test_every_shipped_input_reads_as_the_plain_recursive_reading_does(
+    policy: str, slug: str, application: dict
+) -> None:
+    struct = _struct(application)
+    expected, violations = _reference_application(struct)
+    assert not violations
+    got = convert.struct_to_application(struct)
+    assert got == expected
+    assert repr(got) == repr(expected)  # same types too: int, Decimal, bool, None
