@@ -30,8 +30,21 @@ def _fields_plainer(kind: type) -> Callable[[Any, FloatRule], dict[str, Any]]:
     plain, as straight-line code made once per class like value_object's __init__: a field read by
     name, a str, int, bool or None kept without a call. An audit record walks ~25 dataclasses and
     ~260 values."""
+    made = fields_plainer(kind)
+    _plainers[kind] = made
+    return made
+
+
+def fields_plainer(
+    kind: type, leave_out: frozenset[str] = frozenset()
+) -> Callable[[Any, FloatRule], dict[str, Any]]:
+    """plain() of an instance of dataclass `kind` less its fields `leave_out`, as _fields_plainer
+    writes it: what plain(replaced(value, ...)) gives without those keys, with no copy made. A new
+    function on every call: the caller keeps it."""
     lines = ["def plain_fields(value, floats):\n    out = {}\n"]
     for name, f in kind.__dataclass_fields__.items():  # type: ignore[attr-defined]
+        if name in leave_out:
+            continue
         lines.append(f"    item = value.{name}\n")
         indent = "    "
         if f.metadata.get("omit_empty"):
@@ -45,7 +58,6 @@ def _fields_plainer(kind: type) -> Callable[[Any, FloatRule], dict[str, Any]]:
     names: dict[str, Any] = {"_EMPTY": _EMPTY, "_AS_IS": _AS_IS, "_Decimal": Decimal, "plain": plain}
     exec("".join(lines), names)  # names are the dataclass's own field identifiers
     made: Callable[[Any, FloatRule], dict[str, Any]] = names["plain_fields"]
-    _plainers[kind] = made
     return made
 
 

@@ -9,15 +9,16 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
 import engine
 from engine.audit.canonical import canonical_json, dumps_plain, plain_text_floats, sha256_hex
-from engine.decision import Decision, replaced
-from engine.finance.dates import dated_as
+from engine.decision import Decision, FloatRule, ModelRef, NotPlain, PolicyRef, fields_plainer
+from engine.errors import CanonicalError
+from engine.finance.dates import SAME_DAY, dated_as, due_dates, utc_date
 from engine.finance.schedule import schedule_sha256
 
 __all__ = [
@@ -85,26 +86,36 @@ class DecisionRecord:
         extra: Mapping[str, Any] | None = None,
     ) -> DecisionRecord:
         """A record of `decision` and the pipeline's values; `rounding` is the policy's, which
-        recomputes the schedules. Floats (timings, raw probabilities) are kept as exact text."""
+        recomputes the schedules. Floats (timings, raw probabilities) are kept as exact text.
+        Every decision of a logged service builds one: its fields are set as seal() sets them (no
+        frozen __init__: nothing here is checked there), and the policy's and models' refs, the
+        same objects decision after decision, are made plain once."""
         if engine_version is None:
             engine_version = engine.__version__
-        return cls(
+        record = object.__new__(cls)
+        record.__dict__.update(
             decision_id=decision.decision_id,
             request_id=decision.request_id,
             request_fingerprint=request_fingerprint,
             received_at=utc_text(received_at),
-            policy=plain_text_floats(decision.policy),
-            models=plain_text_floats(list(decision.models)),
+            policy=_plain_ref(decision.policy),
+            models=[_plain_ref(model) for model in decision.models],
             engine_version=str(engine_version),
             input=plain_text_floats(input),
             derived=plain_text_floats(derived or {}),
             model_outputs=plain_text_floats(model_outputs or {}),
-            stages=plain_text_floats(list(decision.trace)),
+            stages=plain_text_floats(decision.trace),
             outcome=decision.outcome.value,
             decision=decision_summary(decision, rounding),
             archive=dict(archive or {}),
             extra=plain_text_floats(extra or {}),
+            record_version=RECORD_VERSION,
+            chain_id="",
+            seq=0,
+            prev_hash="",
+            hash="",
         )
+        return record
 
     def body(self) -> dict[str, Any]:
         """The hashed part: every field but `hash`."""
@@ -130,6 +141,19 @@ class DecisionRecord:
             raise ValueError(f"unknown record fields: {sorted(unknown)}")
         return cls(**dict(data))
 
+    def changed(self, changes: Mapping[str, Any]) -> DecisionRecord:
+        """A copy with the fields `changes` (each plain, as build makes them): dataclasses.replace
+        without __init__, on the decision path (personal data sealed). The chain fields are copied
+        as they are; the sealed bytes kept by seal() are not (they are of the old fields)."""
+        unknown = changes.keys() - _FIELD_NAMES
+        if unknown:
+            raise TypeError(f"unknown record fields: {sorted(unknown)}")
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.pop("_canonical_body", None)
+        copy.__dict__.update(changes)
+        return copy
+
     def seal(self, chain_id: str, seq: int, prev_hash: str) -> DecisionRecord:
         """This record placed in a chain: chain fields set and hash computed. The log's leader
         seals every record of a batch while its callers wait, so this copies the record's fields
@@ -149,6 +173,7 @@ class DecisionRecord:
         return chain_hash(self.prev_hash, self.body())
 
 
+_FIELD_NAMES = frozenset(f.name for f in fields(DecisionRecord))
 _BODY = tuple(
     f.name for f in fields(DecisionRecord) if f.name not in ("hash", "chain_id", "seq", "prev_hash")
 )
@@ -173,23 +198,62 @@ def decision_summary(decision: Decision, rounding: str) -> dict[str, Any]:
     """The Decision as its record keeps it: every field but the trace (the record's `stages`) and
     record_hash; each offer's schedule rows replaced by {"sha256", "rows", "rounding"}, enough to
     recompute them (engine.pipeline.candidates.offer_schedule) and prove them equal, plus "due" when
-    the rows are dated (engine.finance.dates.dated_as: "same" or the first due date)."""
-    body: dict[str, Any] = plain_text_floats(replaced(decision, trace=(), offers=()))
-    del body["trace"], body["record_hash"]
-    offers = []
-    for offer in decision.offers:
-        terms: dict[str, Any] = plain_text_floats(replaced(offer, schedule=()))
-        terms["schedule"] = {
-            "sha256": schedule_sha256(offer.schedule),
-            "rows": len(offer.schedule),
-            "rounding": rounding,
-        }
-        if offer.schedule and offer.schedule[0].due_date:
-            dates = [row.due_date for row in offer.schedule]
-            terms["schedule"]["due"] = dated_as(decision.decided_at, dates)
-        offers.append(terms)
+    the rows are dated (engine.finance.dates.dated_as: "same" or the first due date).
+    That is plain_text_floats(replaced(decision, trace=(), offers=())) less trace and record_hash,
+    and of each offer replaced(offer, schedule=()), written by code made per class that leaves
+    those fields out (engine.decision.fields_plainer) instead of copying the values to plain."""
+    try:
+        body = _summary_plainer(type(decision), _NOT_SUMMED)(decision, "text")
+        offers = []
+        same_day: tuple[str, dt.date] | None = None  # (decided_at, its UTC date), read once
+        for offer in decision.offers:
+            terms = _summary_plainer(type(offer), _NOT_TERMS)(offer, "text")
+            rows = offer.schedule
+            kept = {"sha256": schedule_sha256(rows), "rows": len(rows), "rounding": rounding}
+            if rows and rows[0].due_date:
+                dates = tuple([row.due_date for row in rows])
+                if same_day is None or same_day[0] != decision.decided_at:
+                    same_day = (decision.decided_at, utc_date(decision.decided_at))
+                # dated_as's first test, with the decision's date read once for all its offers
+                same = dates == due_dates(same_day[1], len(dates), SAME_DAY, 0)
+                kept["due"] = SAME_DAY if same else dated_as(decision.decided_at, dates)
+            terms["schedule"] = kept
+            offers.append(terms)
+    except NotPlain as exc:
+        raise CanonicalError(str(exc)) from None
     body["offers"] = offers
     return body
+
+
+_NOT_SUMMED = frozenset({"trace", "record_hash", "offers"})  # offers: summed one by one
+_NOT_TERMS = frozenset({"schedule"})
+# (class, fields left out) -> its plainer: Decision and Offer, or a subclass a test makes
+_summary_plainers: dict[tuple[type, frozenset[str]], Callable[[Any, FloatRule], dict[str, Any]]] = {}
+
+
+def _summary_plainer(kind: type, leave_out: frozenset[str]) -> Callable[[Any, FloatRule], dict[str, Any]]:
+    made = _summary_plainers.get((kind, leave_out))
+    if made is None:
+        made = _summary_plainers[kind, leave_out] = fields_plainer(kind, leave_out)
+    return made
+
+
+def _plain_ref(ref: Any) -> dict[str, Any]:
+    """plain_text_floats(ref) of a policy or model ref, made once per ref object (a loaded policy
+    binds its refs once, so every decision carries the same objects) and copied for each record;
+    kept by identity (the object held, so its id is not reused) for at most _MAX_REFS refs."""
+    hit = _refs.get(id(ref))
+    if hit is not None and hit[0] is ref:
+        return dict(hit[1])
+    made: dict[str, Any] = plain_text_floats(ref)
+    if type(ref) in _REF_TYPES and len(_refs) < _MAX_REFS:  # frozen: its plain form cannot change
+        _refs[id(ref)] = (ref, dict(made))
+    return made
+
+
+_REF_TYPES = frozenset({PolicyRef, ModelRef})
+_refs: dict[int, tuple[Any, dict[str, Any]]] = {}
+_MAX_REFS = 1024
 
 
 def request_fingerprint(policy: str, language: str, input: Mapping[str, Any]) -> str:

@@ -204,7 +204,7 @@ class SqlStore(ABC):
             )
             for r in records
         ]
-        now = utc_text(dt.datetime.now(dt.UTC))
+        now = utc_text(dt.datetime.now(dt.UTC)) if blobs else ""  # when blobs are archived
         with self._errors(), self._write_lock, self._transaction() as cur:
             for blob in blobs:
                 cur.execute(
