@@ -1,13 +1,16 @@
 """A decision record built on the decision path equals the record's definition, byte for byte: the
 summary written by per-class code (engine.decision.fields_plainer) against plain_text_floats of the
-copied Decision, refs made plain once against made plain every time.
+copied Decision, refs made plain once against made plain every time, and the personal-data vault's
+kept ciphers and MACs against fresh ones.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from dataclasses import fields
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +19,9 @@ from hypothesis import strategies as st
 
 import engine.audit.record as record_module
 from engine.audit.canonical import canonical_json, plain_text_floats
+from engine.audit.log import DecisionLog
+from engine.audit.pii import PiiVault
+from engine.audit.pii_keys import MasterKey
 from engine.audit.record import DecisionRecord, decision_summary, utc_text
 from engine.decision import (
     Decision,
@@ -269,3 +275,30 @@ def test_changed_copies_a_record_as_replace_does() -> None:
 
 def replaced_record(record: DecisionRecord, **changes: Any) -> DecisionRecord:
     return DecisionRecord(**{f.name: changes.get(f.name, getattr(record, f.name)) for f in fields(record)})
+
+
+def test_the_vaults_kept_macs_and_ciphers_equal_fresh_ones(tmp_path: Path) -> None:
+    """Keyed fingerprints and subject hashes from the kept MACs are hmac.digest's; a record sealed
+    with a kept cipher opens; after a subject is forgotten its cipher is gone with its key."""
+    key = tmp_path / "key"
+    MasterKey.create(key)
+    log = DecisionLog(f"sqlite:///{tmp_path / 'a.db'}")
+    vault = PiiVault(log.store, MasterKey.read(key))
+    lookup = vault._lookup_key()
+
+    def mac(purpose: bytes, text: str) -> str:
+        return hmac.digest(lookup, purpose + text.encode(), "sha256").hex()
+
+    for text in ["", "a" * 64, "李秀英", "x\0y"]:
+        for _ in range(2):
+            assert vault.keyed(text) == mac(b"fingerprint\0", text)
+            assert vault.subject_hash(text) == mac(b"subject\0", text)
+    assert vault._day_hash("2026-01-31") == mac(b"day\0", "2026-01-31")
+    subject = vault.subject_hash("someone")
+    first = vault._cipher(subject)
+    assert vault._cipher(subject) is first  # kept while its key is
+    message = first.encrypt(b"n" * 12, b"value", b"id")
+    assert vault._cipher(subject).decrypt(b"n" * 12, message, b"id") == b"value"
+    vault.forget("someone")
+    assert subject not in vault._ciphers
+    log.close()
