@@ -133,7 +133,7 @@ CREATE TABLE IF NOT EXISTS audit_blobs (
 """
 
 _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-_RECORD_COLUMNS = "decision_id, chain_id, seq, request_id, received_at, hash, body"
+_RECORD_COLUMNS = ("decision_id", "chain_id", "seq", "request_id", "received_at", "hash", "body")
 
 
 def parse_record(body: str, hash: str) -> DecisionRecord:
@@ -151,9 +151,13 @@ class SqlStore(ABC):
     # SQL of a record's outcome and policy name, indexed (each store's INDEXES) for the console's search
     outcome_sql: str
     policy_sql: str
+    # what a record's row holds, in _row's order (a store may add columns of its own beside the body)
+    record_columns: tuple[str, ...] = _RECORD_COLUMNS
 
     def __init__(self, url: str) -> None:
         self.url = url
+        columns, marks = ", ".join(self.record_columns), ", ".join("?" * len(self.record_columns))
+        self._insert_sql = self._sql(f"INSERT INTO audit_records ({columns}) VALUES ({marks})")
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
 
@@ -192,18 +196,7 @@ class SqlStore(ABC):
     def append(self, records: Sequence[DecisionRecord], blobs: Sequence[Blob] = ()) -> None:
         if not records and not blobs:
             return
-        rows = [
-            (
-                r.decision_id,
-                r.chain_id,
-                r.seq,
-                r.request_id,
-                r.received_at,
-                r.hash,
-                r.canonical_body().decode(),
-            )
-            for r in records
-        ]
+        rows = [self._row(r) for r in records]
         now = utc_text(dt.datetime.now(dt.UTC)) if blobs else ""  # when blobs are archived
         with self._errors(), self._write_lock, self._transaction() as cur:
             for blob in blobs:
@@ -226,10 +219,13 @@ class SqlStore(ABC):
                     (last.chain_id, last.seq, last.hash),
                 )
 
+    def _row(self, r: DecisionRecord) -> tuple[Any, ...]:
+        """A sealed record's row, values in record_columns' order."""
+        body = r.canonical_body().decode()
+        return (r.decision_id, r.chain_id, r.seq, r.request_id, r.received_at, r.hash, body)
+
     def _insert_records(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
-        cur.executemany(
-            self._sql(f"INSERT INTO audit_records ({_RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"), rows
-        )
+        cur.executemany(self._insert_sql, rows)
 
     def _durable(self) -> None:  # noqa: B027  (a hook: most stores have nothing to do)
         """Make what was read durable before it is handed out (a store whose commit is durable

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from engine.audit.connect import open_store
-from engine.audit.sqlite import SqliteStore
+from engine.audit.sqlite import BODY_OUTCOME_SQL, SqliteStore
 from engine.audit.store import SCHEMA
 
 
@@ -36,7 +36,7 @@ def test_a_store_made_before_the_indexes_gets_them_when_a_writer_opens_it(tmp_pa
             "INSERT INTO audit_records VALUES ('d1', 'c1', 1, 'r1', '2026-01-01T00:00:00.000000+00:00', 'h',"
             ' \'{"outcome":"REFER","policy":{"name":"p"}}\')'
         )
-    assert "audit_records_outcome" not in plan(db, f"{SqliteStore.outcome_sql} = 'REFER'")
+    assert "audit_records_outcome" not in plan(db, f"{BODY_OUTCOME_SQL} = 'REFER'")
     store = open_store(f"sqlite:///{db}")
     assert "audit_records_outcome" in plan(db, f"{SqliteStore.outcome_sql} = 'REFER'")
     assert store.count() == 1
