@@ -90,6 +90,7 @@ class SqliteStore(SqlStore):
     outcome_sql = OUTCOME_SQL
     policy_sql = POLICY_SQL
     record_columns = (*SqlStore.record_columns, *SEARCH_COLUMNS)
+    search_columns: tuple[str, ...] = SEARCH_COLUMNS
 
     def __init__(self, url: str, *, create: bool = True, readonly: bool = False) -> None:
         super().__init__(url)
@@ -106,6 +107,7 @@ class SqliteStore(SqlStore):
                 columns = {row[1] for row in self._read.execute("PRAGMA table_info(audit_records)")}
             if not columns.issuperset(SEARCH_COLUMNS):  # made by an older credo: no upgrade here
                 self.outcome_sql, self.policy_sql = BODY_OUTCOME_SQL, BODY_POLICY_SQL
+                self.search_columns = ()
             return
         with self._errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.audit.record import DecisionRecord, utc_text
@@ -54,6 +54,7 @@ class StoredRow:
     body: str
     request_id: str = ""
     received_at: str = ""
+    searched: dict[str, Any] = field(default_factory=dict)  # the store's search columns, as stored
 
 
 class AuditStore(Protocol):
@@ -153,6 +154,8 @@ class SqlStore(ABC):
     policy_sql: str
     # what a record's row holds, in _row's order (a store may add columns of its own beside the body)
     record_columns: tuple[str, ...] = _RECORD_COLUMNS
+    # columns outside the hash that searches read (engine.audit.sqlite): verify checks them too
+    search_columns: tuple[str, ...] = ()
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -282,16 +285,19 @@ class SqlStore(ABC):
 
     def iter_chain(self, chain_id: str, batch: int = 1000) -> Iterator[StoredRow]:
         after = -(2**62)
+        searched = self.search_columns
+        columns = ", ".join(("decision_id, chain_id, seq, hash, body, request_id, received_at", *searched))
         while True:
             rows = self._query(
-                "SELECT decision_id, chain_id, seq, hash, body, request_id, received_at FROM audit_records"
+                f"SELECT {columns} FROM audit_records"
                 f" WHERE chain_id = ? AND seq > ? ORDER BY seq LIMIT {int(batch)}",
                 (chain_id, after),
             )
             for row in rows:
                 yield StoredRow(
-                    str(row[0]), str(row[1]), int(row[2]), str(row[3]), str(row[4]), str(row[5]), str(row[6])
-                )
+                    str(row[0]), str(row[1]), int(row[2]), str(row[3]), str(row[4]), str(row[5]), str(row[6]),
+                    dict(zip(searched, row[7:], strict=True)),
+                )  # fmt: skip
                 after = int(row[2])
             if len(rows) < batch:
                 return

@@ -146,6 +146,12 @@ def _row_problem(
         "received_at": (row.received_at, record.received_at),
     }
     changed = [name for name, (stored, hashed) in columns.items() if stored != hashed]
+    # a search column (SQLite's outcome, policy_name) is empty or the hashed record's value
+    policy = record.policy.get("name") if isinstance(record.policy, dict) else None
+    searched = {"outcome": record.outcome, "policy_name": policy}
+    changed += [
+        name for name, stored in row.searched.items() if stored is not None and stored != searched.get(name)
+    ]
     if record.chain_id != chain_id and "chain_id" not in changed:
         changed.append("chain_id")
     if changed:

@@ -104,11 +104,12 @@ def test_anchors_catch_a_consistently_rewritten_chain(
     assert main(["audit", "anchor", "--store", sqlite_url]) == 0
     anchors = tmp_path / "anchors.jsonl"
     anchors.write_text(capsys.readouterr().out)
-    # someone with write access rewrites the last record and recomputes its hash and the head
+    # someone with write access rewrites the last record (its search column too) and recomputes its
+    # hash and the head
     forged = replace(records[-1], outcome="DECLINE").seal(records[-1].chain_id, 4, records[-1].prev_hash)
     with sqlite3.connect(sqlite_path(sqlite_url)) as conn:
         conn.execute(
-            "UPDATE audit_records SET body = ?, hash = ? WHERE seq = 4",
+            "UPDATE audit_records SET body = ?, hash = ?, outcome = 'DECLINE' WHERE seq = 4",
             (forged.canonical_body().decode(), forged.hash),
         )
         conn.execute("UPDATE audit_chains SET head_hash = ?", (forged.hash,))

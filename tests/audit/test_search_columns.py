@@ -175,3 +175,27 @@ def test_a_store_made_by_the_old_code_reads_upgrades_and_keeps_its_chain(
         made = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'").fetchall())
     assert "coalesce(outcome" in made["audit_records_outcome"]
     again.close()
+
+
+def test_verify_names_a_search_column_that_disagrees_with_the_hashed_record(
+    tmp_path: Path, make_record: RecordFactory
+) -> None:
+    """The columns are outside the hash: an edit that would hide a decline from the console's search
+    fails verify; an emptied column (what an older writer leaves) passes, read through the body."""
+    db = tmp_path / "audit.db"
+    store = open_store(f"sqlite:///{db}")
+    records = chained([make_record(outcome="DECLINE"), make_record()], "chain-a")
+    store.append(records)
+    assert verify_store(store).ok
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_records SET outcome = NULL, policy_name = NULL WHERE seq = 2")
+    assert verify_store(store).ok
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_records SET outcome = 'APPROVE' WHERE seq = 1")
+    report = verify_store(store)
+    assert not report.ok
+    assert "stored column(s) outcome disagree with the hashed record" in report.chains[0].problem
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_records SET outcome = 'DECLINE', policy_name = 'other' WHERE seq = 1")
+    assert "column(s) policy_name disagree" in verify_store(store).chains[0].problem
+    store.close()
