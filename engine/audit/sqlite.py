@@ -65,7 +65,7 @@ def _upgrade(conn: sqlite3.Connection) -> None:
         raise
 
 
-def _inode(path: Path) -> int | None:
+def _inode(path: Path | str) -> int | None:
     try:
         return os.stat(path).st_ino
     except FileNotFoundError:
@@ -99,6 +99,8 @@ class SqliteStore(SqlStore):
             raise StoreUnavailable(f"no audit store at {self.path}")
         self._lock: int | None = None  # the lock file's descriptor: a writer's turn (see _writers_turn)
         self._wal: int | None = None  # the write-ahead log's descriptor, flushed after each commit
+        self._wal_inode: int | None = None  # the file it was opened on
+        self._wal_path = os.fspath(self.path) + "-wal"  # SQLite's name for it
         self._close_wal: Callable[[], None] = lambda: None
         self._wal_lock = threading.Lock()
         if readonly:
@@ -213,13 +215,15 @@ class SqliteStore(SqlStore):
         synchronous=NORMAL flushes the log before a checkpoint and the file after it)."""
         if self._lock is None:  # read-only: this process wrote nothing
             return
-        wal = self.path.with_name(self.path.name + "-wal")
+        wal = self._wal_path
         with self._wal_lock:
-            if self._wal is not None and os.fstat(self._wal).st_ino != _inode(wal):
+            inode = _inode(wal)
+            if self._wal is not None and self._wal_inode != inode:
                 self._close_wal()  # the log was removed and made again: flush the one there is now
                 self._wal = None
-            if self._wal is None and _inode(wal) is not None:
+            if self._wal is None and inode is not None:
                 self._wal = os.open(wal, os.O_RDONLY | os.O_CLOEXEC)
+                self._wal_inode = os.fstat(self._wal).st_ino  # the file opened, were it replaced meanwhile
                 self._close_wal = weakref.finalize(self, os.close, self._wal)
             fd = self._wal
         if fd is not None:
