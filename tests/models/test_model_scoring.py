@@ -93,14 +93,17 @@ def test_one_row_scored_through_the_bound_buffers_equals_the_session_run(
 ) -> None:
     """pd_row writes each row into a buffer bound to the session once: every row must still get its
     own PD, bit for bit what session.run gives that row (a stale buffer would repeat the last PD),
-    whether it runs the session's native run or, without one, the public run_with_iobinding."""
+    whether it runs the session's native run or, without one, the public run_with_iobinding; and so
+    must the score stage's scored(), which packs a row's values into the buffer and reads its output."""
     scorer = OnnxScorer(consumer_pd)
     if public_only:
         scorer.session = _PublicOnly(scorer.session)
-    rows = scorer.encoder.encode_rows(synthetic_rows(consumer_pd, 300, seed=7))
+    applicants = synthetic_rows(consumer_pd, 300, seed=7)
+    rows = scorer.encoder.encode_rows(applicants)
     single = [scorer.pd_row(row) for row in rows]
     (probabilities,) = scorer.session.run(None, {scorer.session.get_inputs()[0].name: rows})
     assert single == [float(p) for p in probabilities[:, 1]]
+    assert [scorer.scored(applicant)[0] for applicant in applicants] == single
     assert len(set(single)) > 100
 
 
