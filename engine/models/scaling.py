@@ -31,17 +31,21 @@ def scaler(
     base, odds0, slope = float(base_points), float(base_odds), float(pdo)
     valid = odds0 > 0 and slope > 0
     factor = slope / _LN2 if valid else 0.0
+    lowest, highest = PD_EPSILON, 1.0 - PD_EPSILON
+    log, inf = math.log, math.inf  # read once: the closure's cells cost less than module lookups
 
     def scale(pd: float | Decimal) -> int:
-        p = float(pd)
-        if not math.isfinite(p) or p < 0.0 or p > 1.0:
+        p = pd if pd.__class__ is float else float(pd)  # ONNX's PD is a float already
+        if not 0.0 <= p <= 1.0:  # NaN and the infinities fail this too
             raise ModelError(f"pd must be a probability in [0, 1], got {pd!r}", code=BAD_PD)
         if not valid:
             raise ModelError("base_odds and pdo must be positive", code=BAD_SCALING)
-        p = min(max(p, PD_EPSILON), 1.0 - PD_EPSILON)
-        odds = (1.0 - p) / p
-        value = base + factor * math.log(odds / odds0)
-        if math.isfinite(value):
+        if p < lowest:  # the clamp, as comparisons rather than min() and max() calls
+            p = lowest
+        elif p > highest:
+            p = highest
+        value = base + factor * log((1.0 - p) / p / odds0)  # odds (1 - p) / p over the base odds
+        if -inf < value < inf:
             # round() is half-even on the float itself, which is the half-even rounding of its
             # shortest repr too (no float but x.5 itself reprs as x.5): 612.5 -> 612, 613.5 -> 614
             return round(value)

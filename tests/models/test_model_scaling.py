@@ -84,3 +84,31 @@ def test_bad_scaling_is_refused_after_the_pd_is_checked() -> None:
     with pytest.raises(ModelError) as caught:
         points(2.0, 600, 0, 20)
     assert caught.value.code == "BAD_PD"
+
+
+def test_points_are_the_documented_formula_on_every_kind_of_pd() -> None:
+    """points = base_points + pdo / ln(2) * ln(odds / base_odds), odds = (1 - pd) / pd, the PD
+    clamped to [1e-9, 1 - 1e-9] and the value rounded half-even: on ONNX's float32 PDs (as floats),
+    on plain floats, on Decimals and at the clamp; NaN and the infinities are refused like 1.5."""
+    import math
+    import random
+
+    import numpy as np
+
+    from engine.models.scaling import scaler
+
+    def formula(pd: float | Decimal) -> int:
+        p = min(max(float(pd), 1e-9), 1.0 - 1e-9)
+        value = 600.0 + 20.0 / math.log(2.0) * math.log((1.0 - p) / p / 50.0)
+        return int(Decimal(repr(value)).quantize(Decimal(1), rounding="ROUND_HALF_EVEN"))
+
+    rng = random.Random(11)
+    floats = [rng.random() for _ in range(5_000)]
+    pds: list[float | Decimal] = [*floats, *(float(np.float32(p)) for p in floats)]
+    pds += [0.0, 1.0, 1e-12, 5e-10, 1e-9, 1.0 - 1e-12, Decimal("0.0384615"), np.float64(0.25)]
+    scale = scaler(600, Decimal("50"), Decimal("20"))
+    assert [scale(pd) for pd in pds] == [formula(pd) for pd in pds]
+    for bad in (math.nan, math.inf, -math.inf, -1e-300, 1.5):
+        with pytest.raises(ModelError) as caught:
+            scale(bad)
+        assert caught.value.code == "BAD_PD"
