@@ -7,10 +7,11 @@ DecisionService.
 Stages are the runner's own per-stage timings (the Decision trace). The service's parts around the
 stages are timed inside those same decide() calls (each wrapped in this script only), on the
 decision's own inputs: timed alone on one repeated input they look cheaper than they are in a
-decision (warm caches, a decision date that never changes). "runner" is the policy's generated
-run_stages minus its stages (per-stage timing and trace entries), "build Decision" its generated
-build (the Decision of the finished context); "the rest" is decide() minus everything above it
-(request checks, the clock, the DecisionContext, the garbage collector, calls between parts)."""
+decision (warm caches, a decision date that never changes). "runner and build" is the policy's
+generated decide (engine.pipeline.table: the stage table and the Decision in one function) minus its
+stages, the id and the offers' booking: the DecisionContext, per-stage timing and trace entries, the
+Decision; "the rest" is decide() minus everything above it (request checks, the clock, the garbage
+collector, calls between parts)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ REFER_TEST = "thin bureau file is referred"
 _REQUESTS = itertools.count()
 
 # (name in the policy's generated code, the part it is charged to): what its decide calls
-GENERATED = [("run_stages", "runner"), ("build", "build Decision"), ("book_offers", "book offers")]
+GENERATED = [("book_offers", "book offers")]
+GENERATED_DECIDE = "runner and build"  # the generated decide itself, less what it calls above
 # (module, attribute, the part it is charged to): what decide() calls around them
 PARTS = [
     (engine.service, "decision_id_at", "ids"),
@@ -69,6 +71,8 @@ def timed_parts(service: DecisionService, policy: Any, spent: dict[str, float]) 
     try:
         for module, name, part in PARTS:
             setattr(module, name, wrap(getattr(module, name), part))
+        timed_decide = wrap(decider(policy), GENERATED_DECIDE)  # what the service's decider hands out
+        engine.service.decider = lambda loaded: timed_decide if loaded is policy else decider(loaded)
         for name, part in GENERATED:
             generated[name] = wrap(generated[name], part)
         if recent is not None:
@@ -77,6 +81,7 @@ def timed_parts(service: DecisionService, policy: Any, spent: dict[str, float]) 
     finally:
         for module, name, fn in saved:
             setattr(module, name, fn)
+        engine.service.decider = decider
         generated.update(kept)
         if recent is not None:
             del recent.remember
@@ -97,8 +102,7 @@ def budget(service: DecisionService, policy: Any, application: dict[str, Any], n
             for entry in decision.trace:
                 parts[f"stage {entry.stage}"].append(entry.millis * 1000)
                 stages += entry.millis / 1000
-            spent["runner"] -= stages
-            spent["build Decision"] -= spent.get("book offers", 0.0)
+            spent[GENERATED_DECIDE] -= stages + spent["ids"] + spent.get("book offers", 0.0)
             for part, seconds in spent.items():
                 parts[part].append(seconds * 1e6)
             parts["the rest"].append((total - stages - sum(spent.values())) * 1e6)

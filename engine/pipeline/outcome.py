@@ -3,10 +3,11 @@ and its reasons (fired rule codes first, then the model's adverse factors; at mo
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.decision import Outcome, Reason
 from engine.models.scoring import reason_texts
 from engine.pipeline.context import DecisionContext
-from engine.pipeline.runner import StageResult
 
 __all__ = ["MAX_REASONS", "outcome_stage"]
 
@@ -16,9 +17,10 @@ _TEXT = {outcome: outcome.value for outcome in Outcome}
 _APPROVE, _DECLINE, _REFER = Outcome.APPROVE, Outcome.DECLINE, Outcome.REFER
 
 
-def outcome_stage(ctx: DecisionContext) -> StageResult:
+def outcome_stage(ctx: DecisionContext) -> dict[str, Any]:
     """DECLINE carries its decline reasons, REFER its referral reasons, each followed by the model's
-    reasons when a score was reached; APPROVE carries the limit and price adjustments that applied."""
+    reasons when a score was reached; APPROVE carries the limit and price adjustments that applied.
+    Fires no rule: its trace values alone (engine.pipeline.runner)."""
     if ctx.declines:
         outcome, ruled = _DECLINE, ctx.declines
     elif ctx.refers:
@@ -39,7 +41,7 @@ def outcome_stage(ctx: DecisionContext) -> StageResult:
             reasons.append(Reason(code, text, "score", ""))
             model_codes.append(code)
     ctx.reasons = reasons
-    return StageResult(values={"outcome": _TEXT[outcome], "model_reasons": model_codes})
+    return {"outcome": _TEXT[outcome], "model_reasons": model_codes}
 
 
 def _unique(reasons: list[Reason]) -> list[Reason]:

@@ -1,6 +1,8 @@
 """The pipeline runner: an ordered table of named stages, each timed and traced. A decline stops
 the table; only the closing `outcome` stage (outcome and reasons) still runs. `run_stages` walks any
-table; `compile_stages` writes a policy's table as one straight-line function that does the same."""
+table; `compile_stages` writes a policy's table as one straight-line function that does the same.
+A stage returns a StageResult, or only its values dict when it fires no rules (validate, derive,
+outputs, outcome): one object less to make and read per stage and decision."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ __all__ = [
     "CompiledStages",
     "Stage",
     "StageResult",
+    "StageRun",
     "compile_stages",
     "no_work",
     "run_stages",
+    "stages_body",
     "stages_source",
 ]
 
@@ -31,12 +35,16 @@ class StageResult:
     values: Mapping[str, Any] = field(default_factory=dict)
 
 
+# a stage's run: its StageResult, or its trace values alone (a dict of its own) when it fired no rule
+StageRun = Callable[[DecisionContext], StageResult | dict[str, Any]]
+
+
 @value_object
 class Stage:
     """One row of the stage table. `closing` stages run even after a decline (outcome, reasons)."""
 
     name: str
-    run: Callable[[DecisionContext], StageResult]
+    run: StageRun
     closing: bool = False
 
 
@@ -56,6 +64,9 @@ def run_stages(
         result = stage.run(ctx)
         # to the µs: round() to an int, then one division (round(x, 3) formats the float: 3x the cost)
         millis = round((timer() - start) * 1e6) / 1000
+        if isinstance(result, dict):  # its values alone: it fired no rule
+            trace(TraceEntry(stage.name, (), millis, result))
+            continue
         values = result.values  # each stage makes a fresh dict: kept, not copied
         if type(values) is not dict:
             values = dict(values)
@@ -78,6 +89,21 @@ def stages_source(table: Sequence[Stage], names: dict[str, Any]) -> str:
     `run_stages` does with it (each stage called, timed and traced in turn, the decline check before
     each stage that is not closing; no loop, no Stage rows read per decision). A stage's name is a
     string literal in the source; its function is bound in `names` by position (`stage_3`)."""
+    return (
+        "def run_stages(ctx, timer):\n"
+        f"    {' -> '.join(stage.name for stage in table)!r}\n"
+        "    trace, declines = ctx.trace.append, ctx.declines\n"
+        f"{stages_body(table, names)}"
+        "    return ctx\n"
+    )
+
+
+def stages_body(table: Sequence[Stage], names: dict[str, Any]) -> str:
+    """The statements of run_stages for `table`, at one indent, on locals `ctx`, `timer`, `trace`
+    (ctx.trace.append) and `declines` (ctx.declines): what a policy's generated decide runs in its
+    own body, one call less per stage table. A stage with nothing to do is traced with one entry made
+    here, the same for every decision (`nothing_1`: a frozen entry whose empty values are never
+    written), instead of one made per decision."""
     # TraceEntry is the value object's maker here: the same arguments, without the class call's steps
     names.update(TraceEntry=maker(TraceEntry), dict=dict, tuple=tuple, round=round)
     body = []
@@ -88,25 +114,23 @@ def stages_source(table: Sequence[Stage], names: dict[str, Any]) -> str:
         closing = " (closing: runs after a decline too)" if stage.closing else ""
         body.append(f"{indent}# {stage.name!r}{closing}\n")
         if stage.run is no_work:
-            body.append(f"{indent}trace(TraceEntry({stage.name!r}, (), 0.0, {{}}))  # nothing to do here\n")
+            names[f"nothing_{i}"] = TraceEntry(stage.name, (), 0.0, {})
+            body.append(f"{indent}trace(nothing_{i})  # nothing to do here\n")
             continue
         names[f"stage_{i}"] = stage.run
         body.append(
             f"{indent}start = timer()\n"
             f"{indent}result = stage_{i}(ctx)\n"
             f"{indent}millis = round((timer() - start) * 1e6) / 1000\n"
-            f"{indent}values = result.values\n"
-            f"{indent}if values.__class__ is not dict:\n"
-            f"{indent}    values = dict(values)\n"
-            f"{indent}trace(TraceEntry({stage.name!r}, tuple(result.fired), millis, values))\n"
+            f"{indent}if result.__class__ is dict:  # its values alone: it fired no rule\n"
+            f"{indent}    trace(TraceEntry({stage.name!r}, (), millis, result))\n"
+            f"{indent}else:\n"
+            f"{indent}    values = result.values\n"
+            f"{indent}    if values.__class__ is not dict:\n"
+            f"{indent}        values = dict(values)\n"
+            f"{indent}    trace(TraceEntry({stage.name!r}, tuple(result.fired), millis, values))\n"
         )
-    return (
-        "def run_stages(ctx, timer):\n"
-        f"    {' -> '.join(stage.name for stage in table)!r}\n"
-        "    trace, declines = ctx.trace.append, ctx.declines\n"
-        f"{''.join(body)}"
-        "    return ctx\n"
-    )
+    return "".join(body)
 
 
 def compile_stages(table: Sequence[Stage]) -> tuple[str, CompiledStages]:

@@ -38,22 +38,23 @@ _ZERO = Decimal(0)
 _WIDE = Context(prec=50)  # the limit's rounding to its step: room for any amount, default traps
 
 
-def validate_stage(ctx: DecisionContext) -> StageResult:
-    """Typed flat fact from the nested application (InvalidInput, listing every bad field, escapes)."""
+def validate_stage(ctx: DecisionContext) -> dict[str, Any]:
+    """Typed flat fact from the nested application (InvalidInput, listing every bad field, escapes).
+    Fires no rule: its trace values alone (engine.pipeline.runner)."""
     ctx.input, ctx.dated = ctx.policy.validated(ctx.application, ctx.today)
     ctx.fact = dict(ctx.input)
-    return StageResult(values={"fields": len(ctx.input)})
+    return {"fields": len(ctx.input)}
 
 
-def derive_stage(ctx: DecisionContext) -> StageResult:
+def derive_stage(ctx: DecisionContext) -> dict[str, Any]:
     if not ctx.policy.derived and not ctx.policy.plan:  # no derived values, no decision tables
-        return StageResult()
+        return {}
     tables = ctx.policy.derive(ctx.fact, ctx.evaluator)
     ctx.derived = {name: ctx.fact.get(name) for name in ctx.policy.derived}
     values: dict[str, Any] = plain(ctx.derived, "text")
     if tables:
         values["tables"] = tables
-    return StageResult(values=values)
+    return values
 
 
 def rule_stage(name: str) -> Any:
@@ -219,7 +220,7 @@ def _number(value: Any, formula: Any) -> Decimal:
     return to_decimal(value)
 
 
-def outputs_stage(ctx: DecisionContext) -> StageResult:
+def outputs_stage(ctx: DecisionContext) -> dict[str, Any]:
     """The policy's own typed results (`outputs:`), computed from the fact as the decision left it."""
     ctx.outputs = ctx.policy.compute_outputs(ctx.fact)
-    return StageResult(values={"outputs": len(ctx.outputs)})
+    return {"outputs": len(ctx.outputs)}

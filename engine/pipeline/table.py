@@ -14,7 +14,7 @@ from engine.pipeline.booking import book_offers
 from engine.pipeline.context import DecisionContext, ModelProvider
 from engine.pipeline.offers import offers_stage
 from engine.pipeline.outcome import outcome_stage
-from engine.pipeline.runner import CompiledStages, Stage, no_work, stages_source
+from engine.pipeline.runner import CompiledStages, Stage, no_work, stages_body, stages_source
 from engine.pipeline.stages import (
     derive_stage,
     limit_stage,
@@ -113,7 +113,9 @@ _BOOK = """\
 
 def _generated(policy: Policy, table: tuple[Stage, ...]) -> tuple[str, dict[str, Any]]:
     """(source, namespace) of the policy's run_stages, build and decide. Names in the source are
-    the stages' (as literals) and this module's; the policy's values are bound in the namespace."""
+    the stages' (as literals) and this module's; the policy's values are bound in the namespace.
+    decide holds run_stages' and build's statements in its own body: one call per decision, not
+    three (the service's storeless answer runs nothing else of the pipeline)."""
     names: dict[str, Any] = {
         "DecisionContext": DecisionContext,
         "Decision": maker(Decision),  # the same arguments, without the class call's own steps
@@ -140,9 +142,14 @@ def _generated(policy: Policy, table: tuple[Stage, ...]) -> tuple[str, dict[str,
         "    ids, received, request_id, decided_at, arm,\n"
         "):\n"
         "    ctx = DecisionContext(policy, application, evaluator, models, language, today)\n"
-        "    run_stages(ctx, timer)\n"
-        "    # the id after the stages: a refused application takes none\n"
-        "    return ctx, build(ctx, ids(received), request_id, decided_at, True, arm)\n"
+        "    # run_stages(ctx, timer)\n"
+        "    trace, declines = ctx.trace.append, ctx.declines\n"
+        f"{stages_body(table, names)}"
+        "    # build(ctx, ids(received), request_id, decided_at, True, arm); the id after the stages:\n"
+        "    # a refused application takes none\n"
+        "    decision_id = ids(received)\n"
+        f"{decision('decision = ', '')}"
+        "    return ctx, decision\n"
     )
     exec(compile(source, "<stage table>", "exec"), names)  # stage names only, as literals
     return source, names

@@ -97,6 +97,19 @@ def test_runner_times_every_stage_and_a_decline_skips_to_the_closing_stage(run: 
     ]
 
 
+@pytest.mark.parametrize("run", [run_stages, compiled_run], ids=["loop", "compiled"])
+def test_a_stage_that_answers_only_its_values_is_traced_with_no_rule_fired(run: Any) -> None:
+    """A stage that fires no rules (validate, outcome) returns its values dict alone; the trace
+    reads as if it had returned StageResult(values=...), beside a stage that did."""
+    stages = [Stage("quiet", lambda c: {"n": 1}), Stage("loud", lambda c: StageResult(("r",), {"n": 2}))]
+    ctx = DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None))
+    run(ctx, stages, lambda: 0.0)
+    assert [(t.stage, t.fired, t.values) for t in ctx.trace] == [
+        ("quiet", (), {"n": 1}),
+        ("loud", ("r",), {"n": 2}),
+    ]
+
+
 def test_a_new_context_sets_every_field_with_containers_of_its_own() -> None:
     """DecisionContext's __init__ is written by hand (the dataclass one cost 2x): every declared
     field is set, and no list or dict is shared between two contexts."""

@@ -60,20 +60,24 @@ def test_credo_compile_stages_prints_the_functions_that_run_the_stage_table(
     assert printed == stage_source(policy)
     functions = {node.name: node for node in ast.parse(printed).body if isinstance(node, ast.FunctionDef)}
     assert list(functions) == ["run_stages", "build", "decide"]
-    called = {
-        node.func.id
-        for node in ast.walk(functions["decide"])
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-    }
-    assert {"run_stages", "build"} <= called  # the service's decide: the same table, then its Decision
-    calls = [
-        node
-        for node in ast.walk(functions["run_stages"])
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "TraceEntry"
-    ]
-    traced = [call.args[0].value for call in sorted(calls, key=lambda call: call.lineno)]  # type: ignore[attr-defined]
+
+    def traced_in(function: str) -> list[str]:
+        """The stage names `function` traces, in order (each stage's name once)."""
+        calls = [
+            node
+            for node in ast.walk(functions[function])
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "TraceEntry"
+        ]
+        names = [call.args[0].value for call in sorted(calls, key=lambda call: call.lineno)]  # type: ignore[attr-defined]
+        return list(dict.fromkeys(names))
+
+    traced = traced_in("run_stages")
     assert traced == [stage.name for stage in stage_table(policy)]
     assert traced[-1] == "outcome" and "offers" in traced
+    # the service's decide: the same table in its own body, then its Decision as build makes it
+    assert traced_in("decide") == traced
+    built = [node for node in ast.walk(functions["decide"]) if isinstance(node, ast.Call)]
+    assert any(isinstance(node.func, ast.Name) and node.func.id == "Decision" for node in built)
 
 
 def test_compiling_an_unknown_policy_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
