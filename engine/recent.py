@@ -136,14 +136,16 @@ class RecentDecisions:
         decision: Decision,
         rounding: str,
         due: tuple[str | int, int] | None = None,
+        texts: tuple[str, ...] | None = None,
     ) -> Decision:
         """Keep `decision` as the answer to `request_id`, whose request asked `policy` in `language`
         with the validated input `asked`, and return it; if the request_id was seen before, return
         that earlier answer instead (never two decisions), or raise IdempotencyConflict when it
         came with another fingerprint. `rounding` (the policy's) recomputes the schedules, and `due`
-        (the policy's offers' due_day and due_min_days) dates a booked offer's rows again. The
-        fingerprints are worked out only for a request_id seen before: a first request (nearly all
-        of them) only keeps what it asked."""
+        (the policy's offers' due_day and due_min_days) dates a booked offer's rows again. `texts`
+        (the policy's Policy.text_inputs) vouches that every value of `asked` is a scalar and names
+        the text ones; None: each value's type is looked at. The fingerprints are worked out only
+        for a request_id seen before: a first request (nearly all of them) only keeps what it asked."""
         slim, offers = decision, _NO_OFFERS  # offers are kept as terms, without their schedule rows
         if decision.offers:
             slim, offers = replaced(decision, offers=()), tuple([_offer_terms(o) for o in decision.offers])
@@ -153,15 +155,22 @@ class RecentDecisions:
             size += _PER_OFFER * len(offers)
         # What the answer keeps of its request to recognise a retry, and its bytes beyond the
         # decision's: an input of scalars as it is, any other as the request's fingerprint.
-        values = asked.values()
-        kinds = set(map(type, values))
-        if kinds <= _SCALARS:
-            kept: Mapping[str, Any] | str = asked
-            size += _getsizeof(asked) + _PER_FIELD * len(values)
-            if str in kinds:  # texts by their length, counted in C: no list of them made
-                size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
+        kept: Mapping[str, Any] | str = asked
+        if texts is not None:  # scalars, by the policy's declarations: no value's type looked at
+            size += _getsizeof(asked) + _PER_FIELD * len(asked)
+            if texts:
+                size += _PER_CHAR * sum(
+                    [len(text) for text in map(asked.get, texts) if isinstance(text, str)]
+                )
         else:
-            kept = request_fingerprint(policy, language, asked)
+            values = asked.values()
+            kinds = set(map(type, values))
+            if kinds <= _SCALARS:
+                size += _getsizeof(asked) + _PER_FIELD * len(values)
+                if str in kinds:  # texts by their length, counted in C: no list of them made
+                    size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
+            else:
+                kept = request_fingerprint(policy, language, asked)
         # without NamedTuple's __new__ (a Python call)
         entry = _new_entry(_Entry, (policy, language, kept, slim, offers, rounding, size, due))
         lock = self._lock

@@ -553,7 +553,9 @@ class DecisionService:
             due = None if spec is None else (spec.due_day, spec.due_min_days)
         # ctx.rounding inline: one property call less
         rounding = loaded.rounding or "half_even"
-        return self.recent.remember(request_id, loaded.name, language, asked, decision, rounding, due)
+        return self.recent.remember(
+            request_id, loaded.name, language, asked, decision, rounding, due, loaded.text_inputs
+        )
 
     def _decide(
         self,

@@ -21,6 +21,8 @@ from engine.policy.validator import FastValidator, fast_validator
 from engine.rules.compiled import CompiledEvaluator
 from engine.rules.ir import RuleSet
 
+# the input kinds whose validated values are scalars (engine.policy.inputs.coerce)
+SCALAR_KINDS = frozenset({"integer", "decimal", "boolean", "string", "enum", "date"})
 _GRADED_MAX = 4096  # distinct points kept per grade table (points span a few hundred values)
 
 
@@ -418,6 +420,19 @@ class Policy:
     @cached_property
     def _fast_validator(self) -> FastValidator | None:
         return fast_validator(self.inputs, self.open_groups)
+
+    @cached_property
+    def text_inputs(self) -> tuple[str, ...] | None:
+        """The string and enum inputs (their values' sizes vary with the request), or None when an
+        input is a list or an object. Otherwise every validated value is a scalar (int, Decimal,
+        bool, str, date or None): what a storeless service keeps as asked, charged by its texts'
+        lengths (engine.recent), without looking at each value's type."""
+        kinds = [decl.type.kind for decl in self.inputs.values()]
+        if any(decl.type.container for decl in self.inputs.values()) or not set(kinds) <= SCALAR_KINDS:
+            return None
+        return tuple(
+            name for name, kind in zip(self.inputs, kinds, strict=True) if kind in ("string", "enum")
+        )
 
     @cached_property
     def dated_inputs(self) -> tuple[str, ...]:

@@ -200,3 +200,28 @@ def test_a_storeless_retry_answers_every_shipped_decision_as_first_answered(due:
             dated += sum(1 for o in first.offers if o.schedule and o.schedule[0].due_date)
             lines += sum(1 for o in first.offers if o.revolving is not None)
     assert dated and lines  # the cases above reach both
+
+
+def test_a_policy_of_scalar_inputs_keeps_and_charges_as_looking_at_each_value(tmp_path: Path) -> None:
+    """The service vouches from the policy's declarations (Policy.text_inputs) that an input is all
+    scalars, so the map need not look at each value: every shipped policy's valid test inputs are
+    kept and charged as looking at each value keeps and charges them."""
+    from pipeline_helpers import ROOT
+
+    from engine.policy import load_policy
+
+    service = DecisionService(tmp_path, ROOT / "models")
+    vouched = 0
+    for path in sorted((ROOT / "policies").glob("*/policy.yaml")):
+        policy = load_policy(path)
+        for n, case in enumerate(c for c in policy.tests if "error" not in c.expect):
+            decision = service.decide(policy, case.input, f"r-{policy.name}-{n}")
+            if policy.text_inputs is None:  # a list or object input: each value is looked at anyway
+                continue
+            assert service.recent is not None
+            kept = service.recent._by_request[f"r-{policy.name}-{n}"]
+            looked = RecentDecisions()
+            looked.remember("r", policy.name, kept.language, kept.asked, decision, kept.rounding, kept.due)
+            assert (kept.asked, kept.size) == (looked._by_request["r"].asked, looked.bytes), policy.name
+            vouched += 1
+    assert vouched > 10  # most shipped policies declare scalar inputs only
