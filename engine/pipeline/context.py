@@ -4,7 +4,7 @@ score, limit, price and offers so far) and the reasons that will explain the out
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -47,14 +47,16 @@ class DecisionContext:
     scored: dict[str, tuple[str, dict[str, Any]]]
     encoded: Any = None  # the model features' encoded row (engine.models.scoring.Row), kept for explanations
     package: Any = None  # the scoring ModelPackage, kept for explanations
-    segments: list[str]
+    # segments, offers and reasons: set whole by their stages, never appended to; read as empty
+    # from the class until then (three lists less per decision)
+    segments: Sequence[str] = ()
     limit: Decimal | None = None
     annual_rate: Decimal | None = None
-    offers: list[Offer]
+    offers: Sequence[Offer] = ()
     objective: str = ""  # what ranked the offers, under the lifetime objectives
     outputs: dict[str, Any]  # the policy's `outputs:`
     outcome: Outcome | None = None
-    reasons: list[Reason]
+    reasons: Sequence[Reason] = ()
     trace: list[TraceEntry]
 
     def __init__(
@@ -70,8 +72,7 @@ class DecisionContext:
         self.language, self.today = language, today
         self.fact, self.input, self.derived = {}, {}, {}
         self.declines, self.refers, self.adjustments = [], [], []
-        self.model_refs, self.scored, self.segments, self.offers = [], {}, [], []
-        self.outputs, self.reasons, self.trace = {}, [], []
+        self.model_refs, self.scored, self.outputs, self.trace = [], {}, {}, []
 
     @property
     def stages(self) -> list[dict[str, Any]]:
