@@ -2,7 +2,7 @@
 the table; only the closing `outcome` stage (outcome and reasons) still runs. `run_stages` walks any
 table; `compile_stages` writes a policy's table as one straight-line function that does the same.
 A stage returns a StageResult, or only its values dict when it fires no rules (validate, derive,
-outputs, outcome): one object less to make and read per stage and decision."""
+score, outputs, outcome): one object less to make and read per stage and decision."""
 
 from __future__ import annotations
 

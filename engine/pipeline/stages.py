@@ -90,8 +90,9 @@ def _fed_by(spec: Any, inputs: Mapping[str, Any], feature: str) -> str:
     return formula.source if formula is not None and formula.source in inputs else feature
 
 
-def score_stage(ctx: DecisionContext) -> StageResult:
-    """Model features from the policy's mapping -> ONNX PD -> points -> grade; adds score.* to the fact."""
+def score_stage(ctx: DecisionContext) -> dict[str, Any]:
+    """Model features from the policy's mapping -> ONNX PD -> points -> grade; adds score.* to the fact.
+    Fires no rule: its trace values alone (engine.pipeline.runner)."""
     spec = ctx.policy.score
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
     package, scorer = ctx.models(spec.model_name, spec.model_version, spec.model_sha256)
@@ -117,7 +118,7 @@ def score_stage(ctx: DecisionContext) -> StageResult:
     values["grade"] = ctx.fact["score.grade"]
     if tables:
         values["tables"] = tables
-    return StageResult(values=values)
+    return values
 
 
 def after_score(ctx: DecisionContext, pd: Decimal, points: int) -> list[str]:
