@@ -97,13 +97,31 @@ def _prepare(policy: Policy) -> _Prepared:
 _DECISION = """\
     outcome = ctx.outcome
     declined = outcome is DECLINE
-    offers = () if declined else tuple(ctx.offers)
+    offers = {offers}
 {book}    {returned}Decision(
-        decision_id, request_id, outcome or DECLINE, tuple(ctx.reasons), ctx.score, tuple(ctx.segments),
-        None if declined else ctx.limit, None if declined else ctx.annual_rate, offers, REF,
-        tuple(ctx.model_refs), tuple(ctx.trace), decided_at, CURRENCY, ctx.objective, ctx.outputs, "", arm,
+        decision_id, request_id, outcome or DECLINE, tuple(ctx.reasons), {score}, {segments},
+        {limit}, {annual_rate}, offers, REF,
+        {models}, tuple(ctx.trace), decided_at, CURRENCY, {objective}, ctx.outputs, "", arm,
     )
 """
+# What the Decision reads of the context, by the stage that sets it. A table without that stage
+# writes the context's class default instead (nothing else could have set it): no read, no tuple.
+_SET_BY = {
+    "score": {"score": "ctx.score", "models": "tuple(ctx.model_refs)"},
+    "segments": {"segments": "tuple(ctx.segments)"},
+    "limit": {"limit": "None if declined else ctx.limit"},
+    "price": {"annual_rate": "None if declined else ctx.annual_rate"},
+    "offers": {"offers": "() if declined else tuple(ctx.offers)", "objective": "ctx.objective"},
+}
+_UNSET = {
+    "score": "None",
+    "models": "()",
+    "segments": "()",
+    "limit": "None",
+    "annual_rate": "None",
+    "offers": "()",
+    "objective": '""',
+}
 # the lifetime objectives answer bookable offers (offer id, validity, due dates)
 _BOOK = """\
     if {book}offers and ctx.objective:
@@ -128,8 +146,13 @@ def _generated(policy: Policy, table: tuple[Stage, ...]) -> tuple[str, dict[str,
     if spec is not None:
         names.update(VALIDITY_DAYS=spec.validity_days, DUE_DAY=spec.due_day, DUE_MIN_DAYS=spec.due_min_days)
 
+    read = dict(_UNSET)
+    for stage in table:
+        read.update(_SET_BY.get(stage.name, {}))
+
     def decision(returned: str, book: str) -> str:
-        return _DECISION.format(returned=returned, book=_BOOK.format(book=book) if spec is not None else "")
+        booked = _BOOK.format(book=book) if spec is not None else ""
+        return _DECISION.format(returned=returned, book=booked, **read)
 
     source = (
         f"{stages_source(table, names)}"
