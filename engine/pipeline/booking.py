@@ -10,7 +10,7 @@ import threading
 from functools import lru_cache
 from typing import Final
 
-from engine.decision import Instalment, Offer, replaced
+from engine.decision import Instalment, Offer, maker
 from engine.finance.dates import due_dates, utc_date
 from engine.finance.schedule import dated_schedule
 
@@ -29,17 +29,32 @@ def book_offers(
     decided = utc_date(decided_at)
     valid_until = _valid_until(decided, validity_days)
     booked = []
-    for offer in offers:
-        key = f"{decision_id}/{offer.product}/{offer.term_months}/{offer.repayment_method}"
+    for o in offers:
+        key = f"{decision_id}/{o.product}/{o.term_months}/{o.repayment_method}"
         booked.append(
-            replaced(
-                offer,
-                offer_id="of_" + hashlib.sha256(key.encode()).hexdigest()[:20],
-                valid_until=valid_until,
-                schedule=_dated(offer.schedule, decided, offer.term_months, due_day, due_min_days),
+            _offer(  # positional, in Offer's field order: a copy without replaced()'s keywords
+                o.product,
+                o.amount,
+                o.term_months,
+                o.repayment_method,
+                o.annual_rate,
+                o.apr,
+                o.instalment,
+                o.total_interest,
+                o.expected_profit,
+                _dated(o.schedule, decided, o.term_months, due_day, due_min_days),
+                o.expected_loss,
+                "of_" + hashlib.sha256(key.encode()).hexdigest()[:20],
+                valid_until,
+                o.product_name,
+                o.fees,
+                o.revolving,
             )
         )
     return tuple(booked)
+
+
+_offer: Final = maker(Offer)  # Offer's constructor without the class call: one per booked offer
 
 
 @lru_cache(maxsize=64)
