@@ -52,8 +52,8 @@ def add_months(day: dt.date, months: int) -> dt.date:
 
 def utc_date(stamp: str) -> dt.date:
     """The UTC calendar date of an ISO timestamp (`Z` or an offset)."""
-    when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    if when.tzinfo is not None:
+    when = dt.datetime.fromisoformat(stamp)  # Python 3.11 reads a `Z` itself
+    if when.utcoffset():  # only an offset other than UTC's moves the date (a naive stamp is kept as is)
         when = when.astimezone(dt.UTC)
     return when.date()
 

@@ -229,6 +229,8 @@ def test_an_offer_is_valid_from_the_utc_day_of_its_own_decision(shipped: Decisio
 
     assert valid_until("2026-01-31T23:59:59.999999+00:00") == {"2026-02-14"}
     assert valid_until("2026-02-01T00:00:00.000000+00:00") == {"2026-02-15"}
+    assert valid_until("2026-02-01T00:00:00.000000Z") == {"2026-02-15"}
+    assert valid_until("2026-01-31T18:00:00-06:00") == {"2026-02-15"}  # already February 1st in UTC
     assert valid_until("2026-02-01T07:30:00+08:00") == {"2026-02-14"}  # still January 31st in UTC
 
 
