@@ -82,12 +82,20 @@ class LifetimeTerms:
             str(self.operating_per_loan),
         )
 
+    @cached_property
+    def curve(self) -> _Curve:
+        """The PD's curve over its first _SPAN months (_loss_curve's): what most loans and lines of
+        a decision read, found once per decision (at_pd's terms) instead of once per offer."""
+        pd, curve, cof, lgd, _, _ = self.keys
+        return _loss_curve(pd, _SPAN, curve, cof, lgd)
+
     def at_pd(self, pd_12m: Decimal) -> LifetimeTerms:
         """These economics at another 12-month PD, the policy's key strings kept: what every decision
         of a policy needs, without a frozen __init__ and five Decimal strings each time."""
         terms = object.__new__(LifetimeTerms)
         fields = self.__dict__.copy()  # the fields and any cached property worked out
         fields["pd_12m"] = pd_12m
+        fields.pop("curve", None)  # the PD's
         known = fields.pop("loss_never_negative", None)  # depends on the PD
         if known is not None and self.pd_12m >= 0:  # then it says whether the LGD and curve are
             fields["loss_never_negative"] = pd_12m >= 0 and known
@@ -164,19 +172,27 @@ def _discounts(cost_of_funds: str, term_months: int) -> tuple[Decimal, ...]:
         return tuple(out)
 
 
-def _loss_weights(
-    pd_text: str, term_months: int, curve: str | tuple[str, ...], cost_of_funds: str, lgd: str
-) -> tuple[Decimal, tuple[float, ...] | None]:
+def _loss_weights(terms: LifetimeTerms, term_months: int) -> tuple[Decimal, tuple[float, ...] | None]:
     """The lifetime PD over the term and the loss weights as floats (_approx_weights; None: the
     loss is left to the 50-digit sum over _decimal_weights), for t = 1..term and on, at least (zip
     the first `term_months` of them). Read from the PD's cached curve, not cached per term: a new PD
     would fill one entry per term it prices."""
-    months = max(term_months, _SPAN)
-    known = _loss_curve(pd_text, months, curve, cost_of_funds, lgd)
+    known = _curve_of(terms, term_months)
     lifetime_pd = known.pds.get(term_months)
     if lifetime_pd is None:
-        lifetime_pd = known.pds[term_months] = _lifetime_pd(pd_text, months, curve, term_months, known.alive)
+        pd, curve = terms.keys[:2]
+        months = max(term_months, _SPAN)
+        lifetime_pd = known.pds[term_months] = _lifetime_pd(pd, months, curve, term_months, known.alive)
     return lifetime_pd, known.weights
+
+
+def _curve_of(terms: LifetimeTerms, term_months: int) -> _Curve:
+    """The PD's curve over max(term, _SPAN) months: the decision's own (terms.curve) for a term
+    within the span."""
+    if term_months <= _SPAN:
+        return terms.curve
+    pd, curve, cof, lgd, _, _ = terms.keys
+    return _loss_curve(pd, term_months, curve, cof, lgd)
 
 
 _SPAN: Final = 36  # months of a PD's curve worked out at once: most terms of a decision share them
@@ -332,8 +348,7 @@ def lifetime(
     weights d_t x m_t x LGD (per PD and term). tests/finance/test_lifetime_npv.py checks the figures
     against the month-by-month definition. `key`: present_value_key(...) of these terms and fees,
     when the caller prices many schedules at them."""
-    pd, curve, cof, lgd, _, _ = terms.keys
-    lifetime_pd, _ = _loss_weights(pd, schedule.term_months, curve, cof, lgd)
+    lifetime_pd, _ = _loss_weights(terms, schedule.term_months)
     key = key or present_value_key(terms, upfront_fee, monthly_fee, rounding)
     before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
     loss, profit = _loss_and_profit(schedule, terms, before, rounding)
@@ -347,11 +362,14 @@ def expected_loss_and_profit(
     monthly_fee: Decimal,
     rounding: str,
     key: tuple[str, ...],
-) -> tuple[Decimal, Decimal]:
+) -> tuple[Decimal, Decimal, Decimal]:
     """lifetime(...)'s expected loss and expected profit alone: what ranking a loan needs (its
-    lifetime PD and the Lifetime are not made). `key`: present_value_key(...) of these terms and fees."""
+    lifetime PD and the Lifetime are not made); and its profit before the loss, to the cent
+    (profit_bound's exact bound, read from the same sums). `key`: present_value_key(...) of these
+    terms and fees."""
     before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
-    return _loss_and_profit(schedule, terms, before, rounding)
+    loss, profit = _loss_and_profit(schedule, terms, before, rounding)
+    return loss, profit, before[5]
 
 
 def _loss_and_profit(
@@ -360,9 +378,7 @@ def _loss_and_profit(
     """The expected loss of `schedule` and the profit `before` (_before_loss's) leaves after it, to
     the cent: from a float sum when it proves the cents (engine/finance/float_cents.py), else the
     50-digit sum over the term's months."""
-    pd, curve, cof, lgd, _, _ = terms.keys
-    months = max(schedule.term_months, _SPAN)  # as _loss_weights reads the PD's curve
-    approx = _loss_curve(pd, months, curve, cof, lgd).weights
+    approx = _curve_of(terms, schedule.term_months).weights
     exposures = schedule.opening_floats
     if approx is not None and exposures is not None:
         approx_loss = fsum(map(mul, approx, exposures)) * 100.0  # over the term's months
@@ -370,7 +386,8 @@ def _loss_and_profit(
         fast = loss_and_profit(approx_loss, bound, before[6], rounding)
         if fast is not None:
             return fast
-    weights = _decimal_weights(pd, months, curve, cof, lgd)
+    pd, curve, cof, lgd, _, _ = terms.keys
+    weights = _decimal_weights(pd, max(schedule.term_months, _SPAN), curve, cof, lgd)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, schedule.openings), Decimal(0))  # over the term's months
@@ -490,7 +507,7 @@ def revolving_lifetime(
 ) -> tuple[Lifetime, Decimal]:
     """A credit line's lifetime figures over `horizon_months`, and the interest it earns (undiscounted)."""
     pd, curve, cof, lgd, per_month, per_loan = terms.keys
-    lifetime_pd, approx = _loss_weights(pd, horizon_months, curve, cof, lgd)
+    lifetime_pd, approx = _loss_weights(terms, horizon_months)
     exposure, before_loss, funding, operating, interest, floats_at = _line(
         str(limit),
         str(annual_rate),

@@ -16,9 +16,9 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, Final
 
-from engine.decision import Offer, Reason
+from engine.decision import Offer, Reason, maker
 from engine.errors import PolicyRuntimeError
-from engine.finance import quantize, to_decimal
+from engine.finance import money, to_decimal
 from engine.finance.lifetime import LifetimeTerms, expected_loss_and_profit, profit_bound
 from engine.pipeline.candidates import (
     Candidate,
@@ -144,7 +144,7 @@ def rank_plans(
                 room = room or f"{terms.room} affordable"
                 refused.append(plan.refusal + room)
             elif not bounded:
-                ranked.append(_priced(plan, entry, name, economics))
+                ranked.append(_priced(plan, entry, name, economics)[0])
             else:
                 bound = plan.bound
                 if bound is None:
@@ -159,8 +159,7 @@ def rank_plans(
     while len(offers) < terms.top:
         while unpriced and (not ranked or ranked[0][1] <= unpriced[0][0]):
             _, plan, entry, name = unpriced.pop(0)
-            priced = _priced(plan, entry, name, economics)
-            plan.bound = _bound(plan, entry, economics)  # exact now: the loan's sums are worked out
+            priced, plan.bound = _priced(plan, entry, name, economics)  # exact now: its sums are worked out
             at = bisect.bisect_right(keys, priced[0])  # where bisect.insort(ranked, ...) puts it
             keys.insert(at, priced[0])
             ranked.insert(at, priced)
@@ -178,7 +177,7 @@ def rank_plans(
             continue
         schedule = item.schedule
         offers.append(  # positional, in Offer's field order (offer_id and valid_until are booked later)
-            Offer(
+            _new_offer(
                 plans.product,
                 plans.amount,
                 item.term,
@@ -200,13 +199,21 @@ def rank_plans(
     return offers, counts, refused
 
 
-def _priced(plan: Plan, plans: ProductPlans, name: str, economics: LifetimeTerms) -> _Priced:
+def _priced(plan: Plan, plans: ProductPlans, name: str, economics: LifetimeTerms) -> tuple[_Priced, Decimal]:
     """`plan` with its lifetime figures, ranked by expected profit (then policy order: product,
-    shorter term, method order), as Candidate.sort_key ranks a loan under this objective."""
-    loss, profit = expected_loss_and_profit(
+    shorter term, method order), as Candidate.sort_key ranks a loan under this objective; and its
+    exact profit bound (lifetime.profit_bound's, from the same sums)."""
+    loss, profit, bound = expected_loss_and_profit(
         plan.schedule, economics, plans.fee, plans.monthly_fee, plans.rounding, plans.pv_key
     )
-    return ((_ZERO, -profit, plans.index, plan.term, plan.method_index), profit, plan, plans, loss, name)
+    return (
+        (_ZERO, -profit, plans.index, plan.term, plan.method_index),
+        profit,
+        plan,
+        plans,
+        loss,
+        name,
+    ), bound
 
 
 def _bound(plan: Plan, plans: ProductPlans, economics: LifetimeTerms) -> Decimal:
@@ -216,6 +223,7 @@ def _bound(plan: Plan, plans: ProductPlans, economics: LifetimeTerms) -> Decimal
 
 
 _ZERO: Final = Decimal(0)
+_new_offer: Final = maker(Offer)  # Offer's constructor without the class call's own steps
 
 
 def _offer(c: Candidate, rate: Decimal) -> Offer:
@@ -275,7 +283,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         amount = product.amount_max if ctx.limit is None else min(product.amount_max, ctx.limit)
         if requested is not None and product.revolving is None:  # a line's limit is not the loan asked for
             amount = min(amount, requested)
-        amount = quantize(amount, 2, "down")  # money in cents, however the policy wrote the maximum
+        amount = money(amount, "down")  # in cents, however the policy wrote the maximum
         if amount < product.amount_min or amount <= 0:
             continue
         eligible.append(product.id)
