@@ -251,7 +251,11 @@ class _Module:
         not_dates = _typed_not_dates(self.policy) | {
             field_name for field_name, node in stage.hoisted_nodes.items() if node.type.kind in _NOT_DATES
         }
-        writer = RuleWriter(self.bindings, _loader(hoisted, not_dates))
+        # a compared field the hoisted values read already is their local, not a second read (a
+        # date's rule local is its ordinal, so dates are read twice)
+        shared = {n: var for n, var in self.expr.reads.items() if n in not_dates and n in stage.reads}
+        writer = RuleWriter(self.bindings, _loader(hoisted, not_dates, shared))
+        writer.fields.update(shared)
         prologue: tuple[str, ...] = ()
         if stage.before is not None:
             prologue = (f"{self.bind(stage.before, 'B')}(fact)  # score-phase values first",)
@@ -612,8 +616,12 @@ def _typed_not_dates(policy: Policy) -> set[str]:
     return names | set(_SCORE_NAMES)
 
 
-def _loader(hoisted: Mapping[str, str], not_dates: set[str]) -> Callable[[str, str], list[str]]:
+def _loader(
+    hoisted: Mapping[str, str], not_dates: set[str], shared: Mapping[str, str] = {}
+) -> Callable[[str, str], list[str]]:
     def load(name: str, var: str) -> list[str]:
+        if name in shared:  # read by the function's setup lines already
+            return []
         read = hoisted.get(name, f"get({name!r})")
         if name in not_dates:
             return [f"{var} = {read}"]
