@@ -127,7 +127,8 @@ class _Module:
         # per hit function whose answer is a function of its key: the lines computing that key
         self.keys: dict[str, list[str]] = {}
         self.late = set(policy.late_names)
-        self.late_names = frozenset(policy.late_names)
+        self.late_names = sorted(self.late)  # the same text on every run
+        self.ensure_after_score = policy.ensure_after_score  # one bound method: one name for it
         self.taken |= {name for name, _ in self.stages} | {name for name, _ in self.formulas}
         self.taken |= {"derive_input", "derive_score", "score_features"}
 
@@ -189,9 +190,16 @@ class _Module:
             or not any(isinstance(n, t.Name) and n.name in self.late for n in t.walk(node))
         ):
             return []
-        late = self.bind(self.late_names, "L")
-        ensure = self.bind(self.policy.ensure_after_score, "B")
-        return [f"    if not {late} <= fact.keys():  # score-phase values first", f"        {ensure}(fact)"]
+        return [f"    {line}" for line in self.score_phase_first(self.ensure_after_score)]
+
+    def score_phase_first(self, ensure: Callable[[Any], None]) -> list[str]:
+        """Lines calling `ensure` (it computes the score-phase values) unless the fact has them all:
+        one `in` per name, where the loader's own frozenset <= fact.keys() test costs 3-4x two."""
+        call = f"{self.bind(ensure, 'B')}(fact)"
+        if not self.late_names:
+            return [f"{call}  # score-phase values first"]
+        missing = " or ".join(f"{name!r} not in fact" for name in self.late_names)
+        return [f"if {missing}:  # score-phase values first", f"    {call}"]
 
     def formula(self, name: str, formula: Formula) -> str:
         head = [f"def {name}(fact):", f"    # {_comment(formula.source)}  ({formula.location})"]
@@ -258,7 +266,7 @@ class _Module:
         writer.fields.update(shared)
         prologue: tuple[str, ...] = ()
         if stage.before is not None:
-            prologue = (f"{self.bind(stage.before, 'B')}(fact)  # score-phase values first",)
+            prologue = tuple(self.score_phase_first(stage.before))
         preload = (*stage.reads, *stage.hoisted)
         setup = tuple(self.expr.loads())
         return writer.function(
