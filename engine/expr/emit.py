@@ -179,7 +179,7 @@ class ExprWriter:
         if node.type == t.STRING:  # text + text
             return f"(None if {missing} else {a} + {b})"
         result = f"{_CONTEXT_OP[node.op]}({a}, {b})"
-        if node.op != "/" and not any(_is_decimal(n) for n in (node.left, node.right)):
+        if not _always_decimal(node):
             ints = [f"isinstance({x}, int)" for x, n in ((a, node.left), (b, node.right)) if not _is_int(n)]
             plain = f"{a} {node.op} {b}"
             result = f"{plain} if {' and '.join(ints)} else {result}" if ints else plain
@@ -347,6 +347,14 @@ def _is_int(node: t.Node) -> bool:
 
 def _is_decimal(node: t.Node) -> bool:
     return isinstance(node, t.Lit) and isinstance(node.value, Decimal)
+
+
+def _always_decimal(node: t.Node) -> bool:
+    """Whether arithmetic `node`, when not None, is a Decimal: a quotient, or an operand that is
+    (a Decimal constant, or such arithmetic itself), so no int + int fast path can apply."""
+    if not isinstance(node, t.Arith) or node.type == t.STRING:
+        return _is_decimal(node)
+    return node.op == "/" or any(_always_decimal(n) for n in (node.left, node.right))
 
 
 def can_raise(node: t.Node) -> bool:
