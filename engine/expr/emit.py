@@ -178,12 +178,19 @@ class ExprWriter:
         a, b = left[1], right[1]
         if node.type == t.STRING:  # text + text
             return f"(None if {missing} else {a} + {b})"
-        result = f"{_CONTEXT_OP[node.op]}({a}, {b})"
+        result = f"{_CONTEXT_OP[node.op]}({self.exact(a, node.left)}, {self.exact(b, node.right)})"
         if not _always_decimal(node):
             ints = [f"isinstance({x}, int)" for x, n in ((a, node.left), (b, node.right)) if not _is_int(n)]
             plain = f"{a} {node.op} {b}"
             result = f"{plain} if {' and '.join(ints)} else {result}" if ints else plain
         return f"(None if {missing} else {result})" if missing else f"({result})"
+
+    def exact(self, text: str, node: t.Node) -> str:
+        """An operand of a CTX operation: an int constant as the Decimal CTX converts it to (the same
+        number, exactly), made once at load instead of on every call."""
+        if isinstance(node, t.Lit) and type(node.value) is int:
+            return self.literal(Decimal(node.value))
+        return text
 
     def ifexp(self, node: t.IfExp) -> str:
         test = self.cond(node.test, False)
