@@ -346,11 +346,28 @@ SHOWN_CHARS = 64
 def shown(value: object, limit: int = SHOWN_CHARS) -> str:
     """A caller's value as echoed in an error or a log (a string quoted, a number as written), cut
     to `limit` characters with its full length said, so a hostile 1 MB value never makes a 1 MB message."""
-    text = repr(value) if isinstance(value, (str, bytes)) else str(value)
+    if isinstance(value, (str, bytes)):
+        if len(value) > limit:  # repr of the head only: a 4 MB text costs ms to repr whole
+            return f"{_head_repr(value, limit)[:limit]}... ({len(value)} chars)"
+        text = repr(value)
+        size = len(value)
+    else:
+        text = str(value)
+        size = len(text)
     if len(text) <= limit:
         return text
-    size = len(value) if isinstance(value, (str, bytes)) else len(text)
     return f"{text[:limit]}... ({size} chars)"
+
+
+def _head_repr(value: str | bytes, limit: int) -> str:
+    """repr() of `value`'s first `limit` characters, quoted and escaped as repr() of all of `value`
+    would be (repr quotes with " only when the text holds ' and no "): a probe made of the head and
+    a quote or two makes repr choose the same quotes, and what it adds lies past the cut."""
+    if isinstance(value, str):
+        tail = "'" if "'" in value and '"' not in value else "'\""
+        return repr(value[:limit] + tail)
+    tail_bytes = b"'" if b"'" in value and b'"' not in value else b"'\""
+    return repr(value[:limit] + tail_bytes)
 
 
 # ---- the errors ---------------------------------------------------------------------------------
