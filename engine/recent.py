@@ -62,20 +62,21 @@ _is_text = str.__instancecheck__
 _getsizeof = sys.getsizeof
 
 
-class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a frozen dataclass
+class _Entry(NamedTuple):
     """A remembered answer and what its request asked, as its fingerprint is of
     (engine.audit.record.request_fingerprint): the policy name, the language (defaults applied)
     and the validated input; an input of scalars is kept as asked (the fingerprint is worked out
-    only if its request_id comes again), any other as its fingerprint."""
+    only if its request_id comes again), any other as its fingerprint. The map keeps it in three
+    parts (see RecentDecisions): the fields up to `due` as a plain tuple, `asked` and `decision`."""
 
     policy: str
     language: str
-    asked: Mapping[str, Any] | str  # the validated input, or its request's fingerprint
-    decision: Decision  # without its offers: `offers`, `rounding` and `due` rebuild them
     offers: tuple[tuple[Any, ...], ...]  # each offer's _OFFER_TERMS
     rounding: str
     size: int
     due: tuple[str | int, int] | None  # the policy's (due_day, due_min_days): a booked offer's dates
+    asked: Mapping[str, Any] | str  # the validated input, or its request's fingerprint
+    decision: Decision  # without its offers: `offers`, `rounding` and `due` rebuild them
 
     def fingerprint(self) -> str:
         asked = self.asked
@@ -108,7 +109,8 @@ class _Entry(NamedTuple):  # a tuple: built on every answer, and cheaper than a 
         return replaced(self.decision, offers=tuple(offers))
 
 
-_new_entry = tuple.__new__
+# an _Entry's fields up to `due`, as the map keeps them
+_Request = tuple[str, str, tuple[tuple[Any, ...], ...], str, int, tuple[str | int, int] | None]
 
 
 class RecentDecisions:
@@ -118,12 +120,20 @@ class RecentDecisions:
 
     What is lost without a store: a retry that reaches another worker or process, or comes after
     its entry was forgotten or the process restarted, is decided again (possibly differently), and
-    GetDecision finds only what this process remembers."""
+    GetDecision finds only what this process remembers.
+
+    An answer is kept in three maps by request_id: its Decision, what its request asked, and the
+    rest of its _Entry as a plain tuple. A plain tuple of atoms (texts, numbers, offer terms) is
+    untracked by the garbage collector's first pass over it, so each answer leaves one object less
+    for every later collection to traverse than a whole _Entry (a tuple subclass, holding a dict
+    and the Decision) did."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._by_request: OrderedDict[str, _Entry] = OrderedDict()
+        self._answers: OrderedDict[str, Decision] = OrderedDict()  # by request_id, oldest first
+        self._asked: dict[str, Mapping[str, Any] | str] = {}  # by request_id: _Entry.asked
+        self._requests: dict[str, _Request] = {}  # by request_id: _Entry's fields up to `due`
         self._by_decision: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -171,22 +181,24 @@ class RecentDecisions:
                     size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
             else:
                 kept = request_fingerprint(policy, language, asked)
-        # without NamedTuple's __new__ (a Python call)
-        entry = _new_entry(_Entry, (policy, language, kept, slim, offers, rounding, size, due))
+        request: _Request = (policy, language, offers, rounding, size, due)
         lock = self._lock
         lock.acquire()  # not `with`: its __enter__ and __exit__ lookups cost as much as the lock
         try:
-            earlier = self._by_request.setdefault(request_id, entry)
-            if earlier is entry:
+            answer = self._answers.setdefault(request_id, slim)
+            if answer is slim:
+                self._asked[request_id] = kept
+                self._requests[request_id] = request
                 self._by_decision[decision.decision_id] = request_id
                 self.bytes += size
                 if self.bytes > self.max_bytes:
                     self._forget_oldest()
                 return decision
+            earlier = _Entry(*self._requests[request_id], self._asked[request_id], answer)
         finally:
             lock.release()
         # a request_id seen before (an entry is never changed once kept: compared outside the lock)
-        if earlier.fingerprint() != entry.fingerprint():
+        if earlier.fingerprint() != _Entry(*request, kept, slim).fingerprint():
             raise IdempotencyConflict(
                 f"request_id {request_id!r} was already used for a different request; use a new request_id"
             )
@@ -194,17 +206,26 @@ class RecentDecisions:
 
     def _forget_oldest(self) -> None:
         """Forget the oldest answers until the map is back within its bytes (the newest stays)."""
-        while self.bytes > self.max_bytes and len(self._by_request) > 1:
-            _, old = self._by_request.popitem(last=False)
-            self._by_decision.pop(old.decision.decision_id, None)
-            self.bytes -= old.size
+        while self.bytes > self.max_bytes and len(self._answers) > 1:
+            request_id, old = self._answers.popitem(last=False)
+            self._by_decision.pop(old.decision_id, None)
+            del self._asked[request_id]
+            _, _, _, _, size, _ = self._requests.pop(request_id)
+            self.bytes -= size
+
+    def _entry(self, request_id: str) -> _Entry | None:
+        """The answer kept for `request_id` with what its request asked, or None (under the lock)."""
+        answer = self._answers.get(request_id)
+        if answer is None:
+            return None
+        return _Entry(*self._requests[request_id], self._asked[request_id], answer)
 
     def get(self, *, request_id: str = "", decision_id: str = "") -> Decision | None:
         with self._lock:
             if decision_id:
                 request_id = self._by_decision.get(decision_id, "")
-            entry = self._by_request.get(request_id) if request_id else None
+            entry = self._entry(request_id) if request_id else None
         return entry.full() if entry is not None else None
 
     def __len__(self) -> int:
-        return len(self._by_request)
+        return len(self._answers)

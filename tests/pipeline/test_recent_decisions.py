@@ -86,7 +86,7 @@ def test_the_byte_estimate_bounds_a_real_decision(make_service: Callable[..., De
     decision = service.decide("consumer_mini", application(), "r-3")
     assert decision.offers and decision.offers[0].schedule  # the biggest kind of answer
     assert service.recent is not None
-    kept = service.recent._by_request["r-3"]
+    kept = service.recent._entry("r-3")
     assert not reaches(kept, Instalment)  # schedule rows are recomputed, not kept
     assert isinstance(kept.asked, dict)  # the validated input, kept for a retry's fingerprint
     assert deep_size(kept) <= kept.size
@@ -154,7 +154,7 @@ def test_an_input_with_a_list_is_kept_as_its_fingerprint(
     recent = RecentDecisions()
     asked = {"codes": ["a", "b"], "n": 1}
     assert recent.remember("r", "p", "en", asked, decision, "half_even") is decision
-    assert isinstance(recent._by_request["r"].asked, str)
+    assert isinstance(recent._entry("r").asked, str)
     again = dataclasses.replace(decision, decision_id="other")
     assert recent.remember("r", "p", "en", {"n": 1, "codes": ["a", "b"]}, again, "half_even") == decision
     with pytest.raises(IdempotencyConflict):
@@ -219,9 +219,9 @@ def test_a_policy_of_scalar_inputs_keeps_and_charges_as_looking_at_each_value(tm
             if policy.text_inputs is None:  # a list or object input: each value is looked at anyway
                 continue
             assert service.recent is not None
-            kept = service.recent._by_request[f"r-{policy.name}-{n}"]
+            kept = service.recent._entry(f"r-{policy.name}-{n}")
             looked = RecentDecisions()
             looked.remember("r", policy.name, kept.language, kept.asked, decision, kept.rounding, kept.due)
-            assert (kept.asked, kept.size) == (looked._by_request["r"].asked, looked.bytes), policy.name
+            assert (kept.asked, kept.size) == (looked._entry("r").asked, looked.bytes), policy.name
             vouched += 1
     assert vouched > 10  # most shipped policies declare scalar inputs only
