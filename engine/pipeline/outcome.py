@@ -41,7 +41,9 @@ def outcome_stage(ctx: DecisionContext) -> dict[str, Any]:
             reasons.append(Reason(code, text, "score", ""))
             model_codes.append(code)
     ctx.reasons = reasons
-    return {"outcome": _TEXT[outcome], "model_reasons": model_codes}
+    # a tuple (the empty one is shared): a dict of texts and tuples of texts is left alone by the
+    # garbage collector, so a kept answer's trace costs its every later collection less
+    return {"outcome": _TEXT[outcome], "model_reasons": tuple(model_codes)}
 
 
 def _unique(reasons: list[Reason]) -> list[Reason]:
