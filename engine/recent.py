@@ -109,7 +109,20 @@ class _Entry(NamedTuple):
         return replaced(self.decision, offers=tuple(offers))
 
 
-def _entry(kept: tuple[Any, ...]) -> _Entry:
+# an _Entry as the map keeps it: the decision first, then the other fields in order
+_Kept = tuple[
+    Decision,
+    str,
+    str,
+    tuple[tuple[Any, ...], ...],
+    str,
+    int,
+    tuple[str | int, int] | None,
+    Mapping[str, Any] | str,
+]
+
+
+def _entry(kept: _Kept) -> _Entry:
     """The _Entry of an answer as RecentDecisions keeps it: (decision, the other fields in order)."""
     return _Entry(*kept[1:], kept[0])
 
@@ -130,7 +143,7 @@ class RecentDecisions:
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: dict[str, tuple[Any, ...]] = {}  # by request_id: (decision, *_Entry[:-1])
+        self._entries: dict[str, _Kept] = {}  # by request_id: (decision, *_Entry[:-1])
         self._by_decision: dict[str, str] = {}  # decision_id -> request_id
         self._order: deque[str] = deque()  # the kept request_ids, oldest first
         self._lock = threading.Lock()
@@ -179,7 +192,7 @@ class RecentDecisions:
                     size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
             else:
                 kept = request_fingerprint(policy, language, asked)
-        entry = (slim, policy, language, offers, rounding, size, due, kept)
+        entry: _Kept = (slim, policy, language, offers, rounding, size, due, kept)
         lock = self._lock
         lock.acquire()  # not `with`: its __enter__ and __exit__ lookups cost as much as the lock
         try:

@@ -7,7 +7,8 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from types import MappingProxyType
+from typing import Any, cast
 
 from engine.decision import ModelRef, Offer, Outcome, Reason, Score, TraceEntry, plain
 from engine.policy.model import Policy
@@ -17,6 +18,12 @@ __all__ = ["DecisionContext", "ModelProvider"]
 
 # (model name, version, pinned sha256 or None) -> (package, scorer); the service caches both.
 ModelProvider = Callable[[str, str, str | None], tuple[Any, Any]]
+
+# A map one stage sets whole (validate: fact and input; derive: derived; score: scored) reads as
+# this until then: an empty read-only mapping on the class (set below it: a dataclass refuses a
+# mapping as a default), not a dict made per decision that the stage then replaces. Read-only, so
+# a write before its stage fails instead of reaching every context.
+_UNSET: dict[str, Any] = cast(dict[str, Any], MappingProxyType({}))
 
 
 # its __init__ below: the dataclass one called a factory per list and dict (2x); kw_only lets the
@@ -34,16 +41,16 @@ class DecisionContext:
     # Fields with a default below are read from the class until a stage sets them: a context is
     # made per decision, and each attribute __init__ need not set costs it time.
     dated: tuple[str, ...] = ()  # the inputs that took `today` (the application left them out)
-    fact: dict[str, Any]
-    input: dict[str, Any]  # the validated fact, before derived values
-    derived: dict[str, Any]
+    fact: dict[str, Any]  # set by validate (_UNSET until then)
+    input: dict[str, Any]  # the validated fact, before derived values; set by validate
+    derived: dict[str, Any]  # set by derive when the policy derives values
     declines: list[Reason]
     refers: list[Reason]
     adjustments: list[Reason]  # limit/price rule reasons
     score: Score | None = None
-    model_refs: list[ModelRef]
+    model_refs: tuple[ModelRef, ...] = ()  # set by score
     # per model: its PD as exact text and the features it scored, made plain when model_outputs is
-    # read (the audit record and replay read it; a decision without a store never does)
+    # read (the audit record and replay read it; a decision without a store never does); set by score
     scored: dict[str, tuple[str, dict[str, Any]]]
     encoded: Any = None  # the model features' encoded row (engine.models.scoring.Row), kept for explanations
     package: Any = None  # the scoring ModelPackage, kept for explanations
@@ -70,9 +77,8 @@ class DecisionContext:
     ) -> None:
         self.policy, self.application, self.evaluator, self.models = policy, application, evaluator, models
         self.language, self.today = language, today
-        self.fact, self.input, self.derived = {}, {}, {}
         self.declines, self.refers, self.adjustments = [], [], []
-        self.model_refs, self.scored, self.outputs, self.trace = [], {}, {}, []
+        self.outputs, self.trace = {}, []
 
     @property
     def stages(self) -> list[dict[str, Any]]:
@@ -102,3 +108,7 @@ class DecisionContext:
         if isinstance(texts, str):
             return texts
         return texts.get(self.language) or texts.get("en") or next(iter(texts.values()), fallback)
+
+
+for _name in ("fact", "input", "derived", "scored"):
+    setattr(DecisionContext, _name, _UNSET)

@@ -111,8 +111,8 @@ def score_stage(ctx: DecisionContext) -> dict[str, Any]:
     pd = Decimal(shown).quantize(PD_PLACES, ROUND_HALF_EVEN)  # positional: keywords cost more
     ctx.package = package
     ctx.encoded = row
-    ctx.model_refs.append(package.ref)
-    ctx.scored[package.name] = (shown, features)
+    ctx.model_refs = (*ctx.model_refs, package.ref)  # set whole: the context's default is shared
+    ctx.scored = {**ctx.scored, package.name: (shown, features)}
     values: dict[str, Any] = {"pd": pd, "points": points}
     tables = after_score(ctx, pd, points)
     values["grade"] = ctx.fact["score.grade"]
