@@ -251,6 +251,34 @@ class ModelRef:
     sha256: str
 
 
+class FrozenMap(dict[str, Any]):
+    """A dict nobody can change: the trace values (and outputs) that are the same for every
+    decision of a policy (a validate stage's field count, an outcome with no model reasons, a stage
+    with nothing to do, no outputs) are one such map shared by all of them, instead of a dict made
+    and kept per answer (~0.4 KB less per remembered answer). Equal to, and read as, a plain dict;
+    it pickles and copies as itself."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError("a FrozenMap is shared by many decisions and cannot be changed")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type[FrozenMap], tuple[dict[str, Any]]]:
+        return (FrozenMap, (dict(self),))
+
+    def __copy__(self) -> FrozenMap:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenMap:
+        return self
+
+
+EMPTY_MAP = FrozenMap()
+
+
 @value_object
 class TraceEntry:
     stage: str
@@ -323,7 +351,7 @@ def plain(value: Any, floats: FloatRule = "refuse") -> Any:
         if not value.is_finite():
             raise NotPlain(f"Decimal {value} is not finite")
         return str(value)
-    if kind is dict:
+    if kind is dict or kind is FrozenMap:
         out: dict[str, Any] = {}
         for key, item in value.items():
             if type(key) is not str:

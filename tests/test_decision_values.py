@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from engine.decision import (
     Decision,
     FloatRule,
+    FrozenMap,
     Instalment,
     ModelRef,
     Outcome,
@@ -158,3 +159,28 @@ def test_plain_of_a_decision_is_its_fields_with_empty_new_ones_left_out(floats: 
     dated = replaced(undated, due_date="2026-02-01")
     row = {"period": 1, "payment": "10.00", "principal": "9.00", "interest": "1.00", "balance": "91.00"}
     assert plain([undated, dated], floats) == [row, {**row, "due_date": "2026-02-01"}]
+
+
+def test_a_frozen_map_reads_as_a_dict_and_refuses_every_write() -> None:
+    """The trace values every decision of a policy shares (engine.decision.FrozenMap) cannot be
+    changed through any one decision, yet compare, copy, pickle and turn plain as a dict would."""
+    shared = FrozenMap(outcome="APPROVE", model_reasons=())
+    assert shared == {"outcome": "APPROVE", "model_reasons": ()} and isinstance(shared, dict)
+    for write in (
+        lambda m: m.__setitem__("k", 1),
+        lambda m: m.__delitem__("outcome"),
+        lambda m: m.update(k=1),
+        lambda m: m.setdefault("k", 1),
+        lambda m: m.pop("outcome"),
+        lambda m: m.popitem(),
+        lambda m: m.clear(),
+        lambda m: m.__ior__({"k": 1}),
+    ):
+        with pytest.raises(TypeError):
+            write(shared)
+    assert shared == {"outcome": "APPROVE", "model_reasons": ()}
+    again = pickle.loads(pickle.dumps(shared))
+    assert type(again) is FrozenMap and again == shared
+    assert copy.copy(shared) is shared and copy.deepcopy(shared) is shared
+    assert plain(shared) == {"outcome": "APPROVE", "model_reasons": []}
+    assert shared | {"k": 1} == {"outcome": "APPROVE", "model_reasons": (), "k": 1}  # a new dict

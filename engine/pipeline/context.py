@@ -10,7 +10,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, cast
 
-from engine.decision import ModelRef, Offer, Outcome, Reason, Score, TraceEntry, plain
+from engine.decision import EMPTY_MAP, ModelRef, Offer, Outcome, Reason, Score, TraceEntry, plain
 from engine.policy.model import Policy
 from engine.rules import Evaluator
 
@@ -61,7 +61,7 @@ class DecisionContext:
     annual_rate: Decimal | None = None
     offers: Sequence[Offer] = ()
     objective: str = ""  # what ranked the offers, under the lifetime objectives
-    outputs: dict[str, Any]  # the policy's `outputs:`
+    outputs: dict[str, Any]  # the policy's `outputs:`, set whole by their stage (EMPTY_MAP until then)
     outcome: Outcome | None = None
     reasons: Sequence[Reason] = ()
     trace: list[TraceEntry]
@@ -78,7 +78,7 @@ class DecisionContext:
         self.policy, self.application, self.evaluator, self.models = policy, application, evaluator, models
         self.language, self.today = language, today
         self.declines, self.refers, self.adjustments = [], [], []
-        self.outputs, self.trace = {}, []
+        self.trace = []
 
     @property
     def stages(self) -> list[dict[str, Any]]:
@@ -112,3 +112,5 @@ class DecisionContext:
 
 for _name in ("fact", "input", "derived", "scored"):
     setattr(DecisionContext, _name, _UNSET)
+# the Decision's outputs when the policy has none: shared, like its read-only trace values
+DecisionContext.outputs = EMPTY_MAP

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.decision import Outcome, Reason
+from engine.decision import FrozenMap, Outcome, Reason
 from engine.models.scoring import reason_texts
 from engine.pipeline.context import DecisionContext
 
@@ -15,6 +15,8 @@ MAX_REASONS = 4
 # an Enum's .value is two Python calls and a member read from its class a lookup: read once here
 _TEXT = {outcome: outcome.value for outcome in Outcome}
 _APPROVE, _DECLINE, _REFER = Outcome.APPROVE, Outcome.DECLINE, Outcome.REFER
+# an outcome's trace values without model reasons (engine.decision.FrozenMap)
+_PLAIN = {outcome: FrozenMap(outcome=outcome.value, model_reasons=()) for outcome in Outcome}
 
 
 def outcome_stage(ctx: DecisionContext) -> dict[str, Any]:
@@ -41,8 +43,8 @@ def outcome_stage(ctx: DecisionContext) -> dict[str, Any]:
             reasons.append(Reason(code, text, "score", ""))
             model_codes.append(code)
     ctx.reasons = reasons
-    # a tuple (the empty one is shared): a dict of texts and tuples of texts is left alone by the
-    # garbage collector, so a kept answer's trace costs its every later collection less
+    if not model_codes:  # the same values for every such decision: one shared read-only map
+        return _PLAIN[outcome]
     return {"outcome": _TEXT[outcome], "model_reasons": tuple(model_codes)}
 
 

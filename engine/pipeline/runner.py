@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.decision import TraceEntry, maker, value_object
+from engine.decision import EMPTY_MAP, TraceEntry, maker, value_object
 from engine.pipeline.context import DecisionContext
 
 __all__ = [
@@ -35,7 +35,8 @@ class StageResult:
     values: Mapping[str, Any] = field(default_factory=dict)
 
 
-# a stage's run: its StageResult, or its trace values alone (a dict of its own) when it fired no rule
+# a stage's run: its StageResult, or its trace values alone when it fired no rule (a dict of its own,
+# or a read-only FrozenMap shared by every decision whose values are the same)
 StageRun = Callable[[DecisionContext], StageResult | dict[str, Any]]
 
 
@@ -102,10 +103,10 @@ def stages_body(table: Sequence[Stage], names: dict[str, Any]) -> str:
     """The statements of run_stages for `table`, at one indent, on locals `ctx`, `timer`, `trace`
     (ctx.trace.append) and `declines` (ctx.declines): what a policy's generated decide runs in its
     own body, one call less per stage table. A stage with nothing to do is traced with one entry made
-    here, the same for every decision (`nothing_1`: a frozen entry whose empty values are never
-    written), instead of one made per decision."""
+    here, the same for every decision (`nothing_1`: a frozen entry whose values are the shared
+    read-only EMPTY_MAP), instead of one made per decision."""
     # TraceEntry is the value object's maker here: the same arguments, without the class call's steps
-    names.update(TraceEntry=maker(TraceEntry), dict=dict, tuple=tuple, round=round)
+    names.update(TraceEntry=maker(TraceEntry), StageResult=StageResult, dict=dict, tuple=tuple, round=round)
     body = []
     for i, stage in enumerate(table):
         indent = "    " if stage.closing else "        "
@@ -114,7 +115,7 @@ def stages_body(table: Sequence[Stage], names: dict[str, Any]) -> str:
         closing = " (closing: runs after a decline too)" if stage.closing else ""
         body.append(f"{indent}# {stage.name!r}{closing}\n")
         if stage.run is no_work:
-            names[f"nothing_{i}"] = TraceEntry(stage.name, (), 0.0, {})
+            names[f"nothing_{i}"] = TraceEntry(stage.name, (), 0.0, EMPTY_MAP)
             body.append(f"{indent}trace(nothing_{i})  # nothing to do here\n")
             continue
         names[f"stage_{i}"] = stage.run
@@ -122,7 +123,7 @@ def stages_body(table: Sequence[Stage], names: dict[str, Any]) -> str:
             f"{indent}start = timer()\n"
             f"{indent}result = stage_{i}(ctx)\n"
             f"{indent}millis = round((timer() - start) * 1e6) / 1000\n"
-            f"{indent}if result.__class__ is dict:  # its values alone: it fired no rule\n"
+            f"{indent}if result.__class__ is not StageResult:  # its values alone: it fired no rule\n"
             f"{indent}    trace(TraceEntry({stage.name!r}, (), millis, result))\n"
             f"{indent}else:\n"
             f"{indent}    values = result.values\n"

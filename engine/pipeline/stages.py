@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
-from engine.decision import Reason, Score, plain
+from engine.decision import EMPTY_MAP, FrozenMap, Reason, Score, plain
 from engine.errors import FeatureRefused, FieldViolation, InvalidInput, PolicyRuntimeError
 from engine.finance import to_decimal
 from engine.finance.money import rounding_mode
@@ -38,17 +38,25 @@ _ZERO = Decimal(0)
 _WIDE = Context(prec=50)  # the limit's rounding to its step: room for any amount, default traps
 
 
+# the validate stage's trace values by field count, shared by every decision (engine.decision.FrozenMap)
+_FIELD_COUNTS: dict[int, FrozenMap] = {}
+
+
 def validate_stage(ctx: DecisionContext) -> dict[str, Any]:
     """Typed flat fact from the nested application (InvalidInput, listing every bad field, escapes).
     Fires no rule: its trace values alone (engine.pipeline.runner)."""
     ctx.input, ctx.dated = ctx.policy.validated(ctx.application, ctx.today)
     ctx.fact = dict(ctx.input)
-    return {"fields": len(ctx.input)}
+    count = len(ctx.input)
+    values = _FIELD_COUNTS.get(count)
+    if values is None:  # at most one per input count a policy can validate
+        values = _FIELD_COUNTS[count] = FrozenMap(fields=count)
+    return values
 
 
 def derive_stage(ctx: DecisionContext) -> dict[str, Any]:
     if not ctx.policy.derived and not ctx.policy.plan:  # no derived values, no decision tables
-        return {}
+        return EMPTY_MAP
     tables = ctx.policy.derive(ctx.fact, ctx.evaluator)
     ctx.derived = {name: ctx.fact.get(name) for name in ctx.policy.derived}
     values: dict[str, Any] = plain(ctx.derived, "text")

@@ -7,7 +7,7 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,14 +112,21 @@ def test_a_stage_that_answers_only_its_values_is_traced_with_no_rule_fired(run: 
 
 def test_a_new_context_sets_every_field_with_containers_of_its_own() -> None:
     """DecisionContext's __init__ is written by hand (the dataclass one cost 2x): every declared
-    field is set, and no list or dict is shared between two contexts."""
+    field is set, and no list or dict two contexts share can be written to (a map one stage sets
+    whole reads as an empty read-only one from the class until then)."""
     one, two = (DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None)) for _ in range(2))
     names = [f.name for f in dataclasses.fields(DecisionContext)]
     assert all(hasattr(one, name) for name in names)
     for name in names:
         value = getattr(one, name)
-        if isinstance(value, list | dict):
-            assert value == type(value)() and value is not getattr(two, name), name
+        if isinstance(value, list | dict | Mapping):
+            assert not value, name
+            if value is getattr(two, name):
+                assert not isinstance(value, list), name
+                with pytest.raises(TypeError):
+                    value["written"] = 1  # type: ignore[index]
+            else:
+                assert isinstance(value, list | dict), name
     assert (one.language, one.today, one.dated, one.outcome, one.objective) == ("en", None, (), None, "")
 
 
