@@ -65,27 +65,32 @@ def derive_stage(ctx: DecisionContext) -> dict[str, Any]:
     return values
 
 
+# a rule stage's trace values when none of its rules fired (engine.decision.FrozenMap)
+_NO_EFFECTS = FrozenMap(declines=(), refers=())
+
+
 def rule_stage(name: str) -> Any:
     """The stage function of the policy's rule stage `name` (eligibility or post_score): every rule
     is evaluated, so every failing reason is reported, then declines and refers are collected."""
 
-    def run(ctx: DecisionContext) -> StageResult:
+    def run(ctx: DecisionContext) -> StageResult | FrozenMap:
         stage = ctx.policy.stage(name)
         assert stage is not None  # stage_table schedules this stage only when the policy has the section
         fired = stage.fire(ctx.evaluator, ctx.fact)
+        if not fired:  # the same values for every such decision: one shared read-only map
+            return _NO_EFFECTS
         declines: list[str] = []
         refers: list[str] = []
-        if fired:
-            effects, language = stage.effects, ctx.language
-            for rule_id in fired:
-                effect = effects[rule_id]
-                if effect.kind == "decline":
-                    ctx.declines.append(stage.reason(rule_id, language, name))
-                    declines.append(effect.code)
-                elif effect.kind == "refer":
-                    ctx.refers.append(stage.reason(rule_id, language, name))
-                    refers.append(effect.code)
-        return StageResult(tuple(fired), {"declines": declines, "refers": refers})
+        effects, language = stage.effects, ctx.language
+        for rule_id in fired:
+            effect = effects[rule_id]
+            if effect.kind == "decline":
+                ctx.declines.append(stage.reason(rule_id, language, name))
+                declines.append(effect.code)
+            elif effect.kind == "refer":
+                ctx.refers.append(stage.reason(rule_id, language, name))
+                refers.append(effect.code)
+        return StageResult(tuple(fired), {"declines": tuple(declines), "refers": tuple(refers)})
 
     run.__name__ = f"{name}_stage"
     return run
