@@ -16,6 +16,7 @@ from engine.bench.facts import ScoredFact
 from engine.bench.stats import per_item_us
 from engine.bench.zen import CONSUMER_LOAN_JDM
 from engine.pipeline.context import DecisionContext
+from engine.pipeline.runner import StageResult
 from engine.pipeline.stages import LIMIT_FLOOR_CODE, after_score, limit_stage, price_stage, rule_stage
 from engine.rules import Evaluator
 
@@ -31,6 +32,13 @@ __all__ = [
 
 ZEN_KEY = "consumer_loan.json"
 _eligibility, _post_score = rule_stage("eligibility"), rule_stage("post_score")
+
+
+def _fired(result: Any) -> tuple[str, ...]:
+    """The rule ids a stage fired: none when it answered its trace values alone."""
+    return result.fired if isinstance(result, StageResult) else ()
+
+
 _NO_PD = Decimal("0.02")
 
 
@@ -58,9 +66,9 @@ def credo_rule_stages(
     effects = policy.stage("eligibility").effects
     post_effects = policy.stage("post_score").effects
     return {
-        "eligibility": [effects[r].code for r in eligibility.fired],
+        "eligibility": [effects[r].code for r in _fired(eligibility)],
         "grade": grade,
-        "post_score": [post_effects[r].code for r in post_score.fired],
+        "post_score": [post_effects[r].code for r in _fired(post_score)],
         "limit_adjustments": [policy.limit.adjustments.effects[r].code for r in limit.fired],
         "limit": ctx.limit,
         "limit_below_floor": any(r.code == LIMIT_FLOOR_CODE for r in ctx.declines),
