@@ -39,8 +39,12 @@ __all__ = [
     "CONSTANT_HAZARD",
     "Lifetime",
     "LifetimeTerms",
+    "LineFigures",
     "expected_loss_and_profit",
     "lifetime",
+    "line_bound",
+    "line_figures",
+    "line_lifetime",
     "marginal_pds",
     "present_value_key",
     "profit_bound",
@@ -506,9 +510,24 @@ def revolving_lifetime(
     rounding: str,
 ) -> tuple[Lifetime, Decimal]:
     """A credit line's lifetime figures over `horizon_months`, and the interest it earns (undiscounted)."""
-    pd, curve, cof, lgd, per_month, per_loan = terms.keys
-    lifetime_pd, approx = _loss_weights(terms, horizon_months)
-    exposure, before_loss, funding, operating, interest, floats_at = _line(
+    figures = line_figures(limit, annual_rate, utilisation, ccf, horizon_months, terms, rounding)
+    return line_lifetime(figures, horizon_months, terms, rounding)
+
+
+def line_figures(
+    limit: Decimal,
+    annual_rate: Decimal,
+    utilisation: Decimal,
+    ccf: Decimal,
+    horizon_months: int,
+    terms: LifetimeTerms,
+    rounding: str,
+) -> LineFigures:
+    """What a credit line's lifetime figures read that does not depend on the PD (kept, _line's):
+    a line's profit bound (line_bound) reads them too, and its loss is worked out only when the
+    ranking reaches it (line_lifetime)."""
+    _, _, cof, _, per_month, per_loan = terms.keys
+    return _line(
         str(limit),
         str(annual_rate),
         str(utilisation),
@@ -519,6 +538,21 @@ def revolving_lifetime(
         per_loan,
         rounding,
     )
+
+
+def line_bound(figures: LineFigures, terms: LifetimeTerms) -> Decimal | None:
+    """The most a line's expected profit can be, whatever the PD: its profit before the expected
+    loss, to the cent, when that loss is never negative (a PD curve, LGD and exposure >= 0), as
+    profit_bound bounds a loan; None otherwise."""
+    return figures[6] if terms.loss_never_negative else None
+
+
+def line_lifetime(
+    figures: LineFigures, horizon_months: int, terms: LifetimeTerms, rounding: str
+) -> tuple[Lifetime, Decimal]:
+    """revolving_lifetime of the line whose line_figures are `figures`."""
+    exposure, before_loss, funding, operating, interest, floats_at, _ = figures
+    lifetime_pd, approx = _loss_weights(terms, horizon_months)
     if approx is not None and floats_at is not None:
         # the same exposure every month: fsum(w'_t) x float(exposure) x 100, as many roundings a
         # term as a loan's sum has (engine/finance/float_cents.py), so the same bound
@@ -526,12 +560,19 @@ def revolving_lifetime(
         fast = loss_and_profit(approx_loss, loss_bound(approx_loss, horizon_months), floats_at[1], rounding)
         if fast is not None:
             return Lifetime(lifetime_pd, fast[0], funding, operating, fast[1]), interest
+    pd, curve, cof, lgd, _, _ = terms.keys
     weights = _decimal_weights(pd, max(horizon_months, _SPAN), curve, cof, lgd)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, repeat(exposure, horizon_months)), Decimal(0))
         profit = before_loss - loss
     return Lifetime(lifetime_pd, money(loss, rounding), funding, operating, money(profit, rounding)), interest
+
+
+# _line's figures: a line's exposure at default and profit before the expected loss (50 digits);
+# its funding and operating cost and interest, to the cent; the exposure and that profit as floats
+# (float_cents'); that profit to the cent when the exposure is not negative (line_bound's), else None
+LineFigures = tuple[Decimal, Decimal, Decimal, Decimal, Decimal, tuple[float, float] | None, Decimal | None]
 
 
 # A line's limit is rounded and its rate banded by grade, as a loan's: what does not depend on the
@@ -547,11 +588,12 @@ def _line(
     per_month: str,
     per_loan: str,
     rounding: str,
-) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal, tuple[float, float] | None]:
+) -> LineFigures:
     """A line's exposure at default and its profit before the expected loss (discounted, at 50
     digits), then its funding and operating cost (discounted) and the interest over the horizon
     (undiscounted), to the cent; and the exposure as a float, the profit before the loss as a float
-    in cents (None: the exposure is not one float_cents can use)."""
+    in cents (None: the exposure is not one float_cents can use); and that profit to the cent when
+    the exposure is not negative (the line's profit bound), else None."""
     operating = _operating(cost_of_funds, horizon_months, per_month, per_loan)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
@@ -569,4 +611,5 @@ def _line(
             money(operating, rounding),
             money(interest * horizon_months, rounding),
             None if exposed is None else (exposed[0], cents(before)),
+            money(before, rounding) if exposure >= 0 else None,
         )

@@ -31,7 +31,7 @@ from engine.pipeline.candidates import (
     product_plans,
 )
 from engine.pipeline.context import DecisionContext
-from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
+from engine.pipeline.revolving import RevolvingCandidate, RevolvingPlan
 from engine.pipeline.runner import StageResult
 from engine.policy.model import Formula
 from engine.policy.model import Lifetime as LifetimeSpec
@@ -112,31 +112,33 @@ _Priced = tuple[
 
 
 def rank_plans(
-    made: Sequence[tuple[ProductPlans | RevolvingCandidate, str]], terms: OfferTerms
+    made: Sequence[tuple[ProductPlans | RevolvingPlan | RevolvingCandidate, str]], terms: OfferTerms
 ) -> tuple[list[Offer], dict[str, int], list[str]]:
     """rank_offers under the expected-profit objective, over each product's plans (with the
     product's name, for its offers) and credit lines, in policy order; and the trace's text of
-    every loan and line that does not fit the budget. A loan's lifetime figures are worked out only
-    while it could rank at or ahead of the best priced one: the ranking is by expected profit
-    (then policy order), and one whose bound (its profit before the expected loss, which is never
-    negative) is below that profit comes after it whatever its loss. Without such a bound (a
-    negative LGD or PD multiplier) every affordable loan is priced."""
+    every loan and line that does not fit the budget. A loan's or a line's lifetime figures are
+    worked out only while it could rank at or ahead of the best priced one: the ranking is by
+    expected profit (then policy order), and one whose bound (its profit before the expected loss,
+    which is never negative) is below that profit comes after it whatever its loss. Without such a
+    bound (a negative LGD or PD multiplier) every affordable loan and line is priced."""
     economics = terms.lifetime
     assert economics is not None
     bounded = economics.loss_never_negative
     fits, allowed = terms.income > 0, terms.allowed
     ranked: list[_Priced] = []
-    unpriced: list[tuple[Decimal, Plan, ProductPlans, str]] = []
+    unpriced: list[tuple[Decimal, Plan | RevolvingPlan, ProductPlans | None, str]] = []
     refused: list[str] = []
     room = ""  # the end of a refused loan's text, worked out at the first
     count = 0
     for entry, name in made:
-        if isinstance(entry, RevolvingCandidate):
+        if not isinstance(entry, ProductPlans):  # a credit line
             count += 1
-            if entry.affordable:
-                ranked.append((entry.sort_key, entry.expected_profit, entry, None, None, ""))
-            else:
+            if not entry.affordable:
                 refused.append(f"{entry.label()}: {entry.unaffordable}")
+            elif isinstance(entry, RevolvingPlan) and entry.bound is not None:
+                unpriced.append((entry.bound, entry, None, ""))
+            else:
+                ranked.append(_priced_line(entry))
             continue
         count += len(entry.plans)
         for plan in entry.plans:
@@ -158,8 +160,12 @@ def rank_plans(
     over_cap = 0
     while len(offers) < terms.top:
         while unpriced and (not ranked or ranked[0][1] <= unpriced[0][0]):
-            _, plan, entry, name = unpriced.pop(0)
-            priced, plan.bound = _priced(plan, entry, name, economics)  # exact now: its sums are worked out
+            _, quoted, of, name = unpriced.pop(0)
+            if isinstance(quoted, RevolvingPlan):
+                priced = _priced_line(quoted)
+            else:
+                assert of is not None  # a loan's product
+                priced, quoted.bound = _priced(quoted, of, name, economics)  # exact now: its sums are kept
             at = bisect.bisect_right(keys, priced[0])  # where bisect.insort(ranked, ...) puts it
             keys.insert(at, priced[0])
             ranked.insert(at, priced)
@@ -214,6 +220,13 @@ def _priced(plan: Plan, plans: ProductPlans, name: str, economics: LifetimeTerms
         loss,
         name,
     ), bound
+
+
+def _priced_line(line: RevolvingPlan | RevolvingCandidate) -> _Priced:
+    """A credit line with its lifetime figures, ranked as Candidate.sort_key ranks it."""
+    if isinstance(line, RevolvingPlan):
+        line = line.priced()
+    return (line.sort_key, line.expected_profit, line, None, None, "")
 
 
 def _bound(plan: Plan, plans: ProductPlans, economics: LifetimeTerms) -> Decimal:
@@ -275,7 +288,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
     defer = spec.objective == "expected_profit_npv" and spec.rank_by is None
     wanted = set(products.stage.fire(ctx.evaluator, ctx.fact))
     candidates: list[Candidate | RevolvingCandidate | Refused] = []
-    made: list[tuple[ProductPlans | RevolvingCandidate, str]] = []  # what rank_plans ranks (defer)
+    made: list[tuple[ProductPlans | RevolvingPlan, str]] = []  # what rank_plans ranks (defer)
     eligible: list[str] = []
     for index, product in enumerate(products.items):
         if product.id not in wanted:
@@ -293,7 +306,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         if price is not None and price.cap is not None:
             rate = min(rate, price.cap)
         if product.revolving is not None and terms.lifetime is not None:
-            line = revolving_candidate(
+            line = RevolvingPlan(
                 product.id,
                 index,
                 amount,
@@ -306,9 +319,9 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
                 terms.objective,
             )
             if defer:
-                made.append((line, ""))
+                made.append((line, ""))  # priced if the ranking reaches it
             else:
-                candidates.append(line)
+                candidates.append(line.priced())
             continue
         if defer:
             plans = product_plans(

@@ -1,6 +1,7 @@
 """Revolving credit lines as offers: a credit limit, a rate, a minimum-payment rule and interest-free
 days instead of a term and a schedule. Affordable when the minimum payment on the full limit fits
-the budget; priced by engine/finance/lifetime.py's revolving_lifetime (EAD through the CCF)."""
+the budget; priced by engine/finance/lifetime.py's line_lifetime (EAD through the CCF), only when
+the ranking reaches it (RevolvingPlan)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import Final
 
 from engine.decision import Offer, RevolvingTerms, maker
 from engine.finance import money, quantize
-from engine.finance.lifetime import Lifetime, LifetimeTerms, revolving_lifetime
+from engine.finance.lifetime import Lifetime, LifetimeTerms, line_bound, line_figures, line_lifetime
 from engine.finance.schedule import METHODS
 from engine.pipeline.candidates import objective_value
 from engine.policy.model import Revolving
 
-__all__ = ["REVOLVING", "RevolvingCandidate", "revolving_candidate"]
+__all__ = ["REVOLVING", "RevolvingCandidate", "RevolvingPlan", "revolving_candidate"]
 
 REVOLVING = "revolving"  # an Offer's repayment_method for a credit line
 _new_offer: Final = maker(Offer)  # Offer's constructor without the class call's own steps
@@ -93,6 +94,79 @@ class RevolvingCandidate:
         return quantize(self.annual_rate, 4)
 
 
+class RevolvingPlan:
+    """A credit line at one limit and rate before its lifetime figures: its minimum payment on the
+    full limit and whether that fits the budget, and the most its expected profit can be (its
+    profit before the expected loss; None without such a bound). The ranking prices it (`priced`)
+    only when it may rank, as it prices a loan (engine/pipeline/offers.py, rank_plans)."""
+
+    __slots__ = (
+        "affordable",
+        "annual_rate",
+        "bound",
+        "economics",
+        "figures",
+        "limit",
+        "minimum",
+        "objective",
+        "product",
+        "product_index",
+        "product_name",
+        "rounding",
+        "terms",
+        "unaffordable",
+    )
+
+    def __init__(
+        self,
+        product: str,
+        product_index: int,
+        limit: Decimal,
+        annual_rate: Decimal,
+        terms: Revolving,
+        economics: LifetimeTerms,
+        allowed: Decimal,
+        rounding: str,
+        product_name: str,
+        objective: str,
+    ) -> None:
+        self.product, self.product_index, self.product_name = product, product_index, product_name
+        self.limit, self.annual_rate, self.terms = limit, annual_rate, terms
+        self.economics, self.rounding, self.objective = economics, rounding, objective
+        minimum = min(limit, max(terms.minimum_fixed, money(terms.minimum_rate * limit, rounding)))
+        self.minimum, self.affordable = minimum, minimum <= allowed
+        self.unaffordable = ""
+        if not self.affordable:
+            room = money(max(allowed, Decimal(0)), rounding)
+            self.unaffordable = f"minimum payment {minimum!s} on the full limit, {room!s} affordable"
+        self.figures = line_figures(
+            limit, annual_rate, terms.utilisation, terms.ccf, terms.horizon_months, economics, rounding
+        )
+        self.bound = line_bound(self.figures, economics)
+
+    def label(self) -> str:
+        return f"{self.product}/{REVOLVING}"
+
+    def priced(self) -> RevolvingCandidate:
+        """The line with its lifetime figures."""
+        horizon = self.terms.horizon_months
+        figures, interest = line_lifetime(self.figures, horizon, self.economics, self.rounding)
+        return RevolvingCandidate(
+            self.product,
+            self.product_index,
+            self.limit,
+            self.annual_rate,
+            self.terms,
+            figures,
+            interest,
+            self.minimum,
+            self.affordable,
+            self.unaffordable,
+            self.product_name,
+            self.objective,
+        )
+
+
 def revolving_candidate(
     product: str,
     product_index: int,
@@ -105,28 +179,18 @@ def revolving_candidate(
     product_name: str,
     objective: str,
 ) -> RevolvingCandidate:
-    """The line at `limit`: its minimum payment with the limit fully drawn must fit `allowed` (the
-    monthly budget left after existing payments)."""
-    minimum = min(limit, max(terms.minimum_fixed, money(terms.minimum_rate * limit, rounding)))
-    affordable = minimum <= allowed
-    why = ""
-    if not affordable:
-        room = money(max(allowed, Decimal(0)), rounding)
-        why = f"minimum payment {minimum!s} on the full limit, {room!s} affordable"
-    figures, interest = revolving_lifetime(
-        limit, annual_rate, terms.utilisation, terms.ccf, terms.horizon_months, economics, rounding
-    )
-    return RevolvingCandidate(
+    """The line at `limit` with its lifetime figures: its minimum payment with the limit fully
+    drawn must fit `allowed` (the monthly budget left after existing payments)."""
+    line = RevolvingPlan(
         product,
         product_index,
         limit,
         annual_rate,
         terms,
-        figures,
-        interest,
-        minimum,
-        affordable,
-        why,
+        economics,
+        allowed,
+        rounding,
         product_name,
         objective,
     )
+    return line.priced()

@@ -20,7 +20,7 @@ from engine.pipeline.candidates import (
     product_plans,
 )
 from engine.pipeline.offers import rank_offers, rank_plans
-from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
+from engine.pipeline.revolving import RevolvingCandidate, RevolvingPlan
 from engine.policy.model import Revolving
 
 D = Decimal
@@ -68,11 +68,12 @@ def _products(rng: random.Random) -> list[_Product]:
     return products
 
 
-def _line(rng: random.Random, terms: OfferTerms, index: int) -> RevolvingCandidate:
+def _line(rng: random.Random, terms: OfferTerms, index: int) -> RevolvingPlan:
+    """A credit line before its lifetime figures (priced: the line with them)."""
     assert terms.lifetime is not None
     line = Revolving(D(100), D("0.03"), 50, D("0.5"), D("0.4"), rng.choice([12, 24]))
     limit, rate = D(rng.randint(50, 500)) * 100, D(rng.randint(500, 3000)) / 10_000
-    return revolving_candidate(
+    return RevolvingPlan(
         "line",
         index,
         limit,
@@ -87,9 +88,10 @@ def _line(rng: random.Random, terms: OfferTerms, index: int) -> RevolvingCandida
 
 
 def test_the_offers_made_are_those_of_a_full_ranking_of_fully_priced_loans() -> None:
-    """rank_plans offers what pricing every loan offers: with cold schedules first (a new amount's
-    loans are bounded without their discounted sums), then warm (their exact bounds, kept with the
-    plans); and its trace names the loans and lines that do not fit as the full ranking does."""
+    """rank_plans offers what pricing every loan and line offers: with cold schedules first (a new
+    amount's loans are bounded without their discounted sums), then warm (their exact bounds, kept
+    with the plans); a credit line given priced or left to the ranking; and its trace names the
+    loans and lines that do not fit as the full ranking does."""
     rng = random.Random(20261202)
     bounded = 0
     for case in range(400):
@@ -103,11 +105,11 @@ def test_the_offers_made_are_those_of_a_full_ranking_of_fully_priced_loans() -> 
             pricing = ProductPricing(product, index, amount, rate, upfront, terms, monthly, name)
             full.extend(pricing.candidate(t, m) for t in months for m in METHODS)
         if line is not None:
-            full.append(line)
+            full.append(line.priced())
         offers, counts = rank_offers(full, terms)
         refused = [f"{c.label()}: {c.unaffordable}" for c in full if not c.affordable]
-        for warmth in ("cold", "warm"):
-            made = _made(chosen, terms, line)
+        for warmth, quoted in (("cold", True), ("warm", False), ("warm", True)):
+            made = _made(chosen, terms, line if line is None or quoted else line.priced())
             assert rank_plans(made, terms) == (offers, counts, refused), f"case {case}, {warmth}"
         plans = [p for entry, _ in made if isinstance(entry, ProductPlans) for p in entry.plans]
         bounded += any(p.bound is not None for p in plans) and any(p.apr is None for p in plans)
@@ -115,9 +117,11 @@ def test_the_offers_made_are_those_of_a_full_ranking_of_fully_priced_loans() -> 
 
 
 def _made(
-    chosen: list[tuple[_Product, tuple[int, ...]]], terms: OfferTerms, line: RevolvingCandidate | None
-) -> list[tuple[ProductPlans | RevolvingCandidate, str]]:
-    made: list[tuple[ProductPlans | RevolvingCandidate, str]] = [
+    chosen: list[tuple[_Product, tuple[int, ...]]],
+    terms: OfferTerms,
+    line: RevolvingPlan | RevolvingCandidate | None,
+) -> list[tuple[ProductPlans | RevolvingPlan | RevolvingCandidate, str]]:
+    made: list[tuple[ProductPlans | RevolvingPlan | RevolvingCandidate, str]] = [
         (product_plans(product, index, amount, rate, upfront, monthly, months, METHODS, terms), name)
         for (product, index, amount, rate, upfront, monthly, name), months in chosen
     ]
