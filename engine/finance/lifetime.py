@@ -53,6 +53,7 @@ __all__ = [
 
 CONSTANT_HAZARD: Final = "constant_hazard"
 _PREC: Final = 50
+_ZERO: Final = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -95,18 +96,24 @@ class LifetimeTerms:
 
     def at_pd(self, pd_12m: Decimal) -> LifetimeTerms:
         """These economics at another 12-month PD, the policy's key strings kept: what every decision
-        of a policy needs, without a frozen __init__ and five Decimal strings each time."""
+        of a policy needs, without a frozen __init__ and five Decimal strings each time. With the
+        keys known, the PD's curve is found here too (every loan and line priced reads it), without
+        cached_property's own steps on the first read."""
         terms = object.__new__(LifetimeTerms)
-        fields = self.__dict__.copy()  # the fields and any cached property worked out
+        fields = terms.__dict__
+        fields.update(self.__dict__)  # the fields and any cached property worked out
         fields["pd_12m"] = pd_12m
-        fields.pop("curve", None)  # the PD's
         known = fields.pop("loss_never_negative", None)  # depends on the PD
-        if known is not None and self.pd_12m >= 0:  # then it says whether the LGD and curve are
-            fields["loss_never_negative"] = pd_12m >= 0 and known
+        if known is not None and self.pd_12m >= _ZERO:  # then it says whether the LGD and curve are
+            fields["loss_never_negative"] = pd_12m >= _ZERO and known
         keys = fields.get("keys")
-        if keys is not None:
-            fields["keys"] = (str(pd_12m), *keys[1:])
-        terms.__dict__.update(fields)
+        if keys is None:
+            fields.pop("curve", None)  # the PD's
+            return terms
+        _, curve, cof, lgd, per_month, per_loan = keys
+        pd = str(pd_12m)
+        fields["keys"] = (pd, curve, cof, lgd, per_month, per_loan)
+        fields["curve"] = _loss_curve(pd, _SPAN, curve, cof, lgd)
         return terms
 
 

@@ -69,7 +69,8 @@ def test_marginal_pds_follow_the_survival_curve_even_for_a_pd_a_float_cannot_hol
 
 def test_economics_at_another_pd_are_those_built_at_it() -> None:
     """A policy's economics are built once and moved to each decision's PD (at_pd): the same
-    fields, cache keys and sign check as economics built at that PD, whatever was worked out before."""
+    fields, cache keys, loss curve and sign check as economics built at that PD, whatever was worked
+    out before."""
     policy = LifetimeTerms(D(0), D("0.45"), D("0.035"), D(300), D(8), (D("0.5"), D("1.5")))
     assert policy.keys[0] == "0" and policy.loss_never_negative
     for pd in (D("0.020660"), D("-0.1"), D("1")):
@@ -78,6 +79,7 @@ def test_economics_at_another_pd_are_those_built_at_it() -> None:
             LifetimeTerms(pd, D("0.45"), D("0.035"), D(300), D(8), policy.pd_curve),
         )
         assert moved == built and moved.keys == built.keys
+        assert moved.curve is built.curve  # the PD's, not the policy's
         assert moved.loss_never_negative is built.loss_never_negative is (pd >= 0)
     assert policy.pd_12m == 0 and policy.keys[0] == "0"  # the policy's own are left as they were
 
