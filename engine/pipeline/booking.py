@@ -5,9 +5,9 @@ of the record dates every row exactly as the answer did."""
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import threading
 from functools import lru_cache
+from hashlib import sha256
 from typing import Final
 
 from engine.decision import Instalment, Offer, maker
@@ -44,7 +44,7 @@ def book_offers(
                 o.expected_profit,
                 _dated(o.schedule, decided, o.term_months, due_day, due_min_days),
                 o.expected_loss,
-                "of_" + hashlib.sha256(key.encode()).hexdigest()[:20],
+                "of_" + sha256(key.encode()).digest()[:10].hex(),  # hexdigest()[:20], without 44 digits
                 valid_until,
                 o.product_name,
                 o.fees,
