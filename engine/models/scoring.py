@@ -228,7 +228,7 @@ def native_scorer(package: ModelPackage) -> NativeScorer:
     """The process's NativeScorer for a package, its SHAP tables built (once, under the lock), so a
     decision that needs reasons never waits on CatBoost. Keyed by content (the verified hashes of
     both model files), so a package restored into another folder (replay) reuses them."""
-    key = (package.sha256, str(package.card.get("files", {}).get("model.cbm", package.path)))
+    key = package.content
     scorer = _native_cache.get(key)  # stored whole, under the lock, once built: a plain read suffices
     if scorer is not None:
         return scorer

@@ -42,6 +42,13 @@ class ModelPackage:
         """What a Decision records of this package (immutable: one per package)."""
         return ModelRef(self.name, self.version, self.sha256)
 
+    @cached_property
+    def content(self) -> tuple[str, str]:
+        """The package by content: the sha256 of model.onnx and of model.cbm as the verified card
+        records them (the folder if it records none), read once: the key of the process's native
+        scorer, which a REFER's explanation looks up."""
+        return (self.sha256, str(self.card.get("files", {}).get(NATIVE, self.path)))
+
     @property
     def onnx_path(self) -> Path:
         return self.path / ONNX
