@@ -17,7 +17,7 @@ from engine.finance.lifetime import LifetimeTerms
 from engine.models.scaling import points as scale_points
 from engine.pipeline.candidates import Candidate, OfferTerms, ProductPricing, Refused, clear_caches
 from engine.pipeline.offers import rank_offers
-from engine.pipeline.revolving import RevolvingCandidate, revolving_candidate
+from engine.pipeline.revolving import RevolvingCandidate, RevolvingPlan
 from engine.policy.model import Revolving
 
 __all__ = ["FloorDecider", "bench_batch"]
@@ -135,9 +135,9 @@ def _offers(
     if grade in ("A", "B", "C") and tenure >= 12 and line >= _LINE_MIN:
         allowed = _AFFORDABLE * income - existing if income > 0 else Decimal(-1)
         line_rate = min(max(rate + _LINE_ADJUSTMENT, _RATE_FLOOR), _APR_CAP)
-        line_offer = revolving_candidate("credit_line", 2, line, line_rate, _LINE, economics, allowed,
-                                         "half_even", "", "expected_profit_npv")  # fmt: skip
-        candidates.append(line_offer)
+        line_offer = RevolvingPlan("credit_line", 2, line, line_rate, _LINE, economics, allowed,
+                                   "half_even", "", "expected_profit_npv")  # fmt: skip
+        candidates.append(line_offer.priced())
     offers, _ = rank_offers(candidates, terms)
     return [_offer_view(o) for o in offers]
 

@@ -16,7 +16,7 @@ from engine.finance.schedule import METHODS
 from engine.pipeline.candidates import objective_value
 from engine.policy.model import Revolving
 
-__all__ = ["REVOLVING", "RevolvingCandidate", "RevolvingPlan", "revolving_candidate"]
+__all__ = ["REVOLVING", "RevolvingCandidate", "RevolvingPlan"]
 
 REVOLVING = "revolving"  # an Offer's repayment_method for a credit line
 _new_offer: Final = maker(Offer)  # Offer's constructor without the class call's own steps
@@ -96,8 +96,9 @@ class RevolvingCandidate:
 
 class RevolvingPlan:
     """A credit line at one limit and rate before its lifetime figures: its minimum payment on the
-    full limit and whether that fits the budget, and the most its expected profit can be (its
-    profit before the expected loss; None without such a bound). The ranking prices it (`priced`)
+    full limit and whether that fits `allowed` (the monthly budget left after existing payments),
+    and the most its expected profit can be (its profit before the expected loss; None without
+    such a bound). The ranking prices it (`priced`)
     only when it may rank, as it prices a loan (engine/pipeline/offers.py, rank_plans)."""
 
     __slots__ = (
@@ -165,32 +166,3 @@ class RevolvingPlan:
             self.product_name,
             self.objective,
         )
-
-
-def revolving_candidate(
-    product: str,
-    product_index: int,
-    limit: Decimal,
-    annual_rate: Decimal,
-    terms: Revolving,
-    economics: LifetimeTerms,
-    allowed: Decimal,
-    rounding: str,
-    product_name: str,
-    objective: str,
-) -> RevolvingCandidate:
-    """The line at `limit` with its lifetime figures: its minimum payment with the limit fully
-    drawn must fit `allowed` (the monthly budget left after existing payments)."""
-    line = RevolvingPlan(
-        product,
-        product_index,
-        limit,
-        annual_rate,
-        terms,
-        economics,
-        allowed,
-        rounding,
-        product_name,
-        objective,
-    )
-    return line.priced()
