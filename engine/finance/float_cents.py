@@ -29,7 +29,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import (
+    ROUND_CEILING,
+    ROUND_DOWN,
+    ROUND_HALF_DOWN,
+    ROUND_HALF_EVEN,
+    ROUND_HALF_UP,
+    ROUND_UP,
+    Decimal,
+)
 from typing import Final
 
 from engine.finance.money import _WIDE, CENT, rounding_mode
@@ -95,13 +103,28 @@ def loss_and_profit(
 
 def _cents(approx: float, bound: float, mode: str) -> Decimal | None:
     """money(x) under the decimal rounding `mode` for any x within `bound` of `approx` (cents), or
-    None if that interval holds a multiple of half a cent (or `approx` is too large for the test)."""
+    None if that interval holds a multiple of half a cent (or `approx` is too large for the test).
+
+    x lies strictly between k/2 and (k+1)/2 cents (odd = 2k + 1): never on a whole or a half cent,
+    so its floor is k // 2 = (odd - 1) // 4, its ceiling one more, and its nearest cent (any half_*
+    mode) (odd + 1) // 4. The cents are worked in ints and made a Decimal by one exact product,
+    at under half the cost of rounding the midpoint's Decimal (twice per loan or line priced)."""
     odd = half_unit_midpoint(approx, bound)
     if odd is None:
         return None
-    # the midpoint of (k/2, (k+1)/2) cents = (2k+1) x 25 x 10^-4: exact at 60 digits; rounded to the
-    # cent as money() rounds it
-    return Decimal(odd * 25).scaleb(-4, _WIDE).quantize(CENT, mode, _WIDE)
+    if mode in _NEAREST:
+        whole = (odd + 1) // 4
+    else:
+        whole = (odd - 1) // 4  # the floor
+        if mode == ROUND_CEILING or (mode == ROUND_UP and odd > 0) or (mode == ROUND_DOWN and odd < 0):
+            whole += 1
+    if not whole and odd < 0:
+        return _MINUS_ZERO  # money() keeps a negative value's sign on a zero
+    return _WIDE.multiply(whole, CENT)  # exact: fewer than 16 digits
+
+
+_NEAREST: Final = frozenset({ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_HALF_DOWN})
+_MINUS_ZERO: Final = Decimal("-0.00")
 
 
 def half_unit_midpoint(approx: float, bound: float) -> int | None:

@@ -102,6 +102,17 @@ def test_proven_cents_are_the_decimal_cents_on_and_beside_half_cents(
     assert offset or half_cents == 0 or approx * 2 != round(approx * 2), "a half cent proved"
 
 
+@pytest.mark.parametrize("rounding", ROUNDING_NAMES)
+def test_proven_cents_are_those_of_the_half_cent_intervals_midpoint(rounding: str) -> None:
+    """Cents proved for a value strictly between two half cents are money() of the interval's
+    midpoint (any value in it rounds alike), sign of a zero included, on either side of zero."""
+    for quarters in [*range(-401, 402, 2), 4 * 10**12 + 1, -(4 * 10**12) - 3]:
+        midpoint = D(quarters) / 4  # cents, an odd number of quarter cents: inside (k/2, (k+1)/2)
+        got = loss_and_profit(quarters / 4, 0.0, quarters / 2, rounding)  # a profit as large
+        want = str(money(midpoint / 100, rounding))
+        assert got is not None and (str(got[0]), str(got[1])) == (want, want), quarters
+
+
 def test_a_value_on_a_half_cent_is_left_to_the_decimal_sum() -> None:
     assert loss_and_profit(0.5, 1e-12, 1000.0, "half_even") is None  # half a cent of loss
     assert loss_and_profit(2.0, 1e-12, 1000.5, "half_up") is None  # its profit on a half cent
