@@ -9,13 +9,17 @@ approximation a satisfy |a - x| <= B, and a is farther than B from every multipl
 x lies in a's interval and money(x) = money(the interval's midpoint), an exact Decimal.
 
 The loss. lifetime.py adds L = sum of w_t x e_t over n months at 50 digits (w_t >= 0 its loss
-weights, e_t >= 0 the exposures) and approximates it, in cents, by a = 100 x fsum(w'_t x e'_t),
-w'_t within g_(2t+7) + 1e-28 of w_t (lifetime.py shows how), e'_t = float(e_t), u = 2^-53,
-g_k = k u / (1 - k u). Each product then carries at most g_(2t+9) of relative error, math.fsum
-(correctly rounded) and the x 100 one rounding each, and with every term >= 0 the errors add up to
-at most g_(2n+11) x 100 S, S the exact sum of the exact products. The Decimal sum rounds n products
-and n additions, each within 1e-49: |L - S| <= (2n + 1) 1e-49 S. So |a - 100 L| <= (2n + 12) u x a,
-and loss_bound's B = 4 (n + 6) u x a covers it twice (the margin for working B out in floats).
+weights, e_t >= 0 the exposures) and approximates it, in cents, by a = 100 x dot(w', e'), the float
+dot product of w'_t within g_(2t+7) + 1e-28 of w_t (lifetime.py shows how) and e'_t = float(e_t),
+u = 2^-53, g_k = k u / (1 - k u). A float dot product of n terms, added in any order, with or
+without fused multiply-adds (numpy's), is within g_n x sum |w'_t e'_t| of the exact one (Higham,
+Accuracy and Stability of Numerical Algorithms, 2nd ed., section 3.1). So each term carries at most
+g_(2t+9+n) of relative error with the x 100 rounding, at most g_(3n+9), and with every term >= 0 the
+errors add up to at most g_(3n+9) x 100 S, S the exact sum of the exact products. The Decimal sum
+rounds n products and n additions, each within 1e-49: |L - S| <= (2n + 1) 1e-49 S. So
+|a - 100 L| <= (3n + 10) u x a, and loss_bound's B = 2 (3n + 12) u x a covers it twice (the margin
+for working B out in floats). A credit line's a = fsum(w'_t) x e' x 100 (lifetime.py) carries
+g_(2n+11), within the same B.
 Nothing under- or overflows: every w'_t and e'_t is 0 or within [1e-150, 1e150] (`usable`), and
 a product is 0 exactly when the Decimal one is.
 The profit P = b - L (b, the profit before the loss, a 50-digit Decimal; the subtraction rounded
@@ -46,7 +50,7 @@ __all__ = ["cents", "floats", "half_unit_midpoint", "loss_and_profit", "loss_bou
 
 _LOW: Final = 1e-150  # a stored value is 0 or within [_LOW, _HIGH]: no product under- or overflows
 _HIGH: Final = 1e150
-_UNIT: Final = 2.0**-51  # 4u
+_TWO_U: Final = 2.0**-52
 _PROFIT_REL: Final = 2.0**-50
 _TINY: Final = 1e-300
 _FAR: Final = 1e15  # cents: beyond, a float's grid is too coarse to say anything
@@ -81,7 +85,7 @@ def cents(value: Decimal) -> float:
 
 def loss_bound(loss: float, months: int) -> float:
     """B for a loss `loss` = a summed over `months` terms as the module docstring states it."""
-    return abs(loss) * ((months + 6) * _UNIT)
+    return abs(loss) * ((3 * months + 12) * _TWO_U)
 
 
 def loss_and_profit(

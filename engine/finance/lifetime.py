@@ -30,6 +30,8 @@ from math import fsum
 from operator import add, itemgetter, mul, sub
 from typing import Final
 
+import numpy as np
+
 from engine.decision import value_object
 from engine.finance.float_cents import cents, floats, half_unit_midpoint, loss_and_profit, loss_bound, usable
 from engine.finance.money import _WIDE, money
@@ -210,13 +212,15 @@ _SPAN: Final = 36  # months of a PD's curve worked out at once: most terms of a 
 
 
 class _Curve:
-    """A PD's curve over a span of months: the float loss weights and survival (_approx_weights),
-    and the lifetime PD of each term asked for so far."""
+    """A PD's curve over a span of months: the float loss weights (as a tuple, and as a numpy vector
+    for a loan's loss, a dot product with its exposures) and survival (_approx_weights), and the
+    lifetime PD of each term asked for so far."""
 
-    __slots__ = ("alive", "pds", "weights")
+    __slots__ = ("alive", "pds", "vector", "weights")
 
     def __init__(self, weights: tuple[float, ...] | None, alive: tuple[float, ...] | None) -> None:
         self.weights = weights
+        self.vector = None if weights is None else np.array(weights, dtype=np.float64)
         self.alive = alive
         self.pds: dict[int, Decimal] = {}
 
@@ -387,13 +391,14 @@ def _loss_and_profit(
     schedule: Schedule, terms: LifetimeTerms, before: PresentValues, rounding: str
 ) -> tuple[Decimal, Decimal]:
     """The expected loss of `schedule` and the profit `before` (_before_loss's) leaves after it, to
-    the cent: from a float sum when it proves the cents (engine/finance/float_cents.py), else the
+    the cent: from a float dot product when it proves the cents (engine/finance/float_cents.py), else the
     50-digit sum over the term's months."""
-    approx = _curve_of(terms, schedule.term_months).weights
+    months = schedule.term_months
+    approx = _curve_of(terms, months).vector
     exposures = schedule.opening_floats
     if approx is not None and exposures is not None:
-        approx_loss = fsum(map(mul, approx, exposures)) * 100.0  # over the term's months
-        bound = loss_bound(approx_loss, schedule.term_months)
+        approx_loss = float(exposures.dot(approx[:months])) * 100.0  # over the term's months
+        bound = loss_bound(approx_loss, months)
         fast = loss_and_profit(approx_loss, bound, before[6], rounding)
         if fast is not None:
             return fast
@@ -561,8 +566,8 @@ def line_lifetime(
     exposure, before_loss, funding, operating, interest, floats_at, _ = figures
     lifetime_pd, approx = _loss_weights(terms, horizon_months)
     if approx is not None and floats_at is not None:
-        # the same exposure every month: fsum(w'_t) x float(exposure) x 100, as many roundings a
-        # term as a loan's sum has (engine/finance/float_cents.py), so the same bound
+        # the same exposure every month: fsum(w'_t) x float(exposure) x 100, within the bound of a
+        # loan's dot product (engine/finance/float_cents.py)
         approx_loss = fsum(approx[:horizon_months]) * floats_at[0] * 100.0
         fast = loss_and_profit(approx_loss, loss_bound(approx_loss, horizon_months), floats_at[1], rounding)
         if fast is not None:
