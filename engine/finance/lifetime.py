@@ -47,6 +47,7 @@ __all__ = [
     "line_bound",
     "line_figures",
     "line_lifetime",
+    "line_loss_and_profit",
     "marginal_pds",
     "present_value_key",
     "profit_bound",
@@ -185,18 +186,16 @@ def _discounts(cost_of_funds: str, term_months: int) -> tuple[Decimal, ...]:
         return tuple(out)
 
 
-def _loss_weights(terms: LifetimeTerms, term_months: int) -> tuple[Decimal, tuple[float, ...] | None]:
-    """The lifetime PD over the term and the loss weights as floats (_approx_weights; None: the
-    loss is left to the 50-digit sum over _decimal_weights), for t = 1..term and on, at least (zip
-    the first `term_months` of them). Read from the PD's cached curve, not cached per term: a new PD
-    would fill one entry per term it prices."""
+def _term_pd(terms: LifetimeTerms, term_months: int) -> Decimal:
+    """The lifetime PD over the term, kept with the PD's cached curve, not cached per term: a new
+    PD would fill one entry per term it prices."""
     known = _curve_of(terms, term_months)
     lifetime_pd = known.pds.get(term_months)
     if lifetime_pd is None:
         pd, curve = terms.keys[:2]
         months = max(term_months, _SPAN)
         lifetime_pd = known.pds[term_months] = _lifetime_pd(pd, months, curve, term_months, known.alive)
-    return lifetime_pd, known.weights
+    return lifetime_pd
 
 
 def _curve_of(terms: LifetimeTerms, term_months: int) -> _Curve:
@@ -363,7 +362,7 @@ def lifetime(
     weights d_t x m_t x LGD (per PD and term). tests/finance/test_lifetime_npv.py checks the figures
     against the month-by-month definition. `key`: present_value_key(...) of these terms and fees,
     when the caller prices many schedules at them."""
-    lifetime_pd, _ = _loss_weights(terms, schedule.term_months)
+    lifetime_pd = _term_pd(terms, schedule.term_months)
     key = key or present_value_key(terms, upfront_fee, monthly_fee, rounding)
     before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
     loss, profit = _loss_and_profit(schedule, terms, before, rounding)
@@ -563,22 +562,32 @@ def line_lifetime(
     figures: LineFigures, horizon_months: int, terms: LifetimeTerms, rounding: str
 ) -> tuple[Lifetime, Decimal]:
     """revolving_lifetime of the line whose line_figures are `figures`."""
-    exposure, before_loss, funding, operating, interest, floats_at, _ = figures
-    lifetime_pd, approx = _loss_weights(terms, horizon_months)
+    lifetime_pd = _term_pd(terms, horizon_months)
+    loss, profit = line_loss_and_profit(figures, horizon_months, terms, rounding)
+    return Lifetime(lifetime_pd, loss, figures[2], figures[3], profit), figures[4]
+
+
+def line_loss_and_profit(
+    figures: LineFigures, horizon_months: int, terms: LifetimeTerms, rounding: str
+) -> tuple[Decimal, Decimal]:
+    """line_lifetime's expected loss and expected profit alone: what ranking and offering a line
+    needs (its lifetime PD and the Lifetime are not made)."""
+    exposure, before_loss, _, _, _, floats_at, _ = figures
+    approx = _curve_of(terms, horizon_months).weights
     if approx is not None and floats_at is not None:
         # the same exposure every month: fsum(w'_t) x float(exposure) x 100, within the bound of a
         # loan's dot product (engine/finance/float_cents.py)
         approx_loss = fsum(approx[:horizon_months]) * floats_at[0] * 100.0
         fast = loss_and_profit(approx_loss, loss_bound(approx_loss, horizon_months), floats_at[1], rounding)
         if fast is not None:
-            return Lifetime(lifetime_pd, fast[0], funding, operating, fast[1]), interest
+            return fast
     pd, curve, cof, lgd, _, _ = terms.keys
     weights = _decimal_weights(pd, max(horizon_months, _SPAN), curve, cof, lgd)
     with decimal.localcontext() as ctx:
         ctx.prec = _PREC
         loss = sum(map(mul, weights, repeat(exposure, horizon_months)), Decimal(0))
         profit = before_loss - loss
-    return Lifetime(lifetime_pd, money(loss, rounding), funding, operating, money(profit, rounding)), interest
+    return money(loss, rounding), money(profit, rounding)
 
 
 # _line's figures: a line's exposure at default and profit before the expected loss (50 digits);

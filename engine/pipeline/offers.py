@@ -20,6 +20,7 @@ from engine.decision import Offer, Reason, maker
 from engine.errors import PolicyRuntimeError
 from engine.finance import money, to_decimal
 from engine.finance.lifetime import LifetimeTerms, expected_loss_and_profit, profit_bound
+from engine.finance.schedule import METHODS
 from engine.pipeline.candidates import (
     Candidate,
     OfferTerms,
@@ -89,7 +90,7 @@ def _sort_key(c: Candidate | RevolvingCandidate) -> tuple[Decimal, Decimal, int,
     return c.sort_key
 
 
-def _offer_line(line: RevolvingCandidate, terms: OfferTerms, offers: list[Offer]) -> int:
+def _offer_line(line: RevolvingCandidate | RevolvingPlan, terms: OfferTerms, offers: list[Offer]) -> int:
     """Offer `line` (append it to `offers`) unless its APR is over the cap: 1 if it is, else 0."""
     rate = line.disclosed_apr()
     if terms.apr_cap is not None and rate > terms.apr_cap:
@@ -104,7 +105,7 @@ def _offer_line(line: RevolvingCandidate, terms: OfferTerms, offers: list[Offer]
 _Priced = tuple[
     tuple[Decimal, Decimal, int, int, int],
     Decimal,
-    Plan | RevolvingCandidate,
+    Plan | RevolvingPlan | RevolvingCandidate,
     ProductPlans | None,
     Decimal | None,
     str,
@@ -173,10 +174,10 @@ def rank_plans(
             break
         del keys[0]
         _, profit, item, plans, loss, name = ranked.pop(0)
-        if isinstance(item, RevolvingCandidate):
+        if not isinstance(item, Plan):  # a credit line
             over_cap += _offer_line(item, terms, offers)
             continue
-        assert isinstance(item, Plan) and plans is not None and loss is not None
+        assert plans is not None and loss is not None
         rate = plans.disclosed_apr(item)
         if terms.apr_cap is not None and rate > terms.apr_cap:
             over_cap += 1
@@ -223,10 +224,12 @@ def _priced(plan: Plan, plans: ProductPlans, name: str, economics: LifetimeTerms
 
 
 def _priced_line(line: RevolvingPlan | RevolvingCandidate) -> _Priced:
-    """A credit line with its lifetime figures, ranked as Candidate.sort_key ranks it."""
-    if isinstance(line, RevolvingPlan):
-        line = line.priced()
-    return (line.sort_key, line.expected_profit, line, None, None, "")
+    """A credit line with its lifetime figures, ranked as Candidate.sort_key ranks it (after every
+    term and method of its product)."""
+    if isinstance(line, RevolvingCandidate):
+        return (line.sort_key, line.expected_profit, line, None, None, "")
+    profit = line.price()
+    return ((_ZERO, -profit, line.product_index, 0, _AFTER_METHODS), profit, line, None, None, "")
 
 
 def _bound(plan: Plan, plans: ProductPlans, economics: LifetimeTerms) -> Decimal:
@@ -236,6 +239,7 @@ def _bound(plan: Plan, plans: ProductPlans, economics: LifetimeTerms) -> Decimal
 
 
 _ZERO: Final = Decimal(0)
+_AFTER_METHODS: Final = len(METHODS)
 _new_offer: Final = maker(Offer)  # Offer's constructor without the class call's own steps
 
 

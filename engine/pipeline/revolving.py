@@ -11,7 +11,14 @@ from typing import Final
 
 from engine.decision import Offer, RevolvingTerms, maker
 from engine.finance import money, quantize
-from engine.finance.lifetime import Lifetime, LifetimeTerms, line_bound, line_figures, line_lifetime
+from engine.finance.lifetime import (
+    Lifetime,
+    LifetimeTerms,
+    line_bound,
+    line_figures,
+    line_lifetime,
+    line_loss_and_profit,
+)
 from engine.finance.schedule import METHODS
 from engine.pipeline.candidates import objective_value
 from engine.policy.model import Revolving
@@ -68,30 +75,53 @@ class RevolvingCandidate:
         return f"{self.product}/{REVOLVING}"
 
     def offer(self, apr: Decimal) -> Offer:
-        t = self.terms
         figures = self.lifetime
-        return _new_offer(  # positional, in Offer's field order: keywords cost a third more
-            self.product,
-            self.limit,
-            0,
-            REVOLVING,
-            self.annual_rate,
-            apr,
-            self.minimum_at_limit,
-            self.interest,
-            figures.expected_profit,
-            (),
-            figures.expected_loss,
-            "",
-            "",
-            self.product_name,
-            (),
-            RevolvingTerms(t.minimum_fixed, t.minimum_rate, t.interest_free_days, t.horizon_months),
-        )
+        return _line_offer(self, apr, self.interest, figures.expected_profit, figures.expected_loss)
 
     def disclosed_apr(self) -> Decimal:
         """No fees on a line: its APR is the nominal rate, to the disclosed places."""
         return quantize(self.annual_rate, 4)
+
+
+def _line_offer(
+    line: RevolvingCandidate | RevolvingPlan, apr: Decimal, interest: Decimal, profit: Decimal, loss: Decimal
+) -> Offer:
+    return _new_offer(  # positional, in Offer's field order: keywords cost a third more
+        line.product,
+        line.limit,
+        0,
+        REVOLVING,
+        line.annual_rate,
+        apr,
+        line.instalment,
+        interest,
+        profit,
+        (),
+        loss,
+        "",
+        "",
+        line.product_name,
+        (),
+        _offered_terms(line.terms),
+    )
+
+
+def _offered_terms(terms: Revolving) -> RevolvingTerms:
+    """A line product's terms as its offers state them: the same for every offer of a loaded
+    policy's product, so kept by identity (a policy's spec never changes once loaded)."""
+    known = _offered.get(id(terms))
+    if known is not None and known[0] is terms:
+        return known[1]
+    offered = RevolvingTerms(
+        terms.minimum_fixed, terms.minimum_rate, terms.interest_free_days, terms.horizon_months
+    )
+    if len(_offered) >= 64:  # policies loaded and dropped: forget them all, it refills
+        _offered.clear()
+    _offered[id(terms)] = (terms, offered)
+    return offered
+
+
+_offered: dict[int, tuple[Revolving, RevolvingTerms]] = {}
 
 
 class RevolvingPlan:
@@ -108,11 +138,13 @@ class RevolvingPlan:
         "economics",
         "figures",
         "limit",
+        "loss",
         "minimum",
         "objective",
         "product",
         "product_index",
         "product_name",
+        "profit",
         "rounding",
         "terms",
         "unaffordable",
@@ -147,6 +179,26 @@ class RevolvingPlan:
 
     def label(self) -> str:
         return f"{self.product}/{REVOLVING}"
+
+    @property
+    def instalment(self) -> Decimal:
+        return self.minimum
+
+    def price(self) -> Decimal:
+        """Work out the line's expected loss and profit, kept for its offer (the ranking's way:
+        no Lifetime nor RevolvingCandidate made); its expected profit."""
+        self.loss, self.profit = line_loss_and_profit(
+            self.figures, self.terms.horizon_months, self.economics, self.rounding
+        )
+        return self.profit
+
+    def offer(self, apr: Decimal) -> Offer:
+        """The line's offer, once priced (`price`)."""
+        return _line_offer(self, apr, self.figures[4], self.profit, self.loss)
+
+    def disclosed_apr(self) -> Decimal:
+        """No fees on a line: its APR is the nominal rate, to the disclosed places."""
+        return quantize(self.annual_rate, 4)
 
     def priced(self) -> RevolvingCandidate:
         """The line with its lifetime figures."""
