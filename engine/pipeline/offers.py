@@ -154,8 +154,8 @@ def rank_plans(
                     bound = plan.bound = _bound(plan, entry, economics)
                 unpriced.append((bound, plan, entry, name))
     affordable = count - len(refused)
-    ranked.sort(key=itemgetter(0))
-    unpriced.sort(key=itemgetter(0), reverse=True)  # stable: ties stay in policy order
+    ranked.sort(key=_FIRST)
+    unpriced.sort(key=_FIRST, reverse=True)  # stable: ties stay in policy order
     keys = [r[0] for r in ranked]  # beside the ranking, for bisect
     offers: list[Offer] = []
     over_cap = 0
@@ -239,6 +239,7 @@ def _bound(plan: Plan, plans: ProductPlans, economics: LifetimeTerms) -> Decimal
 
 
 _ZERO: Final = Decimal(0)
+_FIRST: Final = itemgetter(0)  # a ranking's sort key
 _AFTER_METHODS: Final = len(METHODS)
 _new_offer: Final = maker(Offer)  # Offer's constructor without the class call's own steps
 
@@ -274,18 +275,19 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         return StageResult(values={"skipped": "policy declares no products, offers or price"})
     pd = _pd(ctx, spec.pd)
     life = spec.lifetime
-    terms = OfferTerms(
-        income=_number(spec.income(ctx.fact)),
-        existing_payments=_number(spec.existing_payments(ctx.fact)),
-        affordability_cap=spec.affordability_cap,
-        lgd=spec.lgd,
-        pd=pd,
-        apr_cap=price.cap if price is not None else None,
-        top=spec.top,
-        rounding=ctx.rounding,
-        objective=spec.objective,
-        lifetime=None if life is None else _economics(life, spec.lgd).at_pd(pd),
-        refinance_months=spec.refinance_months,
+    economics = None if life is None else _economics(life, spec.lgd).at_pd(pd)
+    terms = OfferTerms(  # positional, in OfferTerms' field order: keywords cost a third more
+        _number(spec.income(ctx.fact)),
+        _number(spec.existing_payments(ctx.fact)),
+        spec.affordability_cap,
+        spec.lgd,
+        pd,
+        price.cap if price is not None else None,
+        spec.top,
+        ctx.rounding,
+        spec.objective,
+        economics,
+        spec.refinance_months,
     )
     requested = _number(spec.requested(ctx.fact)) if spec.requested is not None else None
     # ranked by expected profit alone, a loan that cannot make the top N is never priced in full
@@ -294,29 +296,34 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
     candidates: list[Candidate | RevolvingCandidate | Refused] = []
     made: list[tuple[ProductPlans | RevolvingPlan, str]] = []  # what rank_plans ranks (defer)
     eligible: list[str] = []
+    limit, annual_rate = ctx.limit, ctx.annual_rate
+    floor, cap = (None, None) if price is None else (price.floor, price.cap)
     for index, product in enumerate(products.items):
         if product.id not in wanted:
             continue
-        amount = product.amount_max if ctx.limit is None else min(product.amount_max, ctx.limit)
-        if requested is not None and product.revolving is None:  # a line's limit is not the loan asked for
-            amount = min(amount, requested)
+        # the least of these, the first of equals (as min() picks it; a comparison costs less)
+        amount = product.amount_max
+        if limit is not None and limit < amount:
+            amount = limit
+        if requested is not None and requested < amount and product.revolving is None:
+            amount = requested  # a line's limit is not the loan asked for
         amount = money(amount, "down")  # in cents, however the policy wrote the maximum
         if amount < product.amount_min or amount <= 0:
             continue
         eligible.append(product.id)
-        rate = ctx.annual_rate + product.rate_adjustment
-        if price is not None and price.floor is not None:
-            rate = max(rate, price.floor)
-        if price is not None and price.cap is not None:
-            rate = min(rate, price.cap)
-        if product.revolving is not None and terms.lifetime is not None:
+        rate = annual_rate + product.rate_adjustment
+        if floor is not None and floor > rate:
+            rate = floor
+        if cap is not None and cap < rate:
+            rate = cap
+        if product.revolving is not None and economics is not None:
             line = RevolvingPlan(
                 product.id,
                 index,
                 amount,
                 rate,
                 product.revolving,
-                terms.lifetime,
+                economics,
                 terms.allowed if terms.income > 0 else Decimal(-1),
                 terms.rounding,
                 ctx.text(product.names),
@@ -367,7 +374,8 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
     if life is not None:
         ctx.objective = spec.objective
         values["objective"] = spec.objective
-        values["pd_12m"] = str(pd)
+        assert economics is not None
+        values["pd_12m"] = economics.keys[0]  # str(pd), worked out with the economics
         values["not_affordable"] = refused
     if not offers:
         ctx.declines.append(Reason(NO_OFFER_CODE, ctx.text(NO_OFFER_TEXT), "offers", ""))
