@@ -13,7 +13,8 @@ weights, e_t >= 0 the exposures) and approximates it, in cents, by a = 100 x dot
 dot product of w'_t within g_(2t+7) + 1e-28 of w_t (lifetime.py shows how) and e'_t = float(e_t),
 u = 2^-53, g_k = k u / (1 - k u). A float dot product of n terms, added in any order, with or
 without fused multiply-adds (numpy's), is within g_n x sum |w'_t e'_t| of the exact one (Higham,
-Accuracy and Stability of Numerical Algorithms, 2nd ed., section 3.1). So each term carries at most
+Accuracy and Stability of Numerical Algorithms, 2nd ed., section 3.1); zeros padding a shorter term
+(a matrix of several loans' exposures) add nothing and round nothing. So each term carries at most
 g_(2t+9+n) of relative error with the x 100 rounding, at most g_(3n+9), and with every term >= 0 the
 errors add up to at most g_(3n+9) x 100 S, S the exact sum of the exact products. The Decimal sum
 rounds n products and n additions, each within 1e-49: |L - S| <= (2n + 1) 1e-49 S. So

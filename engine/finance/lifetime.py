@@ -31,6 +31,7 @@ from operator import add, itemgetter, mul, sub
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 from engine.decision import value_object
 from engine.finance.float_cents import cents, floats, half_unit_midpoint, loss_and_profit, loss_bound, usable
@@ -43,6 +44,8 @@ __all__ = [
     "LifetimeTerms",
     "LineFigures",
     "expected_loss_and_profit",
+    "exposure_rows",
+    "float_losses",
     "lifetime",
     "line_bound",
     "line_figures",
@@ -376,27 +379,60 @@ def expected_loss_and_profit(
     monthly_fee: Decimal,
     rounding: str,
     key: tuple[str, ...],
+    dot: float | None = None,
 ) -> tuple[Decimal, Decimal, Decimal]:
     """lifetime(...)'s expected loss and expected profit alone: what ranking a loan needs (its
     lifetime PD and the Lifetime are not made); and its profit before the loss, to the cent
     (profit_bound's exact bound, read from the same sums). `key`: present_value_key(...) of these
-    terms and fees."""
+    terms and fees; `dot`: the schedule's entry of float_losses at these terms, when the caller
+    has them."""
     before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
-    loss, profit = _loss_and_profit(schedule, terms, before, rounding)
+    loss, profit = _loss_and_profit(schedule, terms, before, rounding, dot)
     return loss, profit, before[5]
 
 
+def exposure_rows(schedules: Sequence[Schedule]) -> npt.NDArray[np.float64] | None:
+    """The schedules' float exposures (Schedule.opening_floats) as the rows of one matrix, zeros
+    after a shorter term, or None when one has none: their float losses at a PD are then one
+    matrix product (float_losses), where a dot product each costs about as much per loan."""
+    exposures = [schedule.opening_floats for schedule in schedules]
+    known = [row for row in exposures if row is not None]
+    if not known or len(known) < len(exposures):
+        return None
+    rows = np.zeros((len(known), max(map(len, known))))
+    for at, row in enumerate(known):
+        rows[at, : len(row)] = row
+    return rows
+
+
+def float_losses(rows: npt.NDArray[np.float64], terms: LifetimeTerms) -> list[float] | None:
+    """Each row's dot product with the loss weights at `terms`' PD (exposure_rows' rows, in their
+    order): what _loss_and_profit approximates a loss by (x 100, in cents), for every schedule at
+    once; None when the PD's curve has no float weights. The zeros after a shorter term add
+    nothing and round nothing (engine/finance/float_cents.py)."""
+    months = rows.shape[1]
+    approx = _curve_of(terms, months).vector
+    if approx is None:
+        return None
+    losses: list[float] = rows.dot(approx[:months]).tolist()
+    return losses
+
+
 def _loss_and_profit(
-    schedule: Schedule, terms: LifetimeTerms, before: PresentValues, rounding: str
+    schedule: Schedule, terms: LifetimeTerms, before: PresentValues, rounding: str, dot: float | None = None
 ) -> tuple[Decimal, Decimal]:
     """The expected loss of `schedule` and the profit `before` (_before_loss's) leaves after it, to
-    the cent: from a float dot product when it proves the cents (engine/finance/float_cents.py), else the
-    50-digit sum over the term's months."""
+    the cent: from a float dot product (`dot`, when the caller worked it out with float_losses)
+    when it proves the cents (engine/finance/float_cents.py), else the 50-digit sum over the
+    term's months."""
     months = schedule.term_months
-    approx = _curve_of(terms, months).vector
-    exposures = schedule.opening_floats
-    if approx is not None and exposures is not None:
-        approx_loss = float(exposures.dot(approx[:months])) * 100.0  # over the term's months
+    if dot is None:
+        approx = _curve_of(terms, months).vector
+        exposures = schedule.opening_floats
+        if approx is not None and exposures is not None:
+            dot = float(exposures.dot(approx[:months]))  # over the term's months
+    if dot is not None:
+        approx_loss = dot * 100.0
         bound = loss_bound(approx_loss, months)
         fast = loss_and_profit(approx_loss, bound, before[6], rounding)
         if fast is not None:

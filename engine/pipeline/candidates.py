@@ -12,7 +12,14 @@ from typing import Final, Protocol
 
 from engine.decision import Fee, Instalment
 from engine.finance import annuity_payment, apr, build_schedule, money, quantize
-from engine.finance.lifetime import Lifetime, LifetimeTerms, lifetime, present_value_key
+from engine.finance.lifetime import (
+    Lifetime,
+    LifetimeTerms,
+    exposure_rows,
+    float_losses,
+    lifetime,
+    present_value_key,
+)
 from engine.finance.schedule import INTEREST_ONLY, METHODS, Schedule
 
 __all__ = [
@@ -326,12 +333,13 @@ class Plan:
     costliest month needs with the monthly fee (`_peak`), the start of the trace's text when that
     does not fit ("personal/12/interest_only: month 12 needs 50487.50, "), and, once a decision
     asks, its profit bound (lifetime.profit_bound: the exact one once the loan is priced) and its
-    disclosed APR."""
+    disclosed APR; `row`: its place among its product's plans."""
 
-    __slots__ = ("apr", "bound", "method", "method_index", "needed", "refusal", "schedule", "term")
+    __slots__ = ("apr", "bound", "method", "method_index", "needed", "refusal", "row", "schedule", "term")
 
-    def __init__(self, schedule: Schedule, needed: Decimal, refusal: str) -> None:
+    def __init__(self, schedule: Schedule, needed: Decimal, refusal: str, row: int) -> None:
         self.schedule = schedule
+        self.row = row
         self.term = schedule.term_months
         self.method = schedule.method
         self.method_index = METHODS.index(schedule.method)
@@ -350,6 +358,7 @@ class ProductPlans:
     __slots__ = (
         "amount",
         "annual_rate",
+        "exposures",
         "fee",
         "fees",
         "index",
@@ -374,7 +383,7 @@ class ProductPlans:
         amount_text, rate_text = pricing.key
         self.fees = _fees(self.fee, self.monthly_fee)
         self.texts = (amount_text, key[3], rate_text, key[4])  # disclosed_apr's keys
-        plans = []
+        plans: list[Plan] = []
         for term in term_months:
             for method in methods:
                 schedule = _schedule(amount_text, rate_text, term, method, rounding)
@@ -382,8 +391,14 @@ class ProductPlans:
                 needed = peak + self.monthly_fee
                 # !s: a Decimal's str is its format() without a spec, at half the cost
                 refusal = f"{product}/{term}/{method}: month {worst + 1} needs {needed!s}, "
-                plans.append(Plan(schedule, needed, refusal))
+                plans.append(Plan(schedule, needed, refusal, len(plans)))
         self.plans = tuple(plans)
+        self.exposures = exposure_rows([plan.schedule for plan in plans])
+
+    def float_losses(self, economics: LifetimeTerms) -> list[float] | None:
+        """Every plan's float loss at `economics`' PD, by its row (lifetime.float_losses): one
+        matrix product for the product at its first loan priced, not a dot product per loan."""
+        return None if self.exposures is None else float_losses(self.exposures, economics)
 
     def disclosed_apr(self, plan: Plan) -> Decimal:
         """The APR of `plan` (disclosed_apr's), kept with it."""

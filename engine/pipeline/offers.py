@@ -130,6 +130,7 @@ def rank_plans(
     unpriced: list[tuple[Decimal, Plan | RevolvingPlan, ProductPlans | None, str]] = []
     refused: list[str] = []
     room = ""  # the end of a refused loan's text, worked out at the first
+    dots: dict[ProductPlans, list[float] | None] = {}  # each product's float losses (_dots)
     count = 0
     for entry, name in made:
         if not isinstance(entry, ProductPlans):  # a credit line
@@ -147,7 +148,7 @@ def rank_plans(
                 room = room or f"{terms.room} affordable"
                 refused.append(plan.refusal + room)
             elif not bounded:
-                ranked.append(_priced(plan, entry, name, economics)[0])
+                ranked.append(_priced(plan, entry, name, economics, _dots(entry, economics, dots))[0])
             else:
                 bound = plan.bound
                 if bound is None:
@@ -166,7 +167,8 @@ def rank_plans(
                 priced = _priced_line(quoted)
             else:
                 assert of is not None  # a loan's product
-                priced, quoted.bound = _priced(quoted, of, name, economics)  # exact now: its sums are kept
+                # exact now: its sums are kept
+                priced, quoted.bound = _priced(quoted, of, name, economics, _dots(of, economics, dots))
             at = bisect.bisect_right(keys, priced[0])  # where bisect.insort(ranked, ...) puts it
             keys.insert(at, priced[0])
             ranked.insert(at, priced)
@@ -206,12 +208,21 @@ def rank_plans(
     return offers, counts, refused
 
 
-def _priced(plan: Plan, plans: ProductPlans, name: str, economics: LifetimeTerms) -> tuple[_Priced, Decimal]:
+def _priced(
+    plan: Plan, plans: ProductPlans, name: str, economics: LifetimeTerms, dots: list[float] | None
+) -> tuple[_Priced, Decimal]:
     """`plan` with its lifetime figures, ranked by expected profit (then policy order: product,
     shorter term, method order), as Candidate.sort_key ranks a loan under this objective; and its
-    exact profit bound (lifetime.profit_bound's, from the same sums)."""
+    exact profit bound (lifetime.profit_bound's, from the same sums). `dots`: its product's float
+    losses (_dots)."""
     loss, profit, bound = expected_loss_and_profit(
-        plan.schedule, economics, plans.fee, plans.monthly_fee, plans.rounding, plans.pv_key
+        plan.schedule,
+        economics,
+        plans.fee,
+        plans.monthly_fee,
+        plans.rounding,
+        plans.pv_key,
+        None if dots is None else dots[plan.row],
     )
     return (
         (_ZERO, -profit, plans.index, plan.term, plan.method_index),
@@ -221,6 +232,17 @@ def _priced(plan: Plan, plans: ProductPlans, name: str, economics: LifetimeTerms
         loss,
         name,
     ), bound
+
+
+def _dots(
+    plans: ProductPlans, economics: LifetimeTerms, known: dict[ProductPlans, list[float] | None]
+) -> list[float] | None:
+    """The float losses of every plan of `plans` (ProductPlans.float_losses), worked out at the
+    first of its loans a decision prices and kept in `known` for the others."""
+    if plans in known:
+        return known[plans]
+    dots = known[plans] = plans.float_losses(economics)
+    return dots
 
 
 def _priced_line(line: RevolvingPlan | RevolvingCandidate) -> _Priced:

@@ -17,7 +17,17 @@ from hypothesis import strategies as st
 import engine.finance.lifetime as lifetime_module
 from engine.finance import build_schedule, money
 from engine.finance.float_cents import cents, floats, loss_and_profit
-from engine.finance.lifetime import CONSTANT_HAZARD, Lifetime, LifetimeTerms, lifetime, revolving_lifetime
+from engine.finance.lifetime import (
+    CONSTANT_HAZARD,
+    Lifetime,
+    LifetimeTerms,
+    expected_loss_and_profit,
+    exposure_rows,
+    float_losses,
+    lifetime,
+    present_value_key,
+    revolving_lifetime,
+)
 from engine.finance.money import ROUNDINGS
 from engine.finance.schedule import METHODS
 
@@ -182,6 +192,30 @@ def test_a_credit_lines_lifetime_figures_are_those_of_the_decimal_sums(data: st.
         rounding,
     )
     assert repr(revolving_lifetime(*args)) == repr(decimal_only(revolving_lifetime, *args))
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_loans_priced_from_one_matrix_product_are_priced_as_the_decimal_sums(data: st.DataObject) -> None:
+    """A product's loans of several terms (a shorter one's exposures padded with zeros) priced from
+    one matrix product of their exposures with the loss weights have the 50-digit sums' cents."""
+    rounding = data.draw(st.sampled_from(ROUNDING_NAMES))
+    amount = data.draw(st.integers(1, 50_000_000).map(lambda n: D(n) / 100))
+    rate = data.draw(st.one_of(st.just(D(0)), st.integers(1, 3600).map(lambda n: D(n) / 10_000)))
+    terms_months = data.draw(st.lists(st.integers(1, 72), min_size=1, max_size=4))
+    schedules = [
+        build_schedule(amount, rate, t, data.draw(st.sampled_from(METHODS)), rounding) for t in terms_months
+    ]
+    terms = _terms(data)
+    upfront = data.draw(st.integers(0, 500_000).map(lambda n: D(n) / 100))
+    key = present_value_key(terms, upfront, D(0), rounding)
+    rows = exposure_rows(schedules)
+    dots = None if rows is None else float_losses(rows, terms)
+    for at, schedule in enumerate(schedules):
+        dot = None if dots is None else dots[at]
+        got = expected_loss_and_profit(schedule, terms, upfront, D(0), rounding, key, dot)
+        want = decimal_only(expected_loss_and_profit, schedule, terms, upfront, D(0), rounding, key)
+        assert repr(got) == repr(want)
 
 
 def test_the_fast_path_proves_nearly_every_random_loan(fast_paths: list[bool]) -> None:
