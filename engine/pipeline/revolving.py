@@ -166,7 +166,12 @@ class RevolvingPlan:
         self.product, self.product_index, self.product_name = product, product_index, product_name
         self.limit, self.annual_rate, self.terms = limit, annual_rate, terms
         self.economics, self.rounding, self.objective = economics, rounding, objective
-        minimum = min(limit, max(terms.minimum_fixed, money(terms.minimum_rate * limit, rounding)))
+        # min(limit, max(fixed, rate x limit)) by comparisons (the same object on a tie): less work
+        minimum = money(terms.minimum_rate * limit, rounding)
+        if not minimum > terms.minimum_fixed:
+            minimum = terms.minimum_fixed
+        if not minimum < limit:
+            minimum = limit
         self.minimum, self.affordable = minimum, minimum <= allowed
         self.unaffordable = ""
         if not self.affordable:
