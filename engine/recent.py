@@ -11,6 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Mapping
 from decimal import Decimal
+from itertools import islice
 from typing import Any, NamedTuple
 
 from engine.audit.record import request_fingerprint
@@ -33,6 +34,7 @@ _PER_REASON = 384
 _PER_OFFER = 768  # an offer's terms; its schedule rows are not kept
 _PER_KEY = 512  # the request_id, decision_id, fingerprint and the map's own entries
 _PER_FIELD = 160  # an input field kept for its fingerprint: its value (a text's characters aside)
+_ANSWER = _BASE + _PER_KEY  # what every answer is charged before its parts
 
 
 def estimated_bytes(decision: Decision) -> int:
@@ -58,8 +60,20 @@ _NO_OFFERS: tuple[tuple[Any, ...], ...] = ()
 # bool, None or date is small; a text is charged by its length (a list or object is fingerprinted)
 _SCALARS = frozenset({str, int, bool, type(None), Decimal, dt.date})
 _PER_CHAR = 4  # a str's bytes per character at most (sys.getsizeof: 1, 2 or 4)
-_is_text = str.__instancecheck__
 _getsizeof = sys.getsizeof
+# an input kept as its values: sys.getsizeof of their tuple (its size without one: a call to it
+# costs as much as the rest of the charge) and each value's _PER_FIELD
+_VALUES = _getsizeof(())
+_PER_VALUE = _getsizeof((None,)) - _VALUES + _PER_FIELD
+
+
+def _texts(asked: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """What Policy.text_inputs vouches for, found by looking at each value of `asked`: the names
+    of its texts, or None when a value is no scalar (a list or an object)."""
+    kinds = set(map(type, asked.values()))
+    if not kinds <= _SCALARS:
+        return None
+    return tuple([name for name, value in asked.items() if type(value) is str]) if str in kinds else ()
 
 
 class _Entry(NamedTuple):
@@ -75,11 +89,21 @@ class _Entry(NamedTuple):
     rounding: str
     size: int
     due: tuple[str | int, int] | None  # the policy's (due_day, due_min_days): a booked offer's dates
-    asked: Mapping[str, Any] | str  # the validated input, or its request's fingerprint
+    names: tuple[str, ...] | None  # the input's names, in order, when `asked` is its values alone
+    asked: tuple[Any, ...] | Mapping[str, Any] | str  # the validated input, its values, or its fingerprint
     decision: Decision  # without its offers: `offers`, `rounding` and `due` rebuild them
 
-    def fingerprint(self) -> str:
+    @property
+    def input(self) -> Mapping[str, Any] | str:
+        """The validated input as the request asked it, or its fingerprint."""
         asked = self.asked
+        if isinstance(asked, tuple):  # its values alone, in the order of the policy's names
+            assert self.names is not None
+            return dict(zip(self.names, asked, strict=True))
+        return asked
+
+    def fingerprint(self) -> str:
+        asked = self.input
         return asked if isinstance(asked, str) else request_fingerprint(self.policy, self.language, asked)
 
     def full(self) -> Decision:
@@ -118,7 +142,8 @@ _Kept = tuple[
     str,
     int,
     tuple[str | int, int] | None,
-    Mapping[str, Any] | str,
+    tuple[str, ...] | None,
+    tuple[Any, ...] | Mapping[str, Any] | str,
 ]
 
 
@@ -137,15 +162,18 @@ class RecentDecisions:
     GetDecision finds only what this process remembers.
 
     Every answer costs one entry in a plain dict by request_id (the _Entry's fields as one plain
-    tuple, the Decision first), one in a dict by decision_id and one in a deque that remembers the
-    order: an OrderedDict's setdefault costs ~0.3 µs more than a dict's, on every answer."""
+    tuple, the Decision first) and one in a deque that remembers the order: an OrderedDict's
+    setdefault costs ~0.3 µs more than a dict's, on every answer. The index by decision_id is
+    filled only when a get by decision_id comes (GetDecision: rare beside answers) with the answers
+    kept since the last such get: one insert less per answer, and ~30 bytes."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._entries: dict[str, _Kept] = {}  # by request_id: (decision, *_Entry[:-1])
-        self._by_decision: dict[str, str] = {}  # decision_id -> request_id
+        self._by_decision: dict[str, str] = {}  # decision_id -> request_id, of the oldest answers
         self._order: deque[str] = deque()  # the kept request_ids, oldest first
+        self._indexed = 0  # how many of them, from the oldest, _by_decision holds
         self._lock = threading.Lock()
 
     def remember(
@@ -158,6 +186,7 @@ class RecentDecisions:
         rounding: str,
         due: tuple[str | int, int] | None = None,
         texts: tuple[str, ...] | None = None,
+        names: tuple[str, ...] | None = None,
     ) -> Decision:
         """Keep `decision` as the answer to `request_id`, whose request asked `policy` in `language`
         with the validated input `asked`, and return it; if the request_id was seen before, return
@@ -165,40 +194,46 @@ class RecentDecisions:
         came with another fingerprint. `rounding` (the policy's) recomputes the schedules, and `due`
         (the policy's offers' due_day and due_min_days) dates a booked offer's rows again. `texts`
         (the policy's Policy.text_inputs) vouches that every value of `asked` is a scalar and names
-        the text ones; None: each value's type is looked at. The fingerprints are worked out only
-        for a request_id seen before: a first request (nearly all of them) only keeps what it asked."""
+        the text ones; None: each value's type is looked at. `names` (the policy's
+        Policy.input_names) are the keys of every input it validates: an input of scalars with
+        them all is kept as its values alone, a tuple (~130 bytes less than a dict of one input,
+        ~450 of fifteen) that the collector stops tracking once it has seen it. The fingerprints
+        are worked out only for a request_id seen before: a first request (nearly all of them) only
+        keeps what it asked."""
         slim, offers = decision, _NO_OFFERS  # offers are kept as terms, without their schedule rows
         if decision.offers:
             slim, offers = replaced(decision, offers=()), tuple([_offer_terms(o) for o in decision.offers])
         # estimated_bytes(decision), inline: one call less on every answer
-        size = _BASE + _PER_KEY + _PER_STAGE * len(decision.trace) + _PER_REASON * len(decision.reasons)
+        size = _ANSWER + _PER_STAGE * len(decision.trace)
+        if decision.reasons:
+            size += _PER_REASON * len(decision.reasons)
         if offers:
             size += _PER_OFFER * len(offers)
         # What the answer keeps of its request to recognise a retry, and its bytes beyond the
-        # decision's: an input of scalars as it is, any other as the request's fingerprint.
-        kept: Mapping[str, Any] | str = asked
-        if texts is not None:  # scalars, by the policy's declarations: no value's type looked at
-            size += _getsizeof(asked) + _PER_FIELD * len(asked)
+        # decision's: an input of scalars as its values (with all the policy's names, else as it
+        # is), any other as the request's fingerprint.
+        kept: tuple[Any, ...] | Mapping[str, Any] | str = asked
+        if texts is None:  # not vouched for: each value's type looked at
+            texts = _texts(asked)
+        if texts is None:
+            kept, names = request_fingerprint(policy, language, asked), None
+        else:
+            if names is not None and len(names) == len(asked):  # not when `today` filled one in
+                kept = tuple(asked.values())
+                size += _VALUES + _PER_VALUE * len(names)
+            else:
+                names = None
+                size += _getsizeof(asked) + _PER_FIELD * len(asked)
             if texts:
                 size += _PER_CHAR * sum(
                     [len(text) for text in map(asked.get, texts) if isinstance(text, str)]
                 )
-        else:
-            values = asked.values()
-            kinds = set(map(type, values))
-            if kinds <= _SCALARS:
-                size += _getsizeof(asked) + _PER_FIELD * len(values)
-                if str in kinds:  # texts by their length, counted in C: no list of them made
-                    size += _PER_CHAR * sum(map(len, filter(_is_text, values)))
-            else:
-                kept = request_fingerprint(policy, language, asked)
-        entry: _Kept = (slim, policy, language, offers, rounding, size, due, kept)
+        entry: _Kept = (slim, policy, language, offers, rounding, size, due, names, kept)
         lock = self._lock
         lock.acquire()  # not `with`: its __enter__ and __exit__ lookups cost as much as the lock
         try:
             earlier = self._entries.setdefault(request_id, entry)
             if earlier is entry:
-                self._by_decision[decision.decision_id] = request_id
                 self._order.append(request_id)
                 self.bytes += size
                 if self.bytes > self.max_bytes:
@@ -215,10 +250,14 @@ class RecentDecisions:
 
     def _forget_oldest(self) -> None:
         """Forget the oldest answers until the map is back within its bytes (the newest stays)."""
-        entries, order = self._entries, self._order
+        entries, order, index = self._entries, self._order, self._by_decision
         while self.bytes > self.max_bytes and len(order) > 1:
-            old = entries.pop(order.popleft())
-            self._by_decision.pop(old[0].decision_id, None)
+            request_id = order.popleft()
+            old = entries.pop(request_id)
+            if self._indexed:
+                self._indexed -= 1
+                if index.get(old[0].decision_id) == request_id:  # not a newer answer's, same id
+                    del index[old[0].decision_id]
             self.bytes -= old[5]  # its size
 
     def _entry(self, request_id: str) -> _Entry | None:
@@ -229,9 +268,18 @@ class RecentDecisions:
     def get(self, *, request_id: str = "", decision_id: str = "") -> Decision | None:
         with self._lock:
             if decision_id:
+                self._index()
                 request_id = self._by_decision.get(decision_id, "")
             kept = self._entries.get(request_id) if request_id else None
         return _entry(kept).full() if kept is not None else None
+
+    def _index(self) -> None:
+        """Put the answers kept since the last get by decision_id in the index (under the lock)."""
+        order, entries, index = self._order, self._entries, self._by_decision
+        fresh = list(islice(reversed(order), len(order) - self._indexed))
+        for request_id in reversed(fresh):  # oldest first: a decision_id kept twice finds the newer
+            index[entries[request_id][0].decision_id] = request_id
+        self._indexed = len(order)
 
     def __len__(self) -> int:
         return len(self._entries)

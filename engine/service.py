@@ -554,8 +554,9 @@ class DecisionService:
         # ctx.rounding inline: one property call less
         rounding = loaded.rounding or "half_even"
         return self.recent.remember(
-            request_id, loaded.name, language, asked, decision, rounding, due, loaded.text_inputs
-        )
+            request_id, loaded.name, language, asked, decision, rounding, due, loaded.text_inputs,
+            loaded.input_names,
+        )  # fmt: skip
 
     def _decide(
         self,

@@ -435,6 +435,12 @@ class Policy:
         )
 
     @cached_property
+    def input_names(self) -> tuple[str, ...]:
+        """The declared inputs' names in declaration order: the keys, in order, of every input this
+        version validates (a storeless service keeps an input as its values alone, engine.recent)."""
+        return tuple(self.inputs)
+
+    @cached_property
     def dated_inputs(self) -> tuple[str, ...]:
         """The date inputs that default to the decision date (`default: today`)."""
         return tuple(name for name, decl in self.inputs.items() if decl.default_today)

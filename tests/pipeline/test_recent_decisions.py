@@ -4,6 +4,7 @@ bounded in bytes; the fingerprint is of the validated input with defaults applie
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable
@@ -88,7 +89,8 @@ def test_the_byte_estimate_bounds_a_real_decision(make_service: Callable[..., De
     assert service.recent is not None
     kept = service.recent._entry("r-3")
     assert not reaches(kept, Instalment)  # schedule rows are recomputed, not kept
-    assert isinstance(kept.asked, dict)  # the validated input, kept for a retry's fingerprint
+    assert isinstance(kept.asked, tuple)  # the validated input's values, kept for a retry's fingerprint
+    assert kept.input == service.policy("consumer_mini").validate(application())
     assert deep_size(kept) <= kept.size
     assert deep_size(kept.asked) <= kept.size - estimated_bytes(decision)  # the kept input is charged
     assert kept.full() == decision  # ... and recomputed exactly
@@ -116,6 +118,42 @@ def test_the_map_forgets_the_oldest_beyond_its_byte_budget(
     assert recent.get(request_id="r0") is None and recent.get(decision_id="d1") is None
     assert recent.get(decision_id="d4") is not None
     assert Decimal(recent.bytes) / one == 3
+
+
+def test_a_decision_is_found_by_its_id_whenever_it_was_kept_and_until_it_is_forgotten(
+    make_service: Callable[..., DecisionService],
+) -> None:
+    """The index by decision_id is filled only when such a get comes: answers kept before and after
+    a get are found, forgotten ones are not, and a decision_id answered twice (a frozen id source)
+    finds the newer answer, also once the older one is forgotten."""
+    decision = make_service().decide("consumer_mini", application(), "r-10")
+    asked = {"applicant.age": 35}
+    sizer = RecentDecisions()
+    sizer.remember("r", "consumer_mini", "en", asked, decision, "half_even")
+    recent = RecentDecisions(max_bytes=4 * sizer.bytes)
+
+    def keep(n: int, decision_id: str) -> None:
+        again = dataclasses.replace(decision, decision_id=decision_id, request_id=f"r{n}")
+        recent.remember(f"r{n}", "consumer_mini", "en", asked, again, "half_even")
+
+    def found(decision_id: str) -> str | None:
+        kept = recent.get(decision_id=decision_id)
+        return None if kept is None else kept.request_id
+
+    keep(0, "d0")
+    keep(1, "d1")
+    assert found("d1") == "r1" and found("d0") == "r0"
+    keep(2, "d2")
+    keep(3, "d1")  # the same id again: the newer answer
+    assert found("d2") == "r2" and found("d1") == "r3" and found("d0") == "r0"
+    keep(4, "d4")
+    keep(5, "d5")  # r0 and r1 forgotten
+    assert found("d0") is None and found("d5") == "r5" and found("d1") == "r3"
+    for n in range(6, 12):
+        keep(n, f"d{n}")
+    assert found("d2") is None and found("d1") is None and found("d7") is None
+    assert [found(f"d{n}") for n in range(8, 12)] == [f"r{n}" for n in range(8, 12)]
+    assert found("never") is None
 
 
 def test_a_service_keeps_the_map_it_is_given_even_while_empty(
@@ -220,8 +258,13 @@ def test_a_policy_of_scalar_inputs_keeps_and_charges_as_looking_at_each_value(tm
                 continue
             assert service.recent is not None
             kept = service.recent._entry(f"r-{policy.name}-{n}")
+            fact, dated = policy.validated(case.input, dt.date(2026, 12, 1))  # kept without dated inputs
+            assert kept.input == {k: v for k, v in fact.items() if k not in dated}, policy.name
             looked = RecentDecisions()
-            looked.remember("r", policy.name, kept.language, kept.asked, decision, kept.rounding, kept.due)
+            looked.remember(
+                "r", policy.name, kept.language, kept.input, decision, kept.rounding, kept.due,
+                names=policy.input_names,
+            )  # fmt: skip
             assert (kept.asked, kept.size) == (looked._entry("r").asked, looked.bytes), policy.name
             vouched += 1
     assert vouched > 10  # most shipped policies declare scalar inputs only
