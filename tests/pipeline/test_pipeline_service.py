@@ -16,10 +16,10 @@ from pipeline_helpers import MINI, MODELS, ROOT, application
 
 from engine.audit.log import DecisionLog
 from engine.cli import main
-from engine.decision import Outcome
+from engine.decision import FrozenMap, Outcome
 from engine.pipeline import DecisionContext, Stage, StageResult, run_stages
 from engine.pipeline.render import decision_from_dict, decision_json, stable_view
-from engine.pipeline.runner import compile_stages
+from engine.pipeline.runner import SHARED_ENTRIES, compile_stages
 from engine.policy import load_policy
 from engine.rules import ReferenceEvaluator
 from engine.service import DecisionService, decide_for_tests
@@ -108,6 +108,34 @@ def test_a_stage_that_answers_only_its_values_is_traced_with_no_rule_fired(run: 
         ("quiet", (), {"n": 1}),
         ("loud", ("r",), {"n": 2}),
     ]
+
+
+@pytest.mark.parametrize("run", [run_stages, compiled_run], ids=["loop", "compiled"])
+def test_a_stage_answering_shared_values_is_traced_with_the_values_it_answered(run: Any) -> None:
+    """A generated table reuses the trace entry of an earlier decision whose stage answered the same
+    shared values (a FrozenMap) in the same time; one that answered other values in that time gets
+    its own. Each trace reads what its own stage answered, however the decisions interleave."""
+    approve, decline = FrozenMap(outcome="APPROVE"), FrozenMap(outcome="DECLINE")
+    answered = [approve, decline, approve, approve]
+    answers = iter(answered)
+    stages = [Stage("outcome", lambda c: next(answers))]
+    traced = []
+    for _ in answered:
+        ctx = DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None))
+        traced.append(run(ctx, stages, lambda: 0.0).trace[0])
+    assert [entry.values for entry in traced] == answered
+    assert all(entry.values is values for entry, values in zip(traced, answered, strict=True))
+    assert {(entry.stage, entry.fired, entry.millis) for entry in traced} == {("outcome", (), 0.0)}
+
+
+def test_a_generated_table_keeps_a_bounded_number_of_shared_entries() -> None:
+    shared = FrozenMap(fields=1)
+    _, run = compile_stages([Stage("validate", lambda c: shared)])
+    for n in range(SHARED_ENTRIES + 50):  # every decision timed differently
+        ticks = iter([0.0, n / 1e6]).__next__
+        ctx = run(DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None)), ticks)
+        assert ctx.trace[0].millis == n / 1000 and ctx.trace[0].values is shared
+    assert len(run.__globals__["entries_0"]) == SHARED_ENTRIES
 
 
 def test_a_new_context_sets_every_field_with_containers_of_its_own() -> None:
