@@ -177,13 +177,14 @@ def test_generated_stage_names_are_literals_whatever_they_hold() -> None:
     assert "not code" not in source.replace(repr(odd), "")
 
 
-def test_a_stages_millis_are_its_time_rounded_to_the_microsecond() -> None:
+@pytest.mark.parametrize("run", [run_stages, compiled_run], ids=["loop", "compiled"])
+def test_a_stages_millis_are_its_time_rounded_to_the_microsecond(run: Any) -> None:
     """The runner rounds a stage's seconds to whole µs then divides (round(x, 3) formatted the
     float): the trace still reads milliseconds with three decimals, as round(ms, 3) gives them."""
     ticks = iter([0.0, 0.0012344, 1.0, 1.0000006, 2.0, 2.25])
     ctx = DecisionContext(None, {}, ReferenceEvaluator(), lambda *a: (None, None))
     stages = [Stage(name, lambda c: StageResult()) for name in ("a", "b", "c")]
-    run_stages(ctx, stages, lambda: next(ticks))
+    run(ctx, stages, lambda: next(ticks))
     assert [t.millis for t in ctx.trace] == [1.234, 0.001, 250.0]
     assert [t.millis for t in ctx.trace] == [round(s * 1000, 3) for s in (0.0012344, 0.0000006, 0.25)]
 
