@@ -61,10 +61,8 @@ _NO_OFFERS: tuple[tuple[Any, ...], ...] = ()
 _SCALARS = frozenset({str, int, bool, type(None), Decimal, dt.date})
 _PER_CHAR = 4  # a str's bytes per character at most (sys.getsizeof: 1, 2 or 4)
 _getsizeof = sys.getsizeof
-# an input kept as its values: sys.getsizeof of their tuple (its size without one: a call to it
-# costs as much as the rest of the charge) and each value's _PER_FIELD
-_VALUES = _getsizeof(())
-_PER_VALUE = _getsizeof((None,)) - _VALUES + _PER_FIELD
+# an input kept as its values, at the end of the map's tuple: a slot of it and _PER_FIELD each
+_PER_VALUE = _getsizeof((None,)) - _getsizeof(()) + _PER_FIELD
 
 
 def _texts(asked: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -133,23 +131,15 @@ class _Entry(NamedTuple):
         return replaced(self.decision, offers=tuple(offers))
 
 
-# an _Entry as the map keeps it: the decision first, then the other fields in order
-_Kept = tuple[
-    Decision,
-    str,
-    str,
-    tuple[tuple[Any, ...], ...],
-    str,
-    int,
-    tuple[str | int, int] | None,
-    tuple[str, ...] | None,
-    tuple[Any, ...] | Mapping[str, Any] | str,
-]
+# An _Entry as the map keeps it, one plain tuple: the decision first, then the other fields in
+# order, `asked` last; an input kept as its values (`names` set) is there as the values themselves,
+# the tuple's tail, instead of a tuple of its own (~50 bytes less and one object less to collect).
+_Kept = tuple[Any, ...]
 
 
 def _entry(kept: _Kept) -> _Entry:
-    """The _Entry of an answer as RecentDecisions keeps it: (decision, the other fields in order)."""
-    return _Entry(*kept[1:], kept[0])
+    """The _Entry of an answer as RecentDecisions keeps it (see _Kept)."""
+    return _Entry._make((*kept[1:8], kept[8:] if kept[7] is not None else kept[8], kept[0]))
 
 
 class RecentDecisions:
@@ -170,7 +160,7 @@ class RecentDecisions:
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._entries: dict[str, _Kept] = {}  # by request_id: (decision, *_Entry[:-1])
+        self._entries: dict[str, _Kept] = {}  # by request_id (see _Kept)
         self._by_decision: dict[str, str] = {}  # decision_id -> request_id, of the oldest answers
         self._order: deque[str] = deque()  # the kept request_ids, oldest first
         self._indexed = 0  # how many of them, from the oldest, _by_decision holds
@@ -196,10 +186,9 @@ class RecentDecisions:
         (the policy's Policy.text_inputs) vouches that every value of `asked` is a scalar and names
         the text ones; None: each value's type is looked at. `names` (the policy's
         Policy.input_names) are the keys of every input it validates: an input of scalars with
-        them all is kept as its values alone, a tuple (~130 bytes less than a dict of one input,
-        ~450 of fifteen) that the collector stops tracking once it has seen it. The fingerprints
-        are worked out only for a request_id seen before: a first request (nearly all of them) only
-        keeps what it asked."""
+        them all is kept as its values alone, in the entry's own tuple (~180 bytes less than a dict
+        of one input, ~500 of fifteen). The fingerprints are worked out only for a request_id seen
+        before: a first request (nearly all of them) only keeps what it asked."""
         slim, offers = decision, _NO_OFFERS  # offers are kept as terms, without their schedule rows
         if decision.offers:
             slim, offers = replaced(decision, offers=()), tuple([_offer_terms(o) for o in decision.offers])
@@ -212,15 +201,14 @@ class RecentDecisions:
         # What the answer keeps of its request to recognise a retry, and its bytes beyond the
         # decision's: an input of scalars as its values (with all the policy's names, else as it
         # is), any other as the request's fingerprint.
-        kept: tuple[Any, ...] | Mapping[str, Any] | str = asked
+        kept: Mapping[str, Any] | str = asked
         if texts is None:  # not vouched for: each value's type looked at
             texts = _texts(asked)
         if texts is None:
             kept, names = request_fingerprint(policy, language, asked), None
         else:
             if names is not None and len(names) == len(asked):  # not when `today` filled one in
-                kept = tuple(asked.values())
-                size += _VALUES + _PER_VALUE * len(names)
+                size += _PER_VALUE * len(names)
             else:
                 names = None
                 size += _getsizeof(asked) + _PER_FIELD * len(asked)
@@ -228,7 +216,11 @@ class RecentDecisions:
                 size += _PER_CHAR * sum(
                     [len(text) for text in map(asked.get, texts) if isinstance(text, str)]
                 )
-        entry: _Kept = (slim, policy, language, offers, rounding, size, due, names, kept)
+        entry: _Kept
+        if names is not None:  # the values at the tuple's end: no tuple of their own
+            entry = (slim, policy, language, offers, rounding, size, due, names, *asked.values())
+        else:
+            entry = (slim, policy, language, offers, rounding, size, due, None, kept)
         lock = self._lock
         lock.acquire()  # not `with`: its __enter__ and __exit__ lookups cost as much as the lock
         try:
