@@ -36,6 +36,8 @@ _SCALARS = {"integer", "decimal", "boolean", "string", "enum", "date"}
 # Decimal text the fast path parses itself: no exponent and at most 29 characters, so never more
 # than 28 decimal places (parse_decimal's limit); it matches only text parse_decimal accepts as is.
 _SHORT_DECIMAL_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)", re.ASCII)
+# unsigned digit text this long or shorter has at most as many integer digits: below DECIMAL_LIMIT
+_LIMIT_DIGITS = len(str(DECIMAL_LIMIT)) - 1
 
 
 def fast_validator(inputs: Mapping[str, InputDecl], open_groups: tuple[str, ...]) -> FastValidator | None:
@@ -93,6 +95,7 @@ class _Writer:
             "INTEGER_LIMIT": int(DECIMAL_LIMIT),
             "DECIMAL_LIMIT": DECIMAL_LIMIT,
             "SHORT_DECIMAL": MAX_DECIMAL_PLACES + 1,
+            "LIMIT_DIGITS": _LIMIT_DIGITS,
             "SHORT_DECIMAL_TEXT": _SHORT_DECIMAL_TEXT.fullmatch,
             "Decimal": Decimal,
             "MISSING": _MISSING,
@@ -197,12 +200,16 @@ class _Writer:
                 and decl.max is not None
                 and -DECIMAL_LIMIT < decl.min <= decl.max < DECIMAL_LIMIT
             )
+            text = f"type({typed}) is str and len({typed}) <= "
             self.emit(
                 depth,
                 # unsigned ASCII digits with at most one point, checked by str methods (half the
-                # regular expression's cost), else the expression: a sign, or not decimal text
-                f"if type({typed}) is str and len({typed}) <= SHORT_DECIMAL and ({typed}.isascii()"
-                f" and {typed}.replace('.', '', 1).isdigit() or SHORT_DECIMAL_TEXT({typed})):",
+                # regular expression's cost); at most 18 characters of them are below 10^18, so
+                # such a text skips the limit's two Decimal comparisons
+                f"if {text}LIMIT_DIGITS and {typed}.isascii() and {typed}.replace('.', '', 1).isdigit():",
+                f"    {typed} = Decimal({typed})",
+                # else the expression: a sign, a longer text, or not decimal text
+                f"elif {text}SHORT_DECIMAL and SHORT_DECIMAL_TEXT({typed}):",
                 f"    {typed} = Decimal({typed})",
                 *(
                     ()

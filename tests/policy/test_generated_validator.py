@@ -78,6 +78,10 @@ ODD_VALUES = [
     " 1.5",
     "1e3",
     "1.00000000000000000000000000001",
+    "999999999999999999",  # 18 digits: below the 10^18 limit without comparing
+    "1000000000000000000",  # 19: the limit itself, refused
+    "999999999999999999.9",
+    "-999999999999999999.9",
     "１２",
     "-0",
     ".5",
@@ -211,3 +215,23 @@ def test_credo_compile_validator_prints_the_validator_that_runs(capsys: pytest.C
     assert printed == validator_source(policy.inputs, policy.open_groups)[0]  # type: ignore[index]
     assert printed.startswith("def validate(application, today):")
     assert "application.get('applicant', MISSING)" in printed
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["999999999999999999", "99999999999999999.9", "1000000000000000000", "999999999999999999.9",
+     "1000000000000000000.0", "+999999999999999999", "-1", "0.5", "18000.00"],
+)  # fmt: skip
+def test_decimal_text_at_the_limit_is_taken_as_validate_application_takes_it(text: str) -> None:
+    """Unsigned text of at most 18 characters skips the 10^18 limit's comparisons on the fast path
+    (it cannot reach the limit); longer or signed text is compared. Either way the same answer."""
+    policy = load_policy(ROOT / "policies" / "consumer_loan" / "policy.yaml")
+    readme = json.loads((ROOT / "tests" / "pipeline" / "readme_applicant.json").read_text("utf-8"))
+    readme["applicant"]["income_monthly"] = text
+    found = policy._fast_validator(readme, None)  # type: ignore[misc]
+    try:
+        want = validate_application(policy.inputs, readme, policy.open_groups, None)
+    except InvalidInput:
+        assert found is None
+        return
+    assert found is not None and _typed(found[0]) == _typed(want)
