@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
-from engine.decision import EMPTY_MAP, FrozenMap, Reason, Score, plain
+from engine.decision import EMPTY_MAP, FrozenMap, Reason, Score, maker, plain
 from engine.errors import FeatureRefused, FieldViolation, InvalidInput, PolicyRuntimeError
 from engine.finance import to_decimal
 from engine.finance.money import rounding_mode
@@ -36,6 +36,7 @@ PD_PLACES = Decimal("0.000001")
 CENT = Decimal("0.01")
 _ZERO = Decimal(0)
 _WIDE = Context(prec=50)  # the limit's rounding to its step: room for any amount, default traps
+_SCORE = maker(Score)  # Score(pd, points, grade) without the class call's own steps
 
 
 # the validate stage's trace values by field count, shared by every decision (engine.decision.FrozenMap)
@@ -125,10 +126,13 @@ def score_stage(ctx: DecisionContext) -> dict[str, Any]:
     ctx.package = package
     ctx.encoded = row
     ctx.model_refs = (*ctx.model_refs, package.ref)  # set whole: the context's default is shared
-    ctx.scored = {**ctx.scored, package.name: (shown, features)}
-    values: dict[str, Any] = {"pd": pd, "points": points}
+    # the first model's entry: a dict of its own, not the context's shared default unpacked (a
+    # read-only mapping, which ** walks by keys and lookups)
+    scored = {**ctx.scored} if ctx.scored else {}
+    scored[package.name] = (shown, features)
+    ctx.scored = scored
     tables = after_score(ctx, pd, points)
-    values["grade"] = ctx.fact["score.grade"]
+    values: dict[str, Any] = {"pd": pd, "points": points, "grade": ctx.fact["score.grade"]}
     if tables:
         values["tables"] = tables
     return values
@@ -140,7 +144,7 @@ def after_score(ctx: DecisionContext, pd: Decimal, points: int) -> list[str]:
     spec = ctx.policy.score
     assert spec is not None  # only a policy with a score section reaches a score
     grade, lines = spec.graded(points, ctx.evaluator)
-    ctx.score = Score(pd, points, grade)
+    ctx.score = _SCORE(pd, points, grade)
     fact = ctx.fact
     fact["score.pd"], fact["score.points"], fact["score.grade"] = pd, points, grade
     late = ctx.policy.derive_late(fact, ctx.evaluator)
