@@ -49,9 +49,10 @@ class DecisionContext:
     adjustments: list[Reason]  # limit/price rule reasons
     score: Score | None = None
     model_refs: tuple[ModelRef, ...] = ()  # set by score
-    # per model: its PD as exact text and the features it scored, made plain when model_outputs is
-    # read (the audit record and replay read it; a decision without a store never does); set by score
-    scored: dict[str, tuple[str, dict[str, Any]]]
+    # per model: its PD (a float: the record writes its repr, the exact text) and the features it
+    # scored, made plain when model_outputs is read (the audit record and replay read it; a decision
+    # without a store never does); set by score
+    scored: dict[str, tuple[float, dict[str, Any]]]
     encoded: Any = None  # the model features' encoded row (engine.models.scoring.Row), kept for explanations
     package: Any = None  # the scoring ModelPackage, kept for explanations
     # segments, offers and reasons: set whole by their stages, never appended to; read as empty
@@ -87,7 +88,8 @@ class DecisionContext:
 
     @property
     def model_outputs(self) -> dict[str, Any]:
-        """Raw model outputs for the record: per model, its PD text and its features (plain text)."""
+        """Raw model outputs for the record: per model, its PD (the record writes a float as its repr
+        text) and its features (plain text)."""
         return {
             name: {"pd": pd, "features": plain(features, "text")}
             for name, (pd, features) in self.scored.items()

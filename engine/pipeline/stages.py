@@ -4,13 +4,14 @@ score, segments, limit and price; each reads and extends the DecisionContext, al
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal
+from decimal import ROUND_DOWN, Context, Decimal
 from typing import Any
 
 from engine.decision import EMPTY_MAP, FrozenMap, Reason, Score, maker, plain
 from engine.errors import FeatureRefused, FieldViolation, InvalidInput, PolicyRuntimeError
 from engine.finance import to_decimal
 from engine.finance.money import rounding_mode
+from engine.models.scaling import pd_decimal
 from engine.pipeline.context import DecisionContext
 from engine.pipeline.runner import StageResult
 
@@ -32,7 +33,6 @@ LIMIT_FLOOR_TEXT = {
     "en": "The credit limit is below the minimum we can lend",
     "zh": "授信额度低于最低放款金额",
 }
-PD_PLACES = Decimal("0.000001")
 CENT = Decimal("0.01")
 _ZERO = Decimal(0)
 _WIDE = Context(prec=50)  # the limit's rounding to its step: room for any amount, default traps
@@ -121,15 +121,14 @@ def score_stage(ctx: DecisionContext) -> dict[str, Any]:
             message = f"refused by model feature {exc.feature!r} (a personal value: not repeated here)"
         raise InvalidInput([FieldViolation(field, message)]) from None
     points = spec.scaling.scale(raw_pd)
-    shown = repr(raw_pd)
-    pd = Decimal(shown).quantize(PD_PLACES, ROUND_HALF_EVEN)  # positional: keywords cost more
+    pd = pd_decimal(raw_pd)
     ctx.package = package
     ctx.encoded = row
     ctx.model_refs = (*ctx.model_refs, package.ref)  # set whole: the context's default is shared
     # the first model's entry: a dict of its own, not the context's shared default unpacked (a
     # read-only mapping, which ** walks by keys and lookups)
     scored = {**ctx.scored} if ctx.scored else {}
-    scored[package.name] = (shown, features)
+    scored[package.name] = (raw_pd, features)  # the record writes the float as its repr: exact text
     ctx.scored = scored
     tables = after_score(ctx, pd, points)
     values: dict[str, Any] = {"pd": pd, "points": points, "grade": ctx.fact["score.grade"]}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
+import numpy as np
 import pytest
 
 from engine.errors import ModelError
-from engine.models.scaling import grade, points
+from engine.models.scaling import PD_PLACES, grade, pd_decimal, points
 
 BANDS = [
     {"grade": "C", "min_points": 0},
@@ -112,3 +113,33 @@ def test_points_are_the_documented_formula_on_every_kind_of_pd() -> None:
         with pytest.raises(ModelError) as caught:
             scale(bad)
         assert caught.value.code == "BAD_PD"
+
+
+def _shown(pd: float) -> Decimal:
+    """The PD a decision shows, by its definition: the shortest repr, rounded half-even to 6 places."""
+    return Decimal(repr(pd)).quantize(PD_PLACES, ROUND_HALF_EVEN)
+
+
+def test_no_float32_value_but_a_tie_itself_reprs_as_a_tie_at_the_7th_place() -> None:
+    """pd_decimal's proof: '.6f' of a float (correctly rounded) and its shortest repr rounded
+    half-even differ only when the float's repr is a 7-place tie t (a 5 at the 7th place) while the
+    float is not t, i.e. the float is the double nearest t. For every tie in [0, 1] the nearest
+    double (IEEE division of exact integers is correctly rounded) is either no float32 value or t
+    itself, where both roundings go to the even neighbour."""
+    ties = (np.arange(1_000_000, dtype=np.float64) * 10 + 5) / 1e7  # the double nearest each tie
+    single = ties[ties.astype(np.float32).astype(np.float64) == ties]
+    assert len(single) > 0  # the dyadic ties (2**-7 = 0.0078125, ...): exact, and checked below
+    for pd in single.tolist():
+        assert Decimal(pd) == Decimal(repr(pd)) and len(repr(pd).split(".")[1]) == 7
+        assert str(pd_decimal(pd)) == str(_shown(pd))
+
+
+def test_pd_decimal_is_the_shortest_repr_rounded_half_even() -> None:
+    """Float32 PDs (the '.6f' path) and other floats (the repr path) give the same text as the
+    definition, sign of a zero and both ends included."""
+    rng = np.random.default_rng(11)
+    singles = rng.random(20_000, dtype=np.float32).astype(np.float64).tolist()
+    doubles = rng.random(2_000).tolist()
+    edges = [0.0, -0.0, 1.0, 5e-7, 4.999999e-7, 0.0078125, 0.1, 0.5, float(np.float32(0.1234565))]
+    for pd in [*singles, *doubles, *edges]:
+        assert str(pd_decimal(pd)) == str(_shown(pd)), pd
