@@ -162,14 +162,19 @@ def limit_stage(ctx: DecisionContext) -> StageResult:
     """formula -> adjustments (policy order) -> cap -> round down -> floor (below it: decline)."""
     spec = ctx.policy.limit
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
-    formula = _number(spec.formula.run(ctx.fact, ctx.evaluator), spec.formula)
+    formula = spec.formula.run(ctx.fact, ctx.evaluator)
+    if formula.__class__ is not Decimal or not formula.is_finite():  # _number's own first test, inline
+        formula = _number(formula, spec.formula)
     value, fired = _adjust(ctx, spec.adjustments, formula, "limit")
     cap, step = spec.cap, spec.round_to
     capped = cap is not None and value > cap
     if capped and cap is not None:
         value = cap
     quantum = spec.step_quantum
-    value = _to_step(value, step, rounding_mode(spec.rounding), quantum)
+    if quantum is not None:  # _to_step's usual case, inline: a power of ten is one quantize
+        value = value.quantize(quantum, rounding_mode(spec.rounding), _WIDE)
+    else:
+        value = _to_step(value, step, rounding_mode(spec.rounding), quantum)
     if cap is not None and value > cap:  # rounding up never lends above the cap
         value = _to_step(cap, step, ROUND_DOWN, quantum)
     value = value.quantize(CENT, ROUND_DOWN)  # money: in cents (the step is whole cents)
@@ -195,8 +200,14 @@ def price_stage(ctx: DecisionContext) -> StageResult:
     """base rate + spread -> adjustments (policy order) -> floor -> cap (the legal ceiling)."""
     spec = ctx.policy.price
     assert spec is not None  # stage_table schedules this stage only when the policy has the section
-    base = _number(spec.base_rate.run(ctx.fact, ctx.evaluator), spec.base_rate)
-    spread = _ZERO if spec.spread is None else _number(spec.spread.run(ctx.fact, ctx.evaluator), spec.spread)
+    fact, evaluator = ctx.fact, ctx.evaluator
+    base = spec.base_rate.run(fact, evaluator)
+    if base.__class__ is not Decimal or not base.is_finite():  # _number's own first test, inline
+        base = _number(base, spec.base_rate)
+    spread = _ZERO if spec.spread is None else spec.spread.run(fact, evaluator)
+    if spread.__class__ is not Decimal or not spread.is_finite():
+        assert spec.spread is not None  # _ZERO is a finite Decimal
+        spread = _number(spread, spec.spread)
     value, fired = _adjust(ctx, spec.adjustments, base + spread, "price")
     floored = spec.floor is not None and value < spec.floor
     if floored and spec.floor is not None:
