@@ -235,13 +235,23 @@ class _Writer:
 
     def bounds(self, decl: InputDecl, typed: str) -> str:
         """` or <out of the declared bounds>`, or "" when none are declared."""
-        if decl.min is not None and decl.max is not None:
-            return f" or not {self.bind(decl.min)} <= {typed} <= {self.bind(decl.max)}"
-        if decl.min is not None:
-            return f" or {typed} < {self.bind(decl.min)}"
-        if decl.max is not None:
-            return f" or {typed} > {self.bind(decl.max)}"
+        low, high = self.bound(decl, decl.min), self.bound(decl, decl.max)
+        if low is not None and high is not None:
+            return f" or not {low} <= {typed} <= {high}"
+        if low is not None:
+            return f" or {typed} < {low}"
+        if high is not None:
+            return f" or {typed} > {high}"
         return ""
+
+    def bound(self, decl: InputDecl, value: Any) -> str | None:
+        """The name bound to a declared bound. A decimal input's whole-number bound is bound as its
+        Decimal: the same comparison, without the int made a Decimal on every compare."""
+        if value is None:
+            return None
+        if decl.type.kind == "decimal" and type(value) is int:
+            value = Decimal(value)
+        return self.bind(value)
 
 
 _MISSING = object()
