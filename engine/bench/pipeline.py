@@ -4,9 +4,12 @@ stage's share, and the floor (the ONNX call plus the rule stages measured alone)
 
 from __future__ import annotations
 
+import copy
+import random
 import statistics
 import time
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from engine.bench.stats import percentile
@@ -15,7 +18,7 @@ from engine.pipeline.candidates import clear_caches
 from engine.policy.model import TEST_DATE
 from engine.service import DecisionService
 
-__all__ = ["bench_policy", "describe", "floor_millis"]
+__all__ = ["bench_policy", "bench_varied", "describe", "floor_millis", "varied_applications"]
 
 
 def floor_millis(service: DecisionService, policy: Any, apps: list[dict[str, Any]], rounds: int) -> float:
@@ -91,6 +94,59 @@ def bench_policy(service: DecisionService, policy: Any, rounds: int, cold: bool 
         "stage_share": {stage: ms / spent for stage, ms in sorted(stage_ms.items(), key=lambda kv: -kv[1])},
         "floor_ms": floor,
         "approve_p50_ms": percentile(by_outcome.get("APPROVE", totals), 0.5),
+        "varied": bench_varied(service, policy, max(200, 30 * rounds)),
+    }
+
+
+def varied_applications(policy: Any, count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """`count` applications no two alike, as live traffic is: each is one of the policy's approved
+    test inputs with the amount asked for and the income (the inputs its offers spec reads them
+    from) scaled by a random factor, the amount to whole hundreds. Empty when the policy has no
+    offers spec naming both as inputs. What bench_policy's repeated inputs never show: a decision
+    whose amount, rate and PD the caches have not seen (new schedules, present values, dated rows)."""
+    spec = getattr(policy, "offers", None)
+    names = set(policy.input_names)
+    requested = getattr(getattr(spec, "requested", None), "source", None)
+    income = getattr(getattr(spec, "income", None), "source", None)
+    if not isinstance(requested, str) or not isinstance(income, str) or not {requested, income} <= names:
+        return []
+    approved = [t.input for t in policy.tests if t.expect.get("outcome") == "APPROVE"]
+    if not approved:
+        return []
+    rng = random.Random(seed)
+    apps = []
+    for n in range(count):
+        app = copy.deepcopy(dict(approved[n % len(approved)]))
+        for name, low, high, step in ((requested, 0.5, 1.0, 100), (income, 1.0, 1.6, 1)):
+            *parents, leaf = name.split(".")
+            node = app
+            for part in parents:
+                node = node[part]
+            value = Decimal(str(node[leaf])) * Decimal(str(round(rng.uniform(low, high), 4)))
+            node[leaf] = int(value / step) * step
+        apps.append(app)
+    return apps
+
+
+def bench_varied(service: DecisionService, policy: Any, count: int) -> dict[str, Any] | None:
+    """decide() p50 (ms) by outcome over varied_applications, each decided once after as many
+    others have warmed the service; None when the policy has none."""
+    apps = varied_applications(policy, 2 * count)
+    if not apps:
+        return None
+    for n, app in enumerate(apps[:count]):
+        service.decide(policy, app, f"varied-warmup-{policy.name}-{n}")
+    by_outcome: dict[str, list[float]] = defaultdict(list)
+    for n, app in enumerate(apps[count:]):
+        start = time.perf_counter()
+        try:
+            decision = service.decide(policy, app, f"varied-{policy.name}-{n}")
+        except CredoError:
+            continue
+        by_outcome[decision.outcome.value].append((time.perf_counter() - start) * 1000)
+    return {
+        "decisions": sum(map(len, by_outcome.values())),
+        "by_outcome": {o: {"n": len(v), "p50_ms": percentile(v, 0.5)} for o, v in sorted(by_outcome.items())},
     }
 
 
@@ -104,6 +160,10 @@ def describe(result: dict[str, Any]) -> list[str]:
         lines.append(f"  {outcome:8s} n={r['n']:5d}  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms")
     shares = "  ".join(f"{stage} {100 * share:.1f}%" for stage, share in result["stage_share"].items())
     lines.append(f"  stage share: {shares}")
+    varied = result.get("varied")
+    if varied:
+        shown = "  ".join(f"{o} n={r['n']} p50 {r['p50_ms']:.3f} ms" for o, r in varied["by_outcome"].items())
+        lines.append(f"  varied applicants (amount and income no two alike): {shown}")
     lines.append(
         f"  floor (ONNX call + rule stages alone) p50 {result['floor_ms']:.3f} ms; APPROVE p50 / floor = "
         f"{result['approve_p50_ms'] / result['floor_ms']:.1f}x"

@@ -16,6 +16,7 @@ __all__ = ["RATIO_KEYS", "TARGETS", "Target", "compare_table", "compute_ratios",
 RATIO_KEYS = (
     "decide_p50_vs_parts",
     "refer_vs_approve_p50",
+    "varied_vs_repeated_p50",
     "decide_floor_vs_zen_floor",
     "rules_vs_handwritten",
     "rules_vs_zen",
@@ -102,6 +103,14 @@ def compute_ratios(sections: Mapping[str, Any]) -> tuple[dict[str, float], dict[
         refer,
         approve,
         f"decide() REFER p50 {_ms(refer)} / APPROVE p50 {_ms(approve)}",
+    )
+    varied = _get(cl, "varied", "by_outcome", "APPROVE", "p50_ms")
+    put(
+        "varied_vs_repeated_p50",
+        varied,
+        approve,
+        f"decide() APPROVE p50 over applicants no two alike {_ms(varied)} / over the policy's "
+        f"repeated test inputs {_ms(approve)}",
     )
     floor = sections.get("floor") or {}
     put(
@@ -282,6 +291,7 @@ def ratio_table(report: Mapping[str, Any]) -> Table:
 def _section_of(key: str) -> str:
     return {
         "decide_p50_vs_parts": "pipeline", "refer_vs_approve_p50": "pipeline",
+        "varied_vs_repeated_p50": "pipeline",
         "decide_floor_vs_zen_floor": "floor", "rules_vs_handwritten": "rules", "rules_vs_zen": "peer",
         "grpc_p50_vs_echo": "grpc", "grpc_throughput_vs_echo": "grpc", "audit_log_latency_cost": "grpc",
         "worker_share_min": "grpc",

@@ -22,6 +22,7 @@ SECTIONS: dict[str, Any] = {
             "approve_p50_ms": 0.9,
             "floor_ms": 0.6,
             "by_outcome": {"APPROVE": {"p50_ms": 0.9}, "REFER": {"p50_ms": 1.08}},
+            "varied": {"decisions": 300, "by_outcome": {"APPROVE": {"n": 300, "p50_ms": 4.5}}},
         }
     },
     "floor": {"decide_us": 24.0, "zen_us": 8.0},
@@ -66,6 +67,7 @@ def test_every_ratio_is_the_quotient_of_its_two_side_by_side_figures() -> None:
     assert set(ratios) == set(RATIO_KEYS)
     assert ratios["decide_p50_vs_parts"] == pytest.approx(1.5)
     assert ratios["refer_vs_approve_p50"] == pytest.approx(1.2)
+    assert ratios["varied_vs_repeated_p50"] == pytest.approx(5.0)  # no two alike / repeated inputs
     assert ratios["decide_floor_vs_zen_floor"] == pytest.approx(3.0)
     assert ratios["rules_vs_handwritten"] == pytest.approx(4.0)  # the default (compiled) evaluator
     assert ratios["rules_vs_zen"] == pytest.approx(6.0)
@@ -189,3 +191,23 @@ def test_the_pipeline_section_times_every_shipped_policy_dated_inputs_included()
         result = bench_policy(service, policy, rounds=1)
         valid = [t for t in policy.tests if "error" not in t.expect]
         assert result["decisions"] == len(valid) and result["floor_ms"] > 0, name  # every input decided
+
+
+def test_varied_applications_are_valid_and_no_two_alike_in_amount_and_income() -> None:
+    """The live-traffic row decides applications the caches have not seen: each is valid for the
+    policy (a bad one would be timed as an error, not a decision) and differs from the others."""
+    from engine.bench.pipeline import varied_applications
+    from engine.policy.model import TEST_DATE
+    from engine.service import DecisionService
+
+    service = DecisionService(ROOT / "policies", ROOT / "models")
+    policy = service.policy("consumer_loan")
+    apps = varied_applications(policy, 200)
+    assert len(apps) == 200
+    pairs = {(a["loan"]["amount"], a["applicant"]["income_monthly"]) for a in apps}
+    assert len(pairs) > 190
+    for app in apps:
+        policy.validate(app, today=TEST_DATE)
+    tested = [dict(t.input) for t in policy.tests]
+    assert not [a for a in apps if a in tested]
+    assert varied_applications(service.policy("credit_card"), 10) == []  # no offers to vary
