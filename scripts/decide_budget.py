@@ -48,21 +48,27 @@ PARTS = [
 ]
 
 
+def charged(fn: Callable[..., Any], part: str, spent: dict[str, float]) -> Callable[..., Any]:
+    """`fn`, charging the time of each of its calls to `spent[part]`, in seconds."""
+
+    @functools.wraps(fn)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[part] += time.perf_counter() - start
+
+    return timed
+
+
 @contextmanager
 def timed_parts(service: DecisionService, policy: Any, spent: dict[str, float]) -> Iterator[None]:
     """Charge each call of PARTS, of the GENERATED functions of `policy` and of the service's recent
     answers to `spent`, in seconds; the originals are put back on exit."""
 
     def wrap(fn: Callable[..., Any], part: str) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                spent[part] += time.perf_counter() - start
-
-        return timed
+        return charged(fn, part, spent)
 
     generated = decider(policy).__globals__  # the namespace the generated functions read
     saved = [(module, name, getattr(module, name)) for module, name, _ in PARTS]
