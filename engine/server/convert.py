@@ -130,13 +130,14 @@ def request_to_call(request: pb.DecideRequest) -> dict[str, Any]:
         application = {}
     if violations:
         raise InvalidInput(violations)
+    labels = request.labels
     return {
         "policy": request.policy,
         "application": application,
         "request_id": request.request_id,
         "language": request.language or None,  # none: the policy's own first language
         "version": version or None,
-        "labels": dict(request.labels),
+        "labels": dict(labels) if labels else {},  # dict() of even an empty map walks it in Python
     }
 
 
@@ -186,10 +187,13 @@ def decision_to_pb(
     ref.sha256 = decision.policy.sha256
     for r in decision.reasons:
         msg.reasons.add(code=r.code, text=r.text, stage=r.stage, rule_id=r.rule_id)
-    if decision.score is not None:
-        msg.score.CopyFrom(
-            pb.Score(pd=str(decision.score.pd), points=decision.score.points, grade=decision.score.grade)
-        )
+    score = decision.score
+    if score is not None:  # filled in place, as the policy ref
+        wire_score = msg.score
+        wire_score.SetInParent()
+        wire_score.pd = str(score.pd)
+        wire_score.points = score.points
+        wire_score.grade = score.grade
     if decision.limit is not None:
         msg.limit = str(decision.limit)
     if decision.annual_rate is not None:

@@ -173,6 +173,8 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
     def _decide(self, request: pb.DecideRequest, context: grpc.ServicerContext) -> pb.Decision:
         started = time.perf_counter()
         call = convert.request_to_call(request)
+        # the request's fields as read once there: each read of a message field makes a new str
+        policy: str = call["policy"]
         metrics.IN_FLIGHT.inc()
         try:
             # Only the decision itself holds the worker's lock; the wait for its audit record's
@@ -191,23 +193,22 @@ class DecisionServicer(pb_grpc.DecisionServiceServicer):
         )
         elapsed = time.perf_counter() - started
         outcome = decision.outcome.value
-        counted = self._counted.get((request.policy, outcome))
+        counted = self._counted.get((policy, outcome))
         if counted is None:  # one per served policy and outcome: the policy decided, so it exists
-            counted = self._counted[request.policy, outcome] = metrics.DECISIONS.labels(
-                policy=request.policy, outcome=outcome
-            )
+            counted = metrics.DECISIONS.labels(policy=policy, outcome=outcome)
+            self._counted[policy, outcome] = counted
         counted.inc()
         metrics.DECISION_SECONDS.observe(elapsed)  # stage timings are in the trace, not in metrics
         if log.isEnabledFor(logging.INFO):
-            labels = request.labels
+            labels = call["labels"]
             _decision_line(
-                request.request_id,
+                call["request_id"],
                 decision.decision_id,
                 f"{decision.policy.name}@{decision.policy.version}",
                 outcome,
                 [r.code for r in decision.reasons],
                 round(elapsed * 1000, 3),
-                mask_labels(labels, self.pii.get(request.policy, ())) if labels else {},
+                mask_labels(labels, self.pii.get(policy, ())) if labels else {},
             )
         return answer
 
