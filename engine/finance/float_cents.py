@@ -125,10 +125,11 @@ def _cents(approx: float, bound: float, mode: str) -> Decimal | None:
             whole += 1
     if not whole and odd < 0:
         return _MINUS_ZERO  # money() keeps a negative value's sign on a zero
-    return _WIDE.multiply(whole, CENT)  # exact: fewer than 16 digits
+    return _TIMES(whole, CENT)  # exact: fewer than 16 digits
 
 
 _NEAREST: Final = frozenset({ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_HALF_DOWN})
+_TIMES: Final = _WIDE.multiply  # bound once: the lookup and binding cost more than the product
 _MINUS_ZERO: Final = Decimal("-0.00")
 
 

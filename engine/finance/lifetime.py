@@ -386,8 +386,16 @@ def expected_loss_and_profit(
     (profit_bound's exact bound, read from the same sums). `key`: present_value_key(...) of these
     terms and fees; `dot`: the schedule's entry of float_losses at these terms, when the caller
     has them."""
-    before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
-    loss, profit = _loss_and_profit(schedule, terms, before, rounding, dot)
+    before = schedule.present_values.get(key)  # _before_loss's kept figures, without its call
+    if before is None:
+        before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
+    if dot is not None:  # _loss_and_profit's float fast path, inline: a ranked loan's usual way
+        approx_loss = dot * 100.0
+        bound = loss_bound(approx_loss, schedule.term_months)
+        fast = loss_and_profit(approx_loss, bound, before[6], rounding)
+        if fast is not None:
+            return fast[0], fast[1], before[5]
+    loss, profit = _loss_and_profit(schedule, terms, before, rounding, dot)  # then the 50-digit sums
     return loss, profit, before[5]
 
 
