@@ -218,13 +218,14 @@ class _Curve:
     for a loan's loss, a dot product with its exposures) and survival (_approx_weights), and the
     lifetime PD of each term asked for so far."""
 
-    __slots__ = ("alive", "pds", "vector", "weights")
+    __slots__ = ("alive", "pds", "sums", "vector", "weights")
 
     def __init__(self, weights: tuple[float, ...] | None, alive: tuple[float, ...] | None) -> None:
         self.weights = weights
         self.vector = None if weights is None else np.array(weights, dtype=np.float64)
         self.alive = alive
         self.pds: dict[int, Decimal] = {}
+        self.sums: dict[int, float] = {}  # fsum of the first weights, by months (a line's horizon)
 
 
 @lru_cache(maxsize=256)
@@ -617,11 +618,15 @@ def line_loss_and_profit(
     """line_lifetime's expected loss and expected profit alone: what ranking and offering a line
     needs (its lifetime PD and the Lifetime are not made)."""
     exposure, before_loss, _, _, _, floats_at, _ = figures
-    approx = _curve_of(terms, horizon_months).weights
+    known = _curve_of(terms, horizon_months)
+    approx = known.weights
     if approx is not None and floats_at is not None:
         # the same exposure every month: fsum(w'_t) x float(exposure) x 100, within the bound of a
-        # loan's dot product (engine/finance/float_cents.py)
-        approx_loss = fsum(approx[:horizon_months]) * floats_at[0] * 100.0
+        # loan's dot product (engine/finance/float_cents.py); the sum kept with the PD's curve
+        summed = known.sums.get(horizon_months)
+        if summed is None:
+            summed = known.sums[horizon_months] = fsum(approx[:horizon_months])
+        approx_loss = summed * floats_at[0] * 100.0
         fast = loss_and_profit(approx_loss, loss_bound(approx_loss, horizon_months), floats_at[1], rounding)
         if fast is not None:
             return fast

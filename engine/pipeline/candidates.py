@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from engine.decision import Fee, Instalment
 from engine.finance import annuity_payment, apr, build_schedule, money, quantize
@@ -33,6 +33,7 @@ __all__ = [
     "candidate",
     "clear_caches",
     "disclosed_apr",
+    "keep_bounded",
     "objective_value",
     "offer_schedule",
     "product_plans",
@@ -444,12 +445,25 @@ def product_plans(
     known = _product_plans.get(key)
     if known is None:
         pricing = ProductPricing(product, index, amount, annual_rate, upfront_rate, terms, monthly_rate)
-        known = ProductPlans(pricing, term_months, methods)
-        with _plans_lock:
-            while len(_product_plans) >= _PLANS_KEPT:  # the oldest first
-                del _product_plans[next(iter(_product_plans))]
-            _product_plans[key] = known
+        known = keep_bounded(
+            _product_plans, _plans_lock, _PLANS_KEPT, key, ProductPlans(pricing, term_months, methods)
+        )
     return known
+
+
+def keep_bounded(kept: dict[_K, _V], lock: threading.Lock, most: int, key: _K, value: _V) -> _V:
+    """`value`, put in `kept` under `key`, the oldest entries out first while `kept` holds `most`:
+    a cache the offers stage reads without the lock (one dict get) and writes under it, so no two
+    writers evict at once."""
+    with lock:
+        while len(kept) >= most:
+            del kept[next(iter(kept))]
+        kept[key] = value
+    return value
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 # Each entry holds a product's dozen schedules, and holding keeps them alive past `_schedule`'s own

@@ -5,6 +5,7 @@ the ranking reaches it (RevolvingPlan)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
@@ -20,7 +21,7 @@ from engine.finance.lifetime import (
     line_loss_and_profit,
 )
 from engine.finance.schedule import METHODS
-from engine.pipeline.candidates import objective_value
+from engine.pipeline.candidates import keep_bounded, objective_value
 from engine.policy.model import Revolving
 
 __all__ = ["REVOLVING", "RevolvingCandidate", "RevolvingPlan"]
@@ -76,7 +77,8 @@ class RevolvingCandidate:
 
     def offer(self, apr: Decimal) -> Offer:
         figures = self.lifetime
-        return _line_offer(self, apr, self.interest, figures.expected_profit, figures.expected_loss)
+        offered = _offered_terms(self.terms)
+        return _line_offer(self, apr, self.interest, figures.expected_profit, figures.expected_loss, offered)
 
     def disclosed_apr(self) -> Decimal:
         """No fees on a line: its APR is the nominal rate, to the disclosed places."""
@@ -84,7 +86,12 @@ class RevolvingCandidate:
 
 
 def _line_offer(
-    line: RevolvingCandidate | RevolvingPlan, apr: Decimal, interest: Decimal, profit: Decimal, loss: Decimal
+    line: RevolvingCandidate | RevolvingPlan,
+    apr: Decimal,
+    interest: Decimal,
+    profit: Decimal,
+    loss: Decimal,
+    offered: RevolvingTerms,
 ) -> Offer:
     return _new_offer(  # positional, in Offer's field order: keywords cost a third more
         line.product,
@@ -102,7 +109,7 @@ def _line_offer(
         "",
         line.product_name,
         (),
-        _offered_terms(line.terms),
+        offered,
     )
 
 
@@ -122,6 +129,53 @@ def _offered_terms(terms: Revolving) -> RevolvingTerms:
 
 
 _offered: dict[int, tuple[Revolving, RevolvingTerms]] = {}
+
+
+class LineQuote:
+    """What a credit line at one limit and rate states whoever asks, under one policy's terms and
+    economics: its minimum payment on the full limit (min(limit, max(fixed, rate x limit)), by
+    comparisons: the same object on a tie), its PD-free lifetime figures (line_figures), its
+    disclosed APR (no fees: the nominal rate to the disclosed places) and the terms its offer
+    states. Limits are rounded and rates banded by grade, as a loan's: kept (_quote), as a
+    product's plans are."""
+
+    __slots__ = ("apr", "figures", "minimum", "offered", "terms")
+
+    def __init__(
+        self, limit: Decimal, annual_rate: Decimal, terms: Revolving, economics: LifetimeTerms, rounding: str
+    ) -> None:
+        minimum = money(terms.minimum_rate * limit, rounding)
+        if not minimum > terms.minimum_fixed:
+            minimum = terms.minimum_fixed
+        if not minimum < limit:
+            minimum = limit
+        self.minimum, self.terms = minimum, terms
+        self.figures = line_figures(
+            limit, annual_rate, terms.utilisation, terms.ccf, terms.horizon_months, economics, rounding
+        )
+        self.apr = quantize(annual_rate, 4)
+        self.offered = _offered_terms(terms)
+
+
+def _quote(
+    limit: Decimal, annual_rate: Decimal, terms: Revolving, economics: LifetimeTerms, rounding: str
+) -> LineQuote:
+    """The LineQuote of these figures (kept: the last 128 asked for). Keyed by the terms' identity
+    (a loaded policy's spec never changes; the quote holds them, so their id is not reused while
+    it is kept) and decimal strings, as a product's plans are."""
+    _, _, cost_of_funds, _, per_month, per_loan = economics.keys  # what line_figures reads
+    key = (id(terms), str(limit), str(annual_rate), rounding, cost_of_funds, per_month, per_loan)
+    known = _quotes.get(key)
+    if known is not None and known.terms is terms:
+        return known
+    return keep_bounded(
+        _quotes, _quotes_lock, _QUOTES_KEPT, key, LineQuote(limit, annual_rate, terms, economics, rounding)
+    )
+
+
+_QUOTES_KEPT: Final = 128
+_quotes: dict[tuple[object, ...], LineQuote] = {}  # read without the lock, written under it (keep_bounded)
+_quotes_lock = threading.Lock()
 
 
 class RevolvingPlan:
@@ -145,6 +199,7 @@ class RevolvingPlan:
         "product_index",
         "product_name",
         "profit",
+        "quote",
         "rounding",
         "terms",
         "unaffordable",
@@ -166,20 +221,14 @@ class RevolvingPlan:
         self.product, self.product_index, self.product_name = product, product_index, product_name
         self.limit, self.annual_rate, self.terms = limit, annual_rate, terms
         self.economics, self.rounding, self.objective = economics, rounding, objective
-        # min(limit, max(fixed, rate x limit)) by comparisons (the same object on a tie): less work
-        minimum = money(terms.minimum_rate * limit, rounding)
-        if not minimum > terms.minimum_fixed:
-            minimum = terms.minimum_fixed
-        if not minimum < limit:
-            minimum = limit
-        self.minimum, self.affordable = minimum, minimum <= allowed
+        quote = self.quote = _quote(limit, annual_rate, terms, economics, rounding)
+        minimum = self.minimum = quote.minimum
+        self.affordable = minimum <= allowed
         self.unaffordable = ""
         if not self.affordable:
             room = money(max(allowed, Decimal(0)), rounding)
             self.unaffordable = f"minimum payment {minimum!s} on the full limit, {room!s} affordable"
-        self.figures = line_figures(
-            limit, annual_rate, terms.utilisation, terms.ccf, terms.horizon_months, economics, rounding
-        )
+        self.figures = quote.figures
         self.bound = line_bound(self.figures, economics)
 
     def label(self) -> str:
@@ -199,11 +248,11 @@ class RevolvingPlan:
 
     def offer(self, apr: Decimal) -> Offer:
         """The line's offer, once priced (`price`)."""
-        return _line_offer(self, apr, self.figures[4], self.profit, self.loss)
+        return _line_offer(self, apr, self.figures[4], self.profit, self.loss, self.quote.offered)
 
     def disclosed_apr(self) -> Decimal:
-        """No fees on a line: its APR is the nominal rate, to the disclosed places."""
-        return quantize(self.annual_rate, 4)
+        """No fees on a line: its APR is the nominal rate, to the disclosed places (its quote's)."""
+        return self.quote.apr
 
     def priced(self) -> RevolvingCandidate:
         """The line with its lifetime figures."""
