@@ -168,7 +168,8 @@ def rank_plans(
             else:
                 assert of is not None  # a loan's product
                 # exact now: its sums are kept
-                priced, quoted.bound = _priced(quoted, of, name, economics, _dots(of, economics, dots))
+                losses = dots[of] if of in dots else _dots(of, economics, dots)
+                priced, quoted.bound = _priced(quoted, of, name, economics, losses)
             at = bisect.bisect_right(keys, priced[0])  # where bisect.insort(ranked, ...) puts it
             keys.insert(at, priced[0])
             ranked.insert(at, priced)
@@ -180,7 +181,9 @@ def rank_plans(
             over_cap += _offer_line(item, terms, offers)
             continue
         assert plans is not None and loss is not None
-        rate = plans.disclosed_apr(item)
+        rate = item.apr
+        if rate is None:  # worked out once per plan, kept with it
+            rate = plans.disclosed_apr(item)
         if terms.apr_cap is not None and rate > terms.apr_cap:
             over_cap += 1
             continue
@@ -297,7 +300,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         return StageResult(values={"skipped": "policy declares no products, offers or price"})
     pd = _pd(ctx, spec.pd)
     life = spec.lifetime
-    economics = None if life is None else _economics(life, spec.lgd).at_pd(pd)
+    economics = None if life is None else _economics_at(life, spec.lgd, pd)
     terms = OfferTerms(  # positional, in OfferTerms' field order: keywords cost a third more
         _number(spec.income(ctx.fact)),
         _number(spec.existing_payments(ctx.fact)),
@@ -330,7 +333,7 @@ def offers_stage(ctx: DecisionContext) -> StageResult:
         if requested is not None and requested < amount and product.revolving is None:
             amount = requested  # a line's limit is not the loan asked for
         amount = money(amount, "down")  # in cents, however the policy wrote the maximum
-        if amount < product.amount_min or amount <= 0:
+        if amount < product.amount_min or amount <= _ZERO:  # a Decimal zero: no int to convert
             continue
         eligible.append(product.id)
         rate = annual_rate + product.rate_adjustment
@@ -426,23 +429,45 @@ def _ranked_by(
     return replace(c, rank_value=-value if maximise else value)
 
 
-def _economics(life: LifetimeSpec, lgd: Decimal) -> LifetimeTerms:
+def _economics_at(life: LifetimeSpec, lgd: Decimal, pd: Decimal) -> LifetimeTerms:
+    """The policy's lifetime economics at the 12-month PD `pd` (at_pd's): kept with the policy's
+    by the PD's decimal string (the trace states that string), at most _AT_PDS of them, as the
+    PD's loss curve is kept (lifetime._loss_curve): PDs are six-place model outputs or grade
+    tables, so decisions share them. The terms are frozen: a decision only reads them."""
+    known = _policy_economics.get(id(life))
+    if known is None or known[0] is not life or known[1] is not lgd:
+        known = _policy_entry(life, lgd)
+    by_pd = known[3]
+    text = str(pd)
+    terms = by_pd.get(text)
+    if terms is None:
+        terms = known[2].at_pd(pd)
+        if len(by_pd) >= _AT_PDS:  # forget them all: it refills with the PDs decided now
+            by_pd.clear()
+        by_pd[text] = terms
+    return terms
+
+
+def _policy_entry(life: LifetimeSpec, lgd: Decimal) -> _PolicyEconomics:
     """The policy's lifetime economics (at PD 0, its key strings worked out): kept per loaded
     policy's spec, by identity (a spec never changes once loaded)."""
     known = _policy_economics.get(id(life))
     if known is not None and known[0] is life and known[1] is lgd:
-        return known[2]
+        return known
     terms = LifetimeTerms(
         Decimal(0), lgd, life.cost_of_funds, life.operating_per_loan, life.operating_per_month, life.pd_curve
     )
     _ = terms.keys, terms.loss_never_negative  # worked out once, kept by at_pd
     if len(_policy_economics) >= 64:  # policies loaded and dropped: forget them all, it refills
         _policy_economics.clear()
-    _policy_economics[id(life)] = (life, lgd, terms)
-    return terms
+    known = _policy_economics[id(life)] = (life, lgd, terms, {})
+    return known
 
 
-_policy_economics: dict[int, tuple[LifetimeSpec, Decimal, LifetimeTerms]] = {}
+# per loaded policy's lifetime spec: the spec, its LGD, its economics at PD 0 and at the PDs decided
+_PolicyEconomics = tuple[LifetimeSpec, Decimal, LifetimeTerms, dict[str, LifetimeTerms]]
+_policy_economics: dict[int, _PolicyEconomics] = {}
+_AT_PDS: Final = 256
 
 
 def _pd(ctx: DecisionContext, formula: Formula | None) -> Decimal:
