@@ -381,15 +381,18 @@ def expected_loss_and_profit(
     rounding: str,
     key: tuple[str, ...],
     dot: float | None = None,
+    before: PresentValues | None = None,
 ) -> tuple[Decimal, Decimal, Decimal]:
     """lifetime(...)'s expected loss and expected profit alone: what ranking a loan needs (its
     lifetime PD and the Lifetime are not made); and its profit before the loss, to the cent
     (profit_bound's exact bound, read from the same sums). `key`: present_value_key(...) of these
     terms and fees; `dot`: the schedule's entry of float_losses at these terms, when the caller
-    has them."""
-    before = schedule.present_values.get(key)  # _before_loss's kept figures, without its call
+    has them; `before`: the schedule's present values at `key` (_before_loss's), when the caller
+    kept them."""
     if before is None:
-        before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
+        before = schedule.present_values.get(key)  # _before_loss's kept figures, without its call
+        if before is None:
+            before = _before_loss(schedule, terms, upfront_fee, monthly_fee, rounding, key)
     if dot is not None:  # _loss_and_profit's float fast path, inline: a ranked loan's usual way
         approx_loss = dot * 100.0
         bound = loss_bound(approx_loss, schedule.term_months)

@@ -20,7 +20,7 @@ from engine.finance.lifetime import (
     lifetime,
     present_value_key,
 )
-from engine.finance.schedule import INTEREST_ONLY, METHODS, Schedule
+from engine.finance.schedule import INTEREST_ONLY, METHODS, PresentValues, Schedule
 
 __all__ = [
     "LEGACY_OBJECTIVE",
@@ -334,9 +334,21 @@ class Plan:
     costliest month needs with the monthly fee (`_peak`), the start of the trace's text when that
     does not fit ("personal/12/interest_only: month 12 needs 50487.50, "), and, once a decision
     asks, its profit bound (lifetime.profit_bound: the exact one once the loan is priced) and its
-    disclosed APR; `row`: its place among its product's plans."""
+    disclosed APR, and its present values at its product's key (lifetime's, once priced); `row`:
+    its place among its product's plans."""
 
-    __slots__ = ("apr", "bound", "method", "method_index", "needed", "refusal", "row", "schedule", "term")
+    __slots__ = (
+        "apr",
+        "before",
+        "bound",
+        "method",
+        "method_index",
+        "needed",
+        "refusal",
+        "row",
+        "schedule",
+        "term",
+    )
 
     def __init__(self, schedule: Schedule, needed: Decimal, refusal: str, row: int) -> None:
         self.schedule = schedule
@@ -348,6 +360,7 @@ class Plan:
         self.refusal = refusal
         self.bound: Decimal | None = None
         self.apr: Decimal | None = None
+        self.before: PresentValues | None = None
 
 
 class ProductPlans:

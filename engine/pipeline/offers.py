@@ -226,7 +226,10 @@ def _priced(
         plans.rounding,
         plans.pv_key,
         None if dots is None else dots[plan.row],
+        plan.before,
     )
+    if plan.before is None:  # kept with the plan: its product's fees and economics fix the key
+        plan.before = plan.schedule.present_values.get(plans.pv_key)
     return (
         (_ZERO, -profit, plans.index, plan.term, plan.method_index),
         profit,
@@ -485,4 +488,6 @@ def _pd(ctx: DecisionContext, formula: Formula | None) -> Decimal:
 
 def _number(value: Any) -> Decimal:
     """Income and existing payments: a missing optional value counts as zero."""
+    if type(value) is Decimal and value.is_finite():  # to_decimal's answer, without its type tests
+        return value
     return Decimal(0) if value is None else to_decimal(value)
