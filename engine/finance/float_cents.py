@@ -45,7 +45,7 @@ from decimal import (
 )
 from typing import Final
 
-from engine.finance.money import _WIDE, CENT, rounding_mode
+from engine.finance.money import _WIDE, CENT, ROUNDINGS, rounding_mode
 
 __all__ = ["cents", "floats", "half_unit_midpoint", "loss_and_profit", "loss_bound", "usable"]
 
@@ -94,29 +94,28 @@ def loss_and_profit(
 ) -> tuple[Decimal, Decimal] | None:
     """money(L, rounding) and money(b - L, rounding), from `loss` = a within `bound` of L and
     `before` = b' as the module docstring states them (all in cents), or None when either could
-    round apart."""
-    mode = rounding_mode(rounding)
-    lost = _cents(loss, bound, mode)
-    if lost is None:
-        return None
+    round apart.
+
+    Each lies strictly between k/2 and (k+1)/2 cents (half_unit_midpoint's odd = 2k + 1): never on
+    a whole or a half cent, so its floor is k // 2 = (odd - 1) // 4, its ceiling one more, and its
+    nearest cent (any half_* mode) (odd + 1) // 4 (_cents). Both midpoints are found before either
+    is rounded (each is a pure function of its figures): under a half_* mode, two positive ones
+    (a loan's usual figures) are rounded here, without _cents' calls."""
+    mode = ROUNDINGS.get(rounding) or rounding_mode(rounding)  # rounding_mode: its error
     profit = before - loss
-    made = _cents(profit, bound + (abs(before) + abs(profit)) * _PROFIT_REL, mode)
-    if made is None:
+    lost = half_unit_midpoint(loss, bound)
+    made = half_unit_midpoint(profit, bound + (abs(before) + abs(profit)) * _PROFIT_REL)
+    if lost is None or made is None:
         return None
-    return lost, made
+    if lost > 0 and made > 0 and mode in _NEAREST:
+        return _TIMES((lost + 1) // 4, CENT), _TIMES((made + 1) // 4, CENT)  # exact: < 16 digits
+    return _cents(lost, mode), _cents(made, mode)
 
 
-def _cents(approx: float, bound: float, mode: str) -> Decimal | None:
-    """money(x) under the decimal rounding `mode` for any x within `bound` of `approx` (cents), or
-    None if that interval holds a multiple of half a cent (or `approx` is too large for the test).
-
-    x lies strictly between k/2 and (k+1)/2 cents (odd = 2k + 1): never on a whole or a half cent,
-    so its floor is k // 2 = (odd - 1) // 4, its ceiling one more, and its nearest cent (any half_*
-    mode) (odd + 1) // 4. The cents are worked in ints and made a Decimal by one exact product,
-    at under half the cost of rounding the midpoint's Decimal (twice per loan or line priced)."""
-    odd = half_unit_midpoint(approx, bound)
-    if odd is None:
-        return None
+def _cents(odd: int, mode: str) -> Decimal:
+    """money(x) under the decimal rounding `mode` for any x strictly between k/2 and (k+1)/2 cents
+    (odd = 2k + 1), as loss_and_profit states it. The cents are worked in ints and made a Decimal
+    by one exact product, at under half the cost of rounding the midpoint's Decimal."""
     if mode in _NEAREST:
         whole = (odd + 1) // 4
     else:
