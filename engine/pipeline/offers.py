@@ -437,9 +437,7 @@ def _economics_at(life: LifetimeSpec, lgd: Decimal, pd: Decimal) -> LifetimeTerm
     by the PD's decimal string (the trace states that string), at most _AT_PDS of them, as the
     PD's loss curve is kept (lifetime._loss_curve): PDs are six-place model outputs or grade
     tables, so decisions share them. The terms are frozen: a decision only reads them."""
-    known = _policy_economics.get(id(life))
-    if known is None or known[0] is not life or known[1] is not lgd:
-        known = _policy_entry(life, lgd)
+    known = _policy_entry(life, lgd)
     by_pd = known[3]
     text = str(pd)
     terms = by_pd.get(text)
