@@ -300,3 +300,24 @@ def test_a_stored_lifetime_decision_reads_back_with_dated_schedules_and_its_cred
     assert stored.offers == answered.offers and stored.objective == answered.objective
     assert "revolving" in [o.repayment_method for o in stored.offers]
     assert all(row.due_date for o in stored.offers for row in o.schedule)
+
+
+def test_offers_do_not_depend_on_what_was_decided_before(shipped: DecisionService) -> None:
+    """Every shipped consumer_loan input is offered the same loans and lines, with the same figures
+    and the same offers-stage trace, whether decided first or after all the others (the plans,
+    credit-line quotes and per-PD economics the offers stage keeps across decisions)."""
+    policy = shipped.policy("consumer_loan")
+    inputs = [dict(t.input) for t in policy.tests if "error" not in t.expect]
+    inputs.append(README_APPLICANT)
+
+    def offered(order: list[int], run: str) -> dict[int, Any]:
+        seen = {}
+        for i in order:
+            decision = shipped.decide("consumer_loan", inputs[i], f"{run}-{i}")
+            stage = [e.values for e in decision.trace if e.stage == "offers"]
+            seen[i] = ([replaced(o, offer_id="") for o in decision.offers], stage)
+        return seen
+
+    forward = offered(list(range(len(inputs))), "forward")
+    assert sum(bool(offers) for offers, _ in forward.values()) >= 8
+    assert offered(list(reversed(range(len(inputs)))), "backward") == forward
